@@ -1,0 +1,403 @@
+//! Jobs: what a consumer submits, what travels to the node over libp2p, what
+//! comes back, and the receipt the node signs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::ErrorBody;
+use crate::registry::Task;
+use crate::signing::{Signable, SignedEnvelope, SigningError};
+use crate::{JobId, MilliSats, ModelHash, NodeId, Sha256Digest, UnixMillis};
+
+/// Limits on one embedding job's input.
+pub const MAX_EMBEDDING_TEXTS: usize = 64;
+pub const MAX_EMBEDDING_TEXT_CHARS: usize = 8_192;
+
+/// A job's input, tagged with its task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum JobInput {
+    Embedding { texts: Vec<String> },
+}
+
+/// A job's output, tagged with its task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum JobOutput {
+    Embedding { dim: u32, vectors: Vec<Vec<f32>> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("input for an {task} job must be {expected}: {detail}")]
+    Shape {
+        task: &'static str,
+        expected: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl JobInput {
+    /// Reads the untagged `input` of an HTTP job submission as input for
+    /// `task`, and checks its limits.
+    pub fn parse(task: Task, input: serde_json::Value) -> Result<Self, InputError> {
+        let parsed = match task {
+            Task::Embedding => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Embedding {
+                    texts: Vec<String>,
+                }
+                let e: Embedding =
+                    serde_json::from_value(input).map_err(|e| InputError::Shape {
+                        task: "embedding",
+                        expected: r#"{"texts": ["...", ...]}"#,
+                        detail: e.to_string(),
+                    })?;
+                JobInput::Embedding { texts: e.texts }
+            }
+        };
+        parsed.validate()?;
+        Ok(parsed)
+    }
+
+    pub fn validate(&self) -> Result<(), InputError> {
+        match self {
+            JobInput::Embedding { texts } => {
+                if texts.is_empty() || texts.len() > MAX_EMBEDDING_TEXTS {
+                    return Err(InputError::Limit(format!(
+                        "an embedding job takes 1 to {MAX_EMBEDDING_TEXTS} texts, got {}",
+                        texts.len()
+                    )));
+                }
+                if let Some((i, t)) = texts
+                    .iter()
+                    .enumerate()
+                    .find(|(_, t)| t.chars().count() > MAX_EMBEDDING_TEXT_CHARS)
+                {
+                    return Err(InputError::Limit(format!(
+                        "text {i} has {} characters; the limit is {MAX_EMBEDDING_TEXT_CHARS}",
+                        t.chars().count()
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn task(&self) -> Task {
+        match self {
+            JobInput::Embedding { .. } => Task::Embedding,
+        }
+    }
+
+    pub fn digest(&self) -> Sha256Digest {
+        // Serialising these plain types cannot fail.
+        Sha256Digest::of_json(self).unwrap_or_else(|_| Sha256Digest::of(b""))
+    }
+}
+
+impl JobOutput {
+    pub fn digest(&self) -> Sha256Digest {
+        Sha256Digest::of_json(self).unwrap_or_else(|_| Sha256Digest::of(b""))
+    }
+}
+
+/// Sent by the server (or any consumer) to a node over the job protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub job_id: JobId,
+    pub model_hash: ModelHash,
+    pub input: JobInput,
+    /// The consumer pays at most this much; a node asking more refuses.
+    pub max_price_msat: MilliSats,
+    /// The node gives up on the job after this time.
+    pub deadline: UnixMillis,
+}
+
+/// A node's answer over the job protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum JobResponse {
+    Done {
+        output: JobOutput,
+        /// A [`SignedEnvelope`] around a [`Receipt`].
+        receipt: SignedEnvelope,
+    },
+    Refused {
+        code: RefusalCode,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    UnknownModel,
+    PriceTooLow,
+    BadInput,
+    Overloaded,
+    DeadlineExceeded,
+    EngineFailed,
+}
+
+/// What the node signs about a finished job. Anyone holding the job's input
+/// and output can check every hash in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub job_id: JobId,
+    pub node_id: NodeId,
+    pub model_hash: ModelHash,
+    pub input_hash: Sha256Digest,
+    pub output_hash: Sha256Digest,
+    pub price_msat: MilliSats,
+    pub received_at: UnixMillis,
+    pub finished_at: UnixMillis,
+    /// Time spent waiting for the engine.
+    pub queue_ms: u64,
+    /// Time spent computing, tokenisation included.
+    pub compute_ms: u64,
+    pub device: String,
+}
+
+impl Signable for Receipt {
+    const DOMAIN: &'static str = "infernet/receipt/v1";
+    fn signer(&self) -> NodeId {
+        self.node_id
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("receipt signature: {0}")]
+    Signature(#[from] SigningError),
+    #[error("receipt is signed by {actual}, but the job ran on {expected}")]
+    WrongNode { expected: NodeId, actual: NodeId },
+    #[error("receipt names job {actual}, not {expected}")]
+    WrongJob { expected: JobId, actual: JobId },
+    #[error("receipt's {what} hash does not match the job's")]
+    HashMismatch { what: &'static str },
+    #[error("receipt charges {charged}, above the agreed maximum {max}")]
+    Overcharged { charged: MilliSats, max: MilliSats },
+}
+
+/// Checks a receipt against the job it claims to be for: signature, node,
+/// job id, and the model, input and output hashes.
+pub fn verify_receipt(
+    envelope: &SignedEnvelope,
+    job_id: &JobId,
+    node: NodeId,
+    model_hash: ModelHash,
+    input: &JobInput,
+    output: &JobOutput,
+) -> Result<Receipt, ReceiptError> {
+    let receipt: Receipt = envelope.open()?;
+    if receipt.node_id != node {
+        return Err(ReceiptError::WrongNode {
+            expected: node,
+            actual: receipt.node_id,
+        });
+    }
+    if &receipt.job_id != job_id {
+        return Err(ReceiptError::WrongJob {
+            expected: job_id.clone(),
+            actual: receipt.job_id,
+        });
+    }
+    if receipt.model_hash != model_hash {
+        return Err(ReceiptError::HashMismatch { what: "model" });
+    }
+    if receipt.input_hash != input.digest() {
+        return Err(ReceiptError::HashMismatch { what: "input" });
+    }
+    if receipt.output_hash != output.digest() {
+        return Err(ReceiptError::HashMismatch { what: "output" });
+    }
+    Ok(receipt)
+}
+
+/// `POST /api/v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// A model name or content hash.
+    pub model: String,
+    /// Task-specific; for embeddings `{"texts": [...]}`.
+    pub input: serde_json::Value,
+    /// Run on this node only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price_msat: Option<MilliSats>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Sent to a node; waiting for its answer.
+    Dispatched,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Dispatched => "dispatched",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub status: JobStatus,
+    pub at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A job as the server keeps it and `GET /api/v1/jobs/{id}` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub model: String,
+    pub model_hash: ModelHash,
+    pub task: Task,
+    pub node_id: NodeId,
+    pub status: JobStatus,
+    pub input: JobInput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<JobOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<SignedEnvelope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    pub price_msat: MilliSats,
+    pub created_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<UnixMillis>,
+    #[serde(default)]
+    pub events: Vec<JobEvent>,
+}
+
+/// One line of `GET /api/v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub model: String,
+    pub node_id: NodeId,
+    pub status: JobStatus,
+    pub price_msat: MilliSats,
+    pub created_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<UnixMillis>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p_identity::Keypair;
+
+    fn done_job(key: &Keypair) -> (JobId, JobInput, JobOutput, Receipt) {
+        let job_id = JobId::from_random([7; 16]);
+        let input = JobInput::Embedding {
+            texts: vec!["a cat".into()],
+        };
+        let output = JobOutput::Embedding {
+            dim: 2,
+            vectors: vec![vec![0.6, 0.8]],
+        };
+        let receipt = Receipt {
+            job_id: job_id.clone(),
+            node_id: key.public().to_peer_id().into(),
+            model_hash: Sha256Digest::of(b"model"),
+            input_hash: input.digest(),
+            output_hash: output.digest(),
+            price_msat: MilliSats(1000),
+            received_at: UnixMillis(1),
+            finished_at: UnixMillis(2),
+            queue_ms: 0,
+            compute_ms: 1,
+            device: "cpu".into(),
+        };
+        (job_id, input, output, receipt)
+    }
+
+    #[test]
+    fn receipt_verifies_against_its_job() {
+        let key = Keypair::generate_ed25519();
+        let (id, input, output, receipt) = done_job(&key);
+        let env = SignedEnvelope::seal(&key, &receipt).unwrap();
+        let got = verify_receipt(
+            &env,
+            &id,
+            receipt.node_id,
+            receipt.model_hash,
+            &input,
+            &output,
+        )
+        .unwrap();
+        assert_eq!(got, receipt);
+    }
+
+    #[test]
+    fn receipt_for_a_different_output_is_rejected() {
+        let key = Keypair::generate_ed25519();
+        let (id, input, _, receipt) = done_job(&key);
+        let env = SignedEnvelope::seal(&key, &receipt).unwrap();
+        let other = JobOutput::Embedding {
+            dim: 2,
+            vectors: vec![vec![0.8, 0.6]],
+        };
+        assert_eq!(
+            verify_receipt(&env, &id, receipt.node_id, receipt.model_hash, &input, &other),
+            Err(ReceiptError::HashMismatch { what: "output" })
+        );
+    }
+
+    #[test]
+    fn receipt_from_another_node_is_rejected() {
+        let key = Keypair::generate_ed25519();
+        let (id, input, output, receipt) = done_job(&key);
+        let env = SignedEnvelope::seal(&key, &receipt).unwrap();
+        let other = NodeId::from(Keypair::generate_ed25519().public().to_peer_id());
+        assert!(matches!(
+            verify_receipt(&env, &id, other, receipt.model_hash, &input, &output),
+            Err(ReceiptError::WrongNode { .. })
+        ));
+    }
+
+    #[test]
+    fn output_digest_survives_a_json_round_trip() {
+        // The browser re-checks receipts from JSON it received: the digest
+        // must not change when f32s go through JSON text and back.
+        let output = JobOutput::Embedding {
+            dim: 3,
+            vectors: vec![vec![0.1, -1.0e-7, 0.333_333_34]],
+        };
+        let back: JobOutput = serde_json::from_str(&serde_json::to_string(&output).unwrap()).unwrap();
+        assert_eq!(back.digest(), output.digest());
+    }
+
+    #[test]
+    fn embedding_input_is_parsed_and_bounded() {
+        let ok = JobInput::parse(Task::Embedding, serde_json::json!({"texts": ["hi"]})).unwrap();
+        assert_eq!(ok.task(), Task::Embedding);
+        assert!(matches!(
+            JobInput::parse(Task::Embedding, serde_json::json!({"text": "hi"})),
+            Err(InputError::Shape { .. })
+        ));
+        assert!(matches!(
+            JobInput::parse(Task::Embedding, serde_json::json!({"texts": []})),
+            Err(InputError::Limit(_))
+        ));
+        let long = "x".repeat(MAX_EMBEDDING_TEXT_CHARS + 1);
+        assert!(matches!(
+            JobInput::parse(Task::Embedding, serde_json::json!({"texts": [long]})),
+            Err(InputError::Limit(_))
+        ));
+    }
+}

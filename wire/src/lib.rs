@@ -1,0 +1,30 @@
+//! What crosses a process boundary in Infernet: the JSON of the HTTP API, the
+//! messages of the libp2p job protocol, and the signed envelopes that nodes
+//! attach to registrations, heartbeats and receipts.
+//!
+//! This crate has no runtime (no tokio, no axum, no tch) so that the browser
+//! app can use the same types and verify the same signatures in wasm32.
+
+pub mod api;
+pub mod ids;
+pub mod jobs;
+pub mod registry;
+pub mod signing;
+
+pub use ids::{JobId, MilliSats, ModelHash, NodeId, Sha256Digest, UnixMillis};
+pub use signing::{SignedEnvelope, SigningError};
+
+/// The software version every Infernet process reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// libp2p protocol id of the job request-response protocol.
+pub const JOB_PROTOCOL: &str = "/infernet/job/1.0.0";
+/// libp2p protocol id of Infernet's Kademlia DHT.
+pub const KAD_PROTOCOL: &str = "/infernet/kad/1.0.0";
+/// Protocol version announced over identify.
+pub const IDENTIFY_PROTOCOL: &str = "/infernet/1.0.0";
+
+/// Largest job request accepted over the job protocol.
+pub const MAX_JOB_REQUEST_BYTES: u64 = 1024 * 1024;
+/// Largest job response accepted over the job protocol.
+pub const MAX_JOB_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;

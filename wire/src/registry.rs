@@ -1,0 +1,180 @@
+//! What nodes tell the registry about themselves, and what `GET /nodes` says.
+
+use serde::{Deserialize, Serialize};
+
+use crate::signing::Signable;
+use crate::{MilliSats, ModelHash, NodeId, UnixMillis};
+
+/// The signed registration may not list more than this many models.
+pub const MAX_MODELS_PER_NODE: usize = 256;
+/// The signed registration may not list more than this many addresses.
+pub const MAX_MULTIADDRS: usize = 32;
+/// Heartbeat interval bounds a node may declare.
+pub const MIN_HEARTBEAT_MS: u64 = 200;
+pub const MAX_HEARTBEAT_MS: u64 = 300_000;
+/// A node is offline once it has missed this many heartbeats.
+pub const MISSED_HEARTBEATS_OFFLINE: u64 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Text in, one L2-normalised vector per text out.
+    Embedding,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Embedding => "embedding",
+        }
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "embedding" => Ok(Task::Embedding),
+            other => Err(format!("unknown task `{other}` (known: embedding)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub vram_mb: u64,
+    /// e.g. "8.9"; absent when the driver does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_capability: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardware {
+    pub cpu_model: String,
+    pub cpu_cores: u32,
+    pub ram_mb: u64,
+    #[serde(default)]
+    pub gpus: Vec<GpuInfo>,
+    pub os: String,
+    pub arch: String,
+}
+
+impl Hardware {
+    pub fn max_vram_mb(&self) -> u64 {
+        self.gpus.iter().map(|g| g.vram_mb).max().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOffer {
+    pub name: String,
+    pub task: Task,
+    pub hash: ModelHash,
+    /// Price of one job on this model.
+    pub price_msat: MilliSats,
+    /// Where the model runs: "cpu" or "cuda:N".
+    pub device: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Task-specific facts, e.g. the embedding dimension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_dim: Option<u32>,
+}
+
+/// Signed by the node and posted to `POST /api/v1/nodes/register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub node_id: NodeId,
+    pub timestamp: UnixMillis,
+    pub multiaddrs: Vec<String>,
+    pub hardware: Hardware,
+    pub models: Vec<ModelOffer>,
+    pub version: String,
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Signable for Registration {
+    const DOMAIN: &'static str = "infernet/register/v1";
+    fn signer(&self) -> NodeId {
+        self.node_id
+    }
+}
+
+/// Signed by the node and posted to `POST /api/v1/nodes/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub node_id: NodeId,
+    pub timestamp: UnixMillis,
+    /// Jobs the node is running now.
+    pub active_jobs: u32,
+}
+
+impl Signable for Heartbeat {
+    const DOMAIN: &'static str = "infernet/heartbeat/v1";
+    fn signer(&self) -> NodeId {
+        self.node_id
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    Online,
+    Offline,
+}
+
+/// One entry of the public registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub peer_id: NodeId,
+    pub multiaddrs: Vec<String>,
+    pub hardware: Hardware,
+    pub models: Vec<ModelOffer>,
+    pub status: NodeStatus,
+    pub last_seen: UnixMillis,
+    pub registered_at: UnixMillis,
+    pub version: String,
+    pub heartbeat_interval_ms: u64,
+    pub active_jobs: u32,
+}
+
+impl NodeInfo {
+    pub fn offer(&self, model: &str) -> Option<&ModelOffer> {
+        self.models
+            .iter()
+            .find(|m| m.name == model || m.hash.to_string() == model)
+    }
+}
+
+/// A page of `GET /nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeList {
+    pub nodes: Vec<NodeInfo>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The query string of `GET /nodes`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// A model name or content hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_vram_gb: Option<f64>,
+    /// In millisatoshis per job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
