@@ -1,1 +1,90 @@
+//! Infernet's web app: browse nodes, run jobs, read their receipts.
+//!
+//! Server-only code (the [`backend`] the server functions call into) sits
+//! behind the `ssr` feature; the `hydrate` build for the browser never sees
+//! it. The app never talks to SurrealDB or libp2p itself.
 
+// `#[component]` expands to `pub` items inside private modules.
+#![allow(unreachable_pub)]
+
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod backend;
+mod components;
+mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::path;
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+                <script>
+                    "if ('serviceWorker' in navigator) { window.addEventListener('load', () => navigator.serviceWorker.register('/sw.js')); }"
+                </script>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser: this marks the page as hydrated, which
+    // the browser tests wait for before they click.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    view! {
+        <Stylesheet id="infernet" href="/pkg/app.css" />
+        <Title text="Infernet" />
+        <Meta name="description" content="An open marketplace for AI inference" />
+        <Meta name="theme-color" content="#0f172a" />
+        <Link rel="manifest" href="/manifest.webmanifest" />
+        <Link rel="icon" href="/icons/icon-192.png" />
+        <Link rel="apple-touch-icon" href="/icons/icon-192.png" />
+        <Router>
+            <header class="topbar">
+                <A href="/" attr:class="brand">
+                    "Infernet"
+                </A>
+                <nav>
+                    <A href="/">"Nodes"</A>
+                    <A href="/run">"Run a job"</A>
+                    <A href="/jobs">"Jobs"</A>
+                </nav>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
+                    <Route path=path!("/") view=pages::nodes::NodesPage />
+                    <Route path=path!("/node/:id") view=pages::node::NodePage />
+                    <Route path=path!("/run") view=pages::run::RunPage />
+                    <Route path=path!("/jobs") view=pages::jobs::JobsPage />
+                    <Route path=path!("/jobs/:id") view=pages::jobs::JobPage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The browser's entry point, called by the hydration script.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -9,17 +9,18 @@
 //!   Only that task touches the `Swarm`.
 
 mod behaviour;
+pub mod identity;
 mod client;
 mod event_loop;
 
 pub use client::{Client, InboundJob, Responder};
 pub use event_loop::EventLoop;
 pub use libp2p::identity::Keypair;
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 
 use std::time::Duration;
 
-use libp2p::multiaddr::Protocol;
 use tokio::sync::mpsc;
 
 /// How a process joins the network.

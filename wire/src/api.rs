@@ -14,6 +14,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// For people; may change between versions.
     pub message: String,
+    /// Set when the error ended a job that was recorded: read it back at
+    /// `GET /api/v1/jobs/{job_id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<crate::JobId>,
 }
 
 impl ErrorBody {
@@ -22,6 +26,7 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                job_id: None,
             },
         }
     }

@@ -156,8 +156,10 @@ pub struct NodeList {
     pub next_cursor: Option<String>,
 }
 
-/// The query string of `GET /nodes`.
+/// The query string of `GET /nodes`. Unknown parameters are an error, so
+/// that a typo does not silently widen a filter.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NodeQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
@@ -177,4 +179,11 @@ pub struct NodeQuery {
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// The answer to an accepted heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// The server's clock, so that a node can notice its own drift.
+    pub server_time: UnixMillis,
 }

@@ -1,0 +1,98 @@
+//! Server functions: thin calls into the server's [`Backend`](crate::backend::Backend).
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use serde::{Deserialize, Serialize};
+use wire::jobs::{JobRecord, JobSummary, SubmitJob};
+use wire::registry::{NodeInfo, NodeList, NodeQuery, NodeStatus, Task};
+use wire::{MilliSats, UnixMillis};
+
+/// A page of nodes and the server's clock when it was read, so that "seen
+/// 3 s ago" renders the same on the server and in the browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodesView {
+    pub list: NodeList,
+    pub now: UnixMillis,
+}
+
+/// A model on offer, summed over the online nodes that offer it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelChoice {
+    pub name: String,
+    pub task: Task,
+    pub nodes: usize,
+    pub cheapest: MilliSats,
+}
+
+#[cfg(feature = "ssr")]
+fn backend() -> Result<crate::backend::BackendHandle, ServerFnError> {
+    use_context::<crate::backend::BackendHandle>()
+        .ok_or_else(|| ServerFnError::new("the server provides no backend"))
+}
+
+#[cfg(feature = "ssr")]
+fn err(e: wire::api::ErrorBody) -> ServerFnError {
+    ServerFnError::new(e.error.message)
+}
+
+#[server(input = Json)]
+pub async fn list_nodes(query: NodeQuery) -> Result<NodesView, ServerFnError> {
+    let list = backend()?.0.list_nodes(query).await.map_err(err)?;
+    Ok(NodesView {
+        list,
+        now: UnixMillis::now(),
+    })
+}
+
+#[server(input = Json)]
+pub async fn get_node(id: String) -> Result<Option<(NodeInfo, UnixMillis)>, ServerFnError> {
+    let id = id.parse().map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
+    let node = backend()?.0.get_node(id).await.map_err(err)?;
+    Ok(node.map(|n| (n, UnixMillis::now())))
+}
+
+/// The models that online nodes offer, cheapest first.
+#[server(input = Json)]
+pub async fn list_models() -> Result<Vec<ModelChoice>, ServerFnError> {
+    let query = NodeQuery {
+        online: Some(true),
+        limit: Some(500),
+        ..Default::default()
+    };
+    let list = backend()?.0.list_nodes(query).await.map_err(err)?;
+    let mut choices: Vec<ModelChoice> = Vec::new();
+    for node in list.nodes.iter().filter(|n| n.status == NodeStatus::Online) {
+        for m in &node.models {
+            match choices.iter_mut().find(|c| c.name == m.name) {
+                Some(c) => {
+                    c.nodes += 1;
+                    c.cheapest = c.cheapest.min(m.price_msat);
+                }
+                None => choices.push(ModelChoice {
+                    name: m.name.clone(),
+                    task: m.task,
+                    nodes: 1,
+                    cheapest: m.price_msat,
+                }),
+            }
+        }
+    }
+    choices.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(choices)
+}
+
+#[server(input = Json)]
+pub async fn run_job(job: SubmitJob) -> Result<JobRecord, ServerFnError> {
+    backend()?.0.submit_job(job).await.map_err(err)
+}
+
+#[server(input = Json)]
+pub async fn list_jobs() -> Result<Vec<JobSummary>, ServerFnError> {
+    backend()?.0.list_jobs(100).await.map_err(err)
+}
+
+#[server(input = Json)]
+pub async fn get_job(id: String) -> Result<Option<JobRecord>, ServerFnError> {
+    let id = id.parse().map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
+    backend()?.0.get_job(id).await.map_err(err)
+}

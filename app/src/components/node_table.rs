@@ -1,0 +1,71 @@
+use leptos::prelude::*;
+use wire::registry::NodeInfo;
+use wire::UnixMillis;
+
+use super::{ago, gib, short_id, StatusBadge};
+
+#[component]
+pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView {
+    if nodes.is_empty() {
+        return view! { <p class="empty">"No node matches these filters."</p> }.into_any();
+    }
+    let rows = nodes
+        .into_iter()
+        .map(|n| {
+            let id = n.peer_id.to_string();
+            let href = format!("/node/{id}");
+            let gpus = if n.hardware.gpus.is_empty() {
+                "CPU only".to_owned()
+            } else {
+                n.hardware
+                    .gpus
+                    .iter()
+                    .map(|g| format!("{} ({})", g.name, gib(g.vram_mb)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let models = n
+                .models
+                .iter()
+                .map(|m| format!("{} · {} · {}", m.name, m.task.as_str(), m.price_msat))
+                .collect::<Vec<_>>()
+                .join("\n");
+            view! {
+                <tr class="node-row" data-peer-id=id.clone()>
+                    <td>
+                        <a href=href class="mono">
+                            {short_id(&id)}
+                        </a>
+                    </td>
+                    <td>
+                        <StatusBadge status=n.status />
+                    </td>
+                    <td>
+                        {format!("{} cores · {}", n.hardware.cpu_cores, gib(n.hardware.ram_mb))}
+                    </td>
+                    <td>{gpus}</td>
+                    <td class="models">{models}</td>
+                    <td>{ago(now, n.last_seen)}</td>
+                    <td class="mono">{n.version}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="nodes">
+            <thead>
+                <tr>
+                    <th>"Node"</th>
+                    <th>"Status"</th>
+                    <th>"CPU / RAM"</th>
+                    <th>"GPUs"</th>
+                    <th>"Models · task · price per job"</th>
+                    <th>"Last seen"</th>
+                    <th>"Version"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}

@@ -1,0 +1,125 @@
+use leptos::prelude::*;
+use wire::jobs::{verify_receipt, JobOutput, JobRecord};
+
+use super::{short_id, JobStatusBadge};
+
+/// Cosine similarity of two vectors (the embeddings are L2-normalised, but
+/// do not rely on it).
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+/// A job's outcome: the output, what it cost, and its receipt, checked here
+/// (in the browser after hydration) against the job's input and output.
+#[component]
+pub(crate) fn JobResult(record: JobRecord) -> impl IntoView {
+    let verified = match (&record.output, &record.receipt) {
+        (Some(output), Some(envelope)) => Some(verify_receipt(
+            envelope,
+            &record.id,
+            record.node_id,
+            record.model_hash,
+            &record.input,
+            output,
+        )),
+        _ => None,
+    };
+    let output_view = record.output.as_ref().map(|o| match o {
+        JobOutput::Embedding { dim, vectors } => {
+            let similarity = (vectors.len() == 2).then(|| cosine(&vectors[0], &vectors[1]));
+            let preview: Vec<String> = vectors
+                .iter()
+                .map(|v| {
+                    let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:.4}")).collect();
+                    format!("[{}, …]", head.join(", "))
+                })
+                .collect();
+            view! {
+                <div class="output">
+                    {similarity
+                        .map(|s| {
+                            view! {
+                                <p class="similarity">
+                                    "Cosine similarity: " <strong data-testid="similarity">{format!("{s:.4}")}</strong>
+                                </p>
+                            }
+                        })}
+                    <p>{format!("{} vectors of dimension {dim}", vectors.len())}</p>
+                    <ul class="vectors mono">
+                        {preview.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}
+                    </ul>
+                </div>
+            }
+        }
+    });
+    let receipt_view = verified.map(|v| match v {
+        Ok(r) => view! {
+            <div class="receipt" data-testid="receipt">
+                <h3>"Receipt " <span class="badge online">"signature verified"</span></h3>
+                <dl>
+                    <dt>"Job"</dt>
+                    <dd class="mono">{r.job_id.to_string()}</dd>
+                    <dt>"Node"</dt>
+                    <dd class="mono">{r.node_id.to_string()}</dd>
+                    <dt>"Model hash"</dt>
+                    <dd class="mono">{r.model_hash.to_string()}</dd>
+                    <dt>"Input hash"</dt>
+                    <dd class="mono">{r.input_hash.to_string()}</dd>
+                    <dt>"Output hash"</dt>
+                    <dd class="mono">{r.output_hash.to_string()}</dd>
+                    <dt>"Price"</dt>
+                    <dd>{r.price_msat.to_string()}</dd>
+                    <dt>"Timings"</dt>
+                    <dd>{format!("queue {} ms · compute {} ms · on {}", r.queue_ms, r.compute_ms, r.device)}</dd>
+                </dl>
+            </div>
+        }
+        .into_any(),
+        Err(e) => view! {
+            <div class="receipt bad" data-testid="receipt">
+                <h3>"Receipt " <span class="badge offline">"invalid"</span></h3>
+                <p>{e.to_string()}</p>
+            </div>
+        }
+        .into_any(),
+    });
+    let error_view = record.error.as_ref().map(|e| {
+        view! { <p class="error">{format!("{}: {}", e.error.code, e.error.message)}</p> }
+    });
+    let latency = record
+        .finished_at
+        .map(|f| format!("{} ms end to end", f.0.saturating_sub(record.created_at.0)));
+    view! {
+        <section class="job-result" data-testid="job-result">
+            <p>
+                <JobStatusBadge status=record.status />
+                " " {record.model.clone()} " on "
+                <a class="mono" href=format!("/node/{}", record.node_id)>
+                    {short_id(&record.node_id.to_string())}
+                </a> " · " {record.price_msat.to_string()} " · " {latency}
+            </p>
+            {error_view}
+            {output_view}
+            {receipt_view}
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cosine;
+
+    #[test]
+    fn cosine_of_a_vector_with_itself_is_one() {
+        assert!((cosine(&[0.6, 0.8], &[0.6, 0.8]) - 1.0).abs() < 1e-9);
+        assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-9);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+    }
+}

@@ -1,0 +1,110 @@
+//! Job history, and one job with its status changes and receipt.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use crate::api::{get_job, list_jobs};
+use crate::components::{short_id, JobResult, JobStatusBadge};
+
+#[component]
+pub(crate) fn JobsPage() -> impl IntoView {
+    let jobs = Resource::new(|| (), |_| list_jobs());
+    view! {
+        <h1>"Jobs"</h1>
+        <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match jobs.await {
+                    Ok(list) if list.is_empty() => {
+                        view! { <p class="empty">"No jobs yet. " <a href="/run">"Run one."</a></p> }
+                            .into_any()
+                    }
+                    Ok(list) => {
+                        let rows = list
+                            .into_iter()
+                            .map(|j| {
+                                let latency = j
+                                    .finished_at
+                                    .map(|f| format!("{} ms", f.0.saturating_sub(j.created_at.0)))
+                                    .unwrap_or_default();
+                                view! {
+                                    <tr class="job-row">
+                                        <td>
+                                            <a class="mono" href=format!("/jobs/{}", j.id)>
+                                                {short_id(j.id.as_str())}
+                                            </a>
+                                        </td>
+                                        <td>
+                                            <JobStatusBadge status=j.status />
+                                        </td>
+                                        <td>{j.model}</td>
+                                        <td class="mono">{short_id(&j.node_id.to_string())}</td>
+                                        <td>{j.price_msat.to_string()}</td>
+                                        <td>{latency}</td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view();
+                        view! {
+                            <table class="jobs">
+                                <thead>
+                                    <tr>
+                                        <th>"Job"</th>
+                                        <th>"Status"</th>
+                                        <th>"Model"</th>
+                                        <th>"Node"</th>
+                                        <th>"Price"</th>
+                                        <th>"Latency"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>{rows}</tbody>
+                            </table>
+                        }
+                            .into_any()
+                    }
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+pub(crate) fn JobPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let job = Resource::new(id, get_job);
+    view! {
+        <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match job.await {
+                    Ok(Some(record)) => {
+                        let events = record
+                            .events
+                            .iter()
+                            .map(|e| {
+                                let at = e.at.0.saturating_sub(record.created_at.0);
+                                view! {
+                                    <li>
+                                        {format!(
+                                            "+{at} ms · {} {}",
+                                            e.status.as_str(),
+                                            e.message.clone().unwrap_or_default(),
+                                        )}
+                                    </li>
+                                }
+                            })
+                            .collect_view();
+                        view! {
+                            <h1 class="mono">{format!("Job {}", record.id)}</h1>
+                            <ol class="events">{events}</ol>
+                            <JobResult record />
+                        }
+                            .into_any()
+                    }
+                    Ok(None) => view! { <p class="empty">"No such job."</p> }.into_any(),
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}

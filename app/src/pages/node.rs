@@ -1,0 +1,107 @@
+//! One node: hardware, models on offer, addresses.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use crate::api::get_node;
+use crate::components::{ago, gib, StatusBadge};
+
+#[component]
+pub(crate) fn NodePage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let node = Resource::new(id, get_node);
+    view! {
+        <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match node.await {
+                    Ok(Some((n, now))) => {
+                        let gpus = n
+                            .hardware
+                            .gpus
+                            .iter()
+                            .map(|g| {
+                                view! {
+                                    <li>
+                                        {format!(
+                                            "{} · {} VRAM · compute {}",
+                                            g.name,
+                                            gib(g.vram_mb),
+                                            g.compute_capability.clone().unwrap_or_else(|| "?".into()),
+                                        )}
+                                    </li>
+                                }
+                            })
+                            .collect_view();
+                        let models = n
+                            .models
+                            .iter()
+                            .map(|m| {
+                                view! {
+                                    <tr>
+                                        <td>{m.name.clone()}</td>
+                                        <td>{m.task.as_str()}</td>
+                                        <td>{m.price_msat.to_string()}</td>
+                                        <td>{m.device.clone()}</td>
+                                        <td class="mono">{m.hash.to_string()}</td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view();
+                        let addrs = n
+                            .multiaddrs
+                            .iter()
+                            .map(|a| view! { <li class="mono">{a.clone()}</li> })
+                            .collect_view();
+                        view! {
+                            <h1 class="mono">{n.peer_id.to_string()}</h1>
+                            <p>
+                                <StatusBadge status=n.status />
+                                {format!(
+                                    " last seen {} · heartbeat every {} ms · {} active job(s) · version {}",
+                                    ago(now, n.last_seen),
+                                    n.heartbeat_interval_ms,
+                                    n.active_jobs,
+                                    n.version,
+                                )}
+                            </p>
+                            <h2>"Hardware"</h2>
+                            <p>
+                                {format!(
+                                    "{} · {} cores · {} RAM · {}/{}",
+                                    n.hardware.cpu_model,
+                                    n.hardware.cpu_cores,
+                                    gib(n.hardware.ram_mb),
+                                    n.hardware.os,
+                                    n.hardware.arch,
+                                )}
+                            </p>
+                            <ul>{gpus}</ul>
+                            <h2>"Models"</h2>
+                            <table>
+                                <thead>
+                                    <tr>
+                                        <th>"Name"</th>
+                                        <th>"Task"</th>
+                                        <th>"Price per job"</th>
+                                        <th>"Device"</th>
+                                        <th>"Content hash"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>{models}</tbody>
+                            </table>
+                            <h2>"Addresses"</h2>
+                            <ul>{addrs}</ul>
+                            <p>
+                                <a href=format!("/run?node={}", n.peer_id)>"Run a job on this node"</a>
+                            </p>
+                        }
+                            .into_any()
+                    }
+                    Ok(None) => view! { <p class="empty">"No such node."</p> }.into_any(),
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}

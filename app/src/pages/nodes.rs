@@ -1,0 +1,87 @@
+//! The registry, live: every node with its hardware, models and status.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use wire::registry::NodeQuery;
+
+use crate::api::list_nodes;
+use crate::components::NodeTable;
+use crate::pages::ticker;
+
+fn parse_opt<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let s = s.trim();
+    if s.is_empty() {
+        None
+    } else {
+        s.parse().ok()
+    }
+}
+
+#[component]
+pub(crate) fn NodesPage() -> impl IntoView {
+    let online_only = RwSignal::new(false);
+    let model = RwSignal::new(String::new());
+    let gpu = RwSignal::new(String::from("any"));
+    let min_vram = RwSignal::new(String::new());
+    let max_price = RwSignal::new(String::new());
+    let tick = ticker(Duration::from_secs(3));
+
+    let query = Memo::new(move |_| NodeQuery {
+        online: online_only.get().then_some(true),
+        model: Some(model.get().trim().to_owned()).filter(|m| !m.is_empty()),
+        gpu: match gpu.get().as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        },
+        min_vram_gb: parse_opt(&min_vram.get()),
+        max_price: parse_opt(&max_price.get()),
+        limit: Some(200),
+        cursor: None,
+        task: None,
+    });
+    let nodes = Resource::new(move || (query.get(), tick.get()), |(q, _)| list_nodes(q));
+
+    view! {
+        <h1>"Nodes"</h1>
+        <form class="filters" on:submit=|ev| ev.prevent_default()>
+            <label>
+                <input type="checkbox" name="online" bind:checked=online_only />
+                " Online only"
+            </label>
+            <label>
+                "Model " <input type="text" name="model" placeholder="name or hash" bind:value=model />
+            </label>
+            <label>
+                "GPU "
+                <select name="gpu" on:change:target=move |ev| gpu.set(ev.target().value())>
+                    <option value="any">"any"</option>
+                    <option value="yes">"with GPU"</option>
+                    <option value="no">"CPU only"</option>
+                </select>
+            </label>
+            <label>
+                "Min VRAM (GB) " <input type="number" name="min_vram_gb" min="0" step="1" bind:value=min_vram />
+            </label>
+            <label>
+                "Max price (msat) " <input type="number" name="max_price" min="0" step="1" bind:value=max_price />
+            </label>
+        </form>
+        <Transition fallback=|| view! { <p class="empty">"Loading nodes…"</p> }>
+            {move || Suspend::new(async move {
+                match nodes.await {
+                    Ok(view) => {
+                        let count = view.list.nodes.len();
+                        view! {
+                            <p class="count">{format!("{count} node(s)")}</p>
+                            <NodeTable nodes=view.list.nodes now=view.now />
+                        }
+                            .into_any()
+                    }
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}

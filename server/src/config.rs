@@ -1,0 +1,243 @@
+//! The server's configuration: flags, then `INFERNET_*` environment
+//! variables, then an optional TOML file, then defaults.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+#[derive(Debug, Parser, Default)]
+#[command(name = "server", version, about = "Infernet server: node registry, job API, libp2p seed peer and web app")]
+struct Cli {
+    /// TOML file with any of the settings below (flag names, with `_` for `-`).
+    #[arg(long, env = "INFERNET_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "INFERNET_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the embedded database and the server's key [default: .data/server].
+    #[arg(long, env = "INFERNET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A remote SurrealDB (`ws://host:port`); by default SurrealKV embedded in the data dir.
+    #[arg(long, env = "INFERNET_DB")]
+    db: Option<String>,
+    /// Root user for a remote SurrealDB.
+    #[arg(long, env = "INFERNET_DB_USER")]
+    db_user: Option<String>,
+    /// Root password for a remote SurrealDB.
+    #[arg(long, env = "INFERNET_DB_PASS", hide_env_values = true)]
+    db_pass: Option<String>,
+    /// SurrealDB namespace [default: infernet].
+    #[arg(long, env = "INFERNET_DB_NS")]
+    db_namespace: Option<String>,
+    /// SurrealDB database [default: main].
+    #[arg(long, env = "INFERNET_DB_NAME")]
+    db_database: Option<String>,
+    /// libp2p port for TCP and QUIC; 0 picks free ports [default: 4001].
+    #[arg(long, env = "INFERNET_P2P_PORT")]
+    p2p_port: Option<u16>,
+    /// libp2p listen address [default: 0.0.0.0].
+    #[arg(long, env = "INFERNET_P2P_HOST")]
+    p2p_host: Option<IpAddr>,
+    /// The built web app: pkg/, manifest, icons, service worker [default: target/site].
+    #[arg(long, env = "INFERNET_SITE_ROOT")]
+    site_root: Option<PathBuf>,
+    /// Longest a job may take, in seconds [default: 60].
+    #[arg(long, env = "INFERNET_JOB_TIMEOUT_SECS")]
+    job_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    db: Option<String>,
+    db_user: Option<String>,
+    db_pass: Option<String>,
+    db_namespace: Option<String>,
+    db_database: Option<String>,
+    p2p_port: Option<u16>,
+    p2p_host: Option<IpAddr>,
+    site_root: Option<PathBuf>,
+    job_timeout_secs: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub db: Option<String>,
+    pub db_user: Option<String>,
+    pub db_pass: Option<String>,
+    pub db_namespace: String,
+    pub db_database: String,
+    pub p2p_port: u16,
+    pub p2p_host: IpAddr,
+    pub site_root: PathBuf,
+    pub job_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("db", &self.db.as_deref().unwrap_or("embedded surrealkv"))
+            .field("db_user", &self.db_user)
+            .field("db_pass", &self.db_pass.as_ref().map(|_| "<redacted>"))
+            .field("db_namespace", &self.db_namespace)
+            .field("db_database", &self.db_database)
+            .field("p2p_port", &self.p2p_port)
+            .field("p2p_host", &self.p2p_host)
+            .field("site_root", &self.site_root)
+            .field("job_timeout", &self.job_timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// From the process's arguments and environment. Exits with a usage
+    /// message on bad flags, as clap does.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::resolve(Cli::parse())
+    }
+
+    /// Defaults for tests: loopback, OS-chosen ports, everything under `data_dir`.
+    pub fn for_tests(data_dir: &Path, site_root: &Path) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_owned(),
+            db: None,
+            db_user: None,
+            db_pass: None,
+            db_namespace: "infernet".into(),
+            db_database: "main".into(),
+            p2p_port: 0,
+            p2p_host: IpAddr::from([127, 0, 0, 1]),
+            site_root: site_root.to_owned(),
+            job_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn resolve(cli: Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })?
+            }
+            None => FileConfig::default(),
+        };
+        let timeout = cli.job_timeout_secs.or(file.job_timeout_secs).unwrap_or(60);
+        if timeout == 0 || timeout > 3600 {
+            return Err(ConfigError::Invalid("job_timeout_secs must be 1 to 3600".into()));
+        }
+        let db = cli.db.or(file.db);
+        if let Some(url) = &db {
+            let ok = ["ws://", "wss://", "surrealkv://", "http://", "https://"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "--db must be a ws://, wss://, http(s):// or surrealkv:// URL, got `{url}`"
+                )));
+            }
+        }
+        Ok(Config {
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(".data/server")),
+            db,
+            db_user: cli.db_user.or(file.db_user),
+            db_pass: cli.db_pass.or(file.db_pass),
+            db_namespace: cli.db_namespace.or(file.db_namespace).unwrap_or_else(|| "infernet".into()),
+            db_database: cli.db_database.or(file.db_database).unwrap_or_else(|| "main".into()),
+            p2p_port: cli.p2p_port.or(file.p2p_port).unwrap_or(4001),
+            p2p_host: cli
+                .p2p_host
+                .or(file.p2p_host)
+                .unwrap_or_else(|| IpAddr::from([0, 0, 0, 0])),
+            site_root: cli
+                .site_root
+                .or(file.site_root)
+                .unwrap_or_else(|| PathBuf::from("target/site")),
+            job_timeout: Duration::from_secs(timeout),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("infernet-server-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(&file, "p2p_port = 5000\njob_timeout_secs = 9\n").unwrap();
+        let cli = Cli {
+            config: Some(file),
+            p2p_port: Some(6000),
+            ..Default::default()
+        };
+        let c = Config::resolve(cli).unwrap();
+        assert_eq!(c.p2p_port, 6000);
+        assert_eq!(c.job_timeout, Duration::from_secs(9));
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        let dir = std::env::temp_dir().join(format!("infernet-server-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(&file, "p2p_prot = 5000\n").unwrap();
+        let cli = Cli {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert!(matches!(Config::resolve(cli), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn db_url_must_name_a_known_scheme() {
+        let cli = Cli {
+            db: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        assert!(matches!(Config::resolve(cli), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn password_is_redacted_in_debug_output() {
+        let cli = Cli {
+            db_pass: Some("hunter2".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(cli).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,74 @@
+//! The SurrealDB connection: embedded SurrealKV on disk by default, or a
+//! remote server over `ws://`/`wss://`, through the same `engine::any` path.
+
+use serde::de::DeserializeOwned;
+use surrealdb::engine::any::Any;
+use surrealdb::opt::auth::Root;
+use surrealdb::Surreal;
+
+const SCHEMA: &str = include_str!("schema.surql");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Surreal(#[from] surrealdb::Error),
+    #[error("database returned an unexpected shape: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub(crate) struct DbConfig {
+    /// `surrealkv://<dir>` (embedded) or `ws://host:port` (remote).
+    pub url: String,
+    pub namespace: String,
+    pub database: String,
+    /// Root credentials for a remote server; unused when embedded.
+    pub credentials: Option<(String, String)>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Db {
+    inner: Surreal<Any>,
+}
+
+impl Db {
+    pub(crate) async fn connect(config: &DbConfig) -> Result<Self, DbError> {
+        let inner = surrealdb::engine::any::connect(config.url.as_str()).await?;
+        if let Some((username, password)) = &config.credentials {
+            inner
+                .signin(Root {
+                    username: username.clone(),
+                    password: password.clone(),
+                })
+                .await?;
+        }
+        inner
+            .use_ns(config.namespace.as_str())
+            .use_db(config.database.as_str())
+            .await?;
+        inner.query(SCHEMA).await?.check()?;
+        Ok(Db { inner })
+    }
+
+    /// Runs `sql` with `vars` (a JSON object) and returns every row of
+    /// statement `index`, decoded from JSON.
+    pub(crate) async fn rows<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        vars: serde_json::Value,
+        index: usize,
+    ) -> Result<Vec<T>, DbError> {
+        let mut response = self.inner.query(sql).bind(vars).await?.check()?;
+        let rows: Vec<serde_json::Value> = response.take(index)?;
+        rows.into_iter()
+            .map(|r| serde_json::from_value(r).map_err(DbError::from))
+            .collect()
+    }
+
+    /// Runs `sql` with `vars` and fails if any statement failed.
+    pub(crate) async fn execute(&self, sql: &str, vars: serde_json::Value) -> Result<(), DbError> {
+        self.inner.query(sql).bind(vars).await?.check()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,515 @@
+//! Jobs: choose a node, send the job over libp2p, check the node's receipt,
+//! and record the job and each status change in SurrealDB.
+
+use std::cmp::Reverse;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use wire::api::ErrorBody;
+use wire::jobs::{
+    verify_receipt, JobEvent, JobInput, JobOutput, JobRecord, JobRequest, JobResponse, JobStatus,
+    JobSummary, Receipt, ReceiptError, SubmitJob,
+};
+use wire::registry::{ModelOffer, NodeInfo, NodeStatus, Task};
+use wire::{JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
+
+use crate::db::Db;
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::registry::Registry;
+use crate::AppState;
+
+/// Body limit of a job submission.
+pub(crate) const MAX_JOB_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_LIST: u32 = 200;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", post(submit).get(list))
+        .route("/jobs/{id}", get(fetch))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY))
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    ApiJson(job): ApiJson<SubmitJob>,
+) -> Result<Json<JobRecord>, ApiError> {
+    // Run the job on its own task: a client that hangs up must not leave the
+    // job half-recorded.
+    let jobs = state.jobs.clone();
+    tokio::spawn(async move { jobs.submit(job).await })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JobList {
+    pub jobs: Vec<JobSummary>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIST {
+        return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIST}")));
+    }
+    Ok(Json(JobList {
+        jobs: state.jobs.list(limit).await?,
+    }))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let id: JobId = id
+        .parse()
+        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
+    state
+        .jobs
+        .get(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("job {id}")))
+}
+
+/// Picks the node to run a job on: online, offering the model (by name or
+/// hash), on the requested node if one is named, at or under the maximum
+/// price. The cheapest wins; then the least busy; then the freshest.
+pub(crate) fn choose_node<'a>(
+    nodes: &'a [NodeInfo],
+    model: &str,
+    only: Option<NodeId>,
+    max_price: Option<MilliSats>,
+) -> Result<(&'a NodeInfo, &'a ModelOffer), ApiError> {
+    let offering: Vec<(&NodeInfo, &ModelOffer)> = nodes
+        .iter()
+        .filter_map(|n| n.offer(model).map(|o| (n, o)))
+        .collect();
+    if offering.is_empty() {
+        return Err(ApiError::UnknownModel(model.to_owned()));
+    }
+    let chosen: Vec<_> = offering
+        .into_iter()
+        .filter(|(n, _)| only.is_none_or(|id| n.peer_id == id))
+        .collect();
+    if let (Some(id), true) = (only, chosen.is_empty()) {
+        return Err(ApiError::NoNodeAvailable(format!(
+            "node {id} does not offer model `{model}`"
+        )));
+    }
+    let online: Vec<_> = chosen
+        .into_iter()
+        .filter(|(n, _)| n.status == NodeStatus::Online)
+        .collect();
+    if online.is_empty() {
+        return Err(ApiError::NoNodeAvailable(match only {
+            Some(id) => format!("node {id} is offline"),
+            None => format!("no online node offers model `{model}`"),
+        }));
+    }
+    let cheapest = online.iter().map(|(_, o)| o.price_msat).min();
+    online
+        .into_iter()
+        .filter(|(_, o)| max_price.is_none_or(|max| o.price_msat <= max))
+        .min_by_key(|(n, o)| (o.price_msat, n.active_jobs, Reverse(n.last_seen), n.peer_id))
+        .ok_or_else(|| {
+            ApiError::NoNodeAvailable(format!(
+                "no online node offers `{model}` at or below {} msat (cheapest: {} msat)",
+                max_price.unwrap_or_default().0,
+                cheapest.unwrap_or_default().0
+            ))
+        })
+}
+
+/// Runs jobs and keeps their records.
+#[derive(Clone)]
+pub(crate) struct Jobs {
+    db: Db,
+    registry: Registry,
+    network: p2p::Client,
+    timeout: Duration,
+}
+
+/// A job as stored in the `job` table.
+#[derive(Debug, Deserialize)]
+struct JobRow {
+    job_id: JobId,
+    model: String,
+    model_hash: ModelHash,
+    task: Task,
+    node_id: NodeId,
+    status: JobStatus,
+    input: JobInput,
+    #[serde(default)]
+    output: Option<JobOutput>,
+    #[serde(default)]
+    receipt: Option<SignedEnvelope>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+    price_msat: MilliSats,
+    created_at: UnixMillis,
+    #[serde(default)]
+    finished_at: Option<UnixMillis>,
+}
+
+impl Jobs {
+    pub(crate) fn new(db: Db, registry: Registry, network: p2p::Client, timeout: Duration) -> Self {
+        Jobs {
+            db,
+            registry,
+            network,
+            timeout,
+        }
+    }
+
+    pub(crate) async fn submit(&self, req: SubmitJob) -> Result<JobRecord, ApiError> {
+        if req.model.is_empty() || req.model.len() > 128 {
+            return Err(ApiError::BadRequest("model must be 1 to 128 bytes".into()));
+        }
+        let now = UnixMillis::now();
+        let nodes = self.registry.all(now).await?;
+        let (node, offer) = choose_node(&nodes, &req.model, req.node, req.max_price_msat)?;
+        let input = JobInput::parse(offer.task, req.input)?;
+        let addrs: Vec<p2p::Multiaddr> = node
+            .multiaddrs
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+
+        let job_id = JobId::from_random(uuid::Uuid::new_v4().into_bytes());
+        let mut record = JobRecord {
+            id: job_id.clone(),
+            model: offer.name.clone(),
+            model_hash: offer.hash,
+            task: offer.task,
+            node_id: node.peer_id,
+            status: JobStatus::Dispatched,
+            input: input.clone(),
+            output: None,
+            receipt: None,
+            error: None,
+            price_msat: offer.price_msat,
+            created_at: now,
+            finished_at: None,
+            events: vec![JobEvent {
+                status: JobStatus::Dispatched,
+                at: now,
+                message: Some(format!("sent to {}", node.peer_id)),
+            }],
+        };
+        self.insert(&record).await?;
+        let span = tracing::info_span!("job", job_id = %job_id, peer_id = %node.peer_id);
+        let _guard = span.enter();
+        tracing::info!(model = %offer.name, "job dispatched");
+
+        let request = JobRequest {
+            job_id: job_id.clone(),
+            model_hash: offer.hash,
+            input: input.clone(),
+            max_price_msat: offer.price_msat,
+            deadline: UnixMillis(now.0 + self.timeout.as_millis() as u64),
+        };
+        let outcome = self
+            .dispatch(node.peer_id, addrs, request, offer.price_msat)
+            .await;
+        let finished = UnixMillis::now();
+        match outcome {
+            Ok((output, receipt_envelope, receipt)) => {
+                record.status = JobStatus::Succeeded;
+                record.output = Some(output);
+                record.receipt = Some(receipt_envelope);
+                record.price_msat = receipt.price_msat;
+                record.finished_at = Some(finished);
+                let event = JobEvent {
+                    status: JobStatus::Succeeded,
+                    at: finished,
+                    message: Some(format!("{} ms compute", receipt.compute_ms)),
+                };
+                self.finish(&record, &event).await?;
+                record.events.push(event);
+                tracing::info!(compute_ms = receipt.compute_ms, "job succeeded");
+                Ok(record)
+            }
+            Err(error) => {
+                record.status = JobStatus::Failed;
+                record.error = Some(error.body());
+                record.finished_at = Some(finished);
+                let event = JobEvent {
+                    status: JobStatus::Failed,
+                    at: finished,
+                    message: Some(error.to_string()),
+                };
+                self.finish(&record, &event).await?;
+                tracing::warn!(%error, "job failed");
+                Err(ApiError::Job {
+                    job_id,
+                    source: Box::new(error),
+                })
+            }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        peer: NodeId,
+        addrs: Vec<p2p::Multiaddr>,
+        request: JobRequest,
+        agreed: MilliSats,
+    ) -> Result<(JobOutput, SignedEnvelope, Receipt), ApiError> {
+        let job_id = request.job_id.clone();
+        let model_hash = request.model_hash;
+        let input = request.input.clone();
+        let sent = tokio::time::timeout(
+            self.timeout,
+            self.network.send_job(peer.peer_id(), addrs, request),
+        )
+        .await;
+        let response = match sent {
+            Err(_) | Ok(Err(p2p::NetworkError::Timeout)) => {
+                return Err(ApiError::NodeTimeout(self.timeout.as_secs()))
+            }
+            Ok(Err(p2p::NetworkError::ConnectionClosed)) => return Err(ApiError::NodeDisconnected),
+            Ok(Err(e)) => return Err(ApiError::NodeUnreachable(e.to_string())),
+            Ok(Ok(r)) => r,
+        };
+        match response {
+            JobResponse::Refused { code, message } => Err(ApiError::NodeRefused { code, message }),
+            JobResponse::Done { output, receipt } => {
+                let checked = verify_receipt(&receipt, &job_id, peer, model_hash, &input, &output)?;
+                if checked.price_msat > agreed {
+                    return Err(ReceiptError::Overcharged {
+                        charged: checked.price_msat,
+                        max: agreed,
+                    }
+                    .into());
+                }
+                Ok((output, receipt, checked))
+            }
+        }
+    }
+
+    fn event_row(id: &JobId, seq: usize, e: &JobEvent) -> serde_json::Value {
+        let mut row = json!({ "job_id": id, "seq": seq, "status": e.status, "at": e.at });
+        if let Some(m) = &e.message {
+            row["message"] = json!(m);
+        }
+        row
+    }
+
+    async fn insert(&self, r: &JobRecord) -> Result<(), ApiError> {
+        let job = json!({
+            "job_id": r.id,
+            "model": r.model,
+            "model_hash": r.model_hash,
+            "task": r.task,
+            "node_id": r.node_id,
+            "status": r.status,
+            "input": r.input,
+            "price_msat": r.price_msat,
+            "created_at": r.created_at,
+        });
+        let events: Vec<_> = r
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Self::event_row(&r.id, i, e))
+            .collect();
+        self.db
+            .execute(
+                "BEGIN TRANSACTION; \
+                 CREATE type::record('job', $id) CONTENT $job; \
+                 INSERT INTO job_event $events; \
+                 COMMIT TRANSACTION;",
+                json!({ "id": r.id, "job": job, "events": events }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the final state and its event together, or neither.
+    async fn finish(&self, r: &JobRecord, event: &JobEvent) -> Result<(), ApiError> {
+        let mut patch = json!({ "status": r.status, "price_msat": r.price_msat });
+        if let Some(o) = &r.output {
+            patch["output"] = json!(o);
+        }
+        if let Some(rc) = &r.receipt {
+            patch["receipt"] = json!(rc);
+        }
+        if let Some(e) = &r.error {
+            patch["error"] = json!(e);
+        }
+        if let Some(f) = r.finished_at {
+            patch["finished_at"] = json!(f);
+        }
+        let event = Self::event_row(&r.id, r.events.len(), event);
+        self.db
+            .execute(
+                "BEGIN TRANSACTION; \
+                 UPDATE type::record('job', $id) MERGE $patch; \
+                 CREATE job_event CONTENT $event; \
+                 COMMIT TRANSACTION;",
+                json!({ "id": r.id, "patch": patch, "event": event }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, ApiError> {
+        let vars = json!({ "id": id });
+        let rows: Vec<JobRow> = self
+            .db
+            .rows("SELECT * FROM type::record('job', $id)", vars.clone(), 0)
+            .await?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let events: Vec<JobEvent> = self
+            .db
+            .rows(
+                "SELECT status, at, message, seq FROM job_event WHERE job_id = $id ORDER BY seq",
+                vars,
+                0,
+            )
+            .await?;
+        Ok(Some(JobRecord {
+            id: row.job_id,
+            model: row.model,
+            model_hash: row.model_hash,
+            task: row.task,
+            node_id: row.node_id,
+            status: row.status,
+            input: row.input,
+            output: row.output,
+            receipt: row.receipt,
+            error: row.error,
+            price_msat: row.price_msat,
+            created_at: row.created_at,
+            finished_at: row.finished_at,
+            events,
+        }))
+    }
+
+    pub(crate) async fn list(&self, limit: u32) -> Result<Vec<JobSummary>, ApiError> {
+        Ok(self
+            .db
+            .rows(
+                "SELECT job_id AS id, model, node_id, status, price_msat, created_at, finished_at \
+                 FROM job ORDER BY created_at DESC LIMIT $limit",
+                json!({ "limit": limit }),
+                0,
+            )
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::registry::Hardware;
+    use wire::Sha256Digest;
+
+    fn node(seed: u8, model: &str, price: u64, online: bool, active_jobs: u32) -> NodeInfo {
+        let key = p2p::Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+        NodeInfo {
+            peer_id: key.public().to_peer_id().into(),
+            multiaddrs: vec![],
+            hardware: Hardware {
+                cpu_model: "cpu".into(),
+                cpu_cores: 2,
+                ram_mb: 1024,
+                gpus: vec![],
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            models: vec![ModelOffer {
+                name: model.into(),
+                task: Task::Embedding,
+                hash: Sha256Digest::of(model.as_bytes()),
+                price_msat: MilliSats(price),
+                device: "cpu".into(),
+                description: None,
+                embedding_dim: Some(384),
+            }],
+            status: if online { NodeStatus::Online } else { NodeStatus::Offline },
+            last_seen: UnixMillis(seed as u64),
+            registered_at: UnixMillis(0),
+            version: "0".into(),
+            heartbeat_interval_ms: 1000,
+            active_jobs,
+        }
+    }
+
+    #[test]
+    fn cheapest_online_node_with_the_model_is_chosen() {
+        let nodes = vec![
+            node(1, "m", 300, true, 0),
+            node(2, "m", 100, false, 0),
+            node(3, "m", 200, true, 0),
+            node(4, "other", 1, true, 0),
+        ];
+        let (n, o) = choose_node(&nodes, "m", None, None).unwrap();
+        assert_eq!(n.peer_id, nodes[2].peer_id);
+        assert_eq!(o.price_msat, MilliSats(200));
+    }
+
+    #[test]
+    fn model_can_be_named_by_hash() {
+        let nodes = vec![node(1, "m", 300, true, 0)];
+        let hash = Sha256Digest::of(b"m").to_string();
+        assert!(choose_node(&nodes, &hash, None, None).is_ok());
+    }
+
+    #[test]
+    fn equal_prices_go_to_the_least_busy_node() {
+        let nodes = vec![node(1, "m", 100, true, 3), node(2, "m", 100, true, 1)];
+        let (n, _) = choose_node(&nodes, "m", None, None).unwrap();
+        assert_eq!(n.peer_id, nodes[1].peer_id);
+    }
+
+    #[test]
+    fn max_price_excludes_dearer_nodes_and_says_what_the_cheapest_costs() {
+        let nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 200, true, 0)];
+        assert!(choose_node(&nodes, "m", None, Some(MilliSats(200))).is_ok());
+        let err = choose_node(&nodes, "m", None, Some(MilliSats(199))).unwrap_err();
+        assert!(matches!(err, ApiError::NoNodeAvailable(_)));
+        assert!(err.to_string().contains("cheapest: 200 msat"), "{err}");
+    }
+
+    #[test]
+    fn unknown_model_and_offline_nodes_are_told_apart() {
+        let nodes = vec![node(1, "m", 300, false, 0)];
+        assert!(matches!(
+            choose_node(&nodes, "nope", None, None),
+            Err(ApiError::UnknownModel(_))
+        ));
+        assert!(matches!(
+            choose_node(&nodes, "m", None, None),
+            Err(ApiError::NoNodeAvailable(_))
+        ));
+    }
+
+    #[test]
+    fn a_named_node_is_used_even_when_dearer() {
+        let nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 100, true, 0)];
+        let (n, _) = choose_node(&nodes, "m", Some(nodes[0].peer_id), None).unwrap();
+        assert_eq!(n.peer_id, nodes[0].peer_id);
+        let stranger = NodeId::from(p2p::Keypair::ed25519_from_bytes([9; 32]).unwrap().public().to_peer_id());
+        assert!(matches!(
+            choose_node(&nodes, "m", Some(stranger), None),
+            Err(ApiError::NoNodeAvailable(_))
+        ));
+    }
+}

@@ -1,0 +1,200 @@
+//! Building the parts, binding the listeners, serving until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use app::backend::BackendHandle;
+use axum::http::{header, Method};
+use axum::routing::get;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use p2p::Multiaddr;
+use tokio::net::TcpListener;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+use wire::api::{ErrorBody, NetworkInfo};
+
+use crate::db::{Db, DbConfig, DbError};
+use crate::registry::Registry;
+use crate::{jobs, network, registry, AppState, Config};
+
+/// No request body anywhere may be larger than this; routes set lower limits.
+const MAX_ANY_BODY: usize = 2 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("could not create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Identity(#[from] p2p::identity::IdentityError),
+    #[error("could not open the database: {0}")]
+    Db(#[from] DbError),
+    #[error("could not start the libp2p peer: {0}")]
+    Network(#[from] p2p::NetworkError),
+    #[error("could not listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    network_info: NetworkInfo,
+    /// Keeps the swarm's event loop alive as long as the server runs.
+    _network: p2p::Client,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let keypair = p2p::identity::load_or_create(&config.data_dir.join("server.key"))?;
+
+        let db_url = config
+            .db
+            .clone()
+            .unwrap_or_else(|| format!("surrealkv://{}", config.data_dir.join("db").display()));
+        let db = Db::connect(&DbConfig {
+            url: db_url,
+            namespace: config.db_namespace.clone(),
+            database: config.db_database.clone(),
+            credentials: config.db_user.clone().zip(config.db_pass.clone()),
+        })
+        .await?;
+
+        let p2p_config = p2p::Config {
+            listen: listen_addrs(&config),
+            bootstrap: vec![],
+            serve_jobs: false,
+            request_timeout: config.job_timeout,
+            idle_timeout: std::time::Duration::from_secs(300),
+            agent_version: format!("infernet-server/{}", wire::VERSION),
+        };
+        let (network, _inbound, event_loop) = p2p::start(keypair, p2p_config).await?;
+        tokio::spawn(event_loop.run());
+        let peer_id = network.local_peer_id();
+        let multiaddrs = network
+            .listen_addrs()
+            .await?
+            .into_iter()
+            .map(|a| a.with(p2p::Protocol::P2p(peer_id)).to_string())
+            .collect();
+        let network_info = NetworkInfo {
+            peer_id: peer_id.into(),
+            multiaddrs,
+            version: wire::VERSION.to_owned(),
+        };
+
+        let registry = Registry::new(db.clone());
+        let state = AppState {
+            jobs: jobs::Jobs::new(db, registry.clone(), network.clone(), config.job_timeout),
+            registry,
+            network_info: network_info.clone(),
+            leptos: LeptosOptions::builder()
+                .output_name("app")
+                .site_root(config.site_root.display().to_string())
+                .site_pkg_dir("pkg")
+                .site_addr(config.listen)
+                .build(),
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartupError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Application {
+            listener,
+            router: router(state),
+            network_info,
+            _network: network,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn network_info(&self) -> &NetworkInfo {
+        &self.network_info
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+fn listen_addrs(config: &Config) -> Vec<Multiaddr> {
+    let ip = match config.p2p_host {
+        std::net::IpAddr::V4(v4) => p2p::Protocol::Ip4(v4),
+        std::net::IpAddr::V6(v6) => p2p::Protocol::Ip6(v6),
+    };
+    let tcp = Multiaddr::empty()
+        .with(ip.clone())
+        .with(p2p::Protocol::Tcp(config.p2p_port));
+    let quic = Multiaddr::empty()
+        .with(ip)
+        .with(p2p::Protocol::Udp(config.p2p_port))
+        .with(p2p::Protocol::QuicV1);
+    vec![tcp, quic]
+}
+
+async fn api_not_found() -> (axum::http::StatusCode, axum::Json<ErrorBody>) {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(ErrorBody::new("not_found", "no such endpoint")),
+    )
+}
+
+/// Every route, with the layers that apply to all of them.
+fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(registry::api_router())
+        .merge(jobs::router())
+        .merge(network::router())
+        .fallback(api_not_found);
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::IF_NONE_MATCH])
+        .expose_headers([header::ETAG]);
+    let api_routes = Router::new()
+        .nest("/api/v1", api)
+        .merge(registry::public_router())
+        .route("/healthz", get(network::healthz))
+        .layer(cors)
+        .with_state(state.clone());
+
+    let options = state.leptos.clone();
+    let backend = BackendHandle(Arc::new(state));
+    let context = move || provide_context(backend.clone());
+    let routes = generate_route_list(app::App);
+    let web = Router::new()
+        .leptos_routes_with_context(&options, routes, context.clone(), {
+            let options = options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<LeptosOptions, _>(
+            context,
+            app::shell,
+        ))
+        .with_state(options);
+
+    api_routes
+        .merge(web)
+        .layer(RequestBodyLimitLayer::new(MAX_ANY_BODY))
+        .layer(TraceLayer::new_for_http())
+}

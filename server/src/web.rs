@@ -1,0 +1,44 @@
+//! The web app's side of the server: the [`app::backend::Backend`] that its
+//! server functions call, implemented over the registry and the job service.
+
+use app::backend::Backend;
+use wire::api::ErrorBody;
+use wire::jobs::{JobRecord, JobSummary, SubmitJob};
+use wire::registry::{NodeInfo, NodeList, NodeQuery};
+use wire::{JobId, NodeId, UnixMillis};
+
+use crate::AppState;
+
+#[async_trait::async_trait]
+impl Backend for AppState {
+    async fn list_nodes(&self, query: NodeQuery) -> Result<NodeList, ErrorBody> {
+        self.registry
+            .list(&query, UnixMillis::now())
+            .await
+            .map_err(|e| e.body())
+    }
+
+    async fn get_node(&self, id: NodeId) -> Result<Option<NodeInfo>, ErrorBody> {
+        self.registry
+            .get(id, UnixMillis::now())
+            .await
+            .map_err(|e| e.body())
+    }
+
+    async fn submit_job(&self, job: SubmitJob) -> Result<JobRecord, ErrorBody> {
+        let jobs = self.jobs.clone();
+        // As in the HTTP handler: the job finishes even if the page goes away.
+        tokio::spawn(async move { jobs.submit(job).await })
+            .await
+            .map_err(|e| ErrorBody::new("internal", e.to_string()))?
+            .map_err(|e| e.body())
+    }
+
+    async fn list_jobs(&self, limit: u32) -> Result<Vec<JobSummary>, ErrorBody> {
+        self.jobs.list(limit).await.map_err(|e| e.body())
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, ErrorBody> {
+        self.jobs.get(&id).await.map_err(|e| e.body())
+    }
+}
