@@ -1,0 +1,130 @@
+// The browser test: the real server (embedded SurrealDB), a real node serving
+// all-MiniLM-L6-v2 with libtorch, and Debian's Chromium. Loads the app, waits
+// for hydration, finds the node in the table, runs a job from the Run page,
+// reads the result and its verified receipt, and checks installability.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(here, "..", "target");
+const siteRoot = process.env.INFERNET_SITE_ROOT ?? join(targetDir, "site");
+const modelsDir = process.env.INFERNET_MODELS_DIR;
+const artifacts = join(here, "artifacts");
+mkdirSync(artifacts, { recursive: true });
+
+const children = [];
+let browser;
+let serverUrl;
+let nodeId;
+
+/** Starts a binary and resolves with its one-line JSON "ready" event. */
+function startProcess(name, args) {
+  const child = spawn(join(targetDir, "debug", name), args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, INFERNET_LOG: "info" },
+  });
+  children.push(child);
+  const log = [];
+  createInterface({ input: child.stderr }).on("line", (l) => log.push(l));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${log.slice(-20).join("\n")}`)), 180_000);
+    child.on("exit", (code) => reject(new Error(`${name} exited with ${code}:\n${log.slice(-20).join("\n")}`)));
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      try {
+        const event = JSON.parse(line);
+        if (event.event === "ready") {
+          clearTimeout(timer);
+          resolve(event);
+        }
+      } catch {
+        /* not our line */
+      }
+    });
+  });
+}
+
+before(async () => {
+  assert.ok(modelsDir, "INFERNET_MODELS_DIR must point at the exported models (run scripts/setup.sh)");
+  const data = mkdtempSync(join(tmpdir(), "infernet-e2e-"));
+  const server = await startProcess("server", [
+    "--listen", "127.0.0.1:0", "--data-dir", join(data, "server"),
+    "--p2p-port", "0", "--p2p-host", "127.0.0.1", "--site-root", siteRoot,
+  ]);
+  serverUrl = server.http;
+  const node = await startProcess("node", [
+    "--server", serverUrl, "--models-dir", modelsDir, "--key-file", join(data, "node.key"),
+    "--p2p-host", "127.0.0.1", "--heartbeat-ms", "2000", "--device", "cpu",
+  ]);
+  nodeId = node.peer_id;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  for (const c of children) c.kill("SIGTERM");
+});
+
+test("a job submitted in the browser completes with a verified receipt", { timeout: 240_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const consoleErrors = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+  await page.goto(serverUrl);
+  // Server-rendered: the node is in the table before any JavaScript runs.
+  await page.locator(`tr.node-row[data-peer-id="${nodeId}"]`).waitFor();
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  const row = page.locator(`tr.node-row[data-peer-id="${nodeId}"]`);
+  assert.match(await row.innerText(), /online/);
+  assert.match(await row.innerText(), /all-minilm-l6-v2/);
+
+  // Client-side navigation (the hydrated router), then the job.
+  await page.getByRole("link", { name: "Run a job" }).click();
+  await page.locator("select[name=model] option").first().waitFor({ state: "attached" });
+  await page.locator("textarea[name=text_a]").fill("A man is playing a guitar.");
+  await page.locator("textarea[name=text_b]").fill("Someone plays a musical instrument.");
+  await page.getByRole("button", { name: "Run" }).click();
+
+  const similarity = page.getByTestId("similarity");
+  await similarity.waitFor({ timeout: 120_000 });
+  const value = Number(await similarity.innerText());
+  assert.ok(value > 0.3 && value <= 1.0, `similarity ${value}`);
+  const receipt = page.getByTestId("receipt");
+  assert.match(await receipt.innerText(), /signature verified/);
+  assert.match(await receipt.innerText(), new RegExp(nodeId));
+  await page.screenshot({ path: join(artifacts, "run-job.png"), fullPage: true });
+
+  // The job is in the history.
+  await page.getByRole("link", { name: "Jobs" }).click();
+  await page.locator("tr.job-row").first().waitFor();
+  assert.match(await page.locator("tr.job-row").first().innerText(), /succeeded/);
+  await page.screenshot({ path: join(artifacts, "jobs.png"), fullPage: true });
+
+  assert.deepEqual(consoleErrors, []);
+});
+
+test("the app is installable as a PWA and its service worker takes control", { timeout: 60_000 }, async () => {
+  const page = await browser.newPage();
+  await page.goto(serverUrl);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  const scope = await page.evaluate(async () => (await navigator.serviceWorker.ready).scope);
+  assert.equal(scope, `${serverUrl}/`);
+  const cdp = await page.context().newCDPSession(page);
+  const { manifestUrl } = await cdp.send("Page.getAppManifest");
+  assert.equal(manifestUrl, `${serverUrl}/manifest.webmanifest`);
+  const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+  assert.deepEqual(installabilityErrors, []);
+});

@@ -1,0 +1,114 @@
+//! A model directory: one sub-directory per model, each with a
+//! `manifest.json` beside its TorchScript file (and tokenizer, for text).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use wire::registry::Task;
+use wire::MilliSats;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub task: Task,
+    /// TorchScript file, relative to the manifest.
+    pub file: PathBuf,
+    /// `tokenizer.json` (Hugging Face format), relative to the manifest.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    pub price_msat: MilliSats,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub embedding: Option<EmbeddingSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSpec {
+    /// Length of each output vector.
+    pub dim: u32,
+    /// Texts are truncated to this many tokens.
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("could not read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// A manifest with its paths made absolute.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub manifest: Manifest,
+    pub model: PathBuf,
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl ModelFiles {
+    pub fn read(manifest_path: &Path) -> Result<Self, ManifestError> {
+        let shown = manifest_path.display().to_string();
+        let text = std::fs::read_to_string(manifest_path).map_err(|source| ManifestError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|source| ManifestError::Parse {
+            path: shown.clone(),
+            source,
+        })?;
+        let invalid = |reason: &str| ManifestError::Invalid {
+            path: shown.clone(),
+            reason: reason.to_owned(),
+        };
+        if manifest.name.is_empty() || manifest.name.len() > 128 {
+            return Err(invalid("name must be 1 to 128 bytes"));
+        }
+        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+        let model = dir.join(&manifest.file);
+        if !model.is_file() {
+            return Err(invalid(&format!("model file {} does not exist", model.display())));
+        }
+        let tokenizer = manifest.tokenizer.as_ref().map(|t| dir.join(t));
+        match manifest.task {
+            Task::Embedding => {
+                if tokenizer.as_ref().is_none_or(|t| !t.is_file()) {
+                    return Err(invalid("an embedding model needs an existing `tokenizer` file"));
+                }
+                let spec = manifest
+                    .embedding
+                    .as_ref()
+                    .ok_or_else(|| invalid("an embedding model needs `embedding: {dim, max_tokens}`"))?;
+                if spec.dim == 0 || spec.max_tokens == 0 {
+                    return Err(invalid("embedding dim and max_tokens must be positive"));
+                }
+            }
+        }
+        Ok(ModelFiles {
+            manifest,
+            model,
+            tokenizer,
+        })
+    }
+
+    /// Every model under `dir`: each sub-directory holding a `manifest.json`.
+    /// Sub-directories without one are skipped; a broken manifest is an error.
+    pub fn scan(dir: &Path) -> Result<Vec<Self>, ManifestError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| ManifestError::Read {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("manifest.json").is_file())
+            .collect();
+        dirs.sort();
+        dirs.iter().map(|d| Self::read(&d.join("manifest.json"))).collect()
+    }
+}

@@ -1,0 +1,68 @@
+use std::process::ExitCode;
+
+use node::{Config, NodeError};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("INFERNET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(?config, "starting");
+    let running = match node::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(match e {
+                NodeError::NoModels(_) | NodeError::Engine(_) | NodeError::Identity(_) => 2,
+                _ => 1,
+            });
+        }
+    };
+    let ready = serde_json::json!({
+        "event": "ready",
+        "peer_id": running.node_id(),
+        "p2p": running.p2p_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "models": running.info.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+    });
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{ready}");
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop();
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,33 @@
+# Sourced by the other scripts: where the cache lives and the environment
+# that builds and runs Infernet. Nothing here installs anything.
+#
+# INFERNET_CACHE (default ~/.cache/infernet) holds everything that outlives a
+# clone: the Python venv with torch, built tools, the exported model, and the
+# cargo target directory. It is reused when present and rebuilt when not.
+
+INFERNET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export INFERNET_ROOT
+export INFERNET_CACHE="${INFERNET_CACHE:-$HOME/.cache/infernet}"
+export INFERNET_VENV="$INFERNET_CACHE/venv"
+export INFERNET_PYTHON="$INFERNET_VENV/bin/python"
+export INFERNET_TOOLS="$INFERNET_CACHE/tools"
+export INFERNET_MODELS_DIR="${INFERNET_MODELS_DIR:-$INFERNET_CACHE/models}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$INFERNET_CACHE/target}"
+export INFERNET_SITE_ROOT="${INFERNET_SITE_ROOT:-$CARGO_TARGET_DIR/site}"
+
+# tch links against the venv's PyTorch (tch 0.26 expects torch 2.13.0).
+export LIBTORCH_USE_PYTORCH=1
+export PATH="$INFERNET_VENV/bin:$INFERNET_TOOLS/bin:$HOME/.cargo/bin:$PATH"
+if [ -x "$INFERNET_PYTHON" ]; then
+  _torch_lib="$("$INFERNET_PYTHON" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null || true)"
+  if [ -n "$_torch_lib" ]; then
+    export LD_LIBRARY_PATH="$_torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+fi
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+# mold links the big debug binaries several times faster than ld.
+if command -v mold >/dev/null 2>&1 && command -v clang >/dev/null 2>&1; then
+  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=clang
+  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-fuse-ld=mold"
+fi

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Infernet needs. Idempotent:
+# each step checks first and does nothing when its result is already there.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$INFERNET_ROOT"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+mkdir -p "$INFERNET_CACHE" "$INFERNET_TOOLS/bin"
+
+# 1. System packages: Chromium for browser tests, binaryen for wasm-opt,
+#    mold+clang for fast links, Node.js for the Playwright driver.
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v wasm-opt >/dev/null || need_apt+=(binaryen)
+command -v mold >/dev/null || need_apt+=(mold)
+command -v clang >/dev/null || need_apt+=(clang)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+  # mold/clang may have just appeared: pick them up for this run.
+  source "$INFERNET_ROOT/scripts/env.sh"
+fi
+
+# 2. Rust: the wasm target and the linters.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32 target"
+  rustup target add wasm32-unknown-unknown
+fi
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+# 3. Python venv with PyTorch (the libtorch that tch links) and the MiniLM
+#    weights; pinned in scripts/requirements.txt.
+req_hash="$(sha256sum scripts/requirements.txt | cut -c1-16)"
+if [ "$(cat "$INFERNET_VENV/.requirements" 2>/dev/null)" != "$req_hash" ]; then
+  say "creating the Python venv (torch is ~5 GB with its CUDA libraries)"
+  [ -x "$INFERNET_PYTHON" ] || python3 -m venv "$INFERNET_VENV"
+  "$INFERNET_PYTHON" -m pip install -q --upgrade pip
+  "$INFERNET_PYTHON" -m pip install -q -r scripts/requirements.txt
+  echo "$req_hash" > "$INFERNET_VENV/.requirements"
+  source "$INFERNET_ROOT/scripts/env.sh"
+fi
+
+# 4. wasm-bindgen, exactly the version in Cargo.lock.
+wb_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
+if [ "$("$INFERNET_TOOLS/bin/wasm-bindgen" --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then
+  say "installing wasm-bindgen-cli $wb_version"
+  cargo install --quiet --locked --root "$INFERNET_TOOLS" wasm-bindgen-cli --version "$wb_version" \
+    --target-dir "$INFERNET_CACHE/tools-target"
+fi
+
+# 5. The real model: all-MiniLM-L6-v2 traced to TorchScript.
+model_dir="$INFERNET_MODELS_DIR/all-minilm-l6-v2"
+export_hash="$(sha256sum scripts/export_minilm.py | cut -c1-16)-$req_hash"
+if [ "$(cat "$model_dir/.export" 2>/dev/null)" != "$export_hash" ] || [ ! -f "$model_dir/model.pt" ]; then
+  say "exporting all-MiniLM-L6-v2 to TorchScript in $model_dir"
+  "$INFERNET_PYTHON" scripts/export_minilm.py "$model_dir" >/dev/null
+  echo "$export_hash" > "$model_dir/.export"
+fi
+
+# 6. The browser-test driver (playwright-core drives Debian's Chromium; it
+#    downloads no browser of its own).
+lock_hash="$(sha256sum e2e/package-lock.json | cut -c1-16)"
+if [ "$(cat e2e/node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+  say "installing e2e dependencies"
+  (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_hash" > e2e/node_modules/.lock-hash
+fi
+
+say "ready (cache: $INFERNET_CACHE)"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up everything (idempotently) and runs every test: formatting, lints,
+# unit and integration tests (real SurrealDB, libp2p, libtorch), and the
+# browser test in headless Chromium.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+start=$SECONDS
+step() { printf '\n\033[1m== %s (%ds)\033[0m\n' "$*" $((SECONDS - start)) >&2; }
+
+step "setup"
+scripts/setup.sh
+source scripts/env.sh
+
+step "format"
+cargo fmt --all --check
+
+step "clippy (native)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "clippy (browser build)"
+cargo clippy -p app --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
+
+step "build the web app"
+scripts/build-site.sh
+
+step "build the binaries"
+cargo build --workspace --bins
+
+step "unit and integration tests"
+cargo test --workspace
+
+step "browser test"
+(cd e2e && node --test --test-reporter=spec app.test.mjs)
+
+step "all tests passed"

@@ -1,0 +1,221 @@
+//! Starting and stopping the real binaries.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn server_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_server"))
+}
+
+/// The node binary sits next to the server's in the same target directory;
+/// `cargo test --workspace` builds both.
+pub fn node_bin() -> PathBuf {
+    let path = server_bin().with_file_name("node");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p node` (or `cargo test --workspace`)",
+        path.display()
+    );
+    path
+}
+
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("INFERNET_MODELS_DIR")
+        .map(PathBuf::from)
+        .expect("INFERNET_MODELS_DIR is not set: run scripts/setup.sh and source scripts/env.sh");
+    assert!(
+        dir.join("all-minilm-l6-v2/manifest.json").is_file(),
+        "no all-minilm-l6-v2 in {}: run scripts/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("infernet-it-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A child process that is killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub ready: Value,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(bin: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("INFERNET_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", bin.display()));
+        let (out_tx, out_rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = out_tx.send(line);
+            }
+        });
+        let (err_tx, err_rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = err_tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match out_rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if v["event"] == "ready" {
+                            return Proc {
+                                child,
+                                ready: v,
+                                stderr: err_rx,
+                            };
+                        }
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let log: Vec<String> = err_rx.try_iter().collect();
+                    panic!(
+                        "{} did not report ready:\n{}",
+                        bin.display(),
+                        log[log.len().saturating_sub(30)..].join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits until the process logs a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line containing `{needle}` within {timeout:?}"),
+            }
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to say goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Server {
+    pub proc: Proc,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let data_dir = temp_dir("server");
+        let site = data_dir.join("site");
+        std::fs::create_dir_all(&site).unwrap();
+        let proc = Proc::spawn(
+            &server_bin(),
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data_dir.join("data").to_str().unwrap(),
+                "--p2p-port",
+                "0",
+                "--p2p-host",
+                "127.0.0.1",
+                "--site-root",
+                site.to_str().unwrap(),
+                "--job-timeout-secs",
+                "60",
+            ],
+        );
+        let url = proc.ready["http"].as_str().unwrap().to_owned();
+        Server {
+            proc,
+            url,
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+pub struct Node {
+    pub proc: Proc,
+    pub peer_id: String,
+}
+
+impl Node {
+    pub fn start(server: &Server, heartbeat_ms: u64) -> Node {
+        let dir = temp_dir("node");
+        let proc = Proc::spawn(
+            &node_bin(),
+            &[
+                "--server",
+                &server.url,
+                "--models-dir",
+                models_dir().to_str().unwrap(),
+                "--key-file",
+                dir.join("node.key").to_str().unwrap(),
+                "--p2p-host",
+                "127.0.0.1",
+                "--heartbeat-ms",
+                &heartbeat_ms.to_string(),
+                "--device",
+                "cpu",
+            ],
+        );
+        let peer_id = proc.ready["peer_id"].as_str().unwrap().to_owned();
+        Node { proc, peer_id }
+    }
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`. For
+/// state that is only observable by asking (a node going offline).
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,195 @@
+//! Jobs from `POST /api/v1/jobs` through libp2p to a real node and back.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wire::jobs::{verify_receipt, JobOutput, JobRecord, JobStatus};
+
+use crate::harness::{http, Node, Server};
+
+fn submit(server: &Server, body: &Value) -> (StatusCode, Value) {
+    let r = http().post(server.url("/api/v1/jobs")).json(body).send().unwrap();
+    (r.status(), r.json().unwrap_or(Value::Null))
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no code>")
+}
+
+/// Embeddings of `texts` from PyTorch eager (sentence-transformers) in the venv.
+fn reference_embeddings(texts: &[String]) -> Vec<Vec<f32>> {
+    let python = std::env::var("INFERNET_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/reference_embedding.py");
+    let mut child = Command::new(&python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {python}: {e} (run scripts/setup.sh)"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(texts).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "reference_embedding.py failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn embedding_job_matches_pytorch_and_carries_a_valid_signed_receipt() {
+    let server = Server::start();
+    let node = Node::start(&server, 1000);
+    let texts: Vec<String> = vec![
+        "A man is playing a guitar.".into(),
+        "The quick brown fox jumps over the lazy dog.".into(),
+        // Longer than the model's 256-token window: truncated the same way.
+        "Infernet sells inference over a peer-to-peer network. ".repeat(40),
+        "Ünïcödé, punctuation — and an emoji 🚀!".into(),
+    ];
+    let (status, body) = submit(
+        &server,
+        &json!({ "model": "all-minilm-l6-v2", "input": { "texts": texts } }),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record: JobRecord = serde_json::from_value(body).unwrap();
+    assert_eq!(record.status, JobStatus::Succeeded);
+    assert_eq!(record.node_id.to_string(), node.peer_id);
+
+    let Some(JobOutput::Embedding { dim, vectors }) = &record.output else {
+        panic!("no embedding output: {record:?}");
+    };
+    assert_eq!(*dim, 384);
+    assert_eq!(vectors.len(), texts.len());
+    let reference = reference_embeddings(&texts);
+    for (i, (got, want)) in vectors.iter().zip(&reference).enumerate() {
+        let c = cosine(got, want);
+        eprintln!("text {i}: cosine(node, pytorch) = {c:.7}");
+        assert!(c >= 0.999, "text {i}: cosine {c}");
+    }
+
+    let receipt = verify_receipt(
+        record.receipt.as_ref().unwrap(),
+        &record.id,
+        record.node_id,
+        record.model_hash,
+        &record.input,
+        record.output.as_ref().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(receipt.price_msat, record.price_msat);
+    assert_eq!(receipt.device, "cpu");
+
+    // Read back from the database: the same job, with both status changes.
+    let stored: JobRecord = http()
+        .get(server.url(&format!("/api/v1/jobs/{}", record.id)))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored.output, record.output);
+    assert_eq!(stored.receipt, record.receipt);
+    let statuses: Vec<JobStatus> = stored.events.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, vec![JobStatus::Dispatched, JobStatus::Succeeded]);
+    let listed: Value = http().get(server.url("/api/v1/jobs")).send().unwrap().json().unwrap();
+    assert_eq!(listed["jobs"][0]["id"], record.id.to_string());
+}
+
+#[test]
+fn bad_job_requests_get_clear_errors_and_store_nothing() {
+    let server = Server::start();
+    let (status, body) = submit(&server, &json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] } }));
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "unknown_model"));
+
+    let node = Node::start(&server, 1000);
+    let cases = [
+        (json!({ "model": "nope", "input": { "texts": ["x"] } }), StatusCode::NOT_FOUND, "unknown_model"),
+        (json!({ "model": "all-minilm-l6-v2", "input": { "text": "x" } }), StatusCode::BAD_REQUEST, "invalid_input"),
+        (json!({ "model": "all-minilm-l6-v2", "input": { "texts": [] } }), StatusCode::BAD_REQUEST, "invalid_input"),
+        (json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "colour": 1 }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_json"),
+        (json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "max_price_msat": 1 }), StatusCode::SERVICE_UNAVAILABLE, "no_node_available"),
+        (
+            json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "node": "12D3KooWLF4yeyXjVmzKpuHRNyAvLDUns5r2FkiLrPRV3S2x5DvC" }),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_node_available",
+        ),
+        (json!({ "model": "", "input": {} }), StatusCode::BAD_REQUEST, "bad_request"),
+    ];
+    for (body, want_status, want_code) in cases {
+        let (status, answer) = submit(&server, &body);
+        assert_eq!((status, code(&answer)), (want_status, want_code), "{body} -> {answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
+    }
+
+    let r = http()
+        .post(server.url("/api/v1/jobs"))
+        .header("content-type", "application/json")
+        .body("{\"model\": \"all-minilm-l6-v2\", \"input\": ")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(code(&r.json().unwrap()), "invalid_json");
+
+    let huge = json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["y".repeat(2 * 1024 * 1024)] } });
+    let (status, body) = submit(&server, &huge);
+    assert_eq!((status, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+
+    let listed: Value = http().get(server.url("/api/v1/jobs")).send().unwrap().json().unwrap();
+    assert_eq!(listed["jobs"], json!([]), "a refused job was stored");
+
+    let r = http().get(server.url("/api/v1/jobs/not-a-job")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = http()
+        .get(server.url(&format!("/api/v1/jobs/{}", "0".repeat(32))))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    drop(node);
+}
+
+#[test]
+fn node_that_vanishes_mid_job_fails_the_job_with_a_complete_record() {
+    let server = Server::start();
+    let mut node = Node::start(&server, 1000);
+    // Big enough to take a while on a CPU: 64 texts at the 256-token window.
+    let texts: Vec<String> = (0..64)
+        .map(|i| format!("Sentence number {i} about distributed inference markets. ").repeat(30))
+        .collect();
+    let body = json!({ "model": "all-minilm-l6-v2", "input": { "texts": texts } });
+    let url = server.url("/api/v1/jobs");
+    let pending = std::thread::spawn(move || {
+        let r = http().post(url).json(&body).send().unwrap();
+        (r.status(), r.json::<Value>().unwrap())
+    });
+    node.proc.wait_for_log("running job", Duration::from_secs(60));
+    node.proc.kill();
+
+    let (status, body) = pending.join().unwrap();
+    assert_eq!((status, code(&body)), (StatusCode::BAD_GATEWAY, "node_disconnected"), "{body}");
+    let job_id = body["error"]["job_id"].as_str().expect("the error names the recorded job");
+
+    let stored: JobRecord = http()
+        .get(server.url(&format!("/api/v1/jobs/{job_id}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored.status, JobStatus::Failed);
+    assert_eq!(stored.error.as_ref().unwrap().error.code, "node_disconnected");
+    assert!(stored.output.is_none() && stored.receipt.is_none());
+    assert!(stored.finished_at.is_some());
+    let statuses: Vec<JobStatus> = stored.events.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, vec![JobStatus::Dispatched, JobStatus::Failed]);
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests over real processes: the `server` binary (embedded
+//! SurrealDB on disk, libp2p on loopback) and the `node` binary (libtorch,
+//! the real all-MiniLM-L6-v2), on ports chosen by the OS.
+
+mod harness;
+mod jobs;
+mod registry;
