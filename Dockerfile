@@ -5,7 +5,7 @@
 FROM rust:1.95-bookworm AS build
 ENV INFERNET_CACHE=/cache DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
-      python3 python3-venv binaryen mold clang pkg-config nodejs npm chromium \
+      python3 python3-venv mold clang pkg-config nodejs npm chromium \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -20,7 +20,7 @@ const artifacts = join(here, "artifacts");
 mkdirSync(artifacts, { recursive: true });
 
 const children = [];
-let browser;
+let browser; // a BrowserContext with a persistent profile
 let serverUrl;
 let nodeId;
 
@@ -63,7 +63,8 @@ before(async () => {
     "--p2p-host", "127.0.0.1", "--heartbeat-ms", "2000", "--device", "cpu",
   ]);
   nodeId = node.peer_id;
-  browser = await chromium.launch({
+  // A persistent profile (not an incognito context), as an installed PWA has.
+  browser = await chromium.launchPersistentContext(join(data, "chromium-profile"), {
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -78,7 +79,8 @@ after(async () => {
 });
 
 test("a job submitted in the browser completes with a verified receipt", { timeout: 240_000 }, async () => {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await browser.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
   const consoleErrors = [];
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
@@ -123,8 +125,9 @@ test("the app is installable as a PWA and its service worker takes control", { t
   const scope = await page.evaluate(async () => (await navigator.serviceWorker.ready).scope);
   assert.equal(scope, `${serverUrl}/`);
   const cdp = await page.context().newCDPSession(page);
-  const { manifestUrl } = await cdp.send("Page.getAppManifest");
-  assert.equal(manifestUrl, `${serverUrl}/manifest.webmanifest`);
+  const manifest = await cdp.send("Page.getAppManifest");
+  assert.equal(manifest.url, `${serverUrl}/manifest.webmanifest`);
+  assert.deepEqual(manifest.errors, []);
   const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
   assert.deepEqual(installabilityErrors, []);
 });

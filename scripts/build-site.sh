@@ -11,10 +11,12 @@ site="$INFERNET_SITE_ROOT"
 rm -rf "$site.tmp" && mkdir -p "$site.tmp/pkg"
 wasm-bindgen --target web --no-typescript --out-dir "$site.tmp/pkg" --out-name app \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/app.wasm"
-if command -v wasm-opt >/dev/null; then
-  wasm-opt -Oz --all-features "$site.tmp/pkg/app_bg.wasm" -o "$site.tmp/pkg/app_bg.opt.wasm"
-  mv "$site.tmp/pkg/app_bg.opt.wasm" "$site.tmp/pkg/app_bg.wasm"
-fi
+# binaryen from npm (scripts/npm), pinned; see setup.sh.
+"$INFERNET_ROOT/scripts/npm/node_modules/.bin/wasm-opt" -Oz \
+  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  "$site.tmp/pkg/app_bg.wasm" -o "$site.tmp/pkg/app_bg.opt.wasm"
+mv "$site.tmp/pkg/app_bg.opt.wasm" "$site.tmp/pkg/app_bg.wasm"
 cp style/main.css "$site.tmp/pkg/app.css"
 cp -R public/. "$site.tmp/"
 # The service worker's cache is named after this build, so a new build

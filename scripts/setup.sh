@@ -8,11 +8,10 @@ cd "$INFERNET_ROOT"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 mkdir -p "$INFERNET_CACHE" "$INFERNET_TOOLS/bin"
 
-# 1. System packages: Chromium for browser tests, binaryen for wasm-opt,
-#    mold+clang for fast links, Node.js for the Playwright driver.
+# 1. System packages: Chromium for browser tests, mold+clang for fast links,
+#    Node.js for Playwright and wasm-opt.
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
-command -v wasm-opt >/dev/null || need_apt+=(binaryen)
 command -v mold >/dev/null || need_apt+=(mold)
 command -v clang >/dev/null || need_apt+=(clang)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
@@ -64,13 +63,16 @@ if [ "$(cat "$model_dir/.export" 2>/dev/null)" != "$export_hash" ] || [ ! -f "$m
   echo "$export_hash" > "$model_dir/.export"
 fi
 
-# 6. The browser-test driver (playwright-core drives Debian's Chromium; it
-#    downloads no browser of its own).
-lock_hash="$(sha256sum e2e/package-lock.json | cut -c1-16)"
-if [ "$(cat e2e/node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
-  say "installing e2e dependencies"
-  (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$lock_hash" > e2e/node_modules/.lock-hash
-fi
+# 6. npm packages: binaryen's wasm-opt for the web build (Debian 12's is too
+#    old), and playwright-core, which drives Debian's Chromium and downloads
+#    no browser of its own.
+for dir in scripts/npm e2e; do
+  lock_hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  if [ "$(cat "$dir/node_modules/.lock-hash" 2>/dev/null)" != "$lock_hash" ]; then
+    say "installing npm packages in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_hash" > "$dir/node_modules/.lock-hash"
+  fi
+done
 
 say "ready (cache: $INFERNET_CACHE)"

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
-use wire::registry::{NodeInfo, NodeList, NodeQuery, NodeStatus, Task};
+use wire::registry::{NodeInfo, NodeList, NodeQuery, Task};
 use wire::{MilliSats, UnixMillis};
 
 /// A page of nodes and the server's clock when it was read, so that "seen
@@ -46,7 +46,9 @@ pub async fn list_nodes(query: NodeQuery) -> Result<NodesView, ServerFnError> {
 
 #[server(input = Json)]
 pub async fn get_node(id: String) -> Result<Option<(NodeInfo, UnixMillis)>, ServerFnError> {
-    let id = id.parse().map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
+    let id = id
+        .parse()
+        .map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
     let node = backend()?.0.get_node(id).await.map_err(err)?;
     Ok(node.map(|n| (n, UnixMillis::now())))
 }
@@ -61,7 +63,11 @@ pub async fn list_models() -> Result<Vec<ModelChoice>, ServerFnError> {
     };
     let list = backend()?.0.list_nodes(query).await.map_err(err)?;
     let mut choices: Vec<ModelChoice> = Vec::new();
-    for node in list.nodes.iter().filter(|n| n.status == NodeStatus::Online) {
+    for node in list
+        .nodes
+        .iter()
+        .filter(|n| n.status == wire::registry::NodeStatus::Online)
+    {
         for m in &node.models {
             match choices.iter_mut().find(|c| c.name == m.name) {
                 Some(c) => {
@@ -93,6 +99,8 @@ pub async fn list_jobs() -> Result<Vec<JobSummary>, ServerFnError> {
 
 #[server(input = Json)]
 pub async fn get_job(id: String) -> Result<Option<JobRecord>, ServerFnError> {
-    let id = id.parse().map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
+    let id = id
+        .parse()
+        .map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
     backend()?.0.get_job(id).await.map_err(err)
 }

@@ -60,7 +60,9 @@ impl Announcer {
         let now = UnixMillis::now().0;
         let prev = self
             .last_signed
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
             .unwrap_or(now);
         UnixMillis(now.max(prev + 1))
     }
@@ -113,7 +115,10 @@ impl Announcer {
                 Ok(ack) => {
                     let skew = ack.server_time.abs_diff(UnixMillis::now());
                     if skew > 10_000 {
-                        tracing::warn!(skew_ms = skew, "this machine's clock is off; fix it before the server refuses us");
+                        tracing::warn!(
+                            skew_ms = skew,
+                            "this machine's clock is off; fix it before the server refuses us"
+                        );
                     }
                 }
                 Err(e) if e.is_unknown_node() => {
@@ -128,7 +133,9 @@ impl Announcer {
     }
 }
 
-async fn read_answer<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, AnnounceError> {
+async fn read_answer<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, AnnounceError> {
     let status = response.status();
     let bytes = response
         .bytes()
@@ -145,14 +152,20 @@ async fn read_answer<T: serde::de::DeserializeOwned>(response: reqwest::Response
         }),
         Err(_) => Err(AnnounceError::BadAnswer(format!(
             "{status}: {}",
-            String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
+            String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(200)
+                .collect::<String>()
         ))),
     }
 }
 
 /// Reads the server's libp2p addresses from `GET /api/v1/network`, retrying
 /// for up to `patience` while the server starts.
-pub async fn server_network(server: &reqwest::Url, patience: Duration) -> Result<NetworkInfo, AnnounceError> {
+pub async fn server_network(
+    server: &reqwest::Url,
+    patience: Duration,
+) -> Result<NetworkInfo, AnnounceError> {
     let url = format!("{}/api/v1/network", server.as_str().trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -11,7 +11,11 @@ use serde::Deserialize;
 use crate::engine::DeviceChoice;
 
 #[derive(Debug, Parser, Default)]
-#[command(name = "node", version, about = "Infernet provider node: sells inference on this machine's CPU or GPU")]
+#[command(
+    name = "node",
+    version,
+    about = "Infernet provider node: sells inference on this machine's CPU or GPU"
+)]
 struct Cli {
     /// TOML file with any of the settings below (flag names, with `_` for `-`).
     #[arg(long, env = "INFERNET_NODE_CONFIG")]
@@ -76,9 +80,15 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -96,7 +106,10 @@ impl Config {
                     path: shown.clone(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })?
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: shown,
+                    source,
+                })?
             }
             None => FileConfig::default(),
         };
@@ -109,7 +122,11 @@ impl Config {
         let server = reqwest::Url::parse(&server_text)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| invalid(format!("--server must be an http(s) URL, got `{server_text}`")))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "--server must be an http(s) URL, got `{server_text}`"
+                ))
+            })?;
 
         let bootstrap_text = if cli.bootstrap.is_empty() {
             file.bootstrap.unwrap_or_default()
@@ -122,8 +139,11 @@ impl Config {
                 let addr: p2p::Multiaddr = a
                     .parse()
                     .map_err(|_| invalid(format!("`{a}` is not a multiaddr")))?;
-                p2p::split_peer_id(&addr)
-                    .ok_or_else(|| invalid(format!("bootstrap address `{a}` must end in /p2p/<peer id>")))?;
+                p2p::split_peer_id(&addr).ok_or_else(|| {
+                    invalid(format!(
+                        "bootstrap address `{a}` must end in /p2p/<peer id>"
+                    ))
+                })?;
                 Ok(addr)
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -150,7 +170,10 @@ impl Config {
         Ok(Config {
             server,
             bootstrap,
-            models_dir: cli.models_dir.or(file.models_dir).unwrap_or_else(|| "models".into()),
+            models_dir: cli
+                .models_dir
+                .or(file.models_dir)
+                .unwrap_or_else(|| "models".into()),
             key_file: cli
                 .key_file
                 .or(file.key_file)
@@ -182,7 +205,10 @@ mod tests {
     #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {
         let cli = Cli {
-            config: Some(file("a.toml", "heartbeat_ms = 2000\ndevice = \"cpu\"\nqueue_depth = 3\n")),
+            config: Some(file(
+                "a.toml",
+                "heartbeat_ms = 2000\ndevice = \"cpu\"\nqueue_depth = 3\n",
+            )),
             queue_depth: Some(7),
             ..Default::default()
         };
@@ -196,10 +222,22 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_a_reason() {
         for cli in [
-            Cli { server: Some("ftp://x".into()), ..Default::default() },
-            Cli { heartbeat_ms: Some(1), ..Default::default() },
-            Cli { device: Some("tpu".into()), ..Default::default() },
-            Cli { bootstrap: vec!["/ip4/127.0.0.1/tcp/1".into()], ..Default::default() },
+            Cli {
+                server: Some("ftp://x".into()),
+                ..Default::default()
+            },
+            Cli {
+                heartbeat_ms: Some(1),
+                ..Default::default()
+            },
+            Cli {
+                device: Some("tpu".into()),
+                ..Default::default()
+            },
+            Cli {
+                bootstrap: vec!["/ip4/127.0.0.1/tcp/1".into()],
+                ..Default::default()
+            },
         ] {
             assert!(matches!(Config::resolve(cli), Err(ConfigError::Invalid(_))));
         }
@@ -207,6 +245,9 @@ mod tests {
             config: Some(file("b.toml", "heartbeat = 5\n")),
             ..Default::default()
         };
-        assert!(matches!(Config::resolve(cli), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::resolve(cli),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

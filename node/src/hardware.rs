@@ -46,7 +46,10 @@ fn nvidia_gpus() -> Vec<GpuInfo> {
         .filter_map(|i| {
             let device = nvml.device_by_index(i).ok()?;
             let name = device.name().unwrap_or_else(|_| format!("GPU {i}"));
-            let vram_mb = device.memory_info().map(|m| m.total / (1024 * 1024)).unwrap_or(0);
+            let vram_mb = device
+                .memory_info()
+                .map(|m| m.total / (1024 * 1024))
+                .unwrap_or(0);
             let compute_capability = device
                 .cuda_compute_capability()
                 .ok()

@@ -25,7 +25,8 @@ impl JobServer {
     /// Answers every inbound job, each on its own task, until the swarm stops.
     pub async fn run(self: Arc<Self>, mut inbound: mpsc::Receiver<InboundJob>) {
         while let Some(job) = inbound.recv().await {
-            let span = tracing::info_span!("job", job_id = %job.request.job_id, peer_id = %job.from);
+            let span =
+                tracing::info_span!("job", job_id = %job.request.job_id, peer_id = %job.from);
             let server = self.clone();
             tokio::spawn(
                 async move {
@@ -65,19 +66,40 @@ impl JobServer {
         if request.input.task() != model.offer.task {
             return refuse(
                 RefusalCode::BadInput,
-                format!("{} runs {} jobs", model.offer.name, model.offer.task.as_str()),
+                format!(
+                    "{} runs {} jobs",
+                    model.offer.name,
+                    model.offer.task.as_str()
+                ),
             );
         }
         if let Err(e) = request.input.validate() {
             return refuse(RefusalCode::BadInput, e.to_string());
         }
-        let Some(left) = request.deadline.0.checked_sub(received.0).filter(|l| *l > 0) else {
-            return refuse(RefusalCode::DeadlineExceeded, "the deadline has passed".into());
+        let Some(left) = request
+            .deadline
+            .0
+            .checked_sub(received.0)
+            .filter(|l| *l > 0)
+        else {
+            return refuse(
+                RefusalCode::DeadlineExceeded,
+                "the deadline has passed".into(),
+            );
         };
         tracing::info!(model = %model.offer.name, "running job");
-        let run = tokio::time::timeout(Duration::from_millis(left), model.run(request.input.clone())).await;
+        let run = tokio::time::timeout(
+            Duration::from_millis(left),
+            model.run(request.input.clone()),
+        )
+        .await;
         let (output, timing) = match run {
-            Err(_) => return refuse(RefusalCode::DeadlineExceeded, "the deadline passed while running".into()),
+            Err(_) => {
+                return refuse(
+                    RefusalCode::DeadlineExceeded,
+                    "the deadline passed while running".into(),
+                )
+            }
             Ok(Err(EngineError::Overloaded)) => {
                 return refuse(RefusalCode::Overloaded, "the model's queue is full".into())
             }
@@ -108,7 +130,10 @@ impl JobServer {
                     receipt: envelope,
                 }
             }
-            Err(e) => refuse(RefusalCode::EngineFailed, format!("could not sign the receipt: {e}")),
+            Err(e) => refuse(
+                RefusalCode::EngineFailed,
+                format!("could not sign the receipt: {e}"),
+            ),
         }
     }
 }

@@ -74,7 +74,10 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
 
     let bootstrap = if config.bootstrap.is_empty() {
         let info = announce::server_network(&config.server, Duration::from_secs(30)).await?;
-        info.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect()
+        info.multiaddrs
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
     } else {
         config.bootstrap.clone()
     };
@@ -111,7 +114,9 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let announcer = Arc::new(Announcer::new(config.server.clone(), keypair, registration));
     let info = announcer.register().await?;
     tracing::info!(%node_id, models = info.models.len(), "registered");
-    tasks.push(tokio::spawn(announcer.heartbeat_loop(config.heartbeat, active)));
+    tasks.push(tokio::spawn(
+        announcer.heartbeat_loop(config.heartbeat, active),
+    ));
 
     Ok(RunningNode {
         info,

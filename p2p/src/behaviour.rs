@@ -32,8 +32,7 @@ impl Behaviour {
         );
         let mut kad_config = kad::Config::new(StreamProtocol::new(wire::KAD_PROTOCOL));
         kad_config.set_query_timeout(Duration::from_secs(30));
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+        let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
         // Every Infernet peer is meant to be reachable; AutoNAT (to decide
         // this per peer) comes with the reachability work.
         kad.set_mode(Some(kad::Mode::Server));

@@ -116,8 +116,8 @@ impl EventLoop {
 
     /// Seeds the DHT with a bootstrap peer and dials it.
     pub(crate) fn add_bootstrap(&mut self, addr: Multiaddr) -> Result<(), NetworkError> {
-        let (peer, base) =
-            split_peer_id(&addr).ok_or_else(|| NetworkError::BootstrapWithoutPeerId(addr.to_string()))?;
+        let (peer, base) = split_peer_id(&addr)
+            .ok_or_else(|| NetworkError::BootstrapWithoutPeerId(addr.to_string()))?;
         self.swarm.behaviour_mut().kad.add_address(&peer, base);
         if let Err(e) = self.swarm.dial(addr.clone()) {
             tracing::warn!(%addr, error = %e, "could not dial bootstrap peer");
@@ -151,7 +151,9 @@ impl EventLoop {
             }
             Command::Dial { addr, reply } => {
                 let Some((peer, _)) = split_peer_id(&addr) else {
-                    let _ = reply.send(Err(NetworkError::Dial(format!("{addr} has no /p2p/ suffix"))));
+                    let _ = reply.send(Err(NetworkError::Dial(format!(
+                        "{addr} has no /p2p/ suffix"
+                    ))));
                     return;
                 };
                 if self.swarm.is_connected(&peer) {
@@ -209,7 +211,10 @@ impl EventLoop {
                 address,
             } => {
                 tracing::info!(%address, "listening");
-                self.listen_addrs.entry(listener_id).or_default().push(address);
+                self.listen_addrs
+                    .entry(listener_id)
+                    .or_default()
+                    .push(address);
             }
             SwarmEvent::ExpiredListenAddr {
                 listener_id,
@@ -286,12 +291,15 @@ impl EventLoop {
                 if let Some(reply) = self.pending_jobs.remove(&request_id) {
                     let _ = reply.send(Err(match error {
                         OutboundFailure::Timeout => NetworkError::Timeout,
-                        OutboundFailure::ConnectionClosed => NetworkError::ConnectionClosed,
+                        // A stream that breaks mid-request (the peer died, the
+                        // link dropped) is a disconnection as far as callers care.
+                        OutboundFailure::ConnectionClosed | OutboundFailure::Io(_) => {
+                            NetworkError::ConnectionClosed
+                        }
                         OutboundFailure::UnsupportedProtocols => NetworkError::UnsupportedProtocol,
                         OutboundFailure::DialFailure => {
                             NetworkError::Dial(format!("could not reach {peer}"))
                         }
-                        other => NetworkError::Request(other.to_string()),
                     }));
                 }
             }

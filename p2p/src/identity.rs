@@ -9,9 +9,15 @@ use libp2p::identity::Keypair;
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("could not read key file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("could not write key file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("key file {path} is not a protobuf-encoded libp2p keypair")]
     Decode { path: String },
     #[error("key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
@@ -25,13 +31,16 @@ pub fn load_or_create(path: &Path) -> Result<Keypair, IdentityError> {
     match std::fs::read(path) {
         Ok(bytes) => {
             check_mode(path)?;
-            Keypair::from_protobuf_encoding(&bytes).map_err(|_| IdentityError::Decode { path: shown })
+            Keypair::from_protobuf_encoding(&bytes)
+                .map_err(|_| IdentityError::Decode { path: shown })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
             let bytes = key
                 .to_protobuf_encoding()
-                .map_err(|_| IdentityError::Decode { path: shown.clone() })?;
+                .map_err(|_| IdentityError::Decode {
+                    path: shown.clone(),
+                })?;
             write_private(path, &bytes).map_err(|source| IdentityError::Write {
                 path: shown,
                 source,
@@ -88,7 +97,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("infernet-identity-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("infernet-identity-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -114,7 +124,10 @@ mod tests {
         let path = temp_dir("open").join("node.key");
         load_or_create(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(load_or_create(&path), Err(IdentityError::TooOpen { .. })));
+        assert!(matches!(
+            load_or_create(&path),
+            Err(IdentityError::TooOpen { .. })
+        ));
     }
 
     #[test]
@@ -123,6 +136,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("node.key");
         write_private(&path, b"not a key").unwrap();
-        assert!(matches!(load_or_create(&path), Err(IdentityError::Decode { .. })));
+        assert!(matches!(
+            load_or_create(&path),
+            Err(IdentityError::Decode { .. })
+        ));
     }
 }

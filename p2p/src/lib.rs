@@ -9,9 +9,9 @@
 //!   Only that task touches the `Swarm`.
 
 mod behaviour;
-pub mod identity;
 mod client;
 mod event_loop;
+pub mod identity;
 
 pub use client::{Client, InboundJob, Responder};
 pub use event_loop::EventLoop;
@@ -84,8 +84,6 @@ pub enum NetworkError {
     Timeout,
     #[error("the peer does not speak the job protocol")]
     UnsupportedProtocol,
-    #[error("request failed: {0}")]
-    Request(String),
     #[error("the request was already answered or dropped")]
     ResponseDropped,
 }

@@ -84,7 +84,9 @@ async fn listeners_report_real_ports_for_tcp_and_quic() {
     let peer = spawn(true, vec![]).await;
     let addrs = peer.client.listen_addrs().await.unwrap();
     let tcp = addr_with(&addrs, "tcp");
-    assert!(tcp.iter().any(|p| matches!(p, Protocol::Tcp(port) if port != 0)));
+    assert!(tcp
+        .iter()
+        .any(|p| matches!(p, Protocol::Tcp(port) if port != 0)));
     addr_with(&addrs, "quic-v1");
 }
 
@@ -154,7 +156,10 @@ async fn dial_waits_for_the_connection_and_rejects_addresses_without_peer_id() {
         .await
         .unwrap()
         .contains(&a.client.local_peer_id()));
-    assert!(matches!(b.client.dial(a_addr).await, Err(NetworkError::Dial(_))));
+    assert!(matches!(
+        b.client.dial(a_addr).await,
+        Err(NetworkError::Dial(_))
+    ));
 }
 
 #[tokio::test]

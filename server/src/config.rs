@@ -9,7 +9,11 @@ use clap::Parser;
 use serde::Deserialize;
 
 #[derive(Debug, Parser, Default)]
-#[command(name = "server", version, about = "Infernet server: node registry, job API, libp2p seed peer and web app")]
+#[command(
+    name = "server",
+    version,
+    about = "Infernet server: node registry, job API, libp2p seed peer and web app"
+)]
 struct Cli {
     /// TOML file with any of the settings below (flag names, with `_` for `-`).
     #[arg(long, env = "INFERNET_CONFIG")]
@@ -102,9 +106,15 @@ impl std::fmt::Debug for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -141,13 +151,18 @@ impl Config {
                     path: shown.clone(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })?
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: shown,
+                    source,
+                })?
             }
             None => FileConfig::default(),
         };
         let timeout = cli.job_timeout_secs.or(file.job_timeout_secs).unwrap_or(60);
         if timeout == 0 || timeout > 3600 {
-            return Err(ConfigError::Invalid("job_timeout_secs must be 1 to 3600".into()));
+            return Err(ConfigError::Invalid(
+                "job_timeout_secs must be 1 to 3600".into(),
+            ));
         }
         let db = cli.db.or(file.db);
         if let Some(url) = &db {
@@ -172,8 +187,14 @@ impl Config {
             db,
             db_user: cli.db_user.or(file.db_user),
             db_pass: cli.db_pass.or(file.db_pass),
-            db_namespace: cli.db_namespace.or(file.db_namespace).unwrap_or_else(|| "infernet".into()),
-            db_database: cli.db_database.or(file.db_database).unwrap_or_else(|| "main".into()),
+            db_namespace: cli
+                .db_namespace
+                .or(file.db_namespace)
+                .unwrap_or_else(|| "infernet".into()),
+            db_database: cli
+                .db_database
+                .or(file.db_database)
+                .unwrap_or_else(|| "main".into()),
             p2p_port: cli.p2p_port.or(file.p2p_port).unwrap_or(4001),
             p2p_host: cli
                 .p2p_host
@@ -194,7 +215,8 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {
-        let dir = std::env::temp_dir().join(format!("infernet-server-config-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("infernet-server-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("server.toml");
         std::fs::write(&file, "p2p_port = 5000\njob_timeout_secs = 9\n").unwrap();
@@ -211,7 +233,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_in_the_file_are_an_error() {
-        let dir = std::env::temp_dir().join(format!("infernet-server-config-bad-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("infernet-server-config-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("server.toml");
         std::fs::write(&file, "p2p_prot = 5000\n").unwrap();
@@ -219,7 +242,10 @@ mod tests {
             config: Some(file),
             ..Default::default()
         };
-        assert!(matches!(Config::resolve(cli), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::resolve(cli),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub(crate) enum ApiError {
     BadInput(#[from] InputError),
     #[error("signature rejected: {0}")]
     BadSignature(#[from] SigningError),
-    #[error("timestamp is {skew_ms} ms away from the server's clock; at most {max_ms} ms is allowed")]
+    #[error(
+        "timestamp is {skew_ms} ms away from the server's clock; at most {max_ms} ms is allowed"
+    )]
     ClockSkew { skew_ms: u64, max_ms: u64 },
     #[error("this signed message is not newer than one already accepted from this node (replay)")]
     Replay,
@@ -44,7 +46,10 @@ pub(crate) enum ApiError {
     /// A job that was recorded and then failed: the cause, plus the job's id
     /// so that the client can read the record back.
     #[error("{source}")]
-    Job { job_id: wire::JobId, source: Box<ApiError> },
+    Job {
+        job_id: wire::JobId,
+        source: Box<ApiError>,
+    },
     #[error("internal error")]
     Db(#[from] DbError),
     #[error("internal error")]

@@ -63,7 +63,9 @@ async fn list(
 ) -> Result<Json<JobList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_LIST {
-        return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIST}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_LIST}"
+        )));
     }
     Ok(Json(JobList {
         jobs: state.jobs.list(limit).await?,
@@ -443,7 +445,11 @@ mod tests {
                 description: None,
                 embedding_dim: Some(384),
             }],
-            status: if online { NodeStatus::Online } else { NodeStatus::Offline },
+            status: if online {
+                NodeStatus::Online
+            } else {
+                NodeStatus::Offline
+            },
             last_seen: UnixMillis(seed as u64),
             registered_at: UnixMillis(0),
             version: "0".into(),
@@ -506,7 +512,12 @@ mod tests {
         let nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 100, true, 0)];
         let (n, _) = choose_node(&nodes, "m", Some(nodes[0].peer_id), None).unwrap();
         assert_eq!(n.peer_id, nodes[0].peer_id);
-        let stranger = NodeId::from(p2p::Keypair::ed25519_from_bytes([9; 32]).unwrap().public().to_peer_id());
+        let stranger = NodeId::from(
+            p2p::Keypair::ed25519_from_bytes([9; 32])
+                .unwrap()
+                .public()
+                .to_peer_id(),
+        );
         assert!(matches!(
             choose_node(&nodes, "m", Some(stranger), None),
             Err(ApiError::NoNodeAvailable(_))

@@ -66,7 +66,10 @@ async fn list_nodes(
     }
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::ETAG, etag_value),
             (header::CACHE_CONTROL, cache),
         ],
@@ -160,7 +163,11 @@ fn validate_registration(r: &Registration) -> Result<(), ApiError> {
 }
 
 /// A node is online until it has missed [`MISSED_HEARTBEATS_OFFLINE`] beats.
-pub(crate) fn status_at(last_seen: UnixMillis, heartbeat_interval_ms: u64, now: UnixMillis) -> NodeStatus {
+pub(crate) fn status_at(
+    last_seen: UnixMillis,
+    heartbeat_interval_ms: u64,
+    now: UnixMillis,
+) -> NodeStatus {
     let allowed = heartbeat_interval_ms.saturating_mul(MISSED_HEARTBEATS_OFFLINE);
     if now.0.saturating_sub(last_seen.0) <= allowed {
         NodeStatus::Online
@@ -289,7 +296,11 @@ impl Registry {
 
     /// Stores a verified registration. The timestamp must be newer than
     /// every signed message accepted from this node before.
-    pub(crate) async fn register(&self, r: &Registration, now: UnixMillis) -> Result<NodeInfo, ApiError> {
+    pub(crate) async fn register(
+        &self,
+        r: &Registration,
+        now: UnixMillis,
+    ) -> Result<NodeInfo, ApiError> {
         let id = r.node_id.to_string();
         let data = json!({
             "peer_id": id,
@@ -362,7 +373,11 @@ impl Registry {
         }
     }
 
-    pub(crate) async fn get(&self, id: NodeId, now: UnixMillis) -> Result<Option<NodeInfo>, ApiError> {
+    pub(crate) async fn get(
+        &self,
+        id: NodeId,
+        now: UnixMillis,
+    ) -> Result<Option<NodeInfo>, ApiError> {
         let rows: Vec<NodeRow> = self
             .db
             .rows(
@@ -386,10 +401,14 @@ impl Registry {
     pub(crate) async fn list(&self, q: &NodeQuery, now: UnixMillis) -> Result<NodeList, ApiError> {
         let limit = q.limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > MAX_PAGE {
-            return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_PAGE}")));
+            return Err(ApiError::BadRequest(format!(
+                "limit must be 1 to {MAX_PAGE}"
+            )));
         }
         if q.min_vram_gb.is_some_and(|g| !g.is_finite() || g < 0.0) {
-            return Err(ApiError::BadRequest("min_vram_gb must be a non-negative number".into()));
+            return Err(ApiError::BadRequest(
+                "min_vram_gb must be a non-negative number".into(),
+            ));
         }
         let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
         let nodes: Vec<NodeInfo> = self
@@ -430,7 +449,11 @@ mod tests {
                 description: None,
                 embedding_dim: Some(384),
             }],
-            status: if online { NodeStatus::Online } else { NodeStatus::Offline },
+            status: if online {
+                NodeStatus::Online
+            } else {
+                NodeStatus::Offline
+            },
             last_seen: UnixMillis(0),
             registered_at: UnixMillis(0),
             version: "0".into(),
@@ -449,10 +472,19 @@ mod tests {
 
     #[test]
     fn node_goes_offline_after_three_missed_heartbeats() {
-        assert_eq!(status_at(UnixMillis(0), 1000, UnixMillis(3000)), NodeStatus::Online);
-        assert_eq!(status_at(UnixMillis(0), 1000, UnixMillis(3001)), NodeStatus::Offline);
+        assert_eq!(
+            status_at(UnixMillis(0), 1000, UnixMillis(3000)),
+            NodeStatus::Online
+        );
+        assert_eq!(
+            status_at(UnixMillis(0), 1000, UnixMillis(3001)),
+            NodeStatus::Offline
+        );
         // A clock that went backwards is not "offline".
-        assert_eq!(status_at(UnixMillis(5000), 1000, UnixMillis(0)), NodeStatus::Online);
+        assert_eq!(
+            status_at(UnixMillis(5000), 1000, UnixMillis(0)),
+            NodeStatus::Online
+        );
     }
 
     #[test]
@@ -469,20 +501,84 @@ mod tests {
                 .collect()
         };
         assert_eq!(pick(NodeQuery::default()), vec![0, 1, 2]);
-        assert_eq!(pick(NodeQuery { online: Some(true), ..Default::default() }), vec![0, 1]);
-        assert_eq!(pick(NodeQuery { online: Some(false), ..Default::default() }), vec![2]);
-        assert_eq!(pick(NodeQuery { gpu: Some(true), ..Default::default() }), vec![1, 2]);
-        assert_eq!(pick(NodeQuery { gpu: Some(false), ..Default::default() }), vec![0]);
-        assert_eq!(pick(NodeQuery { min_vram_gb: Some(24.0), ..Default::default() }), vec![2]);
-        assert_eq!(pick(NodeQuery { min_vram_gb: Some(7.5), ..Default::default() }), vec![1, 2]);
-        assert_eq!(pick(NodeQuery { model: Some("model-1".into()), ..Default::default() }), vec![0, 2]);
+        assert_eq!(
+            pick(NodeQuery {
+                online: Some(true),
+                ..Default::default()
+            }),
+            vec![0, 1]
+        );
+        assert_eq!(
+            pick(NodeQuery {
+                online: Some(false),
+                ..Default::default()
+            }),
+            vec![2]
+        );
+        assert_eq!(
+            pick(NodeQuery {
+                gpu: Some(true),
+                ..Default::default()
+            }),
+            vec![1, 2]
+        );
+        assert_eq!(
+            pick(NodeQuery {
+                gpu: Some(false),
+                ..Default::default()
+            }),
+            vec![0]
+        );
+        assert_eq!(
+            pick(NodeQuery {
+                min_vram_gb: Some(24.0),
+                ..Default::default()
+            }),
+            vec![2]
+        );
+        assert_eq!(
+            pick(NodeQuery {
+                min_vram_gb: Some(7.5),
+                ..Default::default()
+            }),
+            vec![1, 2]
+        );
+        assert_eq!(
+            pick(NodeQuery {
+                model: Some("model-1".into()),
+                ..Default::default()
+            }),
+            vec![0, 2]
+        );
         let hash = Sha256Digest::of(&[0]).to_string();
-        assert_eq!(pick(NodeQuery { model: Some(hash), ..Default::default() }), vec![1]);
-        assert_eq!(pick(NodeQuery { task: Some(Task::Embedding), ..Default::default() }), vec![0, 1, 2]);
-        assert_eq!(pick(NodeQuery { max_price: Some(1000), ..Default::default() }), vec![0, 2]);
+        assert_eq!(
+            pick(NodeQuery {
+                model: Some(hash),
+                ..Default::default()
+            }),
+            vec![1]
+        );
+        assert_eq!(
+            pick(NodeQuery {
+                task: Some(Task::Embedding),
+                ..Default::default()
+            }),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            pick(NodeQuery {
+                max_price: Some(1000),
+                ..Default::default()
+            }),
+            vec![0, 2]
+        );
         // Price and model must hold for the same offer.
         assert_eq!(
-            pick(NodeQuery { model: Some("model-0".into()), max_price: Some(1000), ..Default::default() }),
+            pick(NodeQuery {
+                model: Some("model-0".into()),
+                max_price: Some(1000),
+                ..Default::default()
+            }),
             Vec::<u8>::new()
         );
     }

@@ -28,7 +28,10 @@ const MAX_ANY_BODY: usize = 2 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("could not create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Identity(#[from] p2p::identity::IdentityError),
     #[error("could not open the database: {0}")]
@@ -36,7 +39,10 @@ pub enum StartupError {
     #[error("could not start the libp2p peer: {0}")]
     Network(#[from] p2p::NetworkError),
     #[error("could not listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
@@ -102,12 +108,13 @@ impl Application {
                 .site_addr(config.listen)
                 .build(),
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartupError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         Ok(Application {
             listener,
             router: router(state),
@@ -159,6 +166,23 @@ async fn api_not_found() -> (axum::http::StatusCode, axum::Json<ErrorBody>) {
     )
 }
 
+/// The outer body limit answers in plain text; give it our JSON error shape.
+async fn json_body_limit_error(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        let body = ErrorBody::new(
+            "body_too_large",
+            format!("request bodies are limited to {MAX_ANY_BODY} bytes"),
+        );
+        return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+    }
+    response
+}
+
 /// Every route, with the layers that apply to all of them.
 fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -187,14 +211,15 @@ fn router(state: AppState) -> Router {
             let options = options.clone();
             move || app::shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<LeptosOptions, _>(
-            context,
-            app::shell,
-        ))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            LeptosOptions,
+            _,
+        >(context, app::shell))
         .with_state(options);
 
     api_routes
         .merge(web)
         .layer(RequestBodyLimitLayer::new(MAX_ANY_BODY))
+        .layer(axum::middleware::map_response(json_body_limit_error))
         .layer(TraceLayer::new_for_http())
 }

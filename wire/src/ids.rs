@@ -136,9 +136,7 @@ impl fmt::Debug for JobId {
 }
 
 /// An amount of money in millisatoshis. Money is never a float.
-#[derive(
-    Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MilliSats(pub u64);
 
@@ -150,7 +148,7 @@ impl MilliSats {
 
 impl fmt::Display for MilliSats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{} sat", self.0 / 1000)
         } else {
             write!(f, "{}.{:03} sat", self.0 / 1000, self.0 % 1000)
@@ -246,7 +244,9 @@ mod tests {
 
     #[test]
     fn node_id_round_trips_through_json() {
-        let peer = libp2p_identity::Keypair::generate_ed25519().public().to_peer_id();
+        let peer = libp2p_identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
         let id = NodeId::from(peer);
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{peer}\""));
@@ -267,7 +267,11 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(d.to_string().parse::<Sha256Digest>().unwrap(), d);
-        assert!(d.to_string().to_uppercase().parse::<Sha256Digest>().is_err());
+        assert!(d
+            .to_string()
+            .to_uppercase()
+            .parse::<Sha256Digest>()
+            .is_err());
         assert!("abcd".parse::<Sha256Digest>().is_err());
     }
 

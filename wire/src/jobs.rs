@@ -173,9 +173,9 @@ pub enum ReceiptError {
     #[error("receipt signature: {0}")]
     Signature(#[from] SigningError),
     #[error("receipt is signed by {actual}, but the job ran on {expected}")]
-    WrongNode { expected: NodeId, actual: NodeId },
+    WrongNode { expected: String, actual: String },
     #[error("receipt names job {actual}, not {expected}")]
-    WrongJob { expected: JobId, actual: JobId },
+    WrongJob { expected: String, actual: String },
     #[error("receipt's {what} hash does not match the job's")]
     HashMismatch { what: &'static str },
     #[error("receipt charges {charged}, above the agreed maximum {max}")]
@@ -195,14 +195,14 @@ pub fn verify_receipt(
     let receipt: Receipt = envelope.open()?;
     if receipt.node_id != node {
         return Err(ReceiptError::WrongNode {
-            expected: node,
-            actual: receipt.node_id,
+            expected: node.to_string(),
+            actual: receipt.node_id.to_string(),
         });
     }
     if &receipt.job_id != job_id {
         return Err(ReceiptError::WrongJob {
-            expected: job_id.clone(),
-            actual: receipt.job_id,
+            expected: job_id.to_string(),
+            actual: receipt.job_id.to_string(),
         });
     }
     if receipt.model_hash != model_hash {
@@ -353,7 +353,14 @@ mod tests {
             vectors: vec![vec![0.8, 0.6]],
         };
         assert_eq!(
-            verify_receipt(&env, &id, receipt.node_id, receipt.model_hash, &input, &other),
+            verify_receipt(
+                &env,
+                &id,
+                receipt.node_id,
+                receipt.model_hash,
+                &input,
+                &other
+            ),
             Err(ReceiptError::HashMismatch { what: "output" })
         );
     }
@@ -378,7 +385,8 @@ mod tests {
             dim: 3,
             vectors: vec![vec![0.1, -1.0e-7, 0.333_333_34]],
         };
-        let back: JobOutput = serde_json::from_str(&serde_json::to_string(&output).unwrap()).unwrap();
+        let back: JobOutput =
+            serde_json::from_str(&serde_json::to_string(&output).unwrap()).unwrap();
         assert_eq!(back.digest(), output.digest());
     }
 

@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use libp2p_identity::{Keypair, KeyType, PublicKey};
+use libp2p_identity::{KeyType, Keypair, PublicKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ pub enum SigningError {
     #[error("the signature does not match the payload and public key")]
     BadSignature,
     #[error("the payload claims signer {claimed} but was signed by {actual}")]
-    SignerMismatch { claimed: NodeId, actual: NodeId },
+    SignerMismatch { claimed: String, actual: String },
     #[error("the payload is not valid: {0}")]
     Payload(String),
     #[error("signing failed: {0}")]
@@ -59,7 +59,8 @@ fn signing_bytes(domain: &str, payload: &str) -> Vec<u8> {
 impl SignedEnvelope {
     /// Serialises `payload` and signs it with `keypair`.
     pub fn seal<T: Signable>(keypair: &Keypair, payload: &T) -> Result<Self, SigningError> {
-        let text = serde_json::to_string(payload).map_err(|e| SigningError::Payload(e.to_string()))?;
+        let text =
+            serde_json::to_string(payload).map_err(|e| SigningError::Payload(e.to_string()))?;
         let signature = keypair
             .sign(&signing_bytes(T::DOMAIN, &text))
             .map_err(|e| SigningError::Sign(e.to_string()))?;
@@ -72,7 +73,9 @@ impl SignedEnvelope {
 
     /// The key that signed this envelope, checked to be ed25519.
     pub fn public_key(&self) -> Result<PublicKey, SigningError> {
-        let bytes = B64.decode(&self.public_key).map_err(|_| SigningError::BadPublicKey)?;
+        let bytes = B64
+            .decode(&self.public_key)
+            .map_err(|_| SigningError::BadPublicKey)?;
         let key = PublicKey::try_decode_protobuf(&bytes).map_err(|_| SigningError::BadPublicKey)?;
         if key.key_type() != KeyType::Ed25519 {
             return Err(SigningError::NotEd25519);
@@ -90,12 +93,15 @@ impl SignedEnvelope {
         if !key.verify(&signing_bytes(T::DOMAIN, &self.payload), &signature) {
             return Err(SigningError::BadSignature);
         }
-        let payload: T =
-            serde_json::from_str(&self.payload).map_err(|e| SigningError::Payload(e.to_string()))?;
+        let payload: T = serde_json::from_str(&self.payload)
+            .map_err(|e| SigningError::Payload(e.to_string()))?;
         let actual = NodeId::from(key.to_peer_id());
         let claimed = payload.signer();
         if claimed != actual {
-            return Err(SigningError::SignerMismatch { claimed, actual });
+            return Err(SigningError::SignerMismatch {
+                claimed: claimed.to_string(),
+                actual: actual.to_string(),
+            });
         }
         Ok(payload)
     }
@@ -176,7 +182,10 @@ mod tests {
     fn signature_does_not_transfer_across_domains() {
         let key = Keypair::generate_ed25519();
         let env = SignedEnvelope::seal(&key, &note(&key)).unwrap();
-        assert_eq!(env.open::<OtherNote>().unwrap_err(), SigningError::BadSignature);
+        assert_eq!(
+            env.open::<OtherNote>().unwrap_err(),
+            SigningError::BadSignature
+        );
     }
 
     #[test]
@@ -184,7 +193,10 @@ mod tests {
         let key = Keypair::generate_ed25519();
         let mut env = SignedEnvelope::seal(&key, &note(&key)).unwrap();
         env.signature = "%%%".into();
-        assert_eq!(env.open::<Note>().unwrap_err(), SigningError::BadSignatureEncoding);
+        assert_eq!(
+            env.open::<Note>().unwrap_err(),
+            SigningError::BadSignatureEncoding
+        );
         env.public_key = "AAAA".into();
         assert_eq!(env.open::<Note>().unwrap_err(), SigningError::BadPublicKey);
     }

@@ -13,7 +13,12 @@ use crate::components::{short_id, JobResult};
 #[component]
 pub(crate) fn RunPage() -> impl IntoView {
     let query = use_query_map();
-    let pinned_node = move || query.read().get("node").and_then(|n| n.parse::<NodeId>().ok());
+    let pinned_node = move || {
+        query
+            .read()
+            .get("node")
+            .and_then(|n| n.parse::<NodeId>().ok())
+    };
     let models = Resource::new(|| (), |_| list_models());
     let model = RwSignal::new(String::new());
     let text_a = RwSignal::new(String::from("A man is playing a guitar."));

@@ -27,7 +27,10 @@ impl Embedder {
             .embedding
             .clone()
             .ok_or(EngineError::WrongTask("embedding"))?;
-        let tok_path = files.tokenizer.as_ref().ok_or(EngineError::WrongTask("embedding"))?;
+        let tok_path = files
+            .tokenizer
+            .as_ref()
+            .ok_or(EngineError::WrongTask("embedding"))?;
         let mut tokenizer = Tokenizer::from_file(tok_path).map_err(|e| EngineError::Load {
             path: tok_path.display().to_string(),
             reason: e.to_string(),
@@ -42,10 +45,11 @@ impl Embedder {
                 ..Default::default()
             }))
             .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-        let mut module = CModule::load_on_device(&files.model, device).map_err(|e| EngineError::Load {
-            path: files.model.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let mut module =
+            CModule::load_on_device(&files.model, device).map_err(|e| EngineError::Load {
+                path: files.model.display().to_string(),
+                reason: e.to_string(),
+            })?;
         module.set_eval();
         Ok(Embedder {
             module,
@@ -73,7 +77,9 @@ impl Embedder {
         }
         let shape = [batch as i64, len as i64];
         let tensor = |v: &[i64]| -> Result<Tensor, tch::TchError> {
-            Tensor::f_from_slice(v)?.f_view(shape)?.f_to_device(self.device)
+            Tensor::f_from_slice(v)?
+                .f_view(shape)?
+                .f_to_device(self.device)
         };
         let inputs = [tensor(&ids)?, tensor(&mask)?, tensor(&types)?];
         let out = self
@@ -89,7 +95,10 @@ impl Embedder {
             )));
         }
         let flat = Vec::<f32>::try_from(&out.f_contiguous()?.f_view([-1])?)?;
-        Ok(flat.chunks(self.dim as usize).map(<[f32]>::to_vec).collect())
+        Ok(flat
+            .chunks(self.dim as usize)
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 }
 

@@ -36,9 +36,15 @@ pub struct EmbeddingSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("could not read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -54,14 +60,16 @@ pub struct ModelFiles {
 impl ModelFiles {
     pub fn read(manifest_path: &Path) -> Result<Self, ManifestError> {
         let shown = manifest_path.display().to_string();
-        let text = std::fs::read_to_string(manifest_path).map_err(|source| ManifestError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|source| ManifestError::Parse {
-            path: shown.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(manifest_path).map_err(|source| ManifestError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|source| ManifestError::Parse {
+                path: shown.clone(),
+                source,
+            })?;
         let invalid = |reason: &str| ManifestError::Invalid {
             path: shown.clone(),
             reason: reason.to_owned(),
@@ -72,18 +80,22 @@ impl ModelFiles {
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let model = dir.join(&manifest.file);
         if !model.is_file() {
-            return Err(invalid(&format!("model file {} does not exist", model.display())));
+            return Err(invalid(&format!(
+                "model file {} does not exist",
+                model.display()
+            )));
         }
         let tokenizer = manifest.tokenizer.as_ref().map(|t| dir.join(t));
         match manifest.task {
             Task::Embedding => {
                 if tokenizer.as_ref().is_none_or(|t| !t.is_file()) {
-                    return Err(invalid("an embedding model needs an existing `tokenizer` file"));
+                    return Err(invalid(
+                        "an embedding model needs an existing `tokenizer` file",
+                    ));
                 }
-                let spec = manifest
-                    .embedding
-                    .as_ref()
-                    .ok_or_else(|| invalid("an embedding model needs `embedding: {dim, max_tokens}`"))?;
+                let spec = manifest.embedding.as_ref().ok_or_else(|| {
+                    invalid("an embedding model needs `embedding: {dim, max_tokens}`")
+                })?;
                 if spec.dim == 0 || spec.max_tokens == 0 {
                     return Err(invalid("embedding dim and max_tokens must be positive"));
                 }
@@ -109,6 +121,8 @@ impl ModelFiles {
             .filter(|p| p.join("manifest.json").is_file())
             .collect();
         dirs.sort();
-        dirs.iter().map(|d| Self::read(&d.join("manifest.json"))).collect()
+        dirs.iter()
+            .map(|d| Self::read(&d.join("manifest.json")))
+            .collect()
     }
 }

@@ -75,7 +75,10 @@ pub enum EngineError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("could not hash {path}: {source}")]
-    Hash { path: String, source: std::io::Error },
+    Hash {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("could not load {path}: {reason}")]
     Load { path: String, reason: String },
     #[error("{0}")]

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub fn server_bin() -> PathBuf {
+pub(crate) fn server_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_server"))
 }
 
 /// The node binary sits next to the server's in the same target directory;
 /// `cargo test --workspace` builds both.
-pub fn node_bin() -> PathBuf {
+pub(crate) fn node_bin() -> PathBuf {
     let path = server_bin().with_file_name("node");
     assert!(
         path.exists(),
@@ -24,7 +24,7 @@ pub fn node_bin() -> PathBuf {
     path
 }
 
-pub fn models_dir() -> PathBuf {
+pub(crate) fn models_dir() -> PathBuf {
     let dir = std::env::var_os("INFERNET_MODELS_DIR")
         .map(PathBuf::from)
         .expect("INFERNET_MODELS_DIR is not set: run scripts/setup.sh and source scripts/env.sh");
@@ -36,7 +36,7 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("infernet-it-{tag}-{}-{n}", std::process::id()));
@@ -46,9 +46,9 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// A child process that is killed when dropped.
-pub struct Proc {
+pub(crate) struct Proc {
     child: Child,
-    pub ready: Value,
+    pub(crate) ready: Value,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -92,6 +92,7 @@ impl Proc {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     let log: Vec<String> = err_rx.try_iter().collect();
                     panic!(
                         "{} did not report ready:\n{}",
@@ -104,7 +105,7 @@ impl Proc {
     }
 
     /// Waits until the process logs a line containing `needle`.
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -117,7 +118,7 @@ impl Proc {
     }
 
     /// SIGKILL: the process gets no chance to say goodbye.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -129,14 +130,14 @@ impl Drop for Proc {
     }
 }
 
-pub struct Server {
-    pub proc: Proc,
-    pub url: String,
-    pub data_dir: PathBuf,
+pub(crate) struct Server {
+    /// Kept for its `Drop`, which stops the server.
+    _proc: Proc,
+    pub(crate) url: String,
 }
 
 impl Server {
-    pub fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let data_dir = temp_dir("server");
         let site = data_dir.join("site");
         std::fs::create_dir_all(&site).unwrap();
@@ -158,25 +159,21 @@ impl Server {
             ],
         );
         let url = proc.ready["http"].as_str().unwrap().to_owned();
-        Server {
-            proc,
-            url,
-            data_dir,
-        }
+        Server { _proc: proc, url }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
 }
 
-pub struct Node {
-    pub proc: Proc,
-    pub peer_id: String,
+pub(crate) struct Node {
+    pub(crate) proc: Proc,
+    pub(crate) peer_id: String,
 }
 
 impl Node {
-    pub fn start(server: &Server, heartbeat_ms: u64) -> Node {
+    pub(crate) fn start(server: &Server, heartbeat_ms: u64) -> Node {
         let dir = temp_dir("node");
         let proc = Proc::spawn(
             &node_bin(),
@@ -200,7 +197,7 @@ impl Node {
     }
 }
 
-pub fn http() -> reqwest::blocking::Client {
+pub(crate) fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -209,7 +206,11 @@ pub fn http() -> reqwest::blocking::Client {
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`. For
 /// state that is only observable by asking (a node going offline).
-pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {

@@ -11,7 +11,11 @@ use wire::jobs::{verify_receipt, JobOutput, JobRecord, JobStatus};
 use crate::harness::{http, Node, Server};
 
 fn submit(server: &Server, body: &Value) -> (StatusCode, Value) {
-    let r = http().post(server.url("/api/v1/jobs")).json(body).send().unwrap();
+    let r = http()
+        .post(server.url("/api/v1/jobs"))
+        .json(body)
+        .send()
+        .unwrap();
     (r.status(), r.json().unwrap_or(Value::Null))
 }
 
@@ -22,7 +26,10 @@ fn code(body: &Value) -> &str {
 /// Embeddings of `texts` from PyTorch eager (sentence-transformers) in the venv.
 fn reference_embeddings(texts: &[String]) -> Vec<Vec<f32>> {
     let python = std::env::var("INFERNET_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/reference_embedding.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/reference_embedding.py"
+    );
     let mut child = Command::new(&python)
         .arg(script)
         .stdin(Stdio::piped())
@@ -42,7 +49,11 @@ fn reference_embeddings(texts: &[String]) -> Vec<Vec<f32>> {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
@@ -103,33 +114,72 @@ fn embedding_job_matches_pytorch_and_carries_a_valid_signed_receipt() {
     assert_eq!(stored.receipt, record.receipt);
     let statuses: Vec<JobStatus> = stored.events.iter().map(|e| e.status).collect();
     assert_eq!(statuses, vec![JobStatus::Dispatched, JobStatus::Succeeded]);
-    let listed: Value = http().get(server.url("/api/v1/jobs")).send().unwrap().json().unwrap();
+    let listed: Value = http()
+        .get(server.url("/api/v1/jobs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(listed["jobs"][0]["id"], record.id.to_string());
 }
 
 #[test]
 fn bad_job_requests_get_clear_errors_and_store_nothing() {
     let server = Server::start();
-    let (status, body) = submit(&server, &json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] } }));
-    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "unknown_model"));
+    let (status, body) = submit(
+        &server,
+        &json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] } }),
+    );
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "unknown_model")
+    );
 
     let node = Node::start(&server, 1000);
     let cases = [
-        (json!({ "model": "nope", "input": { "texts": ["x"] } }), StatusCode::NOT_FOUND, "unknown_model"),
-        (json!({ "model": "all-minilm-l6-v2", "input": { "text": "x" } }), StatusCode::BAD_REQUEST, "invalid_input"),
-        (json!({ "model": "all-minilm-l6-v2", "input": { "texts": [] } }), StatusCode::BAD_REQUEST, "invalid_input"),
-        (json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "colour": 1 }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_json"),
-        (json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "max_price_msat": 1 }), StatusCode::SERVICE_UNAVAILABLE, "no_node_available"),
+        (
+            json!({ "model": "nope", "input": { "texts": ["x"] } }),
+            StatusCode::NOT_FOUND,
+            "unknown_model",
+        ),
+        (
+            json!({ "model": "all-minilm-l6-v2", "input": { "text": "x" } }),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({ "model": "all-minilm-l6-v2", "input": { "texts": [] } }),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "colour": 1 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_json",
+        ),
+        (
+            json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "max_price_msat": 1 }),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_node_available",
+        ),
         (
             json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "node": "12D3KooWLF4yeyXjVmzKpuHRNyAvLDUns5r2FkiLrPRV3S2x5DvC" }),
             StatusCode::SERVICE_UNAVAILABLE,
             "no_node_available",
         ),
-        (json!({ "model": "", "input": {} }), StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            json!({ "model": "", "input": {} }),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
     ];
     for (body, want_status, want_code) in cases {
         let (status, answer) = submit(&server, &body);
-        assert_eq!((status, code(&answer)), (want_status, want_code), "{body} -> {answer}");
+        assert_eq!(
+            (status, code(&answer)),
+            (want_status, want_code),
+            "{body} -> {answer}"
+        );
         assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
     }
 
@@ -142,14 +192,26 @@ fn bad_job_requests_get_clear_errors_and_store_nothing() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(code(&r.json().unwrap()), "invalid_json");
 
-    let huge = json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["y".repeat(2 * 1024 * 1024)] } });
+    let huge =
+        json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["y".repeat(2 * 1024 * 1024)] } });
     let (status, body) = submit(&server, &huge);
-    assert_eq!((status, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
 
-    let listed: Value = http().get(server.url("/api/v1/jobs")).send().unwrap().json().unwrap();
+    let listed: Value = http()
+        .get(server.url("/api/v1/jobs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(listed["jobs"], json!([]), "a refused job was stored");
 
-    let r = http().get(server.url("/api/v1/jobs/not-a-job")).send().unwrap();
+    let r = http()
+        .get(server.url("/api/v1/jobs/not-a-job"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = http()
         .get(server.url(&format!("/api/v1/jobs/{}", "0".repeat(32))))
@@ -173,12 +235,19 @@ fn node_that_vanishes_mid_job_fails_the_job_with_a_complete_record() {
         let r = http().post(url).json(&body).send().unwrap();
         (r.status(), r.json::<Value>().unwrap())
     });
-    node.proc.wait_for_log("running job", Duration::from_secs(60));
+    node.proc
+        .wait_for_log("running job", Duration::from_secs(60));
     node.proc.kill();
 
     let (status, body) = pending.join().unwrap();
-    assert_eq!((status, code(&body)), (StatusCode::BAD_GATEWAY, "node_disconnected"), "{body}");
-    let job_id = body["error"]["job_id"].as_str().expect("the error names the recorded job");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_GATEWAY, "node_disconnected"),
+        "{body}"
+    );
+    let job_id = body["error"]["job_id"]
+        .as_str()
+        .expect("the error names the recorded job");
 
     let stored: JobRecord = http()
         .get(server.url(&format!("/api/v1/jobs/{job_id}")))
@@ -187,7 +256,10 @@ fn node_that_vanishes_mid_job_fails_the_job_with_a_complete_record() {
         .json()
         .unwrap();
     assert_eq!(stored.status, JobStatus::Failed);
-    assert_eq!(stored.error.as_ref().unwrap().error.code, "node_disconnected");
+    assert_eq!(
+        stored.error.as_ref().unwrap().error.code,
+        "node_disconnected"
+    );
     assert!(stored.output.is_none() && stored.receipt.is_none());
     assert!(stored.finished_at.is_some());
     let statuses: Vec<JobStatus> = stored.events.iter().map(|e| e.status).collect();

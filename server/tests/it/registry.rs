@@ -79,8 +79,18 @@ fn node_registers_and_appears_in_the_public_list_with_its_hardware_and_model() {
     assert_eq!(list(&server, "?task=embedding&online=true").nodes.len(), 1);
     assert_eq!(list(&server, "?online=false").nodes.len(), 0);
     assert_eq!(list(&server, "?gpu=true").nodes.len(), usize::from(has_gpu));
-    assert_eq!(list(&server, &format!("?max_price={}", m.price_msat.0)).nodes.len(), 1);
-    assert_eq!(list(&server, &format!("?max_price={}", m.price_msat.0 - 1)).nodes.len(), 0);
+    assert_eq!(
+        list(&server, &format!("?max_price={}", m.price_msat.0))
+            .nodes
+            .len(),
+        1
+    );
+    assert_eq!(
+        list(&server, &format!("?max_price={}", m.price_msat.0 - 1))
+            .nodes
+            .len(),
+        0
+    );
 
     let one: Value = http()
         .get(server.url(&format!("/nodes/{}", node.peer_id)))
@@ -101,7 +111,10 @@ fn node_list_is_cacheable_and_open_to_other_origins() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    assert!(r.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
     let etag = r.headers()["etag"].clone();
     let again = http()
         .get(server.url("/nodes"))
@@ -130,7 +143,12 @@ fn bad_node_queries_get_clear_errors() {
         let r = http().get(server.url(query)).send().unwrap();
         assert_eq!(r.status(), status, "{query}");
         let body: Value = r.json().unwrap();
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{query}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{query}: {body}"
+        );
     }
 }
 
@@ -144,18 +162,31 @@ fn registration_and_heartbeats_must_be_signed_fresh_and_new() {
     let mut forged = SignedEnvelope::seal(&key, &reg).unwrap();
     forged.payload = forged.payload.replace("test cpu", "fast cpu");
     let (status, body) = post(&server, "/api/v1/nodes/register", &forged);
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "bad_signature"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "bad_signature")
+    );
 
     // Signed by a key other than the one it names.
     let impostor = SignedEnvelope::seal(&p2p::Keypair::generate_ed25519(), &reg).unwrap();
     let (status, body) = post(&server, "/api/v1/nodes/register", &impostor);
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "bad_signature"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "bad_signature")
+    );
 
     // Two minutes old.
     let mut stale = reg.clone();
     stale.timestamp = UnixMillis(UnixMillis::now().0 - 120_000);
-    let (status, body) = post(&server, "/api/v1/nodes/register", &SignedEnvelope::seal(&key, &stale).unwrap());
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "clock_skew"));
+    let (status, body) = post(
+        &server,
+        "/api/v1/nodes/register",
+        &SignedEnvelope::seal(&key, &stale).unwrap(),
+    );
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "clock_skew")
+    );
 
     // None of that was stored.
     assert!(list(&server, "").nodes.is_empty());
@@ -184,7 +215,11 @@ fn registration_and_heartbeats_must_be_signed_fresh_and_new() {
         timestamp: UnixMillis::now(),
         active_jobs: 0,
     };
-    let (status, body) = post(&server, "/api/v1/nodes/heartbeat", &SignedEnvelope::seal(&stranger, &beat).unwrap());
+    let (status, body) = post(
+        &server,
+        "/api/v1/nodes/heartbeat",
+        &SignedEnvelope::seal(&stranger, &beat).unwrap(),
+    );
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
 }
 
@@ -202,7 +237,10 @@ fn malformed_and_oversized_bodies_are_refused() {
 
     let huge = json!({ "public_key": "x".repeat(100 * 1024), "payload": "", "signature": "" });
     let (status, body) = post(&server, "/api/v1/nodes/register", &huge);
-    assert_eq!((status, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
 
     let r = http()
         .post(server.url("/api/v1/nodes/register"))
@@ -217,12 +255,18 @@ fn node_that_misses_three_heartbeats_shows_offline() {
     let server = Server::start();
     let key = p2p::Keypair::generate_ed25519();
     let reg = registration(&key, 300);
-    let (status, _) = post(&server, "/api/v1/nodes/register", &SignedEnvelope::seal(&key, &reg).unwrap());
+    let (status, _) = post(
+        &server,
+        "/api/v1/nodes/register",
+        &SignedEnvelope::seal(&key, &reg).unwrap(),
+    );
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list(&server, "?online=true").nodes.len(), 1);
-    eventually(Duration::from_secs(5), "the silent node to go offline", || {
-        (list(&server, "?online=false").nodes.len() == 1).then_some(())
-    });
+    eventually(
+        Duration::from_secs(5),
+        "the silent node to go offline",
+        || (list(&server, "?online=false").nodes.len() == 1).then_some(()),
+    );
 }
 
 #[test]
@@ -233,7 +277,11 @@ fn pages_of_the_node_list_cover_every_node_once() {
         let key = p2p::Keypair::generate_ed25519();
         let reg = registration(&key, 10_000);
         registered.push(reg.node_id.to_string());
-        let (status, _) = post(&server, "/api/v1/nodes/register", &SignedEnvelope::seal(&key, &reg).unwrap());
+        let (status, _) = post(
+            &server,
+            "/api/v1/nodes/register",
+            &SignedEnvelope::seal(&key, &reg).unwrap(),
+        );
         assert_eq!(status, StatusCode::OK);
     }
     let mut seen = Vec::new();
