@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tracing::Instrument;
 use wire::api::ErrorBody;
 use wire::jobs::{
     verify_receipt, JobEvent, JobInput, JobOutput, JobRecord, JobRequest, JobResponse, JobStatus,
@@ -37,13 +38,7 @@ async fn submit(
     State(state): State<AppState>,
     ApiJson(job): ApiJson<SubmitJob>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    // Run the job on its own task: a client that hangs up must not leave the
-    // job half-recorded.
-    let jobs = state.jobs.clone();
-    tokio::spawn(async move { jobs.submit(job).await })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map(Json)
+    state.jobs.submit_detached(job).await.map(Json)
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +172,15 @@ impl Jobs {
         }
     }
 
+    /// [`Jobs::submit`] on a task of its own, so that a caller who goes away
+    /// (a closed connection, a closed page) cannot leave a job half-recorded.
+    pub(crate) async fn submit_detached(&self, req: SubmitJob) -> Result<JobRecord, ApiError> {
+        let jobs = self.clone();
+        tokio::spawn(async move { jobs.submit(req).await })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    }
+
     pub(crate) async fn submit(&self, req: SubmitJob) -> Result<JobRecord, ApiError> {
         if req.model.is_empty() || req.model.len() > 128 {
             return Err(ApiError::BadRequest("model must be 1 to 128 bytes".into()));
@@ -192,7 +196,7 @@ impl Jobs {
             .collect();
 
         let job_id = JobId::from_random(uuid::Uuid::new_v4().into_bytes());
-        let mut record = JobRecord {
+        let record = JobRecord {
             id: job_id.clone(),
             model: offer.name.clone(),
             model_hash: offer.hash,
@@ -213,19 +217,30 @@ impl Jobs {
             }],
         };
         self.insert(&record).await?;
-        let span = tracing::info_span!("job", job_id = %job_id, peer_id = %node.peer_id);
-        let _guard = span.enter();
-        tracing::info!(model = %offer.name, "job dispatched");
-
         let request = JobRequest {
             job_id: job_id.clone(),
             model_hash: offer.hash,
-            input: input.clone(),
+            input,
             max_price_msat: offer.price_msat,
             deadline: UnixMillis(now.0 + self.timeout.as_millis() as u64),
         };
+        let span = tracing::info_span!("job", job_id = %job_id, peer_id = %node.peer_id);
+        self.run_recorded(record, addrs, request)
+            .instrument(span)
+            .await
+    }
+
+    /// Runs a job that is already recorded as dispatched, and records how it
+    /// ended.
+    async fn run_recorded(
+        &self,
+        mut record: JobRecord,
+        addrs: Vec<p2p::Multiaddr>,
+        request: JobRequest,
+    ) -> Result<JobRecord, ApiError> {
+        tracing::info!(model = %record.model, "job dispatched");
         let outcome = self
-            .dispatch(node.peer_id, addrs, request, offer.price_msat)
+            .dispatch(record.node_id, addrs, request, record.price_msat)
             .await;
         let finished = UnixMillis::now();
         match outcome {
@@ -257,7 +272,7 @@ impl Jobs {
                 self.finish(&record, &event).await?;
                 tracing::warn!(%error, "job failed");
                 Err(ApiError::Job {
-                    job_id,
+                    job_id: record.id,
                     source: Box::new(error),
                 })
             }

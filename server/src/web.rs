@@ -26,12 +26,7 @@ impl Backend for AppState {
     }
 
     async fn submit_job(&self, job: SubmitJob) -> Result<JobRecord, ErrorBody> {
-        let jobs = self.jobs.clone();
-        // As in the HTTP handler: the job finishes even if the page goes away.
-        tokio::spawn(async move { jobs.submit(job).await })
-            .await
-            .map_err(|e| ErrorBody::new("internal", e.to_string()))?
-            .map_err(|e| e.body())
+        self.jobs.submit_detached(job).await.map_err(|e| e.body())
     }
 
     async fn list_jobs(&self, limit: u32) -> Result<Vec<JobSummary>, ErrorBody> {

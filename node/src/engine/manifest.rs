@@ -126,3 +126,54 @@ impl ModelFiles {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_dir(tag: &str, manifest: &str, files: &[&str]) -> PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("infernet-manifest-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("m");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("manifest.json"), manifest).unwrap();
+        for f in files {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        std::fs::create_dir_all(root.join("not-a-model")).unwrap();
+        root
+    }
+
+    const GOOD: &str = r#"{"name": "m", "task": "embedding", "file": "model.pt",
+        "tokenizer": "tokenizer.json", "price_msat": 5, "embedding": {"dim": 4, "max_tokens": 8}}"#;
+
+    #[test]
+    fn directories_with_a_manifest_are_models_and_others_are_skipped() {
+        let root = model_dir("good", GOOD, &["model.pt", "tokenizer.json"]);
+        let found = ModelFiles::scan(&root).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].manifest.price_msat, MilliSats(5));
+        assert!(found[0].model.ends_with("m/model.pt"));
+    }
+
+    #[test]
+    fn missing_files_and_unknown_keys_are_reported() {
+        let root = model_dir("nofile", GOOD, &["tokenizer.json"]);
+        assert!(matches!(
+            ModelFiles::scan(&root),
+            Err(ManifestError::Invalid { .. })
+        ));
+        let root = model_dir("notok", GOOD, &["model.pt"]);
+        assert!(matches!(
+            ModelFiles::scan(&root),
+            Err(ManifestError::Invalid { .. })
+        ));
+        let typo = GOOD.replace("\"price_msat\"", "\"price\"");
+        let root = model_dir("typo", &typo, &["model.pt", "tokenizer.json"]);
+        assert!(matches!(
+            ModelFiles::scan(&root),
+            Err(ManifestError::Parse { .. })
+        ));
+    }
+}
