@@ -1,6 +1,8 @@
 //! The SurrealDB connection: embedded SurrealKV on disk by default, or a
 //! remote server over `ws://`/`wss://`, through the same `engine::any` path.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use surrealdb::engine::any::Any;
 use surrealdb::opt::auth::Root;
@@ -27,9 +29,13 @@ pub(crate) struct DbConfig {
     pub credentials: Option<(String, String)>,
 }
 
+/// Cheap to clone. The `Surreal` handle sits behind an `Arc` on purpose:
+/// cloning a `Surreal` opens a new database session per clone, and over the
+/// WebSocket engine (SurrealDB 3.3.5) queries on such fresh sessions hung.
+/// One session, set up once, is what the server wants anyway.
 #[derive(Clone)]
 pub(crate) struct Db {
-    inner: Surreal<Any>,
+    inner: Arc<Surreal<Any>>,
 }
 
 impl Db {
@@ -48,7 +54,9 @@ impl Db {
             .use_db(config.database.as_str())
             .await?;
         inner.query(SCHEMA).await?.check()?;
-        Ok(Db { inner })
+        Ok(Db {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Runs `sql` with `vars` (a JSON object) and returns every row of

@@ -53,7 +53,37 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
-    fn spawn(bin: &Path, args: &[&str]) -> Proc {
+    /// Starts `bin` and waits for the one-line JSON `{"event": "ready"}`
+    /// that Infernet's binaries print on stdout.
+    pub(crate) fn spawn(bin: &Path, args: &[&str]) -> Proc {
+        let (mut proc, stdout) = Self::start(bin, args);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match stdout.recv_timeout(left) {
+                Ok(line) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if v["event"] == "ready" {
+                            proc.ready = v;
+                            return proc;
+                        }
+                    }
+                }
+                Err(_) => {
+                    proc.kill();
+                    let log: Vec<String> = proc.stderr.try_iter().collect();
+                    panic!(
+                        "{} did not report ready:\n{}",
+                        bin.display(),
+                        log[log.len().saturating_sub(30)..].join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Starts `bin` without waiting for anything; returns its stdout lines.
+    pub(crate) fn start(bin: &Path, args: &[&str]) -> (Proc, mpsc::Receiver<String>) {
         let mut child = Command::new(bin)
             .args(args)
             .env("INFERNET_LOG", "info")
@@ -75,33 +105,12 @@ impl Proc {
                 let _ = err_tx.send(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match out_rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if v["event"] == "ready" {
-                            return Proc {
-                                child,
-                                ready: v,
-                                stderr: err_rx,
-                            };
-                        }
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let log: Vec<String> = err_rx.try_iter().collect();
-                    panic!(
-                        "{} did not report ready:\n{}",
-                        bin.display(),
-                        log[log.len().saturating_sub(30)..].join("\n")
-                    );
-                }
-            }
-        }
+        let proc = Proc {
+            child,
+            ready: Value::Null,
+            stderr: err_rx,
+        };
+        (proc, out_rx)
     }
 
     /// Waits until the process logs a line containing `needle`.
@@ -138,26 +147,31 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// With extra flags, e.g. a remote database.
+    pub(crate) fn start_with(extra: &[&str]) -> Server {
         let data_dir = temp_dir("server");
         let site = data_dir.join("site");
         std::fs::create_dir_all(&site).unwrap();
-        let proc = Proc::spawn(
-            &server_bin(),
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                data_dir.join("data").to_str().unwrap(),
-                "--p2p-port",
-                "0",
-                "--p2p-host",
-                "127.0.0.1",
-                "--site-root",
-                site.to_str().unwrap(),
-                "--job-timeout-secs",
-                "60",
-            ],
-        );
+        let data = data_dir.join("data");
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--p2p-port",
+            "0",
+            "--p2p-host",
+            "127.0.0.1",
+            "--site-root",
+            site.to_str().unwrap(),
+            "--job-timeout-secs",
+            "60",
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn(&server_bin(), &args);
         let url = proc.ready["http"].as_str().unwrap().to_owned();
         Server { _proc: proc, url }
     }

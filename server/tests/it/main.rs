@@ -5,3 +5,4 @@
 mod harness;
 mod jobs;
 mod registry;
+mod remote_db;

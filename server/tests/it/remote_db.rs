@@ -1,0 +1,93 @@
+//! The server on a remote SurrealDB over WebSocket (`--db ws://…`), the same
+//! code path as the embedded engine. Needs the real SurrealDB server, built
+//! from crates.io by `tools/surreal`; scripts/test.sh builds it and runs
+//! this test with `--ignored`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wire::jobs::{JobRecord, JobStatus};
+use wire::registry::NodeList;
+
+use crate::harness::{eventually, http, Node, Proc, Server};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+#[ignore = "needs INFERNET_SURREAL_BIN, the SurrealDB server from tools/surreal"]
+fn server_keeps_registry_and_jobs_in_a_remote_surrealdb() {
+    let bin = PathBuf::from(
+        std::env::var_os("INFERNET_SURREAL_BIN").expect("INFERNET_SURREAL_BIN is not set"),
+    );
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let (_surreal, _) = Proc::start(
+        &bin,
+        &[
+            "start", "--bind", &bind, "--user", "root", "--pass", "root", "memory",
+        ],
+    );
+    eventually(Duration::from_secs(60), "SurrealDB to answer", || {
+        http()
+            .get(format!("http://{bind}/health"))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+    let db = format!("ws://{bind}");
+    let flags = [
+        "--db",
+        db.as_str(),
+        "--db-user",
+        "root",
+        "--db-pass",
+        "root",
+    ];
+
+    let server = Server::start_with(&flags);
+    let node = Node::start(&server, 1000);
+    let r = http()
+        .post(server.url("/api/v1/jobs"))
+        .json(&json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["remote"] } }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let job: JobRecord = r.json().unwrap();
+    drop(node);
+    drop(server);
+
+    // A second server with an empty data directory sees the same data: it
+    // lives in the remote database.
+    let again = Server::start_with(&flags);
+    let stored: JobRecord = http()
+        .get(again.url(&format!("/api/v1/jobs/{}", job.id)))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored.status, JobStatus::Succeeded);
+    assert_eq!(stored.output, job.output);
+    let nodes: NodeList = http()
+        .get(again.url("/nodes"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(nodes.nodes.len(), 1);
+    let listed: Value = http()
+        .get(again.url("/api/v1/jobs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 1);
+}
