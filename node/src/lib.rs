@@ -82,7 +82,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         config.bootstrap.clone()
     };
     let p2p_config = p2p::Config {
-        listen: listen_addrs(&config),
+        listen: p2p::Config::listen_on(config.p2p_host, config.p2p_port),
         bootstrap,
         serve_jobs: true,
         request_timeout: Duration::from_secs(300),
@@ -124,19 +124,4 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         _network: network,
         tasks,
     })
-}
-
-fn listen_addrs(config: &Config) -> Vec<p2p::Multiaddr> {
-    let ip = match config.p2p_host {
-        std::net::IpAddr::V4(v4) => p2p::Protocol::Ip4(v4),
-        std::net::IpAddr::V6(v6) => p2p::Protocol::Ip6(v6),
-    };
-    let tcp = p2p::Multiaddr::empty()
-        .with(ip.clone())
-        .with(p2p::Protocol::Tcp(config.p2p_port));
-    let quic = p2p::Multiaddr::empty()
-        .with(ip)
-        .with(p2p::Protocol::Udp(config.p2p_port))
-        .with(p2p::Protocol::QuicV1);
-    vec![tcp, quic]
 }

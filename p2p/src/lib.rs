@@ -41,13 +41,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// Listen on all interfaces on `port` over TCP and QUIC (0 picks free ports).
-    pub fn listen_all(port: u16) -> Vec<Multiaddr> {
+    /// Listen on `ip` at `port` over TCP and QUIC (port 0: each picks a free one).
+    pub fn listen_on(ip: std::net::IpAddr, port: u16) -> Vec<Multiaddr> {
+        let ip = match ip {
+            std::net::IpAddr::V4(v4) => Protocol::Ip4(v4),
+            std::net::IpAddr::V6(v6) => Protocol::Ip6(v6),
+        };
         let tcp = Multiaddr::empty()
-            .with(Protocol::Ip4([0, 0, 0, 0].into()))
+            .with(ip.clone())
             .with(Protocol::Tcp(port));
         let quic = Multiaddr::empty()
-            .with(Protocol::Ip4([0, 0, 0, 0].into()))
+            .with(ip)
             .with(Protocol::Udp(port))
             .with(Protocol::QuicV1);
         vec![tcp, quic]
@@ -55,14 +59,7 @@ impl Config {
 
     /// Listen on loopback only, on ports chosen by the OS.
     pub fn listen_loopback() -> Vec<Multiaddr> {
-        let tcp = Multiaddr::empty()
-            .with(Protocol::Ip4([127, 0, 0, 1].into()))
-            .with(Protocol::Tcp(0));
-        let quic = Multiaddr::empty()
-            .with(Protocol::Ip4([127, 0, 0, 1].into()))
-            .with(Protocol::Udp(0))
-            .with(Protocol::QuicV1);
-        vec![tcp, quic]
+        Self::listen_on(std::net::IpAddr::from([127, 0, 0, 1]), 0)
     }
 }
 

@@ -11,7 +11,6 @@ use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use p2p::Multiaddr;
 use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -74,7 +73,7 @@ impl Application {
         .await?;
 
         let p2p_config = p2p::Config {
-            listen: listen_addrs(&config),
+            listen: p2p::Config::listen_on(config.p2p_host, config.p2p_port),
             bootstrap: vec![],
             serve_jobs: false,
             request_timeout: config.job_timeout,
@@ -142,21 +141,6 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
     }
-}
-
-fn listen_addrs(config: &Config) -> Vec<Multiaddr> {
-    let ip = match config.p2p_host {
-        std::net::IpAddr::V4(v4) => p2p::Protocol::Ip4(v4),
-        std::net::IpAddr::V6(v6) => p2p::Protocol::Ip6(v6),
-    };
-    let tcp = Multiaddr::empty()
-        .with(ip.clone())
-        .with(p2p::Protocol::Tcp(config.p2p_port));
-    let quic = Multiaddr::empty()
-        .with(ip)
-        .with(p2p::Protocol::Udp(config.p2p_port))
-        .with(p2p::Protocol::QuicV1);
-    vec![tcp, quic]
 }
 
 async fn api_not_found() -> (axum::http::StatusCode, axum::Json<ErrorBody>) {
