@@ -15,6 +15,20 @@ export INFERNET_MODELS_DIR="${INFERNET_MODELS_DIR:-$INFERNET_CACHE/models}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$INFERNET_CACHE/target}"
 export INFERNET_SITE_ROOT="${INFERNET_SITE_ROOT:-$CARGO_TARGET_DIR/site}"
 
+# Every checkout shares the target directory, but Cargo judges a workspace
+# crate fresh by comparing its sources' mtimes (paths relative to the crate)
+# with the artifact's: a checkout whose files are older than another
+# checkout's build would reuse that build. So when the checkout changes,
+# forget the fingerprints of the workspace's own crates; everything from
+# crates.io stays built.
+_checkout_stamp="$CARGO_TARGET_DIR/.infernet-checkout"
+if [ -d "$CARGO_TARGET_DIR" ] && [ "$(cat "$_checkout_stamp" 2>/dev/null)" != "$INFERNET_ROOT" ]; then
+  find "$CARGO_TARGET_DIR" -maxdepth 4 -type d -regextype posix-extended \
+    -regex '.*/\.fingerprint/(wire|p2p|app|server|node|surreal)-[0-9a-f]{16}' \
+    -prune -exec rm -rf {} + 2>/dev/null || true
+  printf '%s\n' "$INFERNET_ROOT" >"$_checkout_stamp"
+fi
+
 # tch links against the venv's PyTorch (tch 0.26 expects torch 2.13.0).
 export LIBTORCH_USE_PYTORCH=1
 export PATH="$INFERNET_VENV/bin:$INFERNET_TOOLS/bin:$HOME/.cargo/bin:$PATH"

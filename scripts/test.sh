@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything (idempotently) and runs every test: formatting, lints,
 # unit and integration tests (real SurrealDB, libp2p, libtorch), and the
-# browser test in headless Chromium, and the server against a real remote
-# SurrealDB over WebSocket (INFERNET_REMOTE_DB_TESTS=0 skips that one and
-# the ~8 min build of the SurrealDB server it needs).
+# browser test in headless Chromium. The integration tests include the server
+# on a real remote SurrealDB over WebSocket (`tools/surreal`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$SECONDS
@@ -30,13 +29,6 @@ cargo build --workspace --bins
 
 step "unit and integration tests"
 cargo test --workspace
-
-if [ "${INFERNET_REMOTE_DB_TESTS:-1}" = 1 ]; then
-  step "remote SurrealDB test (builds the SurrealDB server from crates.io)"
-  cargo build --manifest-path tools/surreal/Cargo.toml --target-dir "$INFERNET_CACHE/tools-target"
-  INFERNET_SURREAL_BIN="$INFERNET_CACHE/tools-target/debug/surreal" \
-    cargo test -p server --test it -- --ignored remote_db
-fi
 
 step "browser test"
 (cd e2e && node --test --test-reporter=spec app.test.mjs)

@@ -1,4 +1,8 @@
 //! Server functions: thin calls into the server's [`Backend`](crate::backend::Backend).
+//!
+//! Each has a fixed endpoint (`/api/<name>`) rather than Leptos's default,
+//! which hashes the crate's absolute path: a site built in one checkout (or
+//! Docker stage) then still talks to a server built in another.
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -35,7 +39,7 @@ fn err(e: wire::api::ErrorBody) -> ServerFnError {
     ServerFnError::new(e.error.message)
 }
 
-#[server(input = Json)]
+#[server(input = Json, endpoint = "list_nodes")]
 pub async fn list_nodes(query: NodeQuery) -> Result<NodesView, ServerFnError> {
     let list = backend()?.0.list_nodes(query).await.map_err(err)?;
     Ok(NodesView {
@@ -44,7 +48,7 @@ pub async fn list_nodes(query: NodeQuery) -> Result<NodesView, ServerFnError> {
     })
 }
 
-#[server(input = Json)]
+#[server(input = Json, endpoint = "get_node")]
 pub async fn get_node(id: String) -> Result<Option<(NodeInfo, UnixMillis)>, ServerFnError> {
     let id = id
         .parse()
@@ -54,7 +58,7 @@ pub async fn get_node(id: String) -> Result<Option<(NodeInfo, UnixMillis)>, Serv
 }
 
 /// The models that online nodes offer, cheapest first.
-#[server(input = Json)]
+#[server(input = Json, endpoint = "list_models")]
 pub async fn list_models() -> Result<Vec<ModelChoice>, ServerFnError> {
     let query = NodeQuery {
         online: Some(true),
@@ -87,17 +91,17 @@ pub async fn list_models() -> Result<Vec<ModelChoice>, ServerFnError> {
     Ok(choices)
 }
 
-#[server(input = Json)]
+#[server(input = Json, endpoint = "run_job")]
 pub async fn run_job(job: SubmitJob) -> Result<JobRecord, ServerFnError> {
     backend()?.0.submit_job(job).await.map_err(err)
 }
 
-#[server(input = Json)]
+#[server(input = Json, endpoint = "list_jobs")]
 pub async fn list_jobs() -> Result<Vec<JobSummary>, ServerFnError> {
     backend()?.0.list_jobs(100).await.map_err(err)
 }
 
-#[server(input = Json)]
+#[server(input = Json, endpoint = "get_job")]
 pub async fn get_job(id: String) -> Result<Option<JobRecord>, ServerFnError> {
     let id = id
         .parse()

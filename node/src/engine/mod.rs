@@ -4,6 +4,7 @@
 //! `tch` tensors are not `Sync`, so each model lives on its own OS thread
 //! and async code reaches it through a bounded queue.
 
+pub mod cuda;
 mod embedding;
 pub mod manifest;
 
@@ -45,6 +46,9 @@ impl std::str::FromStr for DeviceChoice {
 
 impl DeviceChoice {
     fn resolve(self) -> Result<tch::Device, EngineError> {
+        if self != DeviceChoice::Cpu {
+            cuda::ensure_loaded();
+        }
         match self {
             DeviceChoice::Cpu => Ok(tch::Device::Cpu),
             DeviceChoice::Auto if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),

@@ -12,13 +12,13 @@ pub(crate) fn server_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_server"))
 }
 
-/// The node binary sits next to the server's in the same target directory;
-/// `cargo test --workspace` builds both.
-pub(crate) fn node_bin() -> PathBuf {
-    let path = server_bin().with_file_name("node");
+/// Another workspace binary (`node`, `surreal`): it sits next to the
+/// server's in the same target directory; `cargo test --workspace` builds all.
+pub(crate) fn sibling_bin(name: &str) -> PathBuf {
+    let path = server_bin().with_file_name(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build -p node` (or `cargo test --workspace`)",
+        "{} is missing: run `cargo build --workspace --bins` (or `cargo test --workspace`)",
         path.display()
     );
     path
@@ -190,7 +190,7 @@ impl Node {
     pub(crate) fn start(server: &Server, heartbeat_ms: u64) -> Node {
         let dir = temp_dir("node");
         let proc = Proc::spawn(
-            &node_bin(),
+            &sibling_bin("node"),
             &[
                 "--server",
                 &server.url,

@@ -1,10 +1,8 @@
 //! The server on a remote SurrealDB over WebSocket (`--db ws://…`), the same
-//! code path as the embedded engine. Needs the real SurrealDB server, built
-//! from crates.io by `tools/surreal`; scripts/test.sh builds it and runs
-//! this test with `--ignored`.
+//! code path as the embedded engine, against the real SurrealDB server
+//! (`tools/surreal`, built from crates.io with the workspace).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -12,7 +10,7 @@ use serde_json::{json, Value};
 use wire::jobs::{JobRecord, JobStatus};
 use wire::registry::NodeList;
 
-use crate::harness::{eventually, http, Node, Proc, Server};
+use crate::harness::{eventually, http, sibling_bin, Node, Proc, Server};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -23,11 +21,8 @@ fn free_port() -> u16 {
 }
 
 #[test]
-#[ignore = "needs INFERNET_SURREAL_BIN, the SurrealDB server from tools/surreal"]
 fn server_keeps_registry_and_jobs_in_a_remote_surrealdb() {
-    let bin = PathBuf::from(
-        std::env::var_os("INFERNET_SURREAL_BIN").expect("INFERNET_SURREAL_BIN is not set"),
-    );
+    let bin = sibling_bin("surreal");
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let (_surreal, _) = Proc::start(
