@@ -24,7 +24,7 @@ export INFERNET_SITE_ROOT="${INFERNET_SITE_ROOT:-$CARGO_TARGET_DIR/site}"
 _checkout_stamp="$CARGO_TARGET_DIR/.infernet-checkout"
 if [ -d "$CARGO_TARGET_DIR" ] && [ "$(cat "$_checkout_stamp" 2>/dev/null)" != "$INFERNET_ROOT" ]; then
   find "$CARGO_TARGET_DIR" -maxdepth 4 -type d -regextype posix-extended \
-    -regex '.*/\.fingerprint/(wire|p2p|app|server|node|surreal)-[0-9a-f]{16}' \
+    -regex '.*/\.fingerprint/(wire|p2p|app|server|node|consumer|surreal)-[0-9a-f]{16}' \
     -prune -exec rm -rf {} + 2>/dev/null || true
   printf '%s\n' "$INFERNET_ROOT" >"$_checkout_stamp"
 fi

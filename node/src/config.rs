@@ -20,13 +20,37 @@ struct Cli {
     /// TOML file with any of the settings below (flag names, with `_` for `-`).
     #[arg(long, env = "INFERNET_NODE_CONFIG")]
     config: Option<PathBuf>,
-    /// The Infernet server to register with [default: http://127.0.0.1:8080].
+    /// The Infernet server to register with over HTTP [default:
+    /// http://127.0.0.1:8080 unless --bootstrap is given]. Without one the
+    /// node only gossips its ads (servers pick them up from the network).
     #[arg(long, env = "INFERNET_SERVER")]
     server: Option<String>,
     /// libp2p peers to bootstrap from (`/ip4/…/tcp/…/p2p/<id>`); by default
     /// the server's own peer, read from its `/api/v1/network`.
     #[arg(long, env = "INFERNET_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
+    /// auto (AutoNAT decides), public (listen addresses are dialable),
+    /// private (go through relays) [default: auto].
+    #[arg(long, env = "INFERNET_REACHABILITY")]
+    reachability: Option<String>,
+    /// Addresses others can dial this node at that it cannot see itself
+    /// (e.g. a forwarded port), as multiaddrs.
+    #[arg(long, env = "INFERNET_EXTERNAL_ADDR", value_delimiter = ',')]
+    external_addr: Vec<String>,
+    /// Relays to use when unreachable (`…/p2p/<id>`) [default: the bootstrap peers].
+    #[arg(long, env = "INFERNET_RELAY", value_delimiter = ',')]
+    relay: Vec<String>,
+    /// Do not serve as a circuit relay for others.
+    #[arg(long, env = "INFERNET_NO_RELAY_SERVER")]
+    no_relay_server: bool,
+    /// How often to gossip this node's signed ad, in milliseconds; each ad
+    /// lives three intervals [default: 10000].
+    #[arg(long, env = "INFERNET_AD_INTERVAL_MS")]
+    ad_interval_ms: Option<u64>,
+    /// With reachability auto: how long AutoNAT may take before relays are
+    /// used, in milliseconds [default: 30000].
+    #[arg(long, env = "INFERNET_NAT_PROBE_TIMEOUT_MS")]
+    nat_probe_timeout_ms: Option<u64>,
     /// Directory of models, one sub-directory with a manifest.json each [default: models].
     #[arg(long, env = "INFERNET_MODELS_DIR")]
     models_dir: Option<PathBuf>,
@@ -55,6 +79,12 @@ struct Cli {
 struct FileConfig {
     server: Option<String>,
     bootstrap: Option<Vec<String>>,
+    reachability: Option<String>,
+    external_addr: Option<Vec<String>>,
+    relay: Option<Vec<String>>,
+    no_relay_server: Option<bool>,
+    ad_interval_ms: Option<u64>,
+    nat_probe_timeout_ms: Option<u64>,
     models_dir: Option<PathBuf>,
     key_file: Option<PathBuf>,
     p2p_port: Option<u16>,
@@ -66,8 +96,15 @@ struct FileConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: reqwest::Url,
+    /// None: no HTTP registration, ads only.
+    pub server: Option<reqwest::Url>,
     pub bootstrap: Vec<p2p::Multiaddr>,
+    pub reachability: p2p::Reachability,
+    pub external_addrs: Vec<p2p::Multiaddr>,
+    pub relays: Vec<p2p::Multiaddr>,
+    pub relay_server: bool,
+    pub ad_interval: Duration,
+    pub nat_probe_timeout: Duration,
     pub models_dir: PathBuf,
     pub key_file: PathBuf,
     pub p2p_port: u16,
@@ -115,38 +152,68 @@ impl Config {
         };
         let invalid = |m: String| ConfigError::Invalid(m);
 
-        let server_text = cli
-            .server
-            .or(file.server)
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let server = reqwest::Url::parse(&server_text)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "--server must be an http(s) URL, got `{server_text}`"
-                ))
-            })?;
-
         let bootstrap_text = if cli.bootstrap.is_empty() {
             file.bootstrap.unwrap_or_default()
         } else {
             cli.bootstrap
         };
-        let bootstrap = bootstrap_text
+        let bootstrap = parse_peer_addrs(&bootstrap_text, "bootstrap")?;
+
+        let server_text = cli.server.or(file.server).or_else(|| {
+            bootstrap
+                .is_empty()
+                .then(|| "http://127.0.0.1:8080".to_owned())
+        });
+        let server = server_text
+            .map(|text| {
+                reqwest::Url::parse(&text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| invalid(format!("--server must be an http(s) URL, got `{text}`")))
+            })
+            .transpose()?;
+
+        let reachability = cli
+            .reachability
+            .or(file.reachability)
+            .unwrap_or_else(|| "auto".into())
+            .parse()
+            .map_err(invalid)?;
+        let external_text = if cli.external_addr.is_empty() {
+            file.external_addr.unwrap_or_default()
+        } else {
+            cli.external_addr
+        };
+        let external_addrs = external_text
             .iter()
             .map(|a| {
-                let addr: p2p::Multiaddr = a
-                    .parse()
-                    .map_err(|_| invalid(format!("`{a}` is not a multiaddr")))?;
-                p2p::split_peer_id(&addr).ok_or_else(|| {
-                    invalid(format!(
-                        "bootstrap address `{a}` must end in /p2p/<peer id>"
-                    ))
-                })?;
-                Ok(addr)
+                a.parse::<p2p::Multiaddr>()
+                    .map_err(|_| invalid(format!("`{a}` is not a multiaddr")))
             })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let relay_text = if cli.relay.is_empty() {
+            file.relay.unwrap_or_default()
+        } else {
+            cli.relay
+        };
+        let relays = parse_peer_addrs(&relay_text, "relay")?;
+        let ad_interval_ms = cli.ad_interval_ms.or(file.ad_interval_ms).unwrap_or(10_000);
+        // Three intervals must fit an ad's time to live.
+        let ad_range = 300..=(wire::ads::MAX_AD_TTL_MS / 3);
+        if !ad_range.contains(&ad_interval_ms) {
+            return Err(invalid(format!(
+                "ad_interval_ms must be {} to {}",
+                ad_range.start(),
+                ad_range.end()
+            )));
+        }
+        let nat_probe_timeout_ms = cli
+            .nat_probe_timeout_ms
+            .or(file.nat_probe_timeout_ms)
+            .unwrap_or(30_000);
+        if !(100..=3_600_000).contains(&nat_probe_timeout_ms) {
+            return Err(invalid("nat_probe_timeout_ms must be 100 to 3600000".into()));
+        }
 
         let heartbeat_ms = cli.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(10_000);
         let range = wire::registry::MIN_HEARTBEAT_MS..=wire::registry::MAX_HEARTBEAT_MS;
@@ -170,6 +237,12 @@ impl Config {
         Ok(Config {
             server,
             bootstrap,
+            reachability,
+            external_addrs,
+            relays,
+            relay_server: !(cli.no_relay_server || file.no_relay_server.unwrap_or(false)),
+            ad_interval: Duration::from_millis(ad_interval_ms),
+            nat_probe_timeout: Duration::from_millis(nat_probe_timeout_ms),
             models_dir: cli
                 .models_dir
                 .or(file.models_dir)
@@ -188,6 +261,22 @@ impl Config {
             queue_depth,
         })
     }
+}
+
+/// Parses multiaddrs that must each name their peer (`…/p2p/<id>`).
+fn parse_peer_addrs(texts: &[String], what: &str) -> Result<Vec<p2p::Multiaddr>, ConfigError> {
+    texts
+        .iter()
+        .map(|a| {
+            let addr: p2p::Multiaddr = a
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("`{a}` is not a multiaddr")))?;
+            p2p::split_peer_id(&addr).ok_or_else(|| {
+                ConfigError::Invalid(format!("{what} address `{a}` must end in /p2p/<peer id>"))
+            })?;
+            Ok(addr)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -216,7 +305,24 @@ mod tests {
         assert_eq!(c.heartbeat, Duration::from_millis(2000));
         assert_eq!(c.device, DeviceChoice::Cpu);
         assert_eq!(c.queue_depth, 7);
-        assert_eq!(c.server.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(c.server.unwrap().as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(c.reachability, p2p::Reachability::Auto);
+        assert!(c.relay_server);
+    }
+
+    #[test]
+    fn bootstrap_without_server_means_gossip_only() {
+        let cli = Cli {
+            bootstrap: vec![
+                "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+                    .into(),
+            ],
+            reachability: Some("private".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(cli).unwrap();
+        assert!(c.server.is_none());
+        assert_eq!(c.reachability, p2p::Reachability::Private);
     }
 
     #[test]
@@ -236,6 +342,18 @@ mod tests {
             },
             Cli {
                 bootstrap: vec!["/ip4/127.0.0.1/tcp/1".into()],
+                ..Default::default()
+            },
+            Cli {
+                reachability: Some("sometimes".into()),
+                ..Default::default()
+            },
+            Cli {
+                ad_interval_ms: Some(10),
+                ..Default::default()
+            },
+            Cli {
+                relay: vec!["/ip4/127.0.0.1/tcp/1".into()],
                 ..Default::default()
             },
         ] {

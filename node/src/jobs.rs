@@ -30,10 +30,35 @@ impl JobServer {
             let server = self.clone();
             tokio::spawn(
                 async move {
-                    server.active.fetch_add(1, Ordering::Relaxed);
-                    let response = server.answer(job.request).await;
+                    let InboundJob {
+                        request,
+                        mut responder,
+                        ..
+                    } = job;
+                    let ahead = server.active.fetch_add(1, Ordering::Relaxed);
+                    let mut cancel = responder.cancel_signal();
+                    let response = match responder.accepted(ahead).await {
+                        Ok(()) => tokio::select! {
+                            response = server.answer(request) => response,
+                            () = cancel.cancelled() => {
+                                tracing::info!("job cancelled by the consumer");
+                                JobResponse::Refused {
+                                    code: RefusalCode::Cancelled,
+                                    message: "cancelled".into(),
+                                }
+                            }
+                        },
+                        Err(e) => {
+                            tracing::info!(error = %e, "consumer gone before the job started");
+                            server.active.fetch_sub(1, Ordering::Relaxed);
+                            return;
+                        }
+                    };
                     server.active.fetch_sub(1, Ordering::Relaxed);
-                    if let Err(e) = job.responder.send(response).await {
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    if let Err(e) = responder.send(response).await {
                         tracing::warn!(error = %e, "could not send the answer");
                     }
                 }

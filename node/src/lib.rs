@@ -1,6 +1,9 @@
 //! The Infernet provider node: detects its hardware, loads its models, joins
-//! the network through the server, registers, heartbeats, and serves jobs.
+//! the network (through the server or any peer), advertises itself on the
+//! network (signed ads, DHT provider records) and to a server over HTTP if
+//! it has one, and serves jobs.
 
+pub mod advertise;
 pub mod announce;
 pub mod config;
 pub mod engine;
@@ -12,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::Config;
-use wire::registry::{NodeInfo, Registration};
+use wire::registry::{ModelOffer, Registration};
 use wire::{NodeId, UnixMillis};
 
+use crate::advertise::Advertiser;
 use crate::announce::{AnnounceError, Announcer};
 use crate::engine::{Engine, EngineError};
 use crate::jobs::JobServer;
@@ -35,17 +39,18 @@ pub enum NodeError {
     LoaderPanicked,
 }
 
-/// A node that has joined the network and registered.
+/// A node that has joined the network (and registered, if it has a server).
 pub struct RunningNode {
-    pub info: NodeInfo,
+    pub node_id: NodeId,
+    pub models: Vec<ModelOffer>,
     pub p2p_addrs: Vec<p2p::Multiaddr>,
-    _network: p2p::Client,
+    pub network: p2p::Client,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningNode {
     pub fn node_id(&self) -> NodeId {
-        self.info.peer_id
+        self.node_id
     }
 
     /// Stops heartbeats and job serving.
@@ -72,23 +77,27 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     }
     let engine = Arc::new(engine);
 
-    let bootstrap = if config.bootstrap.is_empty() {
-        let info = announce::server_network(&config.server, Duration::from_secs(30)).await?;
-        info.multiaddrs
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect()
-    } else {
-        config.bootstrap.clone()
+    let bootstrap = match (&config.server, config.bootstrap.is_empty()) {
+        (Some(server), true) => {
+            let info = announce::server_network(server, Duration::from_secs(30)).await?;
+            info.multiaddrs
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect()
+        }
+        _ => config.bootstrap.clone(),
     };
-    let p2p_config = p2p::Config {
-        listen: p2p::Config::listen_on(config.p2p_host, config.p2p_port),
-        bootstrap,
-        serve_jobs: true,
-        request_timeout: Duration::from_secs(300),
-        idle_timeout: Duration::from_secs(300),
-        agent_version: format!("infernet-node/{}", wire::VERSION),
-    };
+    let mut p2p_config = p2p::Config::new(
+        p2p::Config::listen_on(config.p2p_host, config.p2p_port),
+        format!("infernet-node/{}", wire::VERSION),
+    );
+    p2p_config.bootstrap = bootstrap;
+    p2p_config.serve_jobs = true;
+    p2p_config.reachability = config.reachability;
+    p2p_config.external_addrs = config.external_addrs.clone();
+    p2p_config.relays = config.relays.clone();
+    p2p_config.relay_server = config.relay_server;
+    p2p_config.nat_probe_timeout = config.nat_probe_timeout;
     let (network, inbound, event_loop) = p2p::start(keypair.clone(), p2p_config).await?;
     let mut tasks = vec![tokio::spawn(event_loop.run())];
     let p2p_addrs = network.listen_addrs().await?;
@@ -102,26 +111,50 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     });
     tasks.push(tokio::spawn(job_server.run(inbound)));
 
-    let registration = Registration {
+    let models = engine.offers();
+    let advertiser = Advertiser {
+        network: network.clone(),
+        keypair: keypair.clone(),
         node_id,
-        timestamp: UnixMillis::now(),
-        multiaddrs: p2p_addrs.iter().map(|a| a.to_string()).collect(),
-        hardware,
-        models: engine.offers(),
-        version: wire::VERSION.to_owned(),
-        heartbeat_interval_ms: u64::try_from(config.heartbeat.as_millis()).unwrap_or(u64::MAX),
+        hardware: hardware.clone(),
+        models: models.clone(),
+        schedule: Vec::new(),
+        interval: config.ad_interval,
+        active: active.clone(),
+        capacity: u32::try_from(models.len()).unwrap_or(u32::MAX),
+        last_seq: 0,
     };
-    let announcer = Arc::new(Announcer::new(config.server.clone(), keypair, registration));
-    let info = announcer.register().await?;
-    tracing::info!(%node_id, models = info.models.len(), "registered");
-    tasks.push(tokio::spawn(
-        announcer.heartbeat_loop(config.heartbeat, active),
-    ));
+    if let Err(e) = advertiser.provide().await {
+        tracing::warn!(error = %e, "could not put provider records in the DHT yet");
+    }
+    tasks.push(tokio::spawn(advertiser.run()));
+
+    if let Some(server) = &config.server {
+        let registration = Registration {
+            node_id,
+            timestamp: UnixMillis::now(),
+            multiaddrs: p2p_addrs.iter().map(|a| a.to_string()).collect(),
+            hardware,
+            models: models.clone(),
+            version: wire::VERSION.to_owned(),
+            heartbeat_interval_ms: u64::try_from(config.heartbeat.as_millis())
+                .unwrap_or(u64::MAX),
+        };
+        let announcer = Arc::new(Announcer::new(server.clone(), keypair, registration));
+        let info = announcer.register().await?;
+        tracing::info!(%node_id, models = info.models.len(), "registered");
+        tasks.push(tokio::spawn(
+            announcer.heartbeat_loop(config.heartbeat, active),
+        ));
+    } else {
+        tracing::info!(%node_id, "no server: announcing on the network only");
+    }
 
     Ok(RunningNode {
-        info,
+        node_id,
+        models,
         p2p_addrs,
-        _network: network,
+        network,
         tasks,
     })
 }

@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
         "event": "ready",
         "peer_id": running.node_id(),
         "p2p": running.p2p_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "models": running.info.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+        "models": running.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
     });
     #[allow(clippy::print_stdout)]
     {

@@ -1,27 +1,47 @@
-//! The libp2p side of Infernet, shared by the server and the node.
+//! The libp2p side of Infernet, shared by the server, the node and the
+//! consumer.
 //!
 //! [`start`] builds the swarm, starts listening, and hands back three parts in
 //! the manner of rust-libp2p's file-sharing example:
-//! - a [`Client`]: cloneable, turns each call into a [`Command`] sent over a
+//! - a [`Client`]: cloneable, turns each call into a command sent over a
 //!   bounded channel to the event loop, with a oneshot for the answer;
-//! - a receiver of [`InboundJob`]s, the job requests peers send us;
+//! - a receiver of [`InboundJob`]s, the jobs peers send us;
 //! - the [`EventLoop`], which owns the `Swarm` and must be spawned on one task.
 //!   Only that task touches the `Swarm`.
+//!
+//! Job and ad streams are opened and accepted through `libp2p_stream`'s
+//! `Control`, itself a handle on the swarm's stream behaviour, so that long
+//! outputs stream without passing through the event loop.
+//!
+//! What runs on the swarm:
+//! - identify, ping, Kademlia (`/infernet/kad/1.0.0`): discovery; nodes put
+//!   provider records under each model's content hash and name
+//!   ([`model_key`], [`model_name_key`]);
+//! - gossipsub: signed capability ads on [`wire::ads::ADS_TOPIC`], checked by
+//!   an [`AdBook`](wire::ads::AdBook) before they are passed on;
+//! - AutoNAT v2, circuit relay v2 (server and client), DCUtR: reachability;
+//! - the job protocol ([`wire::JOB_PROTOCOL`]) and the ad protocol
+//!   ([`wire::AD_PROTOCOL`]).
 
+mod ads;
 mod behaviour;
 mod client;
 mod event_loop;
+pub mod framing;
 pub mod identity;
+mod jobs;
 
-pub use client::{Client, InboundJob, Responder};
+pub use client::{Client, NetworkEvent, Reachability};
 pub use event_loop::EventLoop;
+pub use jobs::{CancelSignal, InboundJob, JobCall, JobUpdate, Responder};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// How a process joins the network.
 #[derive(Debug, Clone)]
@@ -32,15 +52,45 @@ pub struct Config {
     pub bootstrap: Vec<Multiaddr>,
     /// Whether this process runs jobs for others (nodes do, the server does not).
     pub serve_jobs: bool,
-    /// Longest a job request may wait for its answer.
+    /// Longest a job may take from request to answer, whatever its deadline.
     pub request_timeout: Duration,
     /// Connections with nothing to do are closed after this long.
     pub idle_timeout: Duration,
     /// Sent over identify, e.g. `infernet-node/0.1.0`.
     pub agent_version: String,
+    /// Whether others can dial us directly.
+    pub reachability: Reachability,
+    /// Addresses others can dial us at that we cannot see ourselves (e.g. a
+    /// port forwarded on a router). Confirmed as external at start.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Relays to reserve a slot on when we turn out to be unreachable; each
+    /// ends in `/p2p/<peer id>`. Empty: the bootstrap peers.
+    pub relays: Vec<Multiaddr>,
+    /// Serve as a circuit relay v2 for peers that cannot be dialled.
+    pub relay_server: bool,
+    /// With [`Reachability::Auto`]: how long AutoNAT has to confirm an
+    /// address before we fall back to relays.
+    pub nat_probe_timeout: Duration,
 }
 
 impl Config {
+    /// A configuration with the usual defaults for the given role.
+    pub fn new(listen: Vec<Multiaddr>, agent_version: impl Into<String>) -> Self {
+        Config {
+            listen,
+            bootstrap: Vec::new(),
+            serve_jobs: false,
+            request_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(300),
+            agent_version: agent_version.into(),
+            reachability: Reachability::Auto,
+            external_addrs: Vec::new(),
+            relays: Vec::new(),
+            relay_server: true,
+            nat_probe_timeout: Duration::from_secs(30),
+        }
+    }
+
     /// Listen on `ip` at `port` over TCP and QUIC (port 0: each picks a free one).
     pub fn listen_on(ip: std::net::IpAddr, port: u16) -> Vec<Multiaddr> {
         let ip = match ip {
@@ -79,17 +129,26 @@ pub enum NetworkError {
     ConnectionClosed,
     #[error("the peer did not answer in time")]
     Timeout,
-    #[error("the peer does not speak the job protocol")]
-    UnsupportedProtocol,
+    #[error("the peer does not speak {0}")]
+    UnsupportedProtocol(String),
+    #[error("the peer broke the protocol: {0}")]
+    Protocol(String),
     #[error("the request was already answered or dropped")]
     ResponseDropped,
+    #[error("ad: {0}")]
+    Ad(#[from] wire::ads::AdError),
+    #[error("DHT: {0}")]
+    Dht(String),
 }
 
 /// The capacity of the command and inbound-job channels.
 const CHANNEL_CAPACITY: usize = 64;
+/// The capacity of the event broadcast; slow subscribers miss old events.
+const EVENT_CAPACITY: usize = 1024;
 
 /// Builds the swarm, starts listening, waits until every listener has an
-/// address, and dials the bootstrap peers (without waiting for them).
+/// address, dials the bootstrap peers (without waiting for them), and
+/// starts accepting job and ad streams.
 pub async fn start(
     keypair: Keypair,
     config: Config,
@@ -97,12 +156,26 @@ pub async fn start(
     let local_peer_id = keypair.public().to_peer_id();
     let (command_tx, command_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let (inbound_tx, inbound_rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let mut event_loop = EventLoop::build(keypair, &config, command_rx, inbound_tx)?;
+    let (events_tx, _) = broadcast::channel(EVENT_CAPACITY);
+    let (own_ad_tx, own_ad_rx) = watch::channel(None);
+    let mut event_loop =
+        EventLoop::build(keypair, &config, command_rx, events_tx.clone(), own_ad_tx)?;
     event_loop.listen(&config.listen).await?;
     for addr in &config.bootstrap {
         event_loop.add_bootstrap(addr.clone())?;
     }
-    let client = Client::new(local_peer_id, command_tx);
+    let control = event_loop.stream_control();
+    if config.serve_jobs {
+        jobs::serve(control.clone(), inbound_tx)?;
+    }
+    ads::serve(control.clone(), own_ad_rx)?;
+    let client = Client::new(
+        local_peer_id,
+        command_tx,
+        events_tx,
+        control,
+        config.request_timeout,
+    );
     Ok((client, inbound_rx, event_loop))
 }
 
@@ -113,6 +186,20 @@ pub fn split_peer_id(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
         Some(Protocol::P2p(peer)) => Some((peer, base)),
         _ => None,
     }
+}
+
+/// The DHT key under which providers of a model (by content hash) are found.
+pub fn model_key(hash: &wire::ModelHash) -> Vec<u8> {
+    let mut key = b"/infernet/model/".to_vec();
+    key.extend_from_slice(hash.as_bytes());
+    key
+}
+
+/// The DHT key under which providers of a model (by name) are found.
+pub fn model_name_key(name: &str) -> Vec<u8> {
+    let mut key = b"/infernet/model-name/".to_vec();
+    key.extend_from_slice(&Sha256::digest(name.as_bytes()));
+    key
 }
 
 #[cfg(test)]

@@ -3,20 +3,21 @@
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
-use wire::jobs::{JobInput, JobOutput, JobRequest, JobResponse};
-use wire::{JobId, MilliSats, Sha256Digest, UnixMillis};
+use wire::ads::{CapabilityAd, Load};
+use wire::jobs::{JobInput, JobOutput, JobRequest, JobResponse, RefusalCode};
+use wire::registry::{Hardware, ModelOffer, Task};
+use wire::{JobId, MilliSats, NodeId, Sha256Digest, SignedEnvelope, UnixMillis};
 
 use super::*;
 
 fn config(serve_jobs: bool, bootstrap: Vec<Multiaddr>) -> Config {
-    Config {
-        listen: Config::listen_loopback(),
-        bootstrap,
-        serve_jobs,
-        request_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(30),
-        agent_version: "infernet-test".into(),
-    }
+    let mut c = Config::new(Config::listen_loopback(), "infernet-test");
+    c.bootstrap = bootstrap;
+    c.serve_jobs = serve_jobs;
+    c.request_timeout = Duration::from_secs(10);
+    c.idle_timeout = Duration::from_secs(30);
+    c.reachability = Reachability::Public;
+    c
 }
 
 fn request(n: u8) -> JobRequest {
@@ -27,42 +28,60 @@ fn request(n: u8) -> JobRequest {
             texts: vec!["hi".into()],
         },
         max_price_msat: MilliSats(5),
-        deadline: UnixMillis(u64::MAX),
+        deadline: UnixMillis(UnixMillis::now().0 + 30_000),
     }
 }
 
 struct Peer {
     client: Client,
+    key: Keypair,
     inbound: mpsc::Receiver<InboundJob>,
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn spawn(serve_jobs: bool, bootstrap: Vec<Multiaddr>) -> Peer {
-    let (client, inbound, event_loop) =
-        start(Keypair::generate_ed25519(), config(serve_jobs, bootstrap))
-            .await
-            .unwrap();
+async fn spawn_with(config: Config) -> Peer {
+    // RUST_LOG=debug shows what the swarms do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let key = Keypair::generate_ed25519();
+    let (client, inbound, event_loop) = start(key.clone(), config).await.unwrap();
     let task = tokio::spawn(event_loop.run());
     Peer {
         client,
+        key,
         inbound,
         task,
     }
 }
 
-/// Answers every job with its own job id, so the caller can tell answers apart.
-fn echo_jobs(mut inbound: mpsc::Receiver<InboundJob>) {
+async fn spawn(serve_jobs: bool, bootstrap: Vec<Multiaddr>) -> Peer {
+    spawn_with(config(serve_jobs, bootstrap)).await
+}
+
+impl Peer {
+    async fn full_addr(&self) -> Multiaddr {
+        addr_with(&self.client.listen_addrs().await.unwrap(), "tcp")
+            .with(Protocol::P2p(self.client.local_peer_id()))
+    }
+}
+
+/// Answers every job with its own job id, and `n` vectors, so the caller can
+/// tell answers apart.
+fn echo_jobs(mut inbound: mpsc::Receiver<InboundJob>, vectors: usize) {
     tokio::spawn(async move {
-        while let Some(job) = inbound.recv().await {
-            let receipt = wire::SignedEnvelope {
+        while let Some(mut job) = inbound.recv().await {
+            let receipt = SignedEnvelope {
                 public_key: String::new(),
                 payload: job.request.job_id.to_string(),
                 signature: String::new(),
             };
             let output = JobOutput::Embedding {
-                dim: 1,
-                vectors: vec![vec![1.0]],
+                dim: 384,
+                vectors: (0..vectors).map(|i| vec![i as f32; 384]).collect(),
             };
+            job.responder.accepted(0).await.unwrap();
             job.responder
                 .send(JobResponse::Done { output, receipt })
                 .await
@@ -79,6 +98,63 @@ fn addr_with(addrs: &[Multiaddr], transport: &str) -> Multiaddr {
         .unwrap_or_else(|| panic!("no {transport} address in {addrs:?}"))
 }
 
+#[track_caller]
+fn next_event<T, F: FnMut(&NetworkEvent) -> Option<T>>(
+    events: &mut broadcast::Receiver<NetworkEvent>,
+    mut pick: F,
+) -> impl std::future::Future<Output = T> + use<'_, T, F> {
+    let caller = std::panic::Location::caller();
+    async move {
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if let Some(t) = pick(&e) {
+                            return t;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("event stream ended: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("event did not come (awaited at {caller})"))
+    }
+}
+
+fn ad_for(key: &Keypair, seq: u64, issued_at: UnixMillis, price: u64) -> CapabilityAd {
+    CapabilityAd {
+        node_id: key.public().to_peer_id().into(),
+        seq,
+        issued_at,
+        ttl_ms: 30_000,
+        multiaddrs: vec![],
+        hardware: Hardware {
+            cpu_model: "test".into(),
+            cpu_cores: 2,
+            ram_mb: 1024,
+            gpus: vec![],
+            os: "linux".into(),
+            arch: "x86_64".into(),
+        },
+        models: vec![ModelOffer {
+            name: "m".into(),
+            task: Task::Embedding,
+            hash: Sha256Digest::of(b"m"),
+            price_msat: MilliSats(price),
+            device: "cpu".into(),
+            description: None,
+            embedding_dim: Some(384),
+        }],
+        version: "test".into(),
+        schedule: vec![],
+        load: Load::default(),
+        accepting_jobs: true,
+    }
+}
+
 #[tokio::test]
 async fn listeners_report_real_ports_for_tcp_and_quic() {
     let peer = spawn(true, vec![]).await;
@@ -88,6 +164,9 @@ async fn listeners_report_real_ports_for_tcp_and_quic() {
         .iter()
         .any(|p| matches!(p, Protocol::Tcp(port) if port != 0)));
     addr_with(&addrs, "quic-v1");
+    // Public: the listen addresses are what others dial.
+    let external = peer.client.external_addrs().await.unwrap();
+    assert!(external.contains(&tcp), "{external:?}");
 }
 
 #[tokio::test]
@@ -95,7 +174,7 @@ async fn jobs_round_trip_over_tcp_and_over_quic() {
     let provider = spawn(true, vec![]).await;
     let addrs = provider.client.listen_addrs().await.unwrap();
     let provider_id = provider.client.local_peer_id();
-    echo_jobs(provider.inbound);
+    echo_jobs(provider.inbound, 1);
 
     for (n, transport) in [(1, "tcp"), (2, "quic-v1")] {
         let consumer = spawn(false, vec![]).await;
@@ -109,6 +188,64 @@ async fn jobs_round_trip_over_tcp_and_over_quic() {
         };
         assert_eq!(receipt.payload, request(n).job_id.to_string());
     }
+}
+
+#[tokio::test]
+async fn long_outputs_stream_in_order_in_bounded_parts() {
+    let provider = spawn(true, vec![]).await;
+    let addrs = provider.client.listen_addrs().await.unwrap();
+    let provider_id = provider.client.local_peer_id();
+    // 200 vectors of 384 floats: ~380 KB, more than one part.
+    echo_jobs(provider.inbound, 200);
+    let consumer = spawn(false, vec![]).await;
+    let mut call = consumer
+        .client
+        .call_job(provider_id, addrs, request(5))
+        .await
+        .unwrap();
+    let mut updates = Vec::new();
+    while let Some(u) = call.next().await.unwrap() {
+        updates.push(u);
+    }
+    assert_eq!(updates[0], JobUpdate::Accepted { queue_position: 0 });
+    let parts: Vec<u32> = updates
+        .iter()
+        .filter_map(|u| match u {
+            JobUpdate::Output(wire::jobs::OutputPart::Embedding { first, .. }) => Some(*first),
+            _ => None,
+        })
+        .collect();
+    assert!(parts.len() > 1, "one part only: {parts:?}");
+    assert!(parts.windows(2).all(|w| w[0] < w[1]));
+    let Some(JobUpdate::Done {
+        output: JobOutput::Embedding { vectors, .. },
+        ..
+    }) = updates.last()
+    else {
+        panic!("no Done at the end");
+    };
+    assert_eq!(vectors.len(), 200);
+    assert!(vectors.iter().enumerate().all(|(i, v)| v[0] == i as f32));
+}
+
+#[tokio::test]
+async fn consumer_cancel_reaches_the_provider() {
+    let mut provider = spawn(true, vec![]).await;
+    let addrs = provider.client.listen_addrs().await.unwrap();
+    let consumer = spawn(false, vec![]).await;
+    let call = consumer
+        .client
+        .call_job(provider.client.local_peer_id(), addrs, request(6))
+        .await
+        .unwrap();
+    let job = provider.inbound.recv().await.unwrap();
+    let mut signal = job.responder.cancel_signal();
+    assert!(!signal.is_cancelled());
+    call.cancel().await;
+    tokio::time::timeout(Duration::from_secs(10), signal.cancelled())
+        .await
+        .expect("the provider never saw the cancel");
+    assert!(signal.is_cancelled());
 }
 
 #[tokio::test]
@@ -131,6 +268,47 @@ async fn provider_that_vanishes_mid_job_is_reported_as_disconnected() {
 }
 
 #[tokio::test]
+async fn refusals_and_missed_deadlines_reach_the_consumer() {
+    let mut provider = spawn(true, vec![]).await;
+    let addrs = provider.client.listen_addrs().await.unwrap();
+    let provider_id = provider.client.local_peer_id();
+    tokio::spawn(async move {
+        // Refuse the first job; sit on the second past its deadline.
+        let job = provider.inbound.recv().await.unwrap();
+        job.responder
+            .send(JobResponse::Refused {
+                code: RefusalCode::Overloaded,
+                message: "busy".into(),
+            })
+            .await
+            .unwrap();
+        let _held = provider.inbound.recv().await.unwrap();
+        std::future::pending::<()>().await;
+    });
+    let consumer = spawn(false, vec![]).await;
+    let refused = consumer
+        .client
+        .send_job(provider_id, addrs.clone(), request(7))
+        .await
+        .unwrap();
+    assert!(matches!(
+        refused,
+        JobResponse::Refused {
+            code: RefusalCode::Overloaded,
+            ..
+        }
+    ));
+    let mut late = request(8);
+    late.deadline = UnixMillis(UnixMillis::now().0 + 100);
+    let err = consumer
+        .client
+        .send_job(provider_id, addrs, late)
+        .await
+        .unwrap_err();
+    assert_eq!(err, NetworkError::Timeout);
+}
+
+#[tokio::test]
 async fn peer_that_does_not_serve_jobs_refuses_the_protocol() {
     let server = spawn(false, vec![]).await;
     let addrs = server.client.listen_addrs().await.unwrap();
@@ -140,7 +318,10 @@ async fn peer_that_does_not_serve_jobs_refuses_the_protocol() {
         .send_job(server.client.local_peer_id(), addrs, request(4))
         .await
         .unwrap_err();
-    assert_eq!(err, NetworkError::UnsupportedProtocol);
+    assert!(
+        matches!(err, NetworkError::UnsupportedProtocol(_)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -182,4 +363,175 @@ async fn event_loop_stops_when_every_client_is_dropped() {
         .await
         .expect("event loop did not stop")
         .unwrap();
+}
+
+#[tokio::test]
+async fn providers_are_found_through_the_dht_from_any_peer() {
+    // seed <- a (provides), seed <- b <- c: c only knows b.
+    let seed = spawn(false, vec![]).await;
+    let a = spawn(true, vec![seed.full_addr().await]).await;
+    let b = spawn(false, vec![seed.full_addr().await]).await;
+    let c = spawn(false, vec![b.full_addr().await]).await;
+    let key = model_key(&Sha256Digest::of(b"m"));
+    // Connected to the seed: the record has somewhere to go.
+    a.client
+        .connect(seed.client.local_peer_id(), vec![])
+        .await
+        .unwrap();
+    a.client.start_providing(vec![key.clone()]).await.unwrap();
+    let a_id = a.client.local_peer_id();
+    // The record spreads asynchronously; ask until it is there.
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let found = c.client.find_providers(key.clone()).await.unwrap();
+            if found.contains(&a_id) {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("c never found a");
+    assert_eq!(found.len(), 1);
+    assert!(c
+        .client
+        .find_providers(model_name_key("nothing"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn ads_gossip_and_forged_replayed_or_expired_ones_are_dropped() {
+    // Subscribe before the others join, so no event is missed.
+    let a = spawn(true, vec![]).await;
+    let mut a_events = a.client.subscribe();
+    let b = spawn(false, vec![a.full_addr().await]).await;
+    let mut b_events = b.client.subscribe();
+    let mallory = spawn(false, vec![a.full_addr().await]).await;
+    let mut m_events = mallory.client.subscribe();
+    let b_id = b.client.local_peer_id();
+    let m_id = mallory.client.local_peer_id();
+    // Both have joined a's ads topic.
+    let mut joined = std::collections::HashSet::new();
+    while joined.len() < 2 {
+        let peer = next_event(&mut a_events, |e| match e {
+            NetworkEvent::GossipPeer { peer } => Some(*peer),
+            _ => None,
+        })
+        .await;
+        joined.insert(peer);
+    }
+    assert!(joined.contains(&b_id) && joined.contains(&m_id));
+    next_event(&mut m_events, |e| match e {
+        NetworkEvent::GossipPeer { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+
+    let now = UnixMillis::now();
+    let genuine = SignedEnvelope::seal(&a.key, &ad_for(&a.key, 10, now, 1000)).unwrap();
+    a.client.publish_ad(genuine.clone()).await.unwrap();
+    let got = next_event(&mut b_events, |e| match e {
+        NetworkEvent::AdAccepted { ad, .. } => Some(ad.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got.ad.seq, 10);
+    assert_eq!(got.ad.node_id, NodeId::from(a.client.local_peer_id()));
+
+    // Mallory, connected to a only: an ad for a signed with her key; a's
+    // genuine ad again; an expired ad of a's she kept. a checks each and
+    // passes none on.
+    let forged = SignedEnvelope::seal(&mallory.key, &ad_for(&a.key, 11, now, 1)).unwrap();
+    let expired =
+        SignedEnvelope::seal(&a.key, &ad_for(&a.key, 12, UnixMillis(now.0 - 60_000), 1)).unwrap();
+    for (envelope, want_forged) in [(forged, true), (genuine, true), (expired, false)] {
+        mallory.client.publish_ad(envelope).await.unwrap();
+        let (via, error, forged) = next_event(&mut a_events, |e| match e {
+            NetworkEvent::AdRejected { via, error, forged } => Some((*via, error.clone(), *forged)),
+            NetworkEvent::AdAccepted { ad, .. } => panic!("accepted {:?}", ad.ad),
+            _ => None,
+        })
+        .await;
+        assert_eq!(via, m_id);
+        // Re-publishing a's ad is a forgery here: mallory is not a.
+        assert_eq!(forged, want_forged, "{error}");
+    }
+    // b never saw them: it still holds a's genuine ad and its price.
+    let held = b.client.ads_offering("m").await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].ad.models[0].price_msat, MilliSats(1000));
+
+    // A replay by a itself (same seq) is dropped but not called a forgery.
+    let replay = SignedEnvelope::seal(&a.key, &ad_for(&a.key, 10, now, 5)).unwrap();
+    a.client.publish_ad(replay).await.unwrap();
+    // (b may also have heard mallory directly, once the DHT introduced
+    // them; it must have accepted none of hers.)
+    let forged = next_event(&mut b_events, |e| match e {
+        NetworkEvent::AdRejected {
+            error: wire::ads::AdError::Replayed { .. },
+            forged,
+            ..
+        } => Some(*forged),
+        NetworkEvent::AdAccepted { ad, .. } => panic!("b accepted {:?}", ad.ad),
+        _ => None,
+    })
+    .await;
+    assert!(!forged);
+}
+
+#[tokio::test]
+async fn a_node_answers_its_current_ad_on_request() {
+    let a = spawn(true, vec![]).await;
+    let b = spawn(false, vec![a.full_addr().await]).await;
+    let a_id = a.client.local_peer_id();
+    b.client.connect(a_id, vec![]).await.unwrap();
+    assert!(matches!(
+        b.client.fetch_ad(a_id).await,
+        Err(NetworkError::Protocol(_))
+    ));
+    let ad = ad_for(&a.key, 3, UnixMillis::now(), 700);
+    a.client
+        .publish_ad(SignedEnvelope::seal(&a.key, &ad).unwrap())
+        .await
+        .unwrap();
+    let held = b.client.fetch_ad(a_id).await.unwrap();
+    assert_eq!(held.ad, ad);
+    assert_eq!(b.client.ads_offering("m").await.unwrap().len(), 1);
+    // Asking again gives the same (still valid) ad.
+    assert_eq!(b.client.fetch_ad(a_id).await.unwrap().ad, ad);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_reached_through_a_relay() {
+    let relay = spawn(false, vec![]).await;
+    let relay_addr = relay.full_addr().await;
+    // The provider listens on nothing: no one can dial it directly.
+    let mut private = config(true, vec![relay_addr.clone()]);
+    private.listen = vec![];
+    private.reachability = Reachability::Private;
+    let provider = spawn_with(private).await;
+    let mut events = provider.client.subscribe();
+    next_event(&mut events, |e| match e {
+        NetworkEvent::RelayReservation { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    let provider_id = provider.client.local_peer_id();
+    let external = provider.client.external_addrs().await.unwrap();
+    let circuit = external
+        .iter()
+        .find(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+        .unwrap_or_else(|| panic!("no circuit address in {external:?}"))
+        .clone();
+    echo_jobs(provider.inbound, 1);
+
+    let consumer = spawn(false, vec![]).await;
+    let response = consumer
+        .client
+        .send_job(provider_id, vec![circuit], request(9))
+        .await
+        .unwrap();
+    assert!(matches!(response, JobResponse::Done { .. }));
 }

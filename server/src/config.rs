@@ -51,6 +51,17 @@ struct Cli {
     /// Longest a job may take, in seconds [default: 60].
     #[arg(long, env = "INFERNET_JOB_TIMEOUT_SECS")]
     job_timeout_secs: Option<u64>,
+    /// public (the p2p listen addresses are dialable as they are), auto
+    /// (AutoNAT decides) or private [default: public].
+    #[arg(long, env = "INFERNET_P2P_REACHABILITY")]
+    p2p_reachability: Option<String>,
+    /// Addresses the p2p side can be dialled at that it cannot see itself.
+    #[arg(long, env = "INFERNET_P2P_EXTERNAL_ADDR", value_delimiter = ',')]
+    p2p_external_addr: Vec<String>,
+    /// Forget a node this many seconds after it was last heard from
+    /// (offline nodes stay listed until then) [default: 604800].
+    #[arg(long, env = "INFERNET_NODE_RETENTION_SECS")]
+    node_retention_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -67,6 +78,9 @@ struct FileConfig {
     p2p_host: Option<IpAddr>,
     site_root: Option<PathBuf>,
     job_timeout_secs: Option<u64>,
+    p2p_reachability: Option<String>,
+    p2p_external_addr: Option<Vec<String>>,
+    node_retention_secs: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -83,6 +97,9 @@ pub struct Config {
     pub p2p_host: IpAddr,
     pub site_root: PathBuf,
     pub job_timeout: Duration,
+    pub p2p_reachability: p2p::Reachability,
+    pub p2p_external_addrs: Vec<p2p::Multiaddr>,
+    pub node_retention: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -99,6 +116,9 @@ impl std::fmt::Debug for Config {
             .field("p2p_host", &self.p2p_host)
             .field("site_root", &self.site_root)
             .field("job_timeout", &self.job_timeout)
+            .field("p2p_reachability", &self.p2p_reachability)
+            .field("p2p_external_addrs", &self.p2p_external_addrs)
+            .field("node_retention", &self.node_retention)
             .finish()
     }
 }
@@ -140,6 +160,9 @@ impl Config {
             p2p_host: IpAddr::from([127, 0, 0, 1]),
             site_root: site_root.to_owned(),
             job_timeout: Duration::from_secs(30),
+            p2p_reachability: p2p::Reachability::Public,
+            p2p_external_addrs: Vec::new(),
+            node_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
@@ -162,6 +185,33 @@ impl Config {
         if timeout == 0 || timeout > 3600 {
             return Err(ConfigError::Invalid(
                 "job_timeout_secs must be 1 to 3600".into(),
+            ));
+        }
+        let p2p_reachability = cli
+            .p2p_reachability
+            .or(file.p2p_reachability)
+            .unwrap_or_else(|| "public".into())
+            .parse()
+            .map_err(ConfigError::Invalid)?;
+        let external_text = if cli.p2p_external_addr.is_empty() {
+            file.p2p_external_addr.unwrap_or_default()
+        } else {
+            cli.p2p_external_addr
+        };
+        let p2p_external_addrs = external_text
+            .iter()
+            .map(|a| {
+                a.parse::<p2p::Multiaddr>()
+                    .map_err(|_| ConfigError::Invalid(format!("`{a}` is not a multiaddr")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let retention = cli
+            .node_retention_secs
+            .or(file.node_retention_secs)
+            .unwrap_or(7 * 24 * 3600);
+        if retention == 0 || retention > 365 * 24 * 3600 {
+            return Err(ConfigError::Invalid(
+                "node_retention_secs must be 1 to 31536000".into(),
             ));
         }
         let db = cli.db.or(file.db);
@@ -205,6 +255,9 @@ impl Config {
                 .or(file.site_root)
                 .unwrap_or_else(|| PathBuf::from("target/site")),
             job_timeout: Duration::from_secs(timeout),
+            p2p_reachability,
+            p2p_external_addrs,
+            node_retention: Duration::from_secs(retention),
         })
     }
 }

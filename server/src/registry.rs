@@ -1,6 +1,8 @@
 //! The node registry: signed registration and heartbeats, and the public
 //! `GET /nodes` list that apps and other instances read.
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +17,7 @@ use wire::registry::{
     Registration, MAX_HEARTBEAT_MS, MAX_MODELS_PER_NODE, MAX_MULTIADDRS, MIN_HEARTBEAT_MS,
     MISSED_HEARTBEATS_OFFLINE,
 };
+use wire::ads::CapabilityAd;
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 use crate::db::Db;
@@ -387,6 +390,107 @@ impl Registry {
             )
             .await?;
         Ok(rows.into_iter().next().map(|r| r.into_info(now)))
+    }
+
+    /// Stores a node's capability ad (already verified by the network
+    /// layer: signature, signer, freshness). Ads older than the newest one
+    /// taken for this node are ignored. Returns whether it was stored.
+    pub(crate) async fn ingest_ad(&self, ad: &CapabilityAd, now: UnixMillis) -> Result<bool, ApiError> {
+        let id = ad.node_id.to_string();
+        let interval = (ad.ttl_ms / MISSED_HEARTBEATS_OFFLINE).max(1);
+        let data = json!({
+            "peer_id": id,
+            "multiaddrs": ad.multiaddrs,
+            "hardware": ad.hardware,
+            "models": ad.models,
+            "version": ad.version,
+            "heartbeat_interval_ms": interval,
+            "active_jobs": ad.load.active_jobs,
+            "last_seen": now,
+            "last_ad_seq": ad.seq,
+        });
+        let updated: Vec<serde_json::Value> = self
+            .db
+            .rows(
+                "UPDATE type::record('node', $id) MERGE $data \
+                 WHERE last_ad_seq IS NONE OR last_ad_seq < $seq RETURN peer_id",
+                json!({ "id": id, "data": data, "seq": ad.seq }),
+                0,
+            )
+            .await?;
+        if !updated.is_empty() {
+            return Ok(true);
+        }
+        if self.exists(ad.node_id).await? {
+            return Ok(false);
+        }
+        let mut data = data;
+        data["registered_at"] = json!(now);
+        // No signed HTTP message yet: any later one is newer.
+        data["last_signed"] = json!(0);
+        let created = self
+            .db
+            .rows::<serde_json::Value>(
+                "CREATE type::record('node', $id) CONTENT $data RETURN peer_id",
+                json!({ "id": id, "data": data }),
+                0,
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(true),
+            // A registration or another ad got there first.
+            Err(_) if self.exists(ad.node_id).await? => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets nodes not heard from since `cutoff`. Returns how many.
+    pub(crate) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, ApiError> {
+        let gone: Vec<serde_json::Value> = self
+            .db
+            .rows(
+                "DELETE node WHERE last_seen < $cutoff RETURN BEFORE",
+                json!({ "cutoff": cutoff }),
+                0,
+            )
+            .await?;
+        Ok(gone.len())
+    }
+
+    /// Feeds the registry from the network: every verified ad updates its
+    /// node, and nodes silent for longer than `retention` are forgotten.
+    pub(crate) async fn follow_network(self, network: p2p::Client, retention: Duration) {
+        let mut events = network.subscribe();
+        let sweep_every = (retention / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(p2p::NetworkEvent::AdAccepted { ad, .. }) => {
+                        match self.ingest_ad(&ad.ad, UnixMillis::now()).await {
+                            Ok(true) => tracing::debug!(node = %ad.ad.node_id, seq = ad.ad.seq, "ad stored"),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "could not store an ad"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "registry fell behind the network's ads");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = sweep.tick() => {
+                    let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+                    let cutoff = UnixMillis(UnixMillis::now().0.saturating_sub(ms));
+                    match self.forget_silent(cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(nodes = n, "forgot silent nodes"),
+                        Err(e) => tracing::warn!(error = %e, "could not sweep silent nodes"),
+                    }
+                }
+            }
+        }
     }
 
     /// Every node, sorted by peer id, with its status as of `now`.

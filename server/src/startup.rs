@@ -72,14 +72,16 @@ impl Application {
         })
         .await?;
 
-        let p2p_config = p2p::Config {
-            listen: p2p::Config::listen_on(config.p2p_host, config.p2p_port),
-            bootstrap: vec![],
-            serve_jobs: false,
-            request_timeout: config.job_timeout,
-            idle_timeout: std::time::Duration::from_secs(300),
-            agent_version: format!("infernet-server/{}", wire::VERSION),
-        };
+        let mut p2p_config = p2p::Config::new(
+            p2p::Config::listen_on(config.p2p_host, config.p2p_port),
+            format!("infernet-server/{}", wire::VERSION),
+        );
+        p2p_config.request_timeout = config.job_timeout;
+        p2p_config.reachability = config.p2p_reachability;
+        p2p_config.external_addrs = config.p2p_external_addrs.clone();
+        // The server is the network's seed: it relays for nodes that
+        // cannot be dialled.
+        p2p_config.relay_server = true;
         let (network, _inbound, event_loop) = p2p::start(keypair, p2p_config).await?;
         tokio::spawn(event_loop.run());
         let peer_id = network.local_peer_id();
@@ -96,6 +98,11 @@ impl Application {
         };
 
         let registry = Registry::new(db.clone());
+        tokio::spawn(
+            registry
+                .clone()
+                .follow_network(network.clone(), config.node_retention),
+        );
         let state = AppState {
             jobs: jobs::Jobs::new(db, registry.clone(), network.clone(), config.job_timeout),
             registry,

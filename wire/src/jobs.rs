@@ -140,6 +140,142 @@ pub enum RefusalCode {
     Overloaded,
     DeadlineExceeded,
     EngineFailed,
+    /// The node is paused, draining, or outside its schedule.
+    NotAccepting,
+    /// The consumer cancelled the job.
+    Cancelled,
+}
+
+/// What a consumer writes on a job stream ([`JOB_PROTOCOL`](crate::JOB_PROTOCOL)):
+/// one `Request`, then possibly `Cancel`. Closing the stream before the
+/// answer also cancels the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum ConsumerFrame {
+    Request { request: JobRequest },
+    Cancel,
+}
+
+/// What a provider writes on a job stream: `Accepted`, the output in
+/// `Output` parts (in order), then exactly one `Done` (whose receipt covers
+/// the whole output) or `Refused`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum ProviderFrame {
+    Accepted { queue_position: u32 },
+    Output { part: OutputPart },
+    Done { receipt: SignedEnvelope },
+    Refused { code: RefusalCode, message: String },
+}
+
+/// A piece of a job's output, so that long outputs stream in bounded frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum OutputPart {
+    /// Vectors `first .. first + vectors.len()` of an embedding job.
+    Embedding {
+        dim: u32,
+        first: u32,
+        vectors: Vec<Vec<f32>>,
+    },
+}
+
+impl JobOutput {
+    /// Splits the output into parts of roughly at most `max_bytes` each
+    /// (never fewer than one item per part).
+    pub fn into_parts(self, max_bytes: usize) -> Vec<OutputPart> {
+        match self {
+            JobOutput::Embedding { dim, vectors } => {
+                // CBOR spends 5 bytes on each f32, plus a few per vector.
+                let per_vector = (dim as usize) * 5 + 9;
+                let per_part = (max_bytes / per_vector.max(1)).max(1);
+                if vectors.is_empty() {
+                    return vec![OutputPart::Embedding {
+                        dim,
+                        first: 0,
+                        vectors,
+                    }];
+                }
+                let mut parts = Vec::with_capacity(vectors.len().div_ceil(per_part));
+                let mut first = 0u32;
+                let mut rest = vectors.into_iter().peekable();
+                while rest.peek().is_some() {
+                    let chunk: Vec<Vec<f32>> = rest.by_ref().take(per_part).collect();
+                    let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                    parts.push(OutputPart::Embedding {
+                        dim,
+                        first,
+                        vectors: chunk,
+                    });
+                    first = first.saturating_add(n);
+                }
+                parts
+            }
+        }
+    }
+}
+
+/// Puts a streamed output back together, checking that parts come in order,
+/// agree with each other, and stay under a size bound.
+#[derive(Debug, Default)]
+pub struct OutputAssembler {
+    output: Option<JobOutput>,
+    items: usize,
+    max_items: usize,
+}
+
+impl OutputAssembler {
+    /// `max_values`: the most numbers the whole output may hold.
+    pub fn new(max_values: usize) -> Self {
+        OutputAssembler {
+            output: None,
+            items: 0,
+            max_items: max_values,
+        }
+    }
+
+    pub fn push(&mut self, part: OutputPart) -> Result<(), String> {
+        match part {
+            OutputPart::Embedding {
+                dim,
+                first,
+                vectors,
+            } => {
+                if first as usize != self.items {
+                    return Err(format!(
+                        "output part starts at item {first}, expected {}",
+                        self.items
+                    ));
+                }
+                if let Some(v) = vectors.iter().find(|v| v.len() != dim as usize) {
+                    return Err(format!("vector of length {} in a {dim}-dim output", v.len()));
+                }
+                let values = (self.items + vectors.len()).saturating_mul(dim as usize);
+                if values > self.max_items {
+                    return Err(format!(
+                        "output exceeds {} values",
+                        self.max_items
+                    ));
+                }
+                self.items += vectors.len();
+                match &mut self.output {
+                    None => self.output = Some(JobOutput::Embedding { dim, vectors }),
+                    Some(JobOutput::Embedding { dim: d, vectors: all }) => {
+                        if *d != dim {
+                            return Err(format!("output part has dim {dim}, earlier parts {d}"));
+                        }
+                        all.extend(vectors);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The whole output; an error if no part came.
+    pub fn finish(self) -> Result<JobOutput, String> {
+        self.output.ok_or_else(|| "the job ended without output".to_owned())
+    }
 }
 
 /// What the node signs about a finished job. Anyone holding the job's input
@@ -388,6 +524,39 @@ mod tests {
         let back: JobOutput =
             serde_json::from_str(&serde_json::to_string(&output).unwrap()).unwrap();
         assert_eq!(back.digest(), output.digest());
+    }
+
+    #[test]
+    fn long_outputs_split_into_bounded_parts_and_reassemble_exactly() {
+        let output = JobOutput::Embedding {
+            dim: 384,
+            vectors: (0..64)
+                .map(|i| (0..384).map(|j| (i * 384 + j) as f32 * 1e-3).collect())
+                .collect(),
+        };
+        let parts = output.clone().into_parts(16 * 1024);
+        assert!(parts.len() > 1, "{} parts", parts.len());
+        let mut asm = OutputAssembler::new(64 * 384);
+        for p in parts {
+            asm.push(p).unwrap();
+        }
+        let back = asm.finish().unwrap();
+        assert_eq!(back.digest(), output.digest());
+    }
+
+    #[test]
+    fn out_of_order_oversized_or_ragged_parts_are_refused() {
+        let part = |first, vectors: Vec<Vec<f32>>| OutputPart::Embedding {
+            dim: 2,
+            first,
+            vectors,
+        };
+        let mut asm = OutputAssembler::new(4);
+        assert!(asm.push(part(1, vec![vec![0.0, 1.0]])).is_err());
+        asm.push(part(0, vec![vec![0.0, 1.0]])).unwrap();
+        assert!(asm.push(part(1, vec![vec![0.0]])).is_err());
+        assert!(asm.push(part(1, vec![vec![0.0, 1.0], vec![1.0, 0.0]])).is_err());
+        assert!(OutputAssembler::new(4).finish().is_err());
     }
 
     #[test]

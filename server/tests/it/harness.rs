@@ -126,6 +126,11 @@ impl Proc {
         }
     }
 
+    /// Every stderr line logged since the last call (or the last wait).
+    pub(crate) fn logs(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
     /// SIGKILL: the process gets no chance to say goodbye.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
@@ -141,7 +146,7 @@ impl Drop for Proc {
 
 pub(crate) struct Server {
     /// Kept for its `Drop`, which stops the server.
-    _proc: Proc,
+    proc: Proc,
     pub(crate) url: String,
 }
 
@@ -173,7 +178,24 @@ impl Server {
         args.extend_from_slice(extra);
         let proc = Proc::spawn(&server_bin(), &args);
         let url = proc.ready["http"].as_str().unwrap().to_owned();
-        Server { _proc: proc, url }
+        Server { proc, url }
+    }
+
+    /// The server's libp2p TCP address, `/ip4/…/tcp/…/p2p/<id>`.
+    pub(crate) fn p2p_tcp(&self) -> String {
+        self.proc.ready["p2p"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .find(|a| a.contains("/tcp/") && a.starts_with("/ip4/127.0.0.1/"))
+            .unwrap_or_else(|| panic!("no loopback TCP address in {}", self.proc.ready))
+            .to_owned()
+    }
+
+    /// SIGKILL.
+    pub(crate) fn kill(&mut self) {
+        self.proc.kill();
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

@@ -4,5 +4,6 @@
 
 mod harness;
 mod jobs;
+mod network;
 mod registry;
 mod remote_db;

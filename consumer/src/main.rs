@@ -1,0 +1,186 @@
+//! `infernet`: find providers and run jobs on the Infernet network directly,
+//! without any server.
+//!
+//! ```text
+//! infernet providers --peer /ip4/…/tcp/4001/p2p/12D3… all-minilm-l6-v2
+//! infernet run --peer /ip4/…/tcp/4001/p2p/12D3… --model all-minilm-l6-v2 \
+//!     --text "A man plays a guitar." --text "Someone makes music."
+//! ```
+//!
+//! Progress goes to stderr, the result (JSON) to stdout. Exit codes: 0 done,
+//! 2 bad usage or input, 3 no provider found, 4 every provider failed,
+//! 1 anything else (network set-up).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use consumer::{Consumer, ConsumerError, JobSpec, Progress};
+use p2p::Multiaddr;
+use serde_json::json;
+use wire::jobs::{JobInput, JobOutput};
+use wire::{MilliSats, UnixMillis};
+
+#[derive(Parser, Debug)]
+#[command(name = "infernet", version, about = "Run inference jobs on the Infernet peer-to-peer network")]
+struct Cli {
+    /// A peer to join the network through: `/ip4/…/tcp/…/p2p/<peer id>`.
+    /// Any node or server will do. Repeat for more.
+    #[arg(long = "peer", env = "INFERNET_PEERS", value_delimiter = ',', required = true)]
+    peers: Vec<Multiaddr>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Lists the providers of a model, best first.
+    Providers {
+        /// Model name or content hash.
+        model: String,
+        /// Only providers at or under this price (millisatoshis per job).
+        #[arg(long)]
+        max_price: Option<u64>,
+    },
+    /// Runs an embedding job on the best provider, failing over to the next.
+    Run {
+        /// Model name or content hash.
+        #[arg(long)]
+        model: String,
+        /// A text to embed; repeat for more (with two, the similarity is shown).
+        #[arg(long = "text", required = true)]
+        texts: Vec<String>,
+        /// The most to pay, in millisatoshis.
+        #[arg(long)]
+        max_price: Option<u64>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Print the vectors in the result, not just their size.
+        #[arg(long)]
+        vectors: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("INFERNET_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e {
+                ConsumerError::BadInput(_) => 2,
+                ConsumerError::NoProviders(_) | ConsumerError::TooExpensive { .. } => 3,
+                ConsumerError::AllFailed(_) => 4,
+                ConsumerError::Network(_) => 1,
+            })
+        }
+    }
+}
+
+fn say(line: String) {
+    eprintln!("{line}");
+}
+
+async fn run(cli: Cli) -> Result<(), ConsumerError> {
+    let (consumer, _task) = Consumer::join(cli.peers, Vec::new()).await?;
+    match cli.command {
+        Command::Providers { model, max_price } => {
+            let found = consumer.discover(&model).await?;
+            if found.is_empty() {
+                return Err(ConsumerError::NoProviders(model));
+            }
+            let task = found[0].offer.task;
+            let ranked = consumer::rank(found, task, max_price.map(MilliSats), UnixMillis::now());
+            let list: Vec<_> = ranked
+                .iter()
+                .map(|c| {
+                    json!({
+                        "peer_id": c.peer.to_string(),
+                        "model": c.offer.name,
+                        "model_hash": c.offer.hash.to_string(),
+                        "price_msat": c.offer.price_msat.0,
+                        "device": c.offer.device,
+                        "load": c.ad.load,
+                        "rtt_ms": c.rtt.as_secs_f64() * 1e3,
+                        "multiaddrs": c.ad.multiaddrs,
+                    })
+                })
+                .collect();
+            println!("{}", json!({ "model": model, "providers": list }));
+            Ok(())
+        }
+        Command::Run {
+            model,
+            texts,
+            max_price,
+            timeout,
+            vectors,
+        } => {
+            let spec = JobSpec {
+                model,
+                input: JobInput::Embedding { texts },
+                max_price: max_price.map(MilliSats),
+                timeout: Duration::from_secs(timeout),
+            };
+            let done = consumer
+                .run(&spec, |p| match p {
+                    Progress::Trying { provider, price } => {
+                        say(format!("trying {provider} at {price}"))
+                    }
+                    Progress::Accepted {
+                        provider,
+                        queue_position,
+                    } => say(format!("{provider} accepted the job (queue position {queue_position})")),
+                    Progress::Output { items, .. } => say(format!("received {items} vector(s)")),
+                    Progress::Failed(a) => say(format!("{} failed after {} ms: {}", a.provider, a.ms, a.outcome)),
+                })
+                .await?;
+            let JobOutput::Embedding { dim, vectors: vs } = &done.output;
+            let similarity = (vs.len() == 2).then(|| cosine(&vs[0], &vs[1]));
+            let mut result = json!({
+                "job_id": done.job_id.to_string(),
+                "provider": done.provider.to_string(),
+                "model": done.offer.name,
+                "model_hash": done.offer.hash.to_string(),
+                "price_msat": done.receipt.price_msat.0,
+                "dim": dim,
+                "count": vs.len(),
+                "similarity": similarity,
+                "receipt": done.receipt_envelope,
+                "receipt_verified": true,
+                "failed_attempts": done.failed_attempts,
+            });
+            if vectors {
+                result["vectors"] = json!(vs);
+            }
+            println!("{result}");
+            Ok(())
+        }
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}

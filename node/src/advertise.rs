@@ -1,0 +1,112 @@
+//! Telling the network about this node without any server: signed
+//! capability ads on gossip (and on the ad protocol), and provider records
+//! in the DHT under each model's hash and name.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2p::NetworkEvent;
+use tokio::sync::broadcast::error::RecvError;
+use wire::ads::{AvailabilityWindow, CapabilityAd, Load};
+use wire::registry::{Hardware, ModelOffer};
+use wire::{NodeId, SignedEnvelope, UnixMillis};
+
+/// An ad lives this many publishing intervals.
+pub const AD_TTL_INTERVALS: u64 = 3;
+
+pub struct Advertiser {
+    pub network: p2p::Client,
+    pub keypair: p2p::Keypair,
+    pub node_id: NodeId,
+    pub hardware: Hardware,
+    pub models: Vec<ModelOffer>,
+    pub schedule: Vec<AvailabilityWindow>,
+    pub interval: Duration,
+    pub active: Arc<AtomicU32>,
+    /// Jobs the node runs at once (one worker per model).
+    pub capacity: u32,
+    pub(crate) last_seq: u64,
+}
+
+impl Advertiser {
+    /// Puts this node's provider records in the DHT.
+    pub async fn provide(&self) -> Result<(), p2p::NetworkError> {
+        let keys = self
+            .models
+            .iter()
+            .flat_map(|m| [p2p::model_key(&m.hash), p2p::model_name_key(&m.name)])
+            .collect();
+        self.network.start_providing(keys).await
+    }
+
+    /// The next ad: current addresses and load, a larger sequence number.
+    pub async fn next_ad(&mut self) -> Result<CapabilityAd, p2p::NetworkError> {
+        let mut addrs = self.network.external_addrs().await?;
+        if addrs.is_empty() {
+            // Not yet confirmed reachable: offer what we listen on; dialers
+            // that cannot use it will find us once relays or AutoNAT answer.
+            addrs = self.network.listen_addrs().await?;
+        }
+        let now = UnixMillis::now();
+        // The clock, bumped past the last ad: increasing even across restarts.
+        self.last_seq = now.0.max(self.last_seq + 1);
+        let active = self.active.load(Ordering::Relaxed);
+        Ok(CapabilityAd {
+            node_id: self.node_id,
+            seq: self.last_seq,
+            issued_at: now,
+            ttl_ms: u64::try_from(self.interval.as_millis())
+                .unwrap_or(u64::MAX / AD_TTL_INTERVALS)
+                * AD_TTL_INTERVALS,
+            multiaddrs: addrs
+                .iter()
+                .take(wire::registry::MAX_MULTIADDRS)
+                .map(|a| a.to_string())
+                .collect(),
+            hardware: self.hardware.clone(),
+            models: self.models.clone(),
+            version: wire::VERSION.to_owned(),
+            schedule: self.schedule.clone(),
+            load: Load {
+                active_jobs: active.min(self.capacity),
+                queued_jobs: active.saturating_sub(self.capacity),
+                capacity: self.capacity,
+            },
+            accepting_jobs: true,
+        })
+    }
+
+    async fn publish(&mut self) {
+        let result = async {
+            let ad = self.next_ad().await?;
+            let envelope = SignedEnvelope::seal(&self.keypair, &ad)
+                .map_err(|e| p2p::NetworkError::Transport(e.to_string()))?;
+            self.network.publish_ad(envelope).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not publish our ad");
+        }
+    }
+
+    /// Publishes an ad every interval, and at once when our addresses
+    /// change (a confirmed address, a relay reservation).
+    pub async fn run(mut self) {
+        let mut events = self.network.subscribe();
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.publish().await,
+                event = events.recv() => match event {
+                    Ok(NetworkEvent::ExternalAddrConfirmed(_) | NetworkEvent::RelayReservation { .. }) => {
+                        self.publish().await;
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The job protocol ([`wire::JOB_PROTOCOL`]) on libp2p streams.
+//!
+//! The consumer opens a stream and writes one [`ConsumerFrame::Request`];
+//! the provider answers `Accepted`, the output in bounded `Output` parts,
+//! then `Done` with the signed receipt, or `Refused`. The consumer may write
+//! `Cancel`, or simply close the stream, to cancel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::io::{ReadHalf, WriteHalf};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tokio::sync::{mpsc, watch, Semaphore};
+use wire::jobs::{
+    ConsumerFrame, JobOutput, JobRequest, JobResponse, OutputAssembler, OutputPart, ProviderFrame,
+    RefusalCode,
+};
+use wire::SignedEnvelope;
+
+use crate::framing::{self, FrameError};
+use crate::NetworkError;
+
+/// How long a peer has to send its request after opening a job stream.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Job streams handled at once; more are closed at once.
+const MAX_INBOUND_STREAMS: usize = 512;
+/// Output parts are cut to about this size.
+const OUTPUT_PART_BYTES: usize = 256 * 1024;
+/// The most numbers a whole output may hold (16 MiB of f32s).
+const MAX_OUTPUT_VALUES: usize = (wire::MAX_JOB_RESPONSE_BYTES / 4) as usize;
+
+fn protocol() -> StreamProtocol {
+    StreamProtocol::new(wire::JOB_PROTOCOL)
+}
+
+fn frame_err(e: FrameError) -> NetworkError {
+    match e {
+        FrameError::Io(_) | FrameError::Truncated => NetworkError::ConnectionClosed,
+        other => NetworkError::Protocol(other.to_string()),
+    }
+}
+
+/// Resolves once the consumer has cancelled (or gone away).
+#[derive(Debug, Clone)]
+pub struct CancelSignal(watch::Receiver<bool>);
+
+impl CancelSignal {
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    pub async fn cancelled(&mut self) {
+        // An error means the watcher is gone, which only happens once the
+        // stream has ended: as good as cancelled.
+        let _ = self.0.wait_for(|c| *c).await;
+    }
+}
+
+/// A job a peer sent us. Answer it through `responder`.
+#[derive(Debug)]
+pub struct InboundJob {
+    pub from: PeerId,
+    pub request: JobRequest,
+    pub responder: Responder,
+}
+
+/// Writes the answer to one [`InboundJob`].
+pub struct Responder {
+    writer: WriteHalf<Stream>,
+    cancel: CancelSignal,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish()
+    }
+}
+
+impl Responder {
+    /// Resolves when the consumer cancels the job.
+    pub fn cancel_signal(&self) -> CancelSignal {
+        self.cancel.clone()
+    }
+
+    /// Tells the consumer the job is taken, and its place in the queue.
+    pub async fn accepted(&mut self, queue_position: u32) -> Result<(), NetworkError> {
+        framing::write(
+            &mut self.writer,
+            &ProviderFrame::Accepted { queue_position },
+            wire::MAX_JOB_FRAME_BYTES,
+        )
+        .await
+        .map_err(frame_err)
+    }
+
+    /// Sends the final answer: the output in parts then the receipt, or the
+    /// refusal. Closes the stream.
+    pub async fn send(mut self, response: JobResponse) -> Result<(), NetworkError> {
+        let frames: Vec<ProviderFrame> = match response {
+            JobResponse::Done { output, receipt } => output
+                .into_parts(OUTPUT_PART_BYTES)
+                .into_iter()
+                .map(|part| ProviderFrame::Output { part })
+                .chain(std::iter::once(ProviderFrame::Done { receipt }))
+                .collect(),
+            JobResponse::Refused { code, message } => {
+                vec![ProviderFrame::Refused { code, message }]
+            }
+        };
+        for frame in &frames {
+            framing::write(&mut self.writer, frame, wire::MAX_JOB_FRAME_BYTES)
+                .await
+                .map_err(frame_err)?;
+        }
+        self.writer
+            .close()
+            .await
+            .map_err(|_| NetworkError::ConnectionClosed)
+    }
+}
+
+/// Accepts job streams and hands each request to `inbound`.
+pub(crate) fn serve(
+    mut control: libp2p_stream::Control,
+    inbound: mpsc::Sender<InboundJob>,
+) -> Result<(), NetworkError> {
+    let mut incoming = control
+        .accept(protocol())
+        .map_err(|e| NetworkError::Transport(e.to_string()))?;
+    let permits = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
+    tokio::spawn(async move {
+        while let Some((peer, stream)) = incoming.next().await {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many job streams; closing one");
+                continue;
+            };
+            let inbound = inbound.clone();
+            tokio::spawn(async move {
+                take_request(peer, stream, inbound).await;
+                drop(permit);
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn take_request(peer: PeerId, stream: Stream, inbound: mpsc::Sender<InboundJob>) {
+    let (mut reader, writer) = stream.split();
+    let first = tokio::time::timeout(
+        REQUEST_READ_TIMEOUT,
+        framing::read::<ConsumerFrame, _>(&mut reader, wire::MAX_JOB_REQUEST_BYTES),
+    )
+    .await;
+    let request = match first {
+        Ok(Ok(Some(ConsumerFrame::Request { request }))) => request,
+        Ok(Ok(Some(ConsumerFrame::Cancel) | None)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "bad job request");
+            let mut responder = Responder {
+                writer,
+                cancel: CancelSignal(watch::channel(false).1),
+            };
+            let _ = framing::write(
+                &mut responder.writer,
+                &ProviderFrame::Refused {
+                    code: RefusalCode::BadInput,
+                    message: e.to_string(),
+                },
+                wire::MAX_JOB_FRAME_BYTES,
+            )
+            .await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no job request within {REQUEST_READ_TIMEOUT:?}");
+            return;
+        }
+    };
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    tokio::spawn(watch_for_cancel(reader, cancel_tx));
+    let job = InboundJob {
+        from: peer,
+        request,
+        responder: Responder {
+            writer,
+            cancel: CancelSignal(cancel_rx),
+        },
+    };
+    if let Err(e) = inbound.try_send(job) {
+        let job = match e {
+            mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => job,
+        };
+        tracing::warn!(%peer, "job queue full; refusing");
+        let _ = job
+            .responder
+            .send(JobResponse::Refused {
+                code: RefusalCode::Overloaded,
+                message: "the node's job queue is full".into(),
+            })
+            .await;
+    }
+}
+
+/// Reads what else the consumer sends: a `Cancel`, or the end of the stream.
+async fn watch_for_cancel(mut reader: ReadHalf<Stream>, cancel: watch::Sender<bool>) {
+    loop {
+        match framing::read::<ConsumerFrame, _>(&mut reader, wire::MAX_JOB_REQUEST_BYTES).await {
+            Ok(Some(ConsumerFrame::Request { .. })) => continue,
+            Ok(Some(ConsumerFrame::Cancel)) | Ok(None) | Err(_) => {
+                let _ = cancel.send(true);
+                return;
+            }
+        }
+    }
+}
+
+/// What a consumer sees of a running job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobUpdate {
+    Accepted {
+        queue_position: u32,
+    },
+    /// A part of the output, as it streams in.
+    Output(OutputPart),
+    /// The whole output and the provider's signed receipt (not yet checked
+    /// against the job: see [`wire::jobs::verify_receipt`]).
+    Done {
+        output: JobOutput,
+        receipt: SignedEnvelope,
+    },
+    Refused {
+        code: RefusalCode,
+        message: String,
+    },
+}
+
+/// A job in flight on a stream to one provider.
+pub struct JobCall {
+    reader: ReadHalf<Stream>,
+    writer: WriteHalf<Stream>,
+    assembler: Option<OutputAssembler>,
+    deadline: tokio::time::Instant,
+    finished: bool,
+}
+
+impl std::fmt::Debug for JobCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobCall")
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobCall {
+    pub(crate) async fn open(
+        mut control: libp2p_stream::Control,
+        peer: PeerId,
+        request: JobRequest,
+        max_wait: Duration,
+    ) -> Result<JobCall, NetworkError> {
+        let stream = control
+            .open_stream(peer, protocol())
+            .await
+            .map_err(|e| match e {
+                libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
+                    NetworkError::UnsupportedProtocol(p.to_string())
+                }
+                other => NetworkError::Dial(format!("{peer}: {other}")),
+            })?;
+        let until_deadline = Duration::from_millis(
+            request
+                .deadline
+                .0
+                .saturating_sub(wire::UnixMillis::now().0)
+                // Give the provider's refusal time to arrive.
+                .saturating_add(2_000),
+        );
+        let deadline = tokio::time::Instant::now() + until_deadline.min(max_wait);
+        let (reader, mut writer) = stream.split();
+        framing::write(
+            &mut writer,
+            &ConsumerFrame::Request { request },
+            wire::MAX_JOB_REQUEST_BYTES,
+        )
+        .await
+        .map_err(frame_err)?;
+        Ok(JobCall {
+            reader,
+            writer,
+            assembler: Some(OutputAssembler::new(MAX_OUTPUT_VALUES)),
+            deadline,
+            finished: false,
+        })
+    }
+
+    /// The next update; `None` after `Done` or `Refused`.
+    pub async fn next(&mut self) -> Result<Option<JobUpdate>, NetworkError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let read = framing::read::<ProviderFrame, _>(&mut self.reader, wire::MAX_JOB_FRAME_BYTES);
+        let frame = match tokio::time::timeout_at(self.deadline, read).await {
+            Err(_) => return Err(NetworkError::Timeout),
+            Ok(Err(e)) => return Err(frame_err(e)),
+            Ok(Ok(None)) => return Err(NetworkError::ConnectionClosed),
+            Ok(Ok(Some(frame))) => frame,
+        };
+        Ok(Some(match frame {
+            ProviderFrame::Accepted { queue_position } => JobUpdate::Accepted { queue_position },
+            ProviderFrame::Output { part } => {
+                let assembler = self
+                    .assembler
+                    .as_mut()
+                    .ok_or_else(|| NetworkError::Protocol("output after the end".into()))?;
+                assembler
+                    .push(part.clone())
+                    .map_err(NetworkError::Protocol)?;
+                JobUpdate::Output(part)
+            }
+            ProviderFrame::Done { receipt } => {
+                self.finished = true;
+                let output = self
+                    .assembler
+                    .take()
+                    .ok_or_else(|| NetworkError::Protocol("two answers".into()))?
+                    .finish()
+                    .map_err(NetworkError::Protocol)?;
+                let _ = self.writer.close().await;
+                JobUpdate::Done { output, receipt }
+            }
+            ProviderFrame::Refused { code, message } => {
+                self.finished = true;
+                let _ = self.writer.close().await;
+                JobUpdate::Refused { code, message }
+            }
+        }))
+    }
+
+    /// Reads updates until the answer.
+    pub async fn finish(mut self) -> Result<JobResponse, NetworkError> {
+        loop {
+            match self.next().await? {
+                Some(JobUpdate::Done { output, receipt }) => {
+                    return Ok(JobResponse::Done { output, receipt })
+                }
+                Some(JobUpdate::Refused { code, message }) => {
+                    return Ok(JobResponse::Refused { code, message })
+                }
+                Some(_) => {}
+                None => return Err(NetworkError::Protocol("the job has no answer".into())),
+            }
+        }
+    }
+
+    /// Tells the provider to stop, and closes the stream.
+    pub async fn cancel(mut self) {
+        let _ = framing::write(
+            &mut self.writer,
+            &ConsumerFrame::Cancel,
+            wire::MAX_JOB_REQUEST_BYTES,
+        )
+        .await;
+        let _ = self.writer.close().await;
+    }
+}

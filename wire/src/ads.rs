@@ -1,0 +1,515 @@
+//! Capability ads: what a node offers right now (hardware, models, prices,
+//! schedule, load), signed by its key, numbered, and valid for a short time.
+//!
+//! Nodes gossip them on [`ADS_TOPIC`] and answer them on
+//! [`AD_PROTOCOL`](crate::AD_PROTOCOL). Every receiver checks them the same
+//! way, with [`AdBook::accept`]: a forged ad (bad signature, or signed by
+//! someone other than the node it describes), an expired one, one from the
+//! future, or a replay of an older one is dropped.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{Hardware, ModelOffer, MAX_MODELS_PER_NODE, MAX_MULTIADDRS};
+use crate::signing::{Signable, SignedEnvelope, SigningError};
+use crate::{ModelHash, NodeId, UnixMillis};
+
+/// The gossipsub topic that carries ads.
+pub const ADS_TOPIC: &str = "/infernet/ads/1";
+/// Largest encoded ad (the signed envelope's JSON) accepted.
+pub const MAX_AD_BYTES: usize = 64 * 1024;
+/// Bounds on an ad's time to live.
+pub const MIN_AD_TTL_MS: u64 = 1_000;
+pub const MAX_AD_TTL_MS: u64 = 60 * 60 * 1_000;
+/// How far an ad's issue time may be ahead of the receiver's clock.
+pub const MAX_AD_CLOCK_SKEW_MS: u64 = 60_000;
+/// An [`AdBook`] holds at most this many nodes by default.
+pub const DEFAULT_AD_BOOK_CAPACITY: usize = 100_000;
+
+/// A weekly window, in UTC, during which a node takes jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailabilityWindow {
+    /// 0 = Monday … 6 = Sunday.
+    pub day: u8,
+    /// Minutes after midnight UTC; `start_minute < end_minute <= 1440`.
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+impl AvailabilityWindow {
+    fn validate(&self) -> Result<(), String> {
+        if self.day > 6 {
+            return Err(format!("day {} is not 0 (Monday) to 6 (Sunday)", self.day));
+        }
+        if self.start_minute >= self.end_minute || self.end_minute > 1440 {
+            return Err(format!(
+                "window {}..{} is not within 0..1440 minutes and non-empty",
+                self.start_minute, self.end_minute
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `at` falls in one of `schedule`'s windows. An empty schedule
+/// means always available.
+pub fn available_at(schedule: &[AvailabilityWindow], at: UnixMillis) -> bool {
+    if schedule.is_empty() {
+        return true;
+    }
+    let minutes = at.0 / 60_000;
+    // 1970-01-01 was a Thursday (day 3 counting from Monday = 0).
+    let day = ((minutes / 1440 + 3) % 7) as u8;
+    let minute = (minutes % 1440) as u16;
+    schedule
+        .iter()
+        .any(|w| w.day == day && w.start_minute <= minute && minute < w.end_minute)
+}
+
+/// How busy a node is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Load {
+    /// Jobs running now.
+    pub active_jobs: u32,
+    /// Jobs waiting for a worker.
+    pub queued_jobs: u32,
+    /// Jobs the node runs at once before it queues.
+    pub capacity: u32,
+}
+
+impl Load {
+    /// Waiting and running jobs per unit of capacity; 0 when idle.
+    pub fn utilisation(&self) -> f64 {
+        f64::from(self.active_jobs + self.queued_jobs) / f64::from(self.capacity.max(1))
+    }
+}
+
+/// What a node signs and gossips about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapabilityAd {
+    pub node_id: NodeId,
+    /// Grows with every ad the node issues (the node uses its clock in
+    /// milliseconds, bumped when needed, so it survives restarts).
+    pub seq: u64,
+    pub issued_at: UnixMillis,
+    /// The ad is void `ttl_ms` after `issued_at`.
+    pub ttl_ms: u64,
+    /// Where to dial the node, relay circuits included.
+    pub multiaddrs: Vec<String>,
+    pub hardware: Hardware,
+    pub models: Vec<ModelOffer>,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<AvailabilityWindow>,
+    pub load: Load,
+    /// False while the operator has paused or is draining the node.
+    pub accepting_jobs: bool,
+}
+
+impl Signable for CapabilityAd {
+    const DOMAIN: &'static str = "infernet/ad/v1";
+    fn signer(&self) -> NodeId {
+        self.node_id
+    }
+}
+
+impl CapabilityAd {
+    pub fn expires_at(&self) -> UnixMillis {
+        UnixMillis(self.issued_at.0.saturating_add(self.ttl_ms))
+    }
+
+    pub fn is_expired(&self, now: UnixMillis) -> bool {
+        now >= self.expires_at()
+    }
+
+    /// The offer for a model given by name or content hash.
+    pub fn offer(&self, model: &str) -> Option<&ModelOffer> {
+        self.models
+            .iter()
+            .find(|m| m.name == model || m.hash.to_string() == model)
+    }
+
+    pub fn offers_hash(&self, hash: &ModelHash) -> Option<&ModelOffer> {
+        self.models.iter().find(|m| &m.hash == hash)
+    }
+
+    /// Takes jobs now: accepting, and inside its schedule.
+    pub fn is_open(&self, now: UnixMillis) -> bool {
+        self.accepting_jobs && available_at(&self.schedule, now)
+    }
+
+    fn validate(&self) -> Result<(), AdError> {
+        let invalid = |m: String| Err(AdError::Invalid(m));
+        if !(MIN_AD_TTL_MS..=MAX_AD_TTL_MS).contains(&self.ttl_ms) {
+            return invalid(format!(
+                "ttl {} ms is outside {MIN_AD_TTL_MS}..={MAX_AD_TTL_MS}",
+                self.ttl_ms
+            ));
+        }
+        if self.models.len() > MAX_MODELS_PER_NODE {
+            return invalid(format!("{} models; at most {MAX_MODELS_PER_NODE}", self.models.len()));
+        }
+        if self.multiaddrs.len() > MAX_MULTIADDRS {
+            return invalid(format!(
+                "{} addresses; at most {MAX_MULTIADDRS}",
+                self.multiaddrs.len()
+            ));
+        }
+        if self.schedule.len() > 7 * 24 {
+            return invalid(format!("{} schedule windows; at most 168", self.schedule.len()));
+        }
+        for w in &self.schedule {
+            w.validate().map_err(AdError::Invalid)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an ad was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdError {
+    #[error("ad is {bytes} bytes; at most {MAX_AD_BYTES}")]
+    TooLarge { bytes: usize },
+    #[error("ad is not a signed envelope: {0}")]
+    Malformed(String),
+    #[error("ad signature: {0}")]
+    Signature(#[from] SigningError),
+    #[error("ad for {node} was published by {publisher}")]
+    WrongPublisher { node: String, publisher: String },
+    #[error("ad is invalid: {0}")]
+    Invalid(String),
+    #[error("ad expired {ago_ms} ms ago")]
+    Expired { ago_ms: u64 },
+    #[error("ad is issued {ahead_ms} ms in the future")]
+    FromTheFuture { ahead_ms: u64 },
+    #[error("ad {seq} is not newer than ad {latest} already held")]
+    Replayed { seq: u64, latest: u64 },
+    #[error("the ad book is full")]
+    Full,
+}
+
+impl AdError {
+    /// Whether the ad proves its sender misbehaves (a forgery or garbage),
+    /// as opposed to being merely stale, which honest relaying can cause.
+    pub fn is_forgery(&self) -> bool {
+        matches!(
+            self,
+            AdError::TooLarge { .. }
+                | AdError::Malformed(_)
+                | AdError::Signature(_)
+                | AdError::WrongPublisher { .. }
+                | AdError::Invalid(_)
+                | AdError::FromTheFuture { .. }
+        )
+    }
+}
+
+/// Checks an ad on its own: size, signature, signer, limits and time. Does
+/// not know about earlier ads (see [`AdBook`] for replays).
+pub fn verify_ad(envelope: &SignedEnvelope, now: UnixMillis) -> Result<CapabilityAd, AdError> {
+    let size = envelope.public_key.len() + envelope.payload.len() + envelope.signature.len();
+    if size > MAX_AD_BYTES {
+        return Err(AdError::TooLarge { bytes: size });
+    }
+    let ad: CapabilityAd = envelope.open()?;
+    ad.validate()?;
+    if ad.issued_at.0 > now.0.saturating_add(MAX_AD_CLOCK_SKEW_MS) {
+        return Err(AdError::FromTheFuture {
+            ahead_ms: ad.issued_at.0 - now.0,
+        });
+    }
+    if ad.is_expired(now) {
+        return Err(AdError::Expired {
+            ago_ms: now.0 - ad.expires_at().0,
+        });
+    }
+    Ok(ad)
+}
+
+/// Decodes an ad from the bytes of a gossip message or an ad stream.
+pub fn decode_ad(bytes: &[u8]) -> Result<SignedEnvelope, AdError> {
+    if bytes.len() > MAX_AD_BYTES {
+        return Err(AdError::TooLarge { bytes: bytes.len() });
+    }
+    serde_json::from_slice(bytes).map_err(|e| AdError::Malformed(e.to_string()))
+}
+
+/// Encodes an ad for gossip or an ad stream.
+pub fn encode_ad(envelope: &SignedEnvelope) -> Vec<u8> {
+    // Serialising a struct of strings cannot fail.
+    serde_json::to_vec(envelope).unwrap_or_default()
+}
+
+/// A verified ad and the envelope it came in (kept to pass on as is).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldAd {
+    pub ad: CapabilityAd,
+    pub envelope: SignedEnvelope,
+}
+
+/// The newest valid ad of each node.
+#[derive(Debug, Clone)]
+pub struct AdBook {
+    ads: HashMap<NodeId, HeldAd>,
+    capacity: usize,
+}
+
+impl Default for AdBook {
+    fn default() -> Self {
+        AdBook::with_capacity(DEFAULT_AD_BOOK_CAPACITY)
+    }
+}
+
+impl AdBook {
+    pub fn with_capacity(capacity: usize) -> Self {
+        AdBook {
+            ads: HashMap::new(),
+            capacity,
+        }
+    }
+
+    /// Verifies `envelope` and keeps it if it is the node's newest ad.
+    /// `publisher` is who put the ad on the network (gossip's author, or
+    /// the peer that answered on the ad protocol); it must be the node.
+    pub fn accept(
+        &mut self,
+        envelope: SignedEnvelope,
+        publisher: Option<NodeId>,
+        now: UnixMillis,
+    ) -> Result<&HeldAd, AdError> {
+        let ad = verify_ad(&envelope, now)?;
+        if let Some(publisher) = publisher {
+            if publisher != ad.node_id {
+                return Err(AdError::WrongPublisher {
+                    node: ad.node_id.to_string(),
+                    publisher: publisher.to_string(),
+                });
+            }
+        }
+        let node = ad.node_id;
+        match self.ads.get(&node) {
+            Some(held) if held.ad.seq >= ad.seq => {
+                return Err(AdError::Replayed {
+                    seq: ad.seq,
+                    latest: held.ad.seq,
+                });
+            }
+            None if self.ads.len() >= self.capacity => {
+                self.expire(now);
+                if self.ads.len() >= self.capacity {
+                    return Err(AdError::Full);
+                }
+            }
+            _ => {}
+        }
+        self.ads.insert(node, HeldAd { ad, envelope });
+        Ok(&self.ads[&node])
+    }
+
+    /// Drops expired ads and returns the nodes they were for.
+    pub fn expire(&mut self, now: UnixMillis) -> Vec<NodeId> {
+        let gone: Vec<NodeId> = self
+            .ads
+            .iter()
+            .filter(|(_, h)| h.ad.is_expired(now))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in &gone {
+            self.ads.remove(n);
+        }
+        gone
+    }
+
+    /// The node's ad, if it holds one that has not expired.
+    pub fn get(&self, node: &NodeId, now: UnixMillis) -> Option<&HeldAd> {
+        self.ads.get(node).filter(|h| !h.ad.is_expired(now))
+    }
+
+    /// Unexpired ads whose node offers `model` (name or hash).
+    pub fn offering<'a>(
+        &'a self,
+        model: &'a str,
+        now: UnixMillis,
+    ) -> impl Iterator<Item = &'a HeldAd> + 'a {
+        self.ads
+            .values()
+            .filter(move |h| !h.ad.is_expired(now) && h.ad.offer(model).is_some())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ads.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Task;
+    use crate::{MilliSats, Sha256Digest};
+    use libp2p_identity::Keypair;
+
+    const NOW: UnixMillis = UnixMillis(1_800_000_000_000);
+
+    fn ad(key: &Keypair, seq: u64, issued_at: UnixMillis, ttl_ms: u64) -> CapabilityAd {
+        CapabilityAd {
+            node_id: key.public().to_peer_id().into(),
+            seq,
+            issued_at,
+            ttl_ms,
+            multiaddrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            hardware: Hardware {
+                cpu_model: "test".into(),
+                cpu_cores: 2,
+                ram_mb: 1024,
+                gpus: vec![],
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            models: vec![ModelOffer {
+                name: "m".into(),
+                task: Task::Embedding,
+                hash: Sha256Digest::of(b"m"),
+                price_msat: MilliSats(1000),
+                device: "cpu".into(),
+                description: None,
+                embedding_dim: Some(2),
+            }],
+            version: "0".into(),
+            schedule: vec![],
+            load: Load::default(),
+            accepting_jobs: true,
+        }
+    }
+
+    fn seal(key: &Keypair, ad: &CapabilityAd) -> SignedEnvelope {
+        SignedEnvelope::seal(key, ad).unwrap()
+    }
+
+    #[test]
+    fn a_fresh_signed_ad_is_kept_and_found_by_model() {
+        let key = Keypair::generate_ed25519();
+        let mut book = AdBook::default();
+        let a = ad(&key, 1, NOW, 30_000);
+        let held = book.accept(seal(&key, &a), Some(a.node_id), NOW).unwrap();
+        assert_eq!(held.ad, a);
+        assert_eq!(book.offering("m", NOW).count(), 1);
+        assert_eq!(book.offering(&Sha256Digest::of(b"m").to_string(), NOW).count(), 1);
+        assert_eq!(book.offering("other", NOW).count(), 0);
+    }
+
+    #[test]
+    fn forged_ads_are_rejected_as_forgeries() {
+        let key = Keypair::generate_ed25519();
+        let mallory = Keypair::generate_ed25519();
+        let mut book = AdBook::default();
+        let a = ad(&key, 1, NOW, 30_000);
+
+        // Tampered payload: the price is lowered after signing.
+        let mut tampered = seal(&key, &a);
+        tampered.payload = tampered.payload.replace("1000", "1");
+        let e = book.accept(tampered, None, NOW).unwrap_err();
+        assert_eq!(e, AdError::Signature(SigningError::BadSignature));
+        assert!(e.is_forgery());
+
+        // Mallory signs an ad that claims to be the node.
+        let e = book.accept(seal(&mallory, &a), None, NOW).unwrap_err();
+        assert!(matches!(e, AdError::Signature(SigningError::SignerMismatch { .. })));
+        assert!(e.is_forgery());
+
+        // A valid ad put on the network by someone else.
+        let e = book
+            .accept(seal(&key, &a), Some(mallory.public().to_peer_id().into()), NOW)
+            .unwrap_err();
+        assert!(matches!(e, AdError::WrongPublisher { .. }));
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn replayed_and_expired_ads_are_dropped_but_not_forgeries() {
+        let key = Keypair::generate_ed25519();
+        let mut book = AdBook::default();
+        let first = seal(&key, &ad(&key, 5, NOW, 30_000));
+        book.accept(first.clone(), None, NOW).unwrap();
+
+        let e = book.accept(first, None, NOW).unwrap_err();
+        assert_eq!(e, AdError::Replayed { seq: 5, latest: 5 });
+        assert!(!e.is_forgery());
+        let older = seal(&key, &ad(&key, 4, NOW, 30_000));
+        assert!(matches!(book.accept(older, None, NOW), Err(AdError::Replayed { .. })));
+
+        let stale = seal(&key, &ad(&key, 9, UnixMillis(NOW.0 - 40_000), 30_000));
+        let e = book.accept(stale, None, NOW).unwrap_err();
+        assert_eq!(e, AdError::Expired { ago_ms: 10_000 });
+        assert!(!e.is_forgery());
+
+        let future = seal(&key, &ad(&key, 9, UnixMillis(NOW.0 + 120_000), 30_000));
+        assert!(book.accept(future, None, NOW).unwrap_err().is_forgery());
+
+        let newer = seal(&key, &ad(&key, 6, NOW, 30_000));
+        assert_eq!(book.accept(newer, None, NOW).unwrap().ad.seq, 6);
+    }
+
+    #[test]
+    fn ads_age_out() {
+        let key = Keypair::generate_ed25519();
+        let mut book = AdBook::default();
+        let a = ad(&key, 1, NOW, 5_000);
+        book.accept(seal(&key, &a), None, NOW).unwrap();
+        let later = UnixMillis(NOW.0 + 5_000);
+        assert!(book.get(&a.node_id, later).is_none());
+        assert_eq!(book.offering("m", later).count(), 0);
+        assert_eq!(book.expire(later), vec![a.node_id]);
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let key = Keypair::generate_ed25519();
+        let mut book = AdBook::with_capacity(1);
+        let mut a = ad(&key, 1, NOW, 10);
+        assert!(matches!(
+            book.accept(seal(&key, &a), None, NOW),
+            Err(AdError::Invalid(_))
+        ));
+        a.ttl_ms = 30_000;
+        a.schedule = vec![AvailabilityWindow {
+            day: 7,
+            start_minute: 0,
+            end_minute: 60,
+        }];
+        assert!(matches!(
+            book.accept(seal(&key, &a), None, NOW),
+            Err(AdError::Invalid(_))
+        ));
+        a.schedule.clear();
+        book.accept(seal(&key, &a), None, NOW).unwrap();
+        let other = Keypair::generate_ed25519();
+        let b = ad(&other, 1, NOW, 30_000);
+        assert_eq!(book.accept(seal(&other, &b), None, NOW).unwrap_err(), AdError::Full);
+        assert!(matches!(
+            decode_ad(&vec![b'x'; MAX_AD_BYTES + 1]),
+            Err(AdError::TooLarge { .. })
+        ));
+        assert!(matches!(decode_ad(b"{}"), Err(AdError::Malformed(_))));
+    }
+
+    #[test]
+    fn schedules_are_read_in_utc_weeks() {
+        // 1970-01-05 00:00 UTC was a Monday.
+        let monday = UnixMillis(4 * 86_400_000);
+        let nine_to_five = [AvailabilityWindow {
+            day: 0,
+            start_minute: 9 * 60,
+            end_minute: 17 * 60,
+        }];
+        assert!(!available_at(&nine_to_five, monday));
+        assert!(available_at(&nine_to_five, UnixMillis(monday.0 + 10 * 3_600_000)));
+        assert!(!available_at(&nine_to_five, UnixMillis(monday.0 + 86_400_000 + 10 * 3_600_000)));
+        assert!(available_at(&[], monday));
+    }
+}
