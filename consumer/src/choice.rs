@@ -23,7 +23,9 @@ impl Candidate {
     /// used to order providers of equal price.
     pub fn expected_wait(&self) -> Duration {
         let busy = self.ad.load.utilisation();
-        self.rtt + self.rtt.mul_f64(busy.min(1_000.0) / 2.0) + Duration::from_millis((busy * 50.0) as u64)
+        self.rtt
+            + self.rtt.mul_f64(busy.min(1_000.0) / 2.0)
+            + Duration::from_millis((busy * 50.0) as u64)
     }
 }
 

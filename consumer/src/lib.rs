@@ -73,9 +73,18 @@ pub struct Completed {
 /// What a caller sees while a job runs.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    Trying { provider: PeerId, price: MilliSats },
-    Accepted { provider: PeerId, queue_position: u32 },
-    Output { provider: PeerId, items: u32 },
+    Trying {
+        provider: PeerId,
+        price: MilliSats,
+    },
+    Accepted {
+        provider: PeerId,
+        queue_position: u32,
+    },
+    Output {
+        provider: PeerId,
+        items: u32,
+    },
     Failed(Attempt),
 }
 
@@ -227,9 +236,7 @@ impl Consumer {
                 max_price_msat: spec.max_price.unwrap_or(candidate.offer.price_msat),
                 deadline,
             };
-            let outcome = self
-                .try_provider(&candidate, request, &mut progress)
-                .await;
+            let outcome = self.try_provider(&candidate, request, &mut progress).await;
             match outcome {
                 Ok((output, receipt, envelope)) => {
                     return Ok(Completed {

@@ -11,6 +11,9 @@
 //! 2 bad usage or input, 3 no provider found, 4 every provider failed,
 //! 1 anything else (network set-up).
 
+// Standard output is this program's result.
+#![allow(clippy::print_stdout)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,11 +25,20 @@ use wire::jobs::{JobInput, JobOutput};
 use wire::{MilliSats, UnixMillis};
 
 #[derive(Parser, Debug)]
-#[command(name = "infernet", version, about = "Run inference jobs on the Infernet peer-to-peer network")]
+#[command(
+    name = "infernet",
+    version,
+    about = "Run inference jobs on the Infernet peer-to-peer network"
+)]
 struct Cli {
     /// A peer to join the network through: `/ip4/…/tcp/…/p2p/<peer id>`.
     /// Any node or server will do. Repeat for more.
-    #[arg(long = "peer", env = "INFERNET_PEERS", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "peer",
+        env = "INFERNET_PEERS",
+        value_delimiter = ',',
+        required = true
+    )]
     peers: Vec<Multiaddr>,
     #[command(subcommand)]
     command: Command,
@@ -145,9 +157,14 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
                     Progress::Accepted {
                         provider,
                         queue_position,
-                    } => say(format!("{provider} accepted the job (queue position {queue_position})")),
+                    } => say(format!(
+                        "{provider} accepted the job (queue position {queue_position})"
+                    )),
                     Progress::Output { items, .. } => say(format!("received {items} vector(s)")),
-                    Progress::Failed(a) => say(format!("{} failed after {} ms: {}", a.provider, a.ms, a.outcome)),
+                    Progress::Failed(a) => say(format!(
+                        "{} failed after {} ms: {}",
+                        a.provider, a.ms, a.outcome
+                    )),
                 })
                 .await?;
             let JobOutput::Embedding { dim, vectors: vs } = &done.output;
@@ -175,7 +192,11 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     if na == 0.0 || nb == 0.0 {

@@ -38,9 +38,10 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
 #[tokio::main]
 async fn main() {
     let jobs = arg("--jobs", 200).max(5);
-    let dir = PathBuf::from(std::env::var_os("INFERNET_MODELS_DIR").expect(
-        "INFERNET_MODELS_DIR is not set: run scripts/setup.sh, source scripts/env.sh",
-    ));
+    let dir = PathBuf::from(
+        std::env::var_os("INFERNET_MODELS_DIR")
+            .expect("INFERNET_MODELS_DIR is not set: run scripts/setup.sh, source scripts/env.sh"),
+    );
     let engine = Arc::new(Engine::load(&dir, DeviceChoice::Cpu, 64).unwrap());
     let offer = engine.offers().into_iter().next().unwrap();
     let model = engine.model(&offer.hash).unwrap();
@@ -100,7 +101,10 @@ async fn main() {
     let mut network = Vec::with_capacity(jobs);
     for n in 0..jobs {
         let t = Instant::now();
-        let r = consumer.send_job(peer, vec![], request(1000 + n)).await.unwrap();
+        let r = consumer
+            .send_job(peer, vec![], request(1000 + n))
+            .await
+            .unwrap();
         network.push(t.elapsed());
         assert!(matches!(r, JobResponse::Done { .. }));
     }

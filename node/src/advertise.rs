@@ -56,8 +56,7 @@ impl Advertiser {
             node_id: self.node_id,
             seq: self.last_seq,
             issued_at: now,
-            ttl_ms: u64::try_from(self.interval.as_millis())
-                .unwrap_or(u64::MAX / AD_TTL_INTERVALS)
+            ttl_ms: u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX / AD_TTL_INTERVALS)
                 * AD_TTL_INTERVALS,
             multiaddrs: addrs
                 .iter()

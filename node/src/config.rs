@@ -169,7 +169,9 @@ impl Config {
                 reqwest::Url::parse(&text)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| invalid(format!("--server must be an http(s) URL, got `{text}`")))
+                    .ok_or_else(|| {
+                        invalid(format!("--server must be an http(s) URL, got `{text}`"))
+                    })
             })
             .transpose()?;
 
@@ -212,7 +214,9 @@ impl Config {
             .or(file.nat_probe_timeout_ms)
             .unwrap_or(30_000);
         if !(100..=3_600_000).contains(&nat_probe_timeout_ms) {
-            return Err(invalid("nat_probe_timeout_ms must be 100 to 3600000".into()));
+            return Err(invalid(
+                "nat_probe_timeout_ms must be 100 to 3600000".into(),
+            ));
         }
 
         let heartbeat_ms = cli.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(10_000);

@@ -137,8 +137,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             hardware,
             models: models.clone(),
             version: wire::VERSION.to_owned(),
-            heartbeat_interval_ms: u64::try_from(config.heartbeat.as_millis())
-                .unwrap_or(u64::MAX),
+            heartbeat_interval_ms: u64::try_from(config.heartbeat.as_millis()).unwrap_or(u64::MAX),
         };
         let announcer = Arc::new(Announcer::new(server.clone(), keypair, registration));
         let info = announcer.register().await?;

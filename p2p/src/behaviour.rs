@@ -19,7 +19,8 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<MemoryStore>,
     pub(crate) gossipsub: gossipsub::Behaviour,
-    pub(crate) autonat_client: autonat::v2::client::Behaviour,
+    /// Only when reachability is to be found out (`Reachability::Auto`).
+    pub(crate) autonat_client: Toggle<autonat::v2::client::Behaviour>,
     pub(crate) autonat_server: autonat::v2::server::Behaviour,
     pub(crate) relay_server: Toggle<relay::Behaviour>,
     pub(crate) relay_client: relay::client::Behaviour,
@@ -112,7 +113,10 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
             kad,
             gossipsub,
-            autonat_client: autonat::v2::client::Behaviour::default(),
+            autonat_client: Toggle::from(
+                (config.reachability == crate::Reachability::Auto)
+                    .then(autonat::v2::client::Behaviour::default),
+            ),
             autonat_server: autonat::v2::server::Behaviour::default(),
             relay_server: Toggle::from(relay_server),
             relay_client,

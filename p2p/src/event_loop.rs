@@ -76,7 +76,7 @@ impl EventLoop {
             .map_err(|e| transport_err(&e))?
             .with_behaviour(|key, relay_client| {
                 Behaviour::new(key, relay_client, config)
-                    .map_err(|e| Box::<dyn std::error::Error + Send + Sync>::from(e))
+                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| transport_err(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))

@@ -12,12 +12,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use wire::ads::CapabilityAd;
 use wire::registry::{
     Hardware, Heartbeat, HeartbeatAck, ModelOffer, NodeInfo, NodeList, NodeQuery, NodeStatus,
     Registration, MAX_HEARTBEAT_MS, MAX_MODELS_PER_NODE, MAX_MULTIADDRS, MIN_HEARTBEAT_MS,
     MISSED_HEARTBEATS_OFFLINE,
 };
-use wire::ads::CapabilityAd;
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 use crate::db::Db;
@@ -395,7 +395,11 @@ impl Registry {
     /// Stores a node's capability ad (already verified by the network
     /// layer: signature, signer, freshness). Ads older than the newest one
     /// taken for this node are ignored. Returns whether it was stored.
-    pub(crate) async fn ingest_ad(&self, ad: &CapabilityAd, now: UnixMillis) -> Result<bool, ApiError> {
+    pub(crate) async fn ingest_ad(
+        &self,
+        ad: &CapabilityAd,
+        now: UnixMillis,
+    ) -> Result<bool, ApiError> {
         let id = ad.node_id.to_string();
         let interval = (ad.ttl_ms / MISSED_HEARTBEATS_OFFLINE).max(1);
         let data = json!({
@@ -461,7 +465,8 @@ impl Registry {
     /// node, and nodes silent for longer than `retention` are forgotten.
     pub(crate) async fn follow_network(self, network: p2p::Client, retention: Duration) {
         let mut events = network.subscribe();
-        let sweep_every = (retention / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        let sweep_every =
+            (retention / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -148,7 +148,10 @@ impl CapabilityAd {
             ));
         }
         if self.models.len() > MAX_MODELS_PER_NODE {
-            return invalid(format!("{} models; at most {MAX_MODELS_PER_NODE}", self.models.len()));
+            return invalid(format!(
+                "{} models; at most {MAX_MODELS_PER_NODE}",
+                self.models.len()
+            ));
         }
         if self.multiaddrs.len() > MAX_MULTIADDRS {
             return invalid(format!(
@@ -157,7 +160,10 @@ impl CapabilityAd {
             ));
         }
         if self.schedule.len() > 7 * 24 {
-            return invalid(format!("{} schedule windows; at most 168", self.schedule.len()));
+            return invalid(format!(
+                "{} schedule windows; at most 168",
+                self.schedule.len()
+            ));
         }
         for w in &self.schedule {
             w.validate().map_err(AdError::Invalid)?;
@@ -398,7 +404,11 @@ mod tests {
         let held = book.accept(seal(&key, &a), Some(a.node_id), NOW).unwrap();
         assert_eq!(held.ad, a);
         assert_eq!(book.offering("m", NOW).count(), 1);
-        assert_eq!(book.offering(&Sha256Digest::of(b"m").to_string(), NOW).count(), 1);
+        assert_eq!(
+            book.offering(&Sha256Digest::of(b"m").to_string(), NOW)
+                .count(),
+            1
+        );
         assert_eq!(book.offering("other", NOW).count(), 0);
     }
 
@@ -418,12 +428,19 @@ mod tests {
 
         // Mallory signs an ad that claims to be the node.
         let e = book.accept(seal(&mallory, &a), None, NOW).unwrap_err();
-        assert!(matches!(e, AdError::Signature(SigningError::SignerMismatch { .. })));
+        assert!(matches!(
+            e,
+            AdError::Signature(SigningError::SignerMismatch { .. })
+        ));
         assert!(e.is_forgery());
 
         // A valid ad put on the network by someone else.
         let e = book
-            .accept(seal(&key, &a), Some(mallory.public().to_peer_id().into()), NOW)
+            .accept(
+                seal(&key, &a),
+                Some(mallory.public().to_peer_id().into()),
+                NOW,
+            )
             .unwrap_err();
         assert!(matches!(e, AdError::WrongPublisher { .. }));
         assert!(book.is_empty());
@@ -440,7 +457,10 @@ mod tests {
         assert_eq!(e, AdError::Replayed { seq: 5, latest: 5 });
         assert!(!e.is_forgery());
         let older = seal(&key, &ad(&key, 4, NOW, 30_000));
-        assert!(matches!(book.accept(older, None, NOW), Err(AdError::Replayed { .. })));
+        assert!(matches!(
+            book.accept(older, None, NOW),
+            Err(AdError::Replayed { .. })
+        ));
 
         let stale = seal(&key, &ad(&key, 9, UnixMillis(NOW.0 - 40_000), 30_000));
         let e = book.accept(stale, None, NOW).unwrap_err();
@@ -490,7 +510,10 @@ mod tests {
         book.accept(seal(&key, &a), None, NOW).unwrap();
         let other = Keypair::generate_ed25519();
         let b = ad(&other, 1, NOW, 30_000);
-        assert_eq!(book.accept(seal(&other, &b), None, NOW).unwrap_err(), AdError::Full);
+        assert_eq!(
+            book.accept(seal(&other, &b), None, NOW).unwrap_err(),
+            AdError::Full
+        );
         assert!(matches!(
             decode_ad(&vec![b'x'; MAX_AD_BYTES + 1]),
             Err(AdError::TooLarge { .. })
@@ -508,8 +531,14 @@ mod tests {
             end_minute: 17 * 60,
         }];
         assert!(!available_at(&nine_to_five, monday));
-        assert!(available_at(&nine_to_five, UnixMillis(monday.0 + 10 * 3_600_000)));
-        assert!(!available_at(&nine_to_five, UnixMillis(monday.0 + 86_400_000 + 10 * 3_600_000)));
+        assert!(available_at(
+            &nine_to_five,
+            UnixMillis(monday.0 + 10 * 3_600_000)
+        ));
+        assert!(!available_at(
+            &nine_to_five,
+            UnixMillis(monday.0 + 86_400_000 + 10 * 3_600_000)
+        ));
         assert!(available_at(&[], monday));
     }
 }

@@ -248,19 +248,22 @@ impl OutputAssembler {
                     ));
                 }
                 if let Some(v) = vectors.iter().find(|v| v.len() != dim as usize) {
-                    return Err(format!("vector of length {} in a {dim}-dim output", v.len()));
+                    return Err(format!(
+                        "vector of length {} in a {dim}-dim output",
+                        v.len()
+                    ));
                 }
                 let values = (self.items + vectors.len()).saturating_mul(dim as usize);
                 if values > self.max_items {
-                    return Err(format!(
-                        "output exceeds {} values",
-                        self.max_items
-                    ));
+                    return Err(format!("output exceeds {} values", self.max_items));
                 }
                 self.items += vectors.len();
                 match &mut self.output {
                     None => self.output = Some(JobOutput::Embedding { dim, vectors }),
-                    Some(JobOutput::Embedding { dim: d, vectors: all }) => {
+                    Some(JobOutput::Embedding {
+                        dim: d,
+                        vectors: all,
+                    }) => {
                         if *d != dim {
                             return Err(format!("output part has dim {dim}, earlier parts {d}"));
                         }
@@ -274,7 +277,8 @@ impl OutputAssembler {
 
     /// The whole output; an error if no part came.
     pub fn finish(self) -> Result<JobOutput, String> {
-        self.output.ok_or_else(|| "the job ended without output".to_owned())
+        self.output
+            .ok_or_else(|| "the job ended without output".to_owned())
     }
 }
 
@@ -555,7 +559,9 @@ mod tests {
         assert!(asm.push(part(1, vec![vec![0.0, 1.0]])).is_err());
         asm.push(part(0, vec![vec![0.0, 1.0]])).unwrap();
         assert!(asm.push(part(1, vec![vec![0.0]])).is_err());
-        assert!(asm.push(part(1, vec![vec![0.0, 1.0], vec![1.0, 0.0]])).is_err());
+        assert!(asm
+            .push(part(1, vec![vec![0.0, 1.0], vec![1.0, 0.0]]))
+            .is_err());
         assert!(OutputAssembler::new(4).finish().is_err());
     }
 

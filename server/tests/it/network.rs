@@ -176,11 +176,27 @@ fn ten_providers_are_found_from_any_peer_and_jobs_run_after_the_server_stops() {
     assert_eq!(job["failed_attempts"].as_array().unwrap().len(), 0);
 
     // A model nobody has, and a price nobody meets: clear errors.
-    let (code, _, stderr) = infernet(&["--peer", &nodes[0].addr, "run", "--model", "nope", "--text", "x"]);
+    let (code, _, stderr) = infernet(&[
+        "--peer",
+        &nodes[0].addr,
+        "run",
+        "--model",
+        "nope",
+        "--text",
+        "x",
+    ]);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("no provider of `nope`"), "{stderr}");
     let (code, _, stderr) = infernet(&[
-        "--peer", &nodes[0].addr, "run", "--model", MODEL, "--text", "x", "--max-price", "1",
+        "--peer",
+        &nodes[0].addr,
+        "run",
+        "--model",
+        MODEL,
+        "--text",
+        "x",
+        "--max-price",
+        "1",
     ]);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("none at or under"), "{stderr}");
@@ -211,7 +227,9 @@ fn a_provider_killed_mid_job_fails_over_and_the_job_completes_once() {
     let (consumer, stdout) = Proc::start(&sibling_bin("infernet"), &args);
 
     // The cheap node takes the job first; it dies while running it.
-    first.proc.wait_for_log("running job", Duration::from_secs(120));
+    first
+        .proc
+        .wait_for_log("running job", Duration::from_secs(120));
     first.proc.kill();
 
     let line = stdout
@@ -238,12 +256,7 @@ fn a_provider_killed_mid_job_fails_over_and_the_job_completes_once() {
 }
 
 fn listed(server: &Server, peer_id: &str) -> Option<Value> {
-    let list: Value = http()
-        .get(server.url("/nodes"))
-        .send()
-        .ok()?
-        .json()
-        .ok()?;
+    let list: Value = http().get(server.url("/nodes")).send().ok()?.json().ok()?;
     list["nodes"]
         .as_array()?
         .iter()
@@ -261,7 +274,10 @@ fn a_node_that_only_gossips_is_listed_and_ages_out() {
         listed(&server, &node.peer_id).filter(|n| n["status"] == "online")
     });
     assert_eq!(entry["models"][0]["name"], MODEL);
-    assert_eq!(entry["hardware"]["cpu_cores"].as_u64().map(|c| c > 0), Some(true));
+    assert_eq!(
+        entry["hardware"]["cpu_cores"].as_u64().map(|c| c > 0),
+        Some(true)
+    );
     assert!(entry["multiaddrs"]
         .as_array()
         .unwrap()
@@ -312,11 +328,21 @@ impl Netns {
             }
         };
         run(&["netns", "add", &name])?;
-        run(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if])?;
+        run(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ])?;
         run(&["link", "set", &ns_if, "netns", &name])?;
         run(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_if])?;
         run(&["link", "set", &host_if, "up"])?;
-        run(&["-n", &name, "addr", "add", &format!("{ns_ip}/24"), "dev", &ns_if])?;
+        run(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{ns_ip}/24"),
+            "dev",
+            &ns_if,
+        ])?;
         run(&["-n", &name, "link", "set", &ns_if, "up"])?;
         run(&["-n", &name, "link", "set", "lo", "up"])?;
         Ok(ns)
@@ -326,7 +352,9 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace deletes its end of the veth, and so both.
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
