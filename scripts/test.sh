@@ -31,7 +31,7 @@ step "unit and integration tests"
 cargo test --workspace
 
 step "benchmarks, quick smoke (full size: cargo bench -p p2p; cargo bench -p node)"
-cargo bench --profile dev -p p2p --bench ad_propagation -- --nodes 20 --ads 5
+cargo bench --profile dev -p p2p --bench ad_propagation -- --nodes 20 --ads 5 --settle-secs 2
 cargo bench --profile dev -p node --bench job_round_trip -- --jobs 30
 
 step "browser test"
