@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use p2p::{Multiaddr, NetworkError, PeerId};
 use wire::ads::HeldAd;
-use wire::jobs::{verify_receipt, JobInput, JobOutput, JobRequest, Receipt, RefusalCode};
+use wire::jobs::{
+    verify_receipt, JobInput, JobOutput, JobRequest, JobResponse, Receipt, RefusalCode,
+};
 use wire::registry::ModelOffer;
 use wire::{JobId, MilliSats, ModelHash, UnixMillis};
 
@@ -141,10 +143,8 @@ impl Consumer {
             Err(_) => p2p::model_name_key(model),
         };
         let mut peers: HashSet<PeerId> = self.network.find_providers(key).await?;
-        for held in self.network.ads_offering(model).await? {
-            peers.insert(held.ad.node_id.peer_id());
-        }
         let known = self.network.ads_offering(model).await?;
+        peers.extend(known.iter().map(|held| held.ad.node_id.peer_id()));
         let candidates = stream::iter(peers)
             .map(|peer| {
                 let addrs = addrs_of(&known, peer);
@@ -298,7 +298,7 @@ impl Consumer {
                     items += u32::try_from(vectors.len()).unwrap_or(u32::MAX);
                     progress(Progress::Output { provider, items });
                 }
-                Some(p2p::JobUpdate::Done { output, receipt }) => {
+                Some(p2p::JobUpdate::Finished(JobResponse::Done { output, receipt })) => {
                     let checked = verify_receipt(
                         &receipt,
                         &job_id,
@@ -310,7 +310,7 @@ impl Consumer {
                     .map_err(|e| format!("bad receipt: {e}"))?;
                     return Ok((output, checked, receipt));
                 }
-                Some(p2p::JobUpdate::Refused { code, message }) => {
+                Some(p2p::JobUpdate::Finished(JobResponse::Refused { code, message })) => {
                     return Err(format!("refused ({}): {message}", refusal_name(code)));
                 }
                 None => return Err("the provider ended the job without an answer".into()),

@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 use consumer::{Consumer, ConsumerError, JobSpec, Progress};
 use p2p::Multiaddr;
 use serde_json::json;
-use wire::jobs::{JobInput, JobOutput};
+use wire::jobs::{cosine, JobInput, JobOutput};
 use wire::{MilliSats, UnixMillis};
 
 #[derive(Parser, Debug)]
@@ -188,20 +188,5 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
             println!("{result}");
             Ok(())
         }
-    }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na * nb)
     }
 }

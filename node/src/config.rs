@@ -152,12 +152,7 @@ impl Config {
         };
         let invalid = |m: String| ConfigError::Invalid(m);
 
-        let bootstrap_text = if cli.bootstrap.is_empty() {
-            file.bootstrap.unwrap_or_default()
-        } else {
-            cli.bootstrap
-        };
-        let bootstrap = parse_peer_addrs(&bootstrap_text, "bootstrap")?;
+        let bootstrap = parse_peer_addrs(&list(cli.bootstrap, file.bootstrap), "bootstrap")?;
 
         let server_text = cli.server.or(file.server).or_else(|| {
             bootstrap
@@ -181,24 +176,14 @@ impl Config {
             .unwrap_or_else(|| "auto".into())
             .parse()
             .map_err(invalid)?;
-        let external_text = if cli.external_addr.is_empty() {
-            file.external_addr.unwrap_or_default()
-        } else {
-            cli.external_addr
-        };
-        let external_addrs = external_text
+        let external_addrs = list(cli.external_addr, file.external_addr)
             .iter()
             .map(|a| {
                 a.parse::<p2p::Multiaddr>()
                     .map_err(|_| invalid(format!("`{a}` is not a multiaddr")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let relay_text = if cli.relay.is_empty() {
-            file.relay.unwrap_or_default()
-        } else {
-            cli.relay
-        };
-        let relays = parse_peer_addrs(&relay_text, "relay")?;
+        let relays = parse_peer_addrs(&list(cli.relay, file.relay), "relay")?;
         let ad_interval_ms = cli.ad_interval_ms.or(file.ad_interval_ms).unwrap_or(10_000);
         // Three intervals must fit an ad's time to live.
         let ad_range = 300..=(wire::ads::MAX_AD_TTL_MS / 3);
@@ -264,6 +249,15 @@ impl Config {
             device,
             queue_depth,
         })
+    }
+}
+
+/// A list setting: the flag's values if any were given, else the file's.
+fn list(flag: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
+    if flag.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        flag
     }
 }
 

@@ -50,15 +50,7 @@ pub(crate) async fn fetch(
     peer: PeerId,
 ) -> Result<SignedEnvelope, NetworkError> {
     let fetch = async {
-        let mut stream = control
-            .open_stream(peer, protocol())
-            .await
-            .map_err(|e| match e {
-                libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
-                    NetworkError::UnsupportedProtocol(p.to_string())
-                }
-                other => NetworkError::Dial(format!("{peer}: {other}")),
-            })?;
+        let mut stream = crate::open_stream(&mut control, peer, protocol()).await?;
         let ad = framing::read::<SignedEnvelope, _>(&mut stream, AD_FRAME_BYTES)
             .await
             .map_err(|e| NetworkError::Protocol(e.to_string()))?;

@@ -13,10 +13,8 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, watch, Semaphore};
 use wire::jobs::{
-    ConsumerFrame, JobOutput, JobRequest, JobResponse, OutputAssembler, OutputPart, ProviderFrame,
-    RefusalCode,
+    ConsumerFrame, JobRequest, JobResponse, OutputAssembler, OutputPart, ProviderFrame, RefusalCode,
 };
-use wire::SignedEnvelope;
 
 use crate::framing::{self, FrameError};
 use crate::NetworkError;
@@ -159,12 +157,9 @@ async fn take_request(peer: PeerId, stream: Stream, inbound: mpsc::Sender<Inboun
         Ok(Ok(Some(ConsumerFrame::Cancel) | None)) => return,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "bad job request");
-            let mut responder = Responder {
-                writer,
-                cancel: CancelSignal(watch::channel(false).1),
-            };
+            let mut writer = writer;
             let _ = framing::write(
-                &mut responder.writer,
+                &mut writer,
                 &ProviderFrame::Refused {
                     code: RefusalCode::BadInput,
                     message: e.to_string(),
@@ -225,16 +220,10 @@ pub enum JobUpdate {
     },
     /// A part of the output, as it streams in.
     Output(OutputPart),
-    /// The whole output and the provider's signed receipt (not yet checked
-    /// against the job: see [`wire::jobs::verify_receipt`]).
-    Done {
-        output: JobOutput,
-        receipt: SignedEnvelope,
-    },
-    Refused {
-        code: RefusalCode,
-        message: String,
-    },
+    /// The answer: the whole output and the provider's signed receipt (not
+    /// yet checked against the job: see [`wire::jobs::verify_receipt`]), or
+    /// the refusal.
+    Finished(JobResponse),
 }
 
 /// A job in flight on a stream to one provider.
@@ -261,15 +250,7 @@ impl JobCall {
         request: JobRequest,
         max_wait: Duration,
     ) -> Result<JobCall, NetworkError> {
-        let stream = control
-            .open_stream(peer, protocol())
-            .await
-            .map_err(|e| match e {
-                libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
-                    NetworkError::UnsupportedProtocol(p.to_string())
-                }
-                other => NetworkError::Dial(format!("{peer}: {other}")),
-            })?;
+        let stream = crate::open_stream(&mut control, peer, protocol()).await?;
         let until_deadline = Duration::from_millis(
             request
                 .deadline
@@ -296,7 +277,7 @@ impl JobCall {
         })
     }
 
-    /// The next update; `None` after `Done` or `Refused`.
+    /// The next update; `None` after [`JobUpdate::Finished`].
     pub async fn next(&mut self) -> Result<Option<JobUpdate>, NetworkError> {
         if self.finished {
             return Ok(None);
@@ -329,12 +310,12 @@ impl JobCall {
                     .finish()
                     .map_err(NetworkError::Protocol)?;
                 let _ = self.writer.close().await;
-                JobUpdate::Done { output, receipt }
+                JobUpdate::Finished(JobResponse::Done { output, receipt })
             }
             ProviderFrame::Refused { code, message } => {
                 self.finished = true;
                 let _ = self.writer.close().await;
-                JobUpdate::Refused { code, message }
+                JobUpdate::Finished(JobResponse::Refused { code, message })
             }
         }))
     }
@@ -343,12 +324,7 @@ impl JobCall {
     pub async fn finish(mut self) -> Result<JobResponse, NetworkError> {
         loop {
             match self.next().await? {
-                Some(JobUpdate::Done { output, receipt }) => {
-                    return Ok(JobResponse::Done { output, receipt })
-                }
-                Some(JobUpdate::Refused { code, message }) => {
-                    return Ok(JobResponse::Refused { code, message })
-                }
+                Some(JobUpdate::Finished(response)) => return Ok(response),
                 Some(_) => {}
                 None => return Err(NetworkError::Protocol("the job has no answer".into())),
             }

@@ -179,6 +179,23 @@ pub async fn start(
     Ok((client, inbound_rx, event_loop))
 }
 
+/// Opens a stream for `protocol` to `peer` (dialling it if need be).
+pub(crate) async fn open_stream(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    protocol: libp2p::StreamProtocol,
+) -> Result<libp2p::Stream, NetworkError> {
+    control
+        .open_stream(peer, protocol)
+        .await
+        .map_err(|e| match e {
+            libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
+                NetworkError::UnsupportedProtocol(p.to_string())
+            }
+            other => NetworkError::Dial(format!("{peer}: {other}")),
+        })
+}
+
 /// Splits `/…/p2p/<id>` into the peer id and the address before it.
 pub fn split_peer_id(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     let mut base = addr.clone();

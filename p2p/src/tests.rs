@@ -217,10 +217,10 @@ async fn long_outputs_stream_in_order_in_bounded_parts() {
         .collect();
     assert!(parts.len() > 1, "one part only: {parts:?}");
     assert!(parts.windows(2).all(|w| w[0] < w[1]));
-    let Some(JobUpdate::Done {
+    let Some(JobUpdate::Finished(JobResponse::Done {
         output: JobOutput::Embedding { vectors, .. },
         ..
-    }) = updates.last()
+    })) = updates.last()
     else {
         panic!("no Done at the end");
     };

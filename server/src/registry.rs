@@ -316,22 +316,53 @@ impl Registry {
             "last_seen": now,
             "last_signed": r.timestamp,
         });
+        self.merge_or_create(
+            r.node_id,
+            data,
+            "last_signed < $newer",
+            json!(r.timestamp),
+            json!({}),
+            now,
+        )
+        .await?
+        .map(|row| row.into_info(now))
+        .ok_or(ApiError::Replay)
+    }
+
+    /// Merges `data` into the node's row if `guard` (SurrealQL over the
+    /// stored row, with `$newer` bound to `newer`) holds, or creates the row
+    /// (with `registered_at` and `on_create`'s fields) if there is none.
+    /// `None`: the row exists and the guard refused, i.e. the message is
+    /// not newer than one already taken, or it lost a race with one.
+    async fn merge_or_create(
+        &self,
+        node: NodeId,
+        data: serde_json::Value,
+        guard: &str,
+        newer: serde_json::Value,
+        on_create: serde_json::Value,
+        now: UnixMillis,
+    ) -> Result<Option<NodeRow>, ApiError> {
+        let id = node.to_string();
         let updated: Vec<NodeRow> = self
             .db
             .rows(
-                "UPDATE type::record('node', $id) MERGE $data WHERE last_signed < $ts RETURN AFTER",
-                json!({ "id": id, "data": data, "ts": r.timestamp }),
+                &format!("UPDATE type::record('node', $id) MERGE $data WHERE {guard} RETURN AFTER"),
+                json!({ "id": id, "data": data, "newer": newer }),
                 0,
             )
             .await?;
         if let Some(row) = updated.into_iter().next() {
-            return Ok(row.into_info(now));
+            return Ok(Some(row));
         }
-        if self.exists(r.node_id).await? {
-            return Err(ApiError::Replay);
+        if self.exists(node).await? {
+            return Ok(None);
         }
         let mut data = data;
         data["registered_at"] = json!(now);
+        if let (Some(row), Some(extra)) = (data.as_object_mut(), on_create.as_object()) {
+            row.extend(extra.clone());
+        }
         let created = self
             .db
             .rows::<NodeRow>(
@@ -344,10 +375,10 @@ impl Registry {
             Ok(rows) => rows
                 .into_iter()
                 .next()
-                .map(|row| row.into_info(now))
+                .map(Some)
                 .ok_or_else(|| ApiError::Internal("CREATE returned no row".into())),
-            // Lost a race with a concurrent registration of the same node.
-            Err(_) if self.exists(r.node_id).await? => Err(ApiError::Replay),
+            // Lost a race with a concurrent message about the same node.
+            Err(_) if self.exists(node).await? => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -413,39 +444,18 @@ impl Registry {
             "last_seen": now,
             "last_ad_seq": ad.seq,
         });
-        let updated: Vec<serde_json::Value> = self
-            .db
-            .rows(
-                "UPDATE type::record('node', $id) MERGE $data \
-                 WHERE last_ad_seq IS NONE OR last_ad_seq < $seq RETURN peer_id",
-                json!({ "id": id, "data": data, "seq": ad.seq }),
-                0,
+        let stored = self
+            .merge_or_create(
+                ad.node_id,
+                data,
+                "last_ad_seq IS NONE OR last_ad_seq < $newer",
+                json!(ad.seq),
+                // No signed HTTP message yet: any later one is newer.
+                json!({ "last_signed": 0 }),
+                now,
             )
             .await?;
-        if !updated.is_empty() {
-            return Ok(true);
-        }
-        if self.exists(ad.node_id).await? {
-            return Ok(false);
-        }
-        let mut data = data;
-        data["registered_at"] = json!(now);
-        // No signed HTTP message yet: any later one is newer.
-        data["last_signed"] = json!(0);
-        let created = self
-            .db
-            .rows::<serde_json::Value>(
-                "CREATE type::record('node', $id) CONTENT $data RETURN peer_id",
-                json!({ "id": id, "data": data }),
-                0,
-            )
-            .await;
-        match created {
-            Ok(_) => Ok(true),
-            // A registration or another ad got there first.
-            Err(_) if self.exists(ad.node_id).await? => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(stored.is_some())
     }
 
     /// Forgets nodes not heard from since `cutoff`. Returns how many.

@@ -221,7 +221,7 @@ impl JobOutput {
 pub struct OutputAssembler {
     output: Option<JobOutput>,
     items: usize,
-    max_items: usize,
+    max_values: usize,
 }
 
 impl OutputAssembler {
@@ -230,7 +230,7 @@ impl OutputAssembler {
         OutputAssembler {
             output: None,
             items: 0,
-            max_items: max_values,
+            max_values,
         }
     }
 
@@ -254,8 +254,8 @@ impl OutputAssembler {
                     ));
                 }
                 let values = (self.items + vectors.len()).saturating_mul(dim as usize);
-                if values > self.max_items {
-                    return Err(format!("output exceeds {} values", self.max_items));
+                if values > self.max_values {
+                    return Err(format!("output exceeds {} values", self.max_values));
                 }
                 self.items += vectors.len();
                 match &mut self.output {
@@ -355,6 +355,23 @@ pub fn verify_receipt(
         return Err(ReceiptError::HashMismatch { what: "output" });
     }
     Ok(receipt)
+}
+
+/// Cosine similarity of two vectors; 0 when either is all zeros. (The
+/// embeddings are L2-normalised, but this does not rely on it.)
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
 }
 
 /// `POST /api/v1/jobs`.
@@ -528,6 +545,13 @@ mod tests {
         let back: JobOutput =
             serde_json::from_str(&serde_json::to_string(&output).unwrap()).unwrap();
         assert_eq!(back.digest(), output.digest());
+    }
+
+    #[test]
+    fn cosine_of_a_vector_with_itself_is_one() {
+        assert!((cosine(&[0.6, 0.8], &[0.6, 0.8]) - 1.0).abs() < 1e-9);
+        assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-9);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
     }
 
     #[test]

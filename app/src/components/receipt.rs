@@ -1,20 +1,7 @@
 use leptos::prelude::*;
-use wire::jobs::{verify_receipt, JobOutput, JobRecord};
+use wire::jobs::{cosine, verify_receipt, JobOutput, JobRecord};
 
 use super::{short_id, JobStatusBadge};
-
-/// Cosine similarity of two vectors (the embeddings are L2-normalised, but
-/// do not rely on it).
-pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na * nb)
-    }
-}
 
 /// A job's outcome: the output, what it cost, and its receipt, checked here
 /// (in the browser after hydration) against the job's input and output.
@@ -109,17 +96,5 @@ pub(crate) fn JobResult(record: JobRecord) -> impl IntoView {
             {output_view}
             {receipt_view}
         </section>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cosine;
-
-    #[test]
-    fn cosine_of_a_vector_with_itself_is_one() {
-        assert!((cosine(&[0.6, 0.8], &[0.6, 0.8]) - 1.0).abs() < 1e-9);
-        assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-9);
-        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
     }
 }

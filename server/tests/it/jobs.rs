@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use wire::jobs::{verify_receipt, JobOutput, JobRecord, JobStatus};
+use wire::jobs::{cosine, verify_receipt, JobOutput, JobRecord, JobStatus};
 
 use crate::harness::{http, Node, Server};
 
@@ -46,17 +46,6 @@ fn reference_embeddings(texts: &[String]) -> Vec<Vec<f32>> {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "reference_embedding.py failed");
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 #[test]
