@@ -63,6 +63,16 @@ if [ "$(cat "$model_dir/.export" 2>/dev/null)" != "$export_hash" ] || [ ! -f "$m
   echo "$export_hash" > "$model_dir/.export"
 fi
 
+# 5b. A tiny random GPT-2 (seeded) for text generation: tests and the local
+#     platform use it. Real models are exported the same way (see README).
+gen_dir="$INFERNET_MODELS_DIR/tiny-gpt2"
+gen_hash="$(sha256sum scripts/export_gpt2.py | cut -c1-16)-$req_hash"
+if [ "$(cat "$gen_dir/.export" 2>/dev/null)" != "$gen_hash" ] || [ ! -f "$gen_dir/model.pt" ]; then
+  say "exporting a tiny GPT-2 to TorchScript in $gen_dir"
+  "$INFERNET_PYTHON" scripts/export_gpt2.py "$gen_dir" --tiny >/dev/null 2>&1
+  echo "$gen_hash" > "$gen_dir/.export"
+fi
+
 # 6. npm packages: binaryen's wasm-opt for the web build (Debian 12's is too
 #    old), and playwright-core, which drives Debian's Chromium and downloads
 #    no browser of its own.

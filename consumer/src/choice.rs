@@ -72,6 +72,8 @@ mod tests {
             device: "cpu".into(),
             description: None,
             embedding_dim: Some(2),
+            token_price: Default::default(),
+            context_tokens: None,
         };
         Candidate {
             peer,

@@ -83,9 +83,15 @@ pub enum Progress {
         provider: PeerId,
         queue_position: u32,
     },
+    /// Vectors received so far.
     Output {
         provider: PeerId,
         items: u32,
+    },
+    /// The next piece of generated text.
+    Text {
+        provider: PeerId,
+        delta: String,
     },
     Failed(Attempt),
 }
@@ -233,7 +239,9 @@ impl Consumer {
                 job_id: job_id.clone(),
                 model_hash: candidate.offer.hash,
                 input: spec.input.clone(),
-                max_price_msat: spec.max_price.unwrap_or(candidate.offer.price_msat),
+                max_price_msat: spec
+                    .max_price
+                    .unwrap_or_else(|| candidate.offer.worst_case_price(&spec.input)),
                 deadline,
             };
             let outcome = self.try_provider(&candidate, request, &mut progress).await;
@@ -293,11 +301,15 @@ impl Consumer {
                         queue_position,
                     });
                 }
-                Some(p2p::JobUpdate::Output(part)) => {
-                    let wire::jobs::OutputPart::Embedding { vectors, .. } = &part;
-                    items += u32::try_from(vectors.len()).unwrap_or(u32::MAX);
-                    progress(Progress::Output { provider, items });
-                }
+                Some(p2p::JobUpdate::Output(part)) => match part {
+                    wire::jobs::OutputPart::Embedding { vectors, .. } => {
+                        items += u32::try_from(vectors.len()).unwrap_or(u32::MAX);
+                        progress(Progress::Output { provider, items });
+                    }
+                    wire::jobs::OutputPart::Text { delta, .. } => {
+                        progress(Progress::Text { provider, delta });
+                    }
+                },
                 Some(p2p::JobUpdate::Finished(JobResponse::Done { output, receipt })) => {
                     let checked = verify_receipt(
                         &receipt,

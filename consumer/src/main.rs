@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 use consumer::{Consumer, ConsumerError, JobSpec, Progress};
 use p2p::Multiaddr;
 use serde_json::json;
-use wire::jobs::{cosine, JobInput, JobOutput};
+use wire::jobs::{cosine, GenerationParams, JobInput, JobOutput, Prompt};
 use wire::{MilliSats, UnixMillis};
 
 #[derive(Parser, Debug)]
@@ -54,14 +54,29 @@ enum Command {
         #[arg(long)]
         max_price: Option<u64>,
     },
-    /// Runs an embedding job on the best provider, failing over to the next.
+    /// Runs a job on the best provider, failing over to the next: an
+    /// embedding job (`--text`) or a text generation (`--prompt`, streamed
+    /// to stderr as it is generated).
     Run {
         /// Model name or content hash.
         #[arg(long)]
         model: String,
         /// A text to embed; repeat for more (with two, the similarity is shown).
-        #[arg(long = "text", required = true)]
+        #[arg(
+            long = "text",
+            required_unless_present = "prompt",
+            conflicts_with = "prompt"
+        )]
         texts: Vec<String>,
+        /// A prompt to continue (text generation models).
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Most tokens to generate.
+        #[arg(long, default_value_t = 128)]
+        max_tokens: u32,
+        /// Sampling temperature; 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
         /// The most to pay, in millisatoshis.
         #[arg(long)]
         max_price: Option<u64>,
@@ -139,13 +154,30 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
         Command::Run {
             model,
             texts,
+            prompt,
+            max_tokens,
+            temperature,
             max_price,
             timeout,
             vectors,
         } => {
+            let input = match prompt {
+                Some(prompt) => JobInput::TextGeneration {
+                    prompt: Prompt::Text(prompt),
+                    params: GenerationParams {
+                        max_tokens,
+                        temperature,
+                        ..Default::default()
+                    },
+                },
+                None => JobInput::Embedding { texts },
+            };
+            input
+                .validate()
+                .map_err(|e| ConsumerError::BadInput(e.to_string()))?;
             let spec = JobSpec {
                 model,
-                input: JobInput::Embedding { texts },
+                input,
                 max_price: max_price.map(MilliSats),
                 timeout: Duration::from_secs(timeout),
             };
@@ -161,27 +193,48 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
                         "{provider} accepted the job (queue position {queue_position})"
                     )),
                     Progress::Output { items, .. } => say(format!("received {items} vector(s)")),
+                    Progress::Text { delta, .. } => {
+                        use std::io::Write;
+                        let mut err = std::io::stderr();
+                        let _ = err.write_all(delta.as_bytes());
+                        let _ = err.flush();
+                    }
                     Progress::Failed(a) => say(format!(
                         "{} failed after {} ms: {}",
                         a.provider, a.ms, a.outcome
                     )),
                 })
                 .await?;
-            let JobOutput::Embedding { dim, vectors: vs } = &done.output;
-            let similarity = (vs.len() == 2).then(|| cosine(&vs[0], &vs[1]));
-            let mut result = json!({
+            let base = json!({
                 "job_id": done.job_id.to_string(),
                 "provider": done.provider.to_string(),
                 "model": done.offer.name,
                 "model_hash": done.offer.hash.to_string(),
                 "price_msat": done.receipt.price_msat.0,
-                "dim": dim,
-                "count": vs.len(),
-                "similarity": similarity,
+                "usage": done.receipt.usage,
                 "receipt": done.receipt_envelope,
                 "receipt_verified": true,
                 "failed_attempts": done.failed_attempts,
             });
+            let (dim, vs) = match &done.output {
+                JobOutput::Embedding { dim, vectors } => (dim, vectors),
+                JobOutput::TextGeneration {
+                    text,
+                    finish_reason,
+                } => {
+                    say(String::new());
+                    let mut result = base;
+                    result["text"] = json!(text);
+                    result["finish_reason"] = json!(finish_reason);
+                    println!("{result}");
+                    return Ok(());
+                }
+            };
+            let similarity = (vs.len() == 2).then(|| cosine(&vs[0], &vs[1]));
+            let mut result = base;
+            result["dim"] = json!(dim);
+            result["count"] = json!(vs.len());
+            result["similarity"] = json!(similarity);
             if vectors {
                 result["vectors"] = json!(vs);
             }

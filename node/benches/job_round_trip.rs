@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use node::engine::{DeviceChoice, Engine};
+use node::engine::{DeviceChoice, Engine, EngineConfig};
 use node::jobs::JobServer;
 use p2p::{Config, Keypair, Reachability};
 use wire::jobs::{JobInput, JobRequest, JobResponse};
@@ -42,9 +42,18 @@ async fn main() {
         std::env::var_os("INFERNET_MODELS_DIR")
             .expect("INFERNET_MODELS_DIR is not set: run scripts/setup.sh, source scripts/env.sh"),
     );
-    let engine = Arc::new(Engine::load(&dir, DeviceChoice::Cpu, 64).unwrap());
-    let offer = engine.offers().into_iter().next().unwrap();
-    let model = engine.model(&offer.hash).unwrap();
+    let config = EngineConfig {
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    };
+    let engine = Arc::new(Engine::load(&dir, config).unwrap());
+    let offer = engine
+        .offers()
+        .into_iter()
+        .find(|o| o.task == wire::registry::Task::Embedding)
+        .unwrap();
+    let model = engine.get(&offer.hash).await.unwrap();
+    let deadline = || Instant::now() + std::time::Duration::from_secs(60);
     let input = JobInput::Embedding {
         texts: vec!["Infernet sells inference over a peer-to-peer network.".into()],
     };
@@ -55,12 +64,18 @@ async fn main() {
 
     // Warm up libtorch and the tokenizer.
     for _ in 0..5 {
-        model.run(input.clone()).await.unwrap();
+        model
+            .run(input.clone(), offer.price_msat, deadline(), None)
+            .await
+            .unwrap();
     }
     let mut direct = Vec::with_capacity(jobs);
     for _ in 0..jobs {
         let t = Instant::now();
-        model.run(input.clone()).await.unwrap();
+        model
+            .run(input.clone(), offer.price_msat, deadline(), None)
+            .await
+            .unwrap();
         direct.push(t.elapsed());
     }
 

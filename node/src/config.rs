@@ -72,6 +72,19 @@ struct Cli {
     /// Jobs that may wait for each model before new ones are refused [default: 64].
     #[arg(long, env = "INFERNET_QUEUE_DEPTH")]
     queue_depth: Option<usize>,
+    /// Most texts in one embedding batch, and most sequences a generation
+    /// model decodes at once [default: 16].
+    #[arg(long, env = "INFERNET_MAX_BATCH")]
+    max_batch: Option<usize>,
+    /// How long a model waits for more jobs before running a batch that is
+    /// not full, in milliseconds; 0 runs what is queued [default: 0].
+    #[arg(long, env = "INFERNET_BATCH_WAIT_MS")]
+    batch_wait_ms: Option<u64>,
+    /// Memory each device may hold in loaded models, in MB; the least
+    /// recently used model is unloaded to make room [default: half the RAM
+    /// for the CPU, 90% of the VRAM for each GPU].
+    #[arg(long, env = "INFERNET_MEMORY_BUDGET_MB")]
+    memory_budget_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -92,6 +105,9 @@ struct FileConfig {
     heartbeat_ms: Option<u64>,
     device: Option<String>,
     queue_depth: Option<usize>,
+    max_batch: Option<usize>,
+    batch_wait_ms: Option<u64>,
+    memory_budget_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +128,10 @@ pub struct Config {
     pub heartbeat: Duration,
     pub device: DeviceChoice,
     pub queue_depth: usize,
+    pub max_batch: usize,
+    pub batch_wait: Duration,
+    /// `None`: derived from the hardware (see [`Config::engine`]).
+    pub memory_budget_mb: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +243,18 @@ impl Config {
         if queue_depth == 0 || queue_depth > 100_000 {
             return Err(invalid("queue_depth must be 1 to 100000".into()));
         }
+        let max_batch = cli.max_batch.or(file.max_batch).unwrap_or(16);
+        if max_batch == 0 || max_batch > 1024 {
+            return Err(invalid("max_batch must be 1 to 1024".into()));
+        }
+        let batch_wait_ms = cli.batch_wait_ms.or(file.batch_wait_ms).unwrap_or(0);
+        if batch_wait_ms > 10_000 {
+            return Err(invalid("batch_wait_ms must be 0 to 10000".into()));
+        }
+        let memory_budget_mb = cli.memory_budget_mb.or(file.memory_budget_mb);
+        if memory_budget_mb == Some(0) {
+            return Err(invalid("memory_budget_mb must be positive".into()));
+        }
         Ok(Config {
             server,
             bootstrap,
@@ -248,7 +280,31 @@ impl Config {
             heartbeat: Duration::from_millis(heartbeat_ms),
             device,
             queue_depth,
+            max_batch,
+            batch_wait: Duration::from_millis(batch_wait_ms),
+            memory_budget_mb,
         })
+    }
+
+    /// The engine's settings. Without a configured budget each device gets
+    /// half the RAM (CPU) or 90% of the smallest GPU's VRAM.
+    pub fn engine(&self, hardware: &wire::registry::Hardware) -> crate::engine::EngineConfig {
+        let derived = match (self.device, hardware.gpus.iter().map(|g| g.vram_mb).min()) {
+            (DeviceChoice::Cpu, _) | (_, None) => hardware.ram_mb / 2,
+            (_, Some(vram)) => vram / 10 * 9,
+        };
+        crate::engine::EngineConfig {
+            device: self.device,
+            queue_depth: self.queue_depth,
+            max_batch: self.max_batch,
+            batch_wait: self.batch_wait,
+            memory_budget: Some(
+                self.memory_budget_mb
+                    .unwrap_or(derived)
+                    .saturating_mul(1 << 20),
+            )
+            .filter(|b| *b > 0),
+        }
     }
 }
 

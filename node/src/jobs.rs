@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use p2p::InboundJob;
 use tokio::sync::mpsc;
@@ -37,26 +37,39 @@ impl JobServer {
                     } = job;
                     let ahead = server.active.fetch_add(1, Ordering::Relaxed);
                     let mut cancel = responder.cancel_signal();
-                    let response = match responder.accepted(ahead).await {
-                        Ok(()) => tokio::select! {
-                            response = server.answer(request) => response,
-                            () = cancel.cancelled() => {
-                                tracing::info!("job cancelled by the consumer");
-                                JobResponse::Refused {
-                                    code: RefusalCode::Cancelled,
-                                    message: "cancelled".into(),
+                    if let Err(e) = responder.accepted(ahead).await {
+                        tracing::info!(error = %e, "consumer gone before the job started");
+                        server.active.fetch_sub(1, Ordering::Relaxed);
+                        return;
+                    }
+                    // Generated text streams to the consumer as it is decoded.
+                    let (deltas, mut streamed) = mpsc::unbounded_channel();
+                    let answer = server.answer(request, Some(deltas));
+                    tokio::pin!(answer);
+                    let cancelled = JobResponse::Refused {
+                        code: RefusalCode::Cancelled,
+                        message: "cancelled".into(),
+                    };
+                    let response = loop {
+                        tokio::select! {
+                            response = &mut answer => break response,
+                            Some(delta) = streamed.recv() => {
+                                if responder.stream_text(delta).await.is_err() {
+                                    break cancelled;
                                 }
                             }
-                        },
-                        Err(e) => {
-                            tracing::info!(error = %e, "consumer gone before the job started");
-                            server.active.fetch_sub(1, Ordering::Relaxed);
-                            return;
+                            () = cancel.cancelled() => break cancelled,
                         }
                     };
                     server.active.fetch_sub(1, Ordering::Relaxed);
                     if cancel.is_cancelled() {
+                        tracing::info!("job cancelled by the consumer");
                         return;
+                    }
+                    while let Ok(delta) = streamed.try_recv() {
+                        if responder.stream_text(delta).await.is_err() {
+                            return;
+                        }
                     }
                     if let Err(e) = responder.send(response).await {
                         tracing::warn!(error = %e, "could not send the answer");
@@ -67,35 +80,37 @@ impl JobServer {
         }
     }
 
-    pub async fn answer(&self, request: JobRequest) -> JobResponse {
+    /// Checks a job, runs it and signs its receipt. Generated text also
+    /// goes to `deltas` piece by piece while it is decoded.
+    pub async fn answer(
+        &self,
+        request: JobRequest,
+        deltas: Option<mpsc::UnboundedSender<String>>,
+    ) -> JobResponse {
         let received = UnixMillis::now();
         let refuse = |code: RefusalCode, message: String| {
             tracing::info!(?code, %message, "job refused");
             JobResponse::Refused { code, message }
         };
-        let Some(model) = self.engine.model(&request.model_hash) else {
+        let Some(offer) = self.engine.offer(&request.model_hash).cloned() else {
             return refuse(
                 RefusalCode::UnknownModel,
                 format!("this node has no model with hash {}", request.model_hash),
             );
         };
-        if model.offer.price_msat > request.max_price_msat {
+        if offer.price_msat > request.max_price_msat {
             return refuse(
                 RefusalCode::PriceTooLow,
                 format!(
-                    "{} costs {} here; the job offers at most {}",
-                    model.offer.name, model.offer.price_msat, request.max_price_msat
+                    "{} costs {} a job here; the job offers at most {}",
+                    offer.name, offer.price_msat, request.max_price_msat
                 ),
             );
         }
-        if request.input.task() != model.offer.task {
+        if request.input.task() != offer.task {
             return refuse(
                 RefusalCode::BadInput,
-                format!(
-                    "{} runs {} jobs",
-                    model.offer.name,
-                    model.offer.task.as_str()
-                ),
+                format!("{} runs {} jobs", offer.name, offer.task.as_str()),
             );
         }
         if let Err(e) = request.input.validate() {
@@ -112,21 +127,39 @@ impl JobServer {
                 "the deadline has passed".into(),
             );
         };
-        tracing::info!(model = %model.offer.name, "running job");
-        let run = tokio::time::timeout(
-            Duration::from_millis(left),
-            model.run(request.input.clone()),
-        )
-        .await;
-        let (output, timing) = match run {
+        let left = Duration::from_millis(left);
+        let model = match tokio::time::timeout(left, self.engine.get(&offer.hash)).await {
+            Ok(Ok(model)) => model,
+            Ok(Err(e)) => return refuse(RefusalCode::Overloaded, e.to_string()),
             Err(_) => {
+                return refuse(
+                    RefusalCode::DeadlineExceeded,
+                    "the deadline passed while the model loaded".into(),
+                )
+            }
+        };
+        tracing::info!(model = %offer.name, "running job");
+        let run = model.run(
+            request.input.clone(),
+            request.max_price_msat,
+            Instant::now() + left,
+            deltas,
+        );
+        let done = match tokio::time::timeout(left, run).await {
+            Err(_) | Ok(Err(EngineError::DeadlineExceeded)) => {
                 return refuse(
                     RefusalCode::DeadlineExceeded,
                     "the deadline passed while running".into(),
                 )
             }
-            Ok(Err(EngineError::Overloaded)) => {
-                return refuse(RefusalCode::Overloaded, "the model's queue is full".into())
+            Ok(Err(e @ EngineError::Overloaded)) => {
+                return refuse(RefusalCode::Overloaded, e.to_string())
+            }
+            Ok(Err(e @ EngineError::BadInput(_))) => {
+                return refuse(RefusalCode::BadInput, e.to_string())
+            }
+            Ok(Err(e @ EngineError::OverBudget(_))) => {
+                return refuse(RefusalCode::PriceTooLow, e.to_string())
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "engine failed");
@@ -137,21 +170,28 @@ impl JobServer {
         let receipt = Receipt {
             job_id: request.job_id,
             node_id: self.node_id,
-            model_hash: model.offer.hash,
+            model_hash: offer.hash,
             input_hash: request.input.digest(),
-            output_hash: output.digest(),
-            price_msat: model.offer.price_msat,
+            output_hash: done.output.digest(),
+            price_msat: offer.price_for(done.usage.input_tokens, done.usage.output_tokens),
             received_at: received,
             finished_at: UnixMillis::now(),
-            queue_ms: timing.queue_ms,
-            compute_ms: timing.compute_ms,
-            device: model.offer.device.clone(),
+            queue_ms: done.queue_ms,
+            compute_ms: done.compute_ms,
+            device: offer.device.clone(),
+            usage: done.usage,
         };
         match SignedEnvelope::seal(&self.keypair, &receipt) {
             Ok(envelope) => {
-                tracing::info!(compute_ms = timing.compute_ms, "job done");
+                tracing::info!(
+                    compute_ms = done.compute_ms,
+                    input_tokens = done.usage.input_tokens,
+                    output_tokens = done.usage.output_tokens,
+                    price = %receipt.price_msat,
+                    "job done"
+                );
                 JobResponse::Done {
-                    output,
+                    output: done.output,
                     receipt: envelope,
                 }
             }
@@ -171,7 +211,7 @@ mod tests {
     use wire::{JobId, MilliSats, Sha256Digest};
 
     use super::*;
-    use crate::engine::DeviceChoice;
+    use crate::engine::{DeviceChoice, EngineConfig};
 
     /// The real all-MiniLM-L6-v2, loaded once for this module's tests.
     fn engine() -> Arc<Engine> {
@@ -181,7 +221,12 @@ mod tests {
                 let dir = std::env::var_os("INFERNET_MODELS_DIR").expect(
                     "INFERNET_MODELS_DIR is not set: run scripts/setup.sh, source scripts/env.sh",
                 );
-                Arc::new(Engine::load(std::path::Path::new(&dir), DeviceChoice::Cpu, 8).unwrap())
+                let config = EngineConfig {
+                    device: DeviceChoice::Cpu,
+                    queue_depth: 8,
+                    ..Default::default()
+                };
+                Arc::new(Engine::load(std::path::Path::new(&dir), config).unwrap())
             })
             .clone()
     }
@@ -197,7 +242,12 @@ mod tests {
     }
 
     fn request(server: &JobServer, texts: &[&str]) -> JobRequest {
-        let offer = server.engine.offers().into_iter().next().unwrap();
+        let offer = server
+            .engine
+            .offers()
+            .into_iter()
+            .find(|o| o.task == wire::registry::Task::Embedding)
+            .unwrap();
         JobRequest {
             job_id: JobId::from_random([3; 16]),
             model_hash: offer.hash,
@@ -220,10 +270,12 @@ mod tests {
                 "stock markets fell",
             ],
         );
-        let JobResponse::Done { output, receipt } = server.answer(req.clone()).await else {
+        let JobResponse::Done { output, receipt } = server.answer(req.clone(), None).await else {
             panic!("job was refused");
         };
-        let JobOutput::Embedding { dim, vectors } = &output;
+        let JobOutput::Embedding { dim, vectors } = &output else {
+            panic!("{output:?}");
+        };
         assert_eq!(*dim, 384);
         for v in vectors {
             let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -247,27 +299,34 @@ mod tests {
     #[tokio::test]
     async fn batching_does_not_change_a_text_s_embedding() {
         let server = server();
-        let JobResponse::Done { output: alone, .. } =
-            server.answer(request(&server, &["hello world"])).await
+        let JobResponse::Done { output: alone, .. } = server
+            .answer(request(&server, &["hello world"]), None)
+            .await
         else {
             panic!("refused");
         };
         let JobResponse::Done {
             output: batched, ..
         } = server
-            .answer(request(
-                &server,
-                &[
-                    "hello world",
-                    "a much longer sentence that forces padding of the first",
-                ],
-            ))
+            .answer(
+                request(
+                    &server,
+                    &[
+                        "hello world",
+                        "a much longer sentence that forces padding of the first",
+                    ],
+                ),
+                None,
+            )
             .await
         else {
             panic!("refused");
         };
         let (JobOutput::Embedding { vectors: a, .. }, JobOutput::Embedding { vectors: b, .. }) =
-            (alone, batched);
+            (alone, batched)
+        else {
+            panic!("not embeddings");
+        };
         let dot: f32 = a[0].iter().zip(&b[0]).map(|(x, y)| x * y).sum();
         assert!(dot > 0.9999, "padding changed the embedding: cosine {dot}");
     }
@@ -289,7 +348,7 @@ mod tests {
             (late, RefusalCode::DeadlineExceeded),
             (empty, RefusalCode::BadInput),
         ] {
-            match server.answer(req).await {
+            match server.answer(req, None).await {
                 JobResponse::Refused { code, message } => {
                     assert_eq!(code, want);
                     assert!(!message.is_empty());

@@ -68,8 +68,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     tracing::info!(%node_id, cores = hardware.cpu_cores, gpus = hardware.gpus.len(), "hardware detected");
 
     let models_dir = config.models_dir.clone();
-    let (device, depth) = (config.device, config.queue_depth);
-    let engine = tokio::task::spawn_blocking(move || Engine::load(&models_dir, device, depth))
+    let engine_config = config.engine(&hardware);
+    let engine = tokio::task::spawn_blocking(move || Engine::load(&models_dir, engine_config))
         .await
         .map_err(|_| NodeError::LoaderPanicked)??;
     if engine.is_empty() {

@@ -52,6 +52,8 @@ fn ad(key: &Keypair, seq: u64) -> SignedEnvelope {
             device: "cpu".into(),
             description: None,
             embedding_dim: Some(384),
+            token_price: Default::default(),
+            context_tokens: None,
         }],
         version: "bench".into(),
         schedule: vec![],

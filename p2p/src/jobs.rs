@@ -13,7 +13,8 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, watch, Semaphore};
 use wire::jobs::{
-    ConsumerFrame, JobRequest, JobResponse, OutputAssembler, OutputPart, ProviderFrame, RefusalCode,
+    ConsumerFrame, JobOutput, JobRequest, JobResponse, OutputAssembler, OutputPart, ProviderFrame,
+    RefusalCode,
 };
 
 use crate::framing::{self, FrameError};
@@ -67,6 +68,9 @@ pub struct InboundJob {
 pub struct Responder {
     writer: WriteHalf<Stream>,
     cancel: CancelSignal,
+    /// Text already sent with [`Responder::stream_text`], and its parts.
+    streamed: String,
+    parts: u32,
 }
 
 impl std::fmt::Debug for Responder {
@@ -94,10 +98,69 @@ impl Responder {
         .map_err(frame_err)
     }
 
-    /// Sends the final answer: the output in parts then the receipt, or the
+    /// Sends a piece of generated text before the answer is known.
+    pub async fn stream_text(&mut self, delta: String) -> Result<(), NetworkError> {
+        if delta.is_empty() {
+            return Ok(());
+        }
+        let part = OutputPart::Text {
+            seq: self.parts,
+            delta,
+            finish_reason: None,
+        };
+        framing::write(
+            &mut self.writer,
+            &ProviderFrame::Output { part: part.clone() },
+            wire::MAX_JOB_FRAME_BYTES,
+        )
+        .await
+        .map_err(frame_err)?;
+        if let OutputPart::Text { delta, .. } = part {
+            self.streamed.push_str(&delta);
+        }
+        self.parts += 1;
+        Ok(())
+    }
+
+    /// Sends the final answer: the output in parts (after any text already
+    /// streamed, which must begin the output) then the receipt, or the
     /// refusal. Closes the stream.
     pub async fn send(mut self, response: JobResponse) -> Result<(), NetworkError> {
         let frames: Vec<ProviderFrame> = match response {
+            JobResponse::Done {
+                output:
+                    JobOutput::TextGeneration {
+                        text,
+                        finish_reason,
+                    },
+                receipt,
+            } if self.parts > 0 => match text.strip_prefix(self.streamed.as_str()) {
+                Some(rest) => JobOutput::TextGeneration {
+                    text: rest.to_owned(),
+                    finish_reason,
+                }
+                .into_parts(OUTPUT_PART_BYTES)
+                .into_iter()
+                .map(|part| match part {
+                    OutputPart::Text {
+                        seq,
+                        delta,
+                        finish_reason,
+                    } => OutputPart::Text {
+                        seq: seq + self.parts,
+                        delta,
+                        finish_reason,
+                    },
+                    other => other,
+                })
+                .map(|part| ProviderFrame::Output { part })
+                .chain(std::iter::once(ProviderFrame::Done { receipt }))
+                .collect(),
+                None => vec![ProviderFrame::Refused {
+                    code: RefusalCode::EngineFailed,
+                    message: "the streamed text is not the start of the output".into(),
+                }],
+            },
             JobResponse::Done { output, receipt } => output
                 .into_parts(OUTPUT_PART_BYTES)
                 .into_iter()
@@ -182,6 +245,8 @@ async fn take_request(peer: PeerId, stream: Stream, inbound: mpsc::Sender<Inboun
         responder: Responder {
             writer,
             cancel: CancelSignal(cancel_rx),
+            streamed: String::new(),
+            parts: 0,
         },
     };
     if let Err(e) = inbound.try_send(job) {

@@ -147,6 +147,8 @@ fn ad_for(key: &Keypair, seq: u64, issued_at: UnixMillis, price: u64) -> Capabil
             device: "cpu".into(),
             description: None,
             embedding_dim: Some(384),
+            token_price: Default::default(),
+            context_tokens: None,
         }],
         version: "test".into(),
         schedule: vec![],

@@ -459,6 +459,8 @@ mod tests {
                 device: "cpu".into(),
                 description: None,
                 embedding_dim: Some(384),
+                token_price: Default::default(),
+                context_tokens: None,
             }],
             status: if online {
                 NodeStatus::Online

@@ -384,6 +384,8 @@ mod tests {
                 device: "cpu".into(),
                 description: None,
                 embedding_dim: Some(2),
+                token_price: Default::default(),
+                context_tokens: None,
             }],
             version: "0".into(),
             schedule: vec![],

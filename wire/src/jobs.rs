@@ -11,19 +11,120 @@ use crate::{JobId, MilliSats, ModelHash, NodeId, Sha256Digest, UnixMillis};
 /// Limits on one embedding job's input.
 pub const MAX_EMBEDDING_TEXTS: usize = 64;
 pub const MAX_EMBEDDING_TEXT_CHARS: usize = 8_192;
+/// Limits on one text-generation job's input.
+pub const MAX_PROMPT_CHARS: usize = 65_536;
+pub const MAX_CHAT_MESSAGES: usize = 256;
+pub const MAX_OUTPUT_TOKENS: u32 = 8_192;
+pub const MAX_STOP_SEQUENCES: usize = 4;
+pub const MAX_STOP_CHARS: usize = 64;
 
 /// A job's input, tagged with its task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum JobInput {
-    Embedding { texts: Vec<String> },
+    Embedding {
+        texts: Vec<String>,
+    },
+    TextGeneration {
+        prompt: Prompt,
+        params: GenerationParams,
+    },
+}
+
+/// What a generation starts from: raw text, or a chat the node renders with
+/// its model's chat template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    Text(String),
+    Chat(Vec<ChatMessage>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// How to sample. `temperature` 0 is greedy decoding, which is deterministic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationParams {
+    pub max_tokens: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    #[serde(default)]
+    pub temperature: f32,
+    #[serde(default = "one")]
+    pub top_p: f32,
+    /// Fixes the sampler's random stream, so that a sampled job can be rerun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        GenerationParams {
+            max_tokens: 256,
+            stop: Vec::new(),
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: None,
+        }
+    }
+}
+
+/// Why a generation ended (OpenAI's `finish_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model's end-of-text token, or a stop sequence.
+    Stop,
+    /// `max_tokens`, the context window, or the job's budget.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
 }
 
 /// A job's output, tagged with its task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum JobOutput {
-    Embedding { dim: u32, vectors: Vec<Vec<f32>> },
+    Embedding {
+        dim: u32,
+        vectors: Vec<Vec<f32>>,
+    },
+    TextGeneration {
+        text: String,
+        finish_reason: FinishReason,
+    },
+}
+
+/// What a job used, as metered by the node. The price is computed from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    /// This job's share of the device time of the batches it ran in.
+    pub device_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +158,49 @@ impl JobInput {
                     })?;
                 JobInput::Embedding { texts: e.texts }
             }
+            Task::TextGeneration => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Generation {
+                    #[serde(default)]
+                    prompt: Option<String>,
+                    #[serde(default)]
+                    messages: Option<Vec<ChatMessage>>,
+                    #[serde(default)]
+                    max_tokens: Option<u32>,
+                    #[serde(default)]
+                    stop: Vec<String>,
+                    #[serde(default)]
+                    temperature: Option<f32>,
+                    #[serde(default)]
+                    top_p: Option<f32>,
+                    #[serde(default)]
+                    seed: Option<u64>,
+                }
+                let shape = |detail: String| InputError::Shape {
+                    task: "text_generation",
+                    expected: r#"{"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}]}, with max_tokens, stop, temperature, top_p, seed"#,
+                    detail,
+                };
+                let g: Generation =
+                    serde_json::from_value(input).map_err(|e| shape(e.to_string()))?;
+                let prompt = match (g.prompt, g.messages) {
+                    (Some(p), None) => Prompt::Text(p),
+                    (None, Some(m)) => Prompt::Chat(m),
+                    _ => return Err(shape("give exactly one of prompt and messages".into())),
+                };
+                let d = GenerationParams::default();
+                JobInput::TextGeneration {
+                    prompt,
+                    params: GenerationParams {
+                        max_tokens: g.max_tokens.unwrap_or(d.max_tokens),
+                        stop: g.stop,
+                        temperature: g.temperature.unwrap_or(d.temperature),
+                        top_p: g.top_p.unwrap_or(d.top_p),
+                        seed: g.seed,
+                    },
+                }
+            }
         };
         parsed.validate()?;
         Ok(parsed)
@@ -83,18 +227,113 @@ impl JobInput {
                 }
                 Ok(())
             }
+            JobInput::TextGeneration { prompt, params } => {
+                match prompt {
+                    Prompt::Text(text) => check_chars("the prompt", text, MAX_PROMPT_CHARS)?,
+                    Prompt::Chat(messages) => {
+                        if messages.is_empty() || messages.len() > MAX_CHAT_MESSAGES {
+                            return Err(InputError::Limit(format!(
+                                "a chat takes 1 to {MAX_CHAT_MESSAGES} messages, got {}",
+                                messages.len()
+                            )));
+                        }
+                        let total: usize = messages.iter().map(|m| m.content.chars().count()).sum();
+                        if total > MAX_PROMPT_CHARS {
+                            return Err(InputError::Limit(format!(
+                                "the messages have {total} characters; the limit is {MAX_PROMPT_CHARS}"
+                            )));
+                        }
+                    }
+                }
+                params.validate()
+            }
         }
     }
 
     pub fn task(&self) -> Task {
         match self {
             JobInput::Embedding { .. } => Task::Embedding,
+            JobInput::TextGeneration { .. } => Task::TextGeneration,
         }
     }
 
     pub fn digest(&self) -> Sha256Digest {
         // Serialising these plain types cannot fail.
         Sha256Digest::of_json(self).unwrap_or_else(|_| Sha256Digest::of(b""))
+    }
+}
+
+fn check_chars(what: &str, text: &str, max: usize) -> Result<(), InputError> {
+    let n = text.chars().count();
+    if n > max {
+        return Err(InputError::Limit(format!(
+            "{what} has {n} characters; the limit is {max}"
+        )));
+    }
+    Ok(())
+}
+
+impl GenerationParams {
+    pub fn validate(&self) -> Result<(), InputError> {
+        if self.max_tokens == 0 || self.max_tokens > MAX_OUTPUT_TOKENS {
+            return Err(InputError::Limit(format!(
+                "max_tokens must be 1 to {MAX_OUTPUT_TOKENS}, got {}",
+                self.max_tokens
+            )));
+        }
+        if self.stop.len() > MAX_STOP_SEQUENCES {
+            return Err(InputError::Limit(format!(
+                "at most {MAX_STOP_SEQUENCES} stop sequences, got {}",
+                self.stop.len()
+            )));
+        }
+        if let Some(s) = self
+            .stop
+            .iter()
+            .find(|s| s.is_empty() || s.chars().count() > MAX_STOP_CHARS)
+        {
+            return Err(InputError::Limit(format!(
+                "stop sequences must be 1 to {MAX_STOP_CHARS} characters, got {:?}",
+                s
+            )));
+        }
+        if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
+            return Err(InputError::Limit(format!(
+                "temperature must be between 0 and 2, got {}",
+                self.temperature
+            )));
+        }
+        if !(self.top_p.is_finite() && self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(InputError::Limit(format!(
+                "top_p must be above 0 and at most 1, got {}",
+                self.top_p
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl crate::registry::ModelOffer {
+    /// The most a job with `input` can cost on this model: what a consumer
+    /// that names no maximum agrees to. A token is at least one byte of
+    /// text, plus a few markers per text or message.
+    pub fn worst_case_price(&self, input: &JobInput) -> MilliSats {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match input {
+            JobInput::Embedding { texts } => {
+                let bytes: usize = texts.iter().map(|t| t.len() + 4).sum();
+                self.price_for(clamp(bytes), 0)
+            }
+            JobInput::TextGeneration { prompt, params } => {
+                let bytes = match prompt {
+                    Prompt::Text(t) => t.len() + 4,
+                    Prompt::Chat(m) => m.iter().map(|m| m.content.len() + 32).sum(),
+                };
+                let context = self.context_tokens.unwrap_or(u32::MAX);
+                let input = clamp(bytes).min(context);
+                self.price_for(input, params.max_tokens.min(context))
+            }
+        }
     }
 }
 
@@ -178,6 +417,14 @@ pub enum OutputPart {
         first: u32,
         vectors: Vec<Vec<f32>>,
     },
+    /// The next piece of generated text (part `seq`, counting from 0). The
+    /// last part carries the finish reason.
+    Text {
+        seq: u32,
+        delta: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finish_reason: Option<FinishReason>,
+    },
 }
 
 impl JobOutput {
@@ -211,6 +458,32 @@ impl JobOutput {
                 }
                 parts
             }
+            JobOutput::TextGeneration {
+                text,
+                finish_reason,
+            } => {
+                let mut parts = Vec::new();
+                let mut rest = text.as_str();
+                let max = max_bytes.max(4);
+                while rest.len() > max {
+                    let mut cut = max;
+                    while !rest.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    parts.push(OutputPart::Text {
+                        seq: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+                        delta: rest[..cut].to_owned(),
+                        finish_reason: None,
+                    });
+                    rest = &rest[cut..];
+                }
+                parts.push(OutputPart::Text {
+                    seq: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+                    delta: rest.to_owned(),
+                    finish_reason: Some(finish_reason),
+                });
+                parts
+            }
         }
     }
 }
@@ -222,6 +495,7 @@ pub struct OutputAssembler {
     output: Option<JobOutput>,
     items: usize,
     max_values: usize,
+    text: Option<(String, Option<FinishReason>)>,
 }
 
 impl OutputAssembler {
@@ -231,11 +505,38 @@ impl OutputAssembler {
             output: None,
             items: 0,
             max_values,
+            text: None,
         }
     }
 
+    /// `max_values` bounds an embedding output's numbers and, four bytes
+    /// each, a text output's bytes.
     pub fn push(&mut self, part: OutputPart) -> Result<(), String> {
         match part {
+            OutputPart::Text {
+                seq,
+                delta,
+                finish_reason,
+            } => {
+                if self.output.is_some() {
+                    return Err("text part in an embedding output".into());
+                }
+                let (text, finished) = self.text.get_or_insert_with(Default::default);
+                if finished.is_some() {
+                    return Err("text part after the last one".into());
+                }
+                if seq as usize != self.items {
+                    return Err(format!("text part {seq} arrived, expected {}", self.items));
+                }
+                let max_bytes = self.max_values.saturating_mul(4);
+                if text.len() + delta.len() > max_bytes {
+                    return Err(format!("output exceeds {max_bytes} bytes"));
+                }
+                text.push_str(&delta);
+                *finished = finish_reason;
+                self.items += 1;
+                Ok(())
+            }
             OutputPart::Embedding {
                 dim,
                 first,
@@ -257,6 +558,9 @@ impl OutputAssembler {
                 if values > self.max_values {
                     return Err(format!("output exceeds {} values", self.max_values));
                 }
+                if self.text.is_some() {
+                    return Err("embedding part in a text output".into());
+                }
                 self.items += vectors.len();
                 match &mut self.output {
                     None => self.output = Some(JobOutput::Embedding { dim, vectors }),
@@ -269,6 +573,9 @@ impl OutputAssembler {
                         }
                         all.extend(vectors);
                     }
+                    Some(JobOutput::TextGeneration { .. }) => {
+                        return Err("embedding part in a text output".into())
+                    }
                 }
                 Ok(())
             }
@@ -277,6 +584,14 @@ impl OutputAssembler {
 
     /// The whole output; an error if no part came.
     pub fn finish(self) -> Result<JobOutput, String> {
+        if let Some((text, finish_reason)) = self.text {
+            let finish_reason =
+                finish_reason.ok_or_else(|| "the text ended without a finish reason".to_owned())?;
+            return Ok(JobOutput::TextGeneration {
+                text,
+                finish_reason,
+            });
+        }
         self.output
             .ok_or_else(|| "the job ended without output".to_owned())
     }
@@ -299,6 +614,9 @@ pub struct Receipt {
     /// Time spent computing, tokenisation included.
     pub compute_ms: u64,
     pub device: String,
+    /// What the job used; `price_msat` is computed from it.
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 impl Signable for Receipt {
@@ -479,6 +797,7 @@ mod tests {
             queue_ms: 0,
             compute_ms: 1,
             device: "cpu".into(),
+            usage: Usage::default(),
         };
         (job_id, input, output, receipt)
     }
@@ -606,5 +925,93 @@ mod tests {
             JobInput::parse(Task::Embedding, serde_json::json!({"texts": [long]})),
             Err(InputError::Limit(_))
         ));
+    }
+
+    #[test]
+    fn generation_input_takes_a_prompt_or_messages_and_is_bounded() {
+        let chat = JobInput::parse(
+            Task::TextGeneration,
+            serde_json::json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stop": ["\n"]}),
+        )
+        .unwrap();
+        let JobInput::TextGeneration { prompt, params } = &chat else {
+            panic!("{chat:?}");
+        };
+        assert!(matches!(prompt, Prompt::Chat(m) if m[0].role == Role::User));
+        assert_eq!(params.max_tokens, 5);
+        assert_eq!(params.stop, vec!["\n".to_owned()]);
+        let text =
+            JobInput::parse(Task::TextGeneration, serde_json::json!({"prompt": "once"})).unwrap();
+        assert_eq!(text.task(), Task::TextGeneration);
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"prompt": "a", "messages": []}),
+            serde_json::json!({"prompt": "a", "max_tokens": 0}),
+            serde_json::json!({"prompt": "a", "temperature": 3.0}),
+            serde_json::json!({"prompt": "a", "top_p": 0.0}),
+            serde_json::json!({"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}),
+            serde_json::json!({"prompt": "a", "stop": [""]}),
+            serde_json::json!({"prompt": "a", "frequency": 1}),
+            serde_json::json!({"messages": []}),
+            serde_json::json!({"messages": [{"role": "robot", "content": "x"}]}),
+        ] {
+            assert!(
+                JobInput::parse(Task::TextGeneration, bad.clone()).is_err(),
+                "{bad} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn text_output_streams_in_ordered_parts_and_needs_its_finish_reason() {
+        let output = JobOutput::TextGeneration {
+            text: "héllo wörld, ".repeat(50),
+            finish_reason: FinishReason::Length,
+        };
+        let parts = output.clone().into_parts(7);
+        assert!(parts.len() > 50);
+        let mut asm = OutputAssembler::new(1 << 20);
+        for p in parts.clone() {
+            asm.push(p).unwrap();
+        }
+        assert_eq!(asm.finish().unwrap(), output);
+
+        let mut asm = OutputAssembler::new(1 << 20);
+        assert!(asm.push(parts[1].clone()).is_err(), "out of order");
+        let mut asm = OutputAssembler::new(1 << 20);
+        asm.push(parts[0].clone()).unwrap();
+        assert!(asm.finish().is_err(), "no finish reason");
+        let mut asm = OutputAssembler::new(4);
+        assert!(asm.push(parts[0].clone()).is_ok());
+        assert!(asm.push(parts[1].clone()).is_ok());
+        assert!(asm.push(parts[2].clone()).is_err(), "over the bound");
+    }
+
+    #[test]
+    fn a_job_costs_its_base_price_plus_its_metered_tokens() {
+        let mut offer = crate::registry::ModelOffer {
+            name: "m".into(),
+            task: Task::TextGeneration,
+            hash: Sha256Digest::of(b"m"),
+            price_msat: MilliSats(100),
+            token_price: crate::registry::TokenPrice {
+                input_msat: MilliSats(1),
+                output_msat: MilliSats(3),
+            },
+            device: "cpu".into(),
+            description: None,
+            embedding_dim: None,
+            context_tokens: Some(256),
+        };
+        assert_eq!(offer.price_for(10, 5), MilliSats(125));
+        assert_eq!(offer.output_tokens_within(MilliSats(125), 10), Some(5));
+        assert_eq!(offer.output_tokens_within(MilliSats(126), 10), Some(5));
+        assert_eq!(offer.output_tokens_within(MilliSats(109), 10), None);
+        offer.token_price = Default::default();
+        assert_eq!(
+            offer.output_tokens_within(MilliSats(100), 10),
+            Some(u32::MAX)
+        );
+        assert_eq!(offer.price_for(u32::MAX, u32::MAX), MilliSats(100));
     }
 }

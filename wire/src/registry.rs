@@ -20,12 +20,17 @@ pub const MISSED_HEARTBEATS_OFFLINE: u64 = 3;
 pub enum Task {
     /// Text in, one L2-normalised vector per text out.
     Embedding,
+    /// A prompt or chat in, generated text out (streamed token by token).
+    TextGeneration,
 }
 
 impl Task {
+    pub const ALL: [Task; 2] = [Task::Embedding, Task::TextGeneration];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Task::Embedding => "embedding",
+            Task::TextGeneration => "text_generation",
         }
     }
 }
@@ -33,10 +38,10 @@ impl Task {
 impl std::str::FromStr for Task {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "embedding" => Ok(Task::Embedding),
-            other => Err(format!("unknown task `{other}` (known: embedding)")),
-        }
+        Task::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown task `{s}` (known: embedding, text_generation)"))
     }
 }
 
@@ -71,8 +76,12 @@ pub struct ModelOffer {
     pub name: String,
     pub task: Task,
     pub hash: ModelHash,
-    /// Price of one job on this model.
+    /// Price of one job on this model, before tokens.
     pub price_msat: MilliSats,
+    /// Added per metered token; a job costs
+    /// `price_msat + input × per_input + output × per_output`.
+    #[serde(default, skip_serializing_if = "TokenPrice::is_zero")]
+    pub token_price: TokenPrice,
     /// Where the model runs: "cpu" or "cuda:N".
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +89,48 @@ pub struct ModelOffer {
     /// Task-specific facts, e.g. the embedding dimension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_dim: Option<u32>,
+    /// For text generation: the most tokens (prompt and output) one job holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
+}
+
+/// Per-token prices of a model, in millisatoshis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPrice {
+    #[serde(default)]
+    pub input_msat: MilliSats,
+    #[serde(default)]
+    pub output_msat: MilliSats,
+}
+
+impl TokenPrice {
+    pub fn is_zero(&self) -> bool {
+        self.input_msat.0 == 0 && self.output_msat.0 == 0
+    }
+}
+
+impl ModelOffer {
+    /// What a job that used `input` and `output` tokens costs; saturates.
+    pub fn price_for(&self, input_tokens: u32, output_tokens: u32) -> MilliSats {
+        let tokens = |n: u32, p: MilliSats| u64::from(n).saturating_mul(p.0);
+        MilliSats(
+            self.price_msat
+                .0
+                .saturating_add(tokens(input_tokens, self.token_price.input_msat))
+                .saturating_add(tokens(output_tokens, self.token_price.output_msat)),
+        )
+    }
+
+    /// The most output tokens a job may produce without costing more than
+    /// `budget`, given its input; `None` when even no output is too dear.
+    pub fn output_tokens_within(&self, budget: MilliSats, input_tokens: u32) -> Option<u32> {
+        let fixed = self.price_for(input_tokens, 0);
+        let left = budget.0.checked_sub(fixed.0)?;
+        Some(match self.token_price.output_msat.0 {
+            0 => u32::MAX,
+            p => u32::try_from(left / p).unwrap_or(u32::MAX),
+        })
+    }
 }
 
 /// Signed by the node and posted to `POST /api/v1/nodes/register`.

@@ -44,7 +44,18 @@ pub(crate) fn JobResult(record: JobRecord) -> impl IntoView {
                     </ul>
                 </div>
             }
+            .into_any()
         }
+        JobOutput::TextGeneration {
+            text,
+            finish_reason,
+        } => view! {
+            <div class="output">
+                <pre class="generated" data-testid="generated">{text.clone()}</pre>
+                <p class="muted">{format!("finished: {}", finish_reason.as_str())}</p>
+            </div>
+        }
+        .into_any(),
     });
     let receipt_view = verified.map(|v| match v {
         Ok(r) => view! {
@@ -63,6 +74,8 @@ pub(crate) fn JobResult(record: JobRecord) -> impl IntoView {
                     <dd class="mono">{r.output_hash.to_string()}</dd>
                     <dt>"Price"</dt>
                     <dd>{r.price_msat.to_string()}</dd>
+                    <dt>"Usage"</dt>
+                    <dd>{format!("{} input tokens · {} output tokens · {} ms on the device", r.usage.input_tokens, r.usage.output_tokens, r.usage.device_ms)}</dd>
                     <dt>"Timings"</dt>
                     <dd>{format!("queue {} ms · compute {} ms · on {}", r.queue_ms, r.compute_ms, r.device)}</dd>
                 </dl>

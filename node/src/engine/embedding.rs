@@ -1,17 +1,21 @@
 //! Text embeddings: tokenise in Rust, run the TorchScript module, return
 //! one vector per text.
 
+//!
+//! The worker batches across jobs: every job queued when a batch starts (up
+//! to `max_batch` texts) runs in one forward pass, padded to its longest
+//! text; the attention mask keeps padding from changing any vector.
+
 use std::time::Instant;
 
 use tch::{CModule, Device, Kind, Tensor};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
-use tokio::sync::mpsc;
-use wire::jobs::{JobInput, JobOutput};
+use wire::jobs::{JobInput, JobOutput, Usage};
 use wire::registry::ModelOffer;
-use wire::ModelHash;
 
 use super::manifest::ModelFiles;
-use super::{device_name, elapsed_ms, EngineError, LoadedModel, Timing, Work};
+use super::queue::{gather, Work};
+use super::{elapsed_ms, EngineConfig, EngineError, Finished, LoadedModel};
 
 struct Embedder {
     module: CModule,
@@ -59,7 +63,8 @@ impl Embedder {
         })
     }
 
-    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EngineError> {
+    /// One vector per text, and each text's token count.
+    fn embed(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<u32>), EngineError> {
         let _no_grad = tch::no_grad_guard();
         let encodings = self
             .tokenizer
@@ -95,30 +100,109 @@ impl Embedder {
             )));
         }
         let flat = Vec::<f32>::try_from(&out.f_contiguous()?.f_view([-1])?)?;
-        Ok(flat
-            .chunks(self.dim as usize)
-            .map(<[f32]>::to_vec)
-            .collect())
+        let tokens = encodings
+            .iter()
+            .map(|e| e.get_attention_mask().iter().sum::<u32>())
+            .collect();
+        Ok((
+            flat.chunks(self.dim as usize)
+                .map(<[f32]>::to_vec)
+                .collect(),
+            tokens,
+        ))
+    }
+
+    /// Runs a batch of jobs in one forward pass and answers each.
+    fn run_batch(&self, batch: Vec<Work>, offer: &ModelOffer) {
+        let started = Instant::now();
+        let batch: Vec<Work> = batch
+            .into_iter()
+            .filter_map(|w| w.keep(started))
+            .filter_map(|w| match w.input {
+                JobInput::Embedding { .. } => Some(w),
+                JobInput::TextGeneration { .. } => {
+                    w.fail(EngineError::WrongTask("text_generation"));
+                    None
+                }
+            })
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        let texts: Vec<&str> = batch
+            .iter()
+            .flat_map(|w| match &w.input {
+                JobInput::Embedding { texts } => texts.iter().map(String::as_str).collect(),
+                JobInput::TextGeneration { .. } => Vec::new(),
+            })
+            .collect();
+        let (mut vectors, tokens) = match self.embed(&texts) {
+            Ok(done) => done,
+            Err(e) => {
+                let message = e.to_string();
+                for w in batch {
+                    w.fail(EngineError::BadOutput(message.clone()));
+                }
+                return;
+            }
+        };
+        let device_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let all_tokens = f64::from(tokens.iter().sum::<u32>().max(1));
+        let mut tokens = tokens.into_iter();
+        let mut rest = vectors.drain(..);
+        for w in batch {
+            let n = match &w.input {
+                JobInput::Embedding { texts } => texts.len(),
+                JobInput::TextGeneration { .. } => 0,
+            };
+            let mine: Vec<Vec<f32>> = rest.by_ref().take(n).collect();
+            let input_tokens: u32 = tokens.by_ref().take(n).sum();
+            let usage = Usage {
+                input_tokens,
+                output_tokens: 0,
+                device_ms: (device_ms * f64::from(input_tokens) / all_tokens).round() as u64,
+            };
+            if offer.price_for(input_tokens, 0) > w.budget {
+                let (price, budget) = (offer.price_for(input_tokens, 0), w.budget);
+                w.fail(EngineError::OverBudget(format!(
+                    "{input_tokens} tokens cost {price}, above the job's {budget}"
+                )));
+                continue;
+            }
+            let finished = Finished {
+                output: JobOutput::Embedding {
+                    dim: self.dim,
+                    vectors: mine,
+                },
+                usage,
+                queue_ms: u64::try_from(started.duration_since(w.enqueued).as_millis())
+                    .unwrap_or(u64::MAX),
+                compute_ms: elapsed_ms(started),
+                tokens: Vec::new(),
+            };
+            let _ = w.reply.send(Ok(finished));
+        }
     }
 }
 
 /// Loads the model on its own thread and returns once it is ready.
 pub(super) fn start(
     files: &ModelFiles,
-    hash: ModelHash,
+    offer: ModelOffer,
     device: Device,
-    queue_depth: usize,
+    config: &EngineConfig,
 ) -> Result<LoadedModel, EngineError> {
-    let (queue, mut rx) = mpsc::channel::<Work>(queue_depth.max(1));
+    let (queue, rx) = std::sync::mpsc::sync_channel::<Work>(config.queue_depth.max(1));
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let thread_files = files.clone();
-    let name = format!("embed-{}", files.manifest.name);
+    let thread_offer = offer.clone();
+    let (max_batch, wait) = (config.max_batch.max(1), config.batch_wait);
     std::thread::Builder::new()
-        .name(name)
+        .name(format!("embed-{}", files.manifest.name))
         .spawn(move || {
             let embedder = match Embedder::load(&thread_files, device) {
                 Ok(e) => {
-                    let _ = ready_tx.send(Ok(e.dim));
+                    let _ = ready_tx.send(Ok(()));
                     e
                 }
                 Err(e) => {
@@ -126,40 +210,19 @@ pub(super) fn start(
                     return;
                 }
             };
-            while let Some(work) = rx.blocking_recv() {
-                let queue_ms = elapsed_ms(work.enqueued);
-                let started = Instant::now();
-                let result = match &work.input {
-                    JobInput::Embedding { texts } => embedder.embed(texts).map(|vectors| {
-                        let output = JobOutput::Embedding {
-                            dim: embedder.dim,
-                            vectors,
-                        };
-                        let timing = Timing {
-                            queue_ms,
-                            compute_ms: elapsed_ms(started),
-                        };
-                        (output, timing)
-                    }),
-                };
-                let _ = work.reply.send(result);
+            let mut held = None;
+            let texts = |w: &Work| match &w.input {
+                JobInput::Embedding { texts } => texts.len(),
+                JobInput::TextGeneration { .. } => 1,
+            };
+            while let Some(batch) = gather(&rx, &mut held, max_batch, wait, texts) {
+                embedder.run_batch(batch, &thread_offer);
             }
         })
         .map_err(|e| EngineError::Load {
             path: files.model.display().to_string(),
             reason: format!("could not start worker thread: {e}"),
         })?;
-    let dim = ready_rx.recv().map_err(|_| EngineError::WorkerGone)??;
-    Ok(LoadedModel {
-        offer: ModelOffer {
-            name: files.manifest.name.clone(),
-            task: files.manifest.task,
-            hash,
-            price_msat: files.manifest.price_msat,
-            device: device_name(device),
-            description: files.manifest.description.clone(),
-            embedding_dim: Some(dim),
-        },
-        queue,
-    })
+    ready_rx.recv().map_err(|_| EngineError::WorkerGone)??;
+    Ok(LoadedModel { offer, queue })
 }

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wire::registry::Task;
+use wire::jobs::Role;
+use wire::registry::{Task, TokenPrice};
 use wire::MilliSats;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -17,11 +18,55 @@ pub struct Manifest {
     /// `tokenizer.json` (Hugging Face format), relative to the manifest.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// Per job.
     pub price_msat: MilliSats,
+    /// Per metered token, on top of the job's price.
+    #[serde(default)]
+    pub token_price: TokenPrice,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
     pub embedding: Option<EmbeddingSpec>,
+    #[serde(default)]
+    pub generation: Option<GenerationSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationSpec {
+    /// The token that ends a text (and starts one whose prompt is empty).
+    #[serde(default)]
+    pub eos_token: Option<String>,
+    /// How a chat becomes a prompt; without it the model takes prompts only.
+    #[serde(default)]
+    pub chat_template: Option<ChatTemplate>,
+}
+
+/// Each message becomes its role's line with `{content}` replaced; then
+/// `assistant_start` cues the model's answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatTemplate {
+    pub system: String,
+    pub user: String,
+    pub assistant: String,
+    pub assistant_start: String,
+}
+
+impl ChatTemplate {
+    pub fn render(&self, messages: &[wire::jobs::ChatMessage]) -> String {
+        let mut out = String::new();
+        for m in messages {
+            let line = match m.role {
+                Role::System => &self.system,
+                Role::User => &self.user,
+                Role::Assistant => &self.assistant,
+            };
+            out.push_str(&line.replace("{content}", &m.content));
+        }
+        out.push_str(&self.assistant_start);
+        out
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +145,27 @@ impl ModelFiles {
                     return Err(invalid("embedding dim and max_tokens must be positive"));
                 }
             }
+            Task::TextGeneration => {
+                if tokenizer.as_ref().is_none_or(|t| !t.is_file()) {
+                    return Err(invalid(
+                        "a text generation model needs an existing `tokenizer` file",
+                    ));
+                }
+                if let Some(t) = manifest
+                    .generation
+                    .as_ref()
+                    .and_then(|g| g.chat_template.as_ref())
+                {
+                    if [&t.system, &t.user, &t.assistant]
+                        .iter()
+                        .any(|line| !line.contains("{content}"))
+                    {
+                        return Err(invalid(
+                            "each chat_template line (system, user, assistant) needs `{content}`",
+                        ));
+                    }
+                }
+            }
         }
         Ok(ModelFiles {
             manifest,
@@ -175,5 +241,28 @@ mod tests {
             ModelFiles::scan(&root),
             Err(ManifestError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn a_chat_renders_through_the_template() {
+        let t = ChatTemplate {
+            system: "S: {content}\n".into(),
+            user: "U: {content}\n".into(),
+            assistant: "A: {content}\n".into(),
+            assistant_start: "A:".into(),
+        };
+        let msg = |role, content: &str| wire::jobs::ChatMessage {
+            role,
+            content: content.into(),
+        };
+        assert_eq!(
+            t.render(&[
+                msg(Role::System, "be brief"),
+                msg(Role::User, "hi"),
+                msg(Role::Assistant, "hello"),
+                msg(Role::User, "bye")
+            ]),
+            "S: be brief\nU: hi\nA: hello\nU: bye\nA:"
+        );
     }
 }

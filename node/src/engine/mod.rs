@@ -1,23 +1,32 @@
-//! The inference engine: models loaded from the model directory with
-//! libtorch (CUDA when present, CPU otherwise), one worker thread each.
+//! The inference engine: a content-addressed model store whose models are
+//! loaded on demand with libtorch (each CUDA device when present, CPU
+//! otherwise), unloaded least-recently-used under a memory budget per
+//! device, and served by one worker thread each.
 //!
 //! `tch` tensors are not `Sync`, so each model lives on its own OS thread
-//! and async code reaches it through a bounded queue.
+//! and async code reaches it through a bounded queue. Workers batch: the
+//! embedding worker runs every queued job in one forward pass, the
+//! generation worker decodes all its sequences together and admits new ones
+//! between steps (continuous batching).
 
 pub mod cuda;
 mod embedding;
+mod generation;
 pub mod manifest;
+mod queue;
 
 use std::io::Read;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
-use wire::jobs::{JobInput, JobOutput};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use wire::jobs::{JobInput, JobOutput, Usage};
 use wire::registry::{ModelOffer, Task};
-use wire::{ModelHash, Sha256Digest};
+use wire::{MilliSats, ModelHash, Sha256Digest};
 
 use manifest::{ManifestError, ModelFiles};
+use queue::Work;
 
 /// Where models run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,18 +54,20 @@ impl std::str::FromStr for DeviceChoice {
 }
 
 impl DeviceChoice {
-    fn resolve(self) -> Result<tch::Device, EngineError> {
+    /// The devices models are spread over: every CUDA device for `Auto`
+    /// when libtorch sees one, else the CPU.
+    fn resolve(self) -> Result<Vec<tch::Device>, EngineError> {
         if self != DeviceChoice::Cpu {
             cuda::ensure_loaded();
         }
+        let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
         match self {
-            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
-            DeviceChoice::Auto if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            DeviceChoice::Auto => Ok(tch::Device::Cpu),
+            DeviceChoice::Cpu => Ok(vec![tch::Device::Cpu]),
+            DeviceChoice::Auto if count > 0 => Ok((0..count).map(tch::Device::Cuda).collect()),
+            DeviceChoice::Auto => Ok(vec![tch::Device::Cpu]),
             DeviceChoice::Cuda(n) => {
-                let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
                 if n < count {
-                    Ok(tch::Device::Cuda(n))
+                    Ok(vec![tch::Device::Cuda(n)])
                 } else {
                     Err(EngineError::NoSuchDevice(format!(
                         "cuda:{n} requested but libtorch sees {count} CUDA device(s)"
@@ -87,10 +98,25 @@ pub enum EngineError {
     Load { path: String, reason: String },
     #[error("{0}")]
     NoSuchDevice(String),
+    #[error("this node has no model with hash {0}")]
+    UnknownModel(ModelHash),
+    #[error("{name} needs about {need_mb} MB but {device}'s budget is {budget_mb} MB")]
+    TooLarge {
+        name: String,
+        device: String,
+        need_mb: u64,
+        budget_mb: u64,
+    },
     #[error("the model's queue is full")]
     Overloaded,
     #[error("the model's worker has stopped")]
     WorkerGone,
+    #[error("the deadline passed before the job finished")]
+    DeadlineExceeded,
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    OverBudget(String),
     #[error("this model does not run {0} jobs")]
     WrongTask(&'static str),
     #[error("tokenizer: {0}")]
@@ -101,79 +127,294 @@ pub enum EngineError {
     BadOutput(String),
 }
 
-/// How long a job waited and how long it computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
+/// What a finished job gives back: its output and what it used.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub output: JobOutput,
+    pub usage: Usage,
+    /// Time from queueing to the first batch the job ran in.
     pub queue_ms: u64,
+    /// Time from its first batch to its end.
     pub compute_ms: u64,
+    /// For generation: the generated token ids (what metering counted).
+    pub tokens: Vec<u32>,
 }
 
-struct Work {
-    input: JobInput,
-    enqueued: Instant,
-    reply: oneshot::Sender<Result<(JobOutput, Timing), EngineError>>,
+/// How the engine runs its models.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub device: DeviceChoice,
+    /// Jobs each model's queue holds before refusing more.
+    pub queue_depth: usize,
+    /// Most texts per embedding batch; most sequences decoding together.
+    pub max_batch: usize,
+    /// How long a worker waits for more jobs before running a batch that is
+    /// not full. Zero runs whatever is queued at once (jobs that arrive
+    /// while a batch runs form the next one).
+    pub batch_wait: Duration,
+    /// Bytes each device may hold in loaded models; `None` is unbounded.
+    pub memory_budget: Option<u64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            device: DeviceChoice::Auto,
+            queue_depth: 64,
+            max_batch: 32,
+            batch_wait: Duration::ZERO,
+            memory_budget: None,
+        }
+    }
 }
 
 /// A model loaded on a device, with its worker.
 pub struct LoadedModel {
     pub offer: ModelOffer,
-    queue: mpsc::Sender<Work>,
+    queue: std::sync::mpsc::SyncSender<Work>,
 }
 
 impl LoadedModel {
     /// Queues `input` and waits for the result. A full queue is refused at
-    /// once rather than waited on.
-    pub async fn run(&self, input: JobInput) -> Result<(JobOutput, Timing), EngineError> {
+    /// once rather than waited on. Dropping the future cancels the job: the
+    /// worker skips it, or stops generating for it.
+    ///
+    /// `budget` is the most the job may cost; generation stops early rather
+    /// than exceed it. Text deltas go to `deltas` as they are decoded.
+    pub async fn run(
+        &self,
+        input: JobInput,
+        budget: MilliSats,
+        deadline: Instant,
+        deltas: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<Finished, EngineError> {
         let (reply, rx) = oneshot::channel();
         let work = Work {
             input,
+            budget,
             enqueued: Instant::now(),
+            deadline,
+            deltas,
             reply,
         };
         self.queue.try_send(work).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => EngineError::WorkerGone,
+            std::sync::mpsc::TrySendError::Full(_) => EngineError::Overloaded,
+            std::sync::mpsc::TrySendError::Disconnected(_) => EngineError::WorkerGone,
         })?;
         rx.await.map_err(|_| EngineError::WorkerGone)?
     }
 }
 
+/// A model in the store: on disk, maybe loaded.
+struct Stored {
+    files: ModelFiles,
+    offer: ModelOffer,
+    device: usize,
+    /// What loading it is expected to take on its device.
+    bytes: u64,
+}
+
+struct Resident {
+    hash: ModelHash,
+    model: Arc<LoadedModel>,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Residency {
+    loaded: Vec<Resident>,
+    clock: u64,
+}
+
 pub struct Engine {
-    models: Vec<LoadedModel>,
+    config: EngineConfig,
+    devices: Vec<tch::Device>,
+    store: Vec<Stored>,
+    residency: Mutex<Residency>,
 }
 
 impl Engine {
-    /// Loads every model under `dir` (blocking: hashes and loads files).
-    pub fn load(dir: &Path, device: DeviceChoice, queue_depth: usize) -> Result<Self, EngineError> {
-        let device = device.resolve()?;
-        let mut models = Vec::new();
+    /// Reads the store under `dir` (blocking: hashes every model file), places
+    /// each model on a device, and loads models until the budget is full.
+    pub fn load(dir: &Path, config: EngineConfig) -> Result<Self, EngineError> {
+        let devices = config.device.resolve()?;
+        let mut planned = vec![0u64; devices.len()];
+        let mut store = Vec::new();
         for files in ModelFiles::scan(dir)? {
             let hash = hash_file(&files.model)?;
-            let model = match files.manifest.task {
-                Task::Embedding => embedding::start(&files, hash, device, queue_depth)?,
+            let bytes = estimate_bytes(&files);
+            // Spread models over devices: each goes where least is planned.
+            let device = (0..devices.len()).min_by_key(|&i| planned[i]).unwrap_or(0);
+            planned[device] = planned[device].saturating_add(bytes);
+            let m = &files.manifest;
+            let offer = ModelOffer {
+                name: m.name.clone(),
+                task: m.task,
+                hash,
+                price_msat: m.price_msat,
+                token_price: m.token_price,
+                device: device_name(devices[device]),
+                description: m.description.clone(),
+                embedding_dim: m.embedding.as_ref().map(|e| e.dim),
+                context_tokens: None,
             };
-            tracing::info!(
-                model = %model.offer.name,
-                hash = %model.offer.hash,
-                device = %model.offer.device,
-                "model loaded"
-            );
-            models.push(model);
+            store.push(Stored {
+                files,
+                offer,
+                device,
+                bytes,
+            });
         }
-        Ok(Engine { models })
+        let mut engine = Engine {
+            config,
+            devices,
+            store,
+            residency: Mutex::new(Residency::default()),
+        };
+        // Load what fits, in store order; the rest loads on first use.
+        let mut residency = Residency::default();
+        let mut used = vec![0u64; engine.devices.len()];
+        for i in 0..engine.store.len() {
+            let s = &engine.store[i];
+            if used[s.device].saturating_add(s.bytes) > engine.budget() {
+                continue;
+            }
+            used[s.device] += s.bytes;
+            let model = engine.start(i)?;
+            engine.store[i].offer = model.offer.clone();
+            residency.clock += 1;
+            residency.loaded.push(Resident {
+                hash: model.offer.hash,
+                model: Arc::new(model),
+                last_used: residency.clock,
+            });
+        }
+        engine.residency = Mutex::new(residency);
+        Ok(engine)
     }
 
+    fn budget(&self) -> u64 {
+        self.config.memory_budget.unwrap_or(u64::MAX)
+    }
+
+    /// Loads store entry `i` on its device (blocking).
+    fn start(&self, i: usize) -> Result<LoadedModel, EngineError> {
+        let s = &self.store[i];
+        let device = self.devices[s.device];
+        let model = match s.files.manifest.task {
+            Task::Embedding => embedding::start(&s.files, s.offer.clone(), device, &self.config)?,
+            Task::TextGeneration => {
+                generation::start(&s.files, s.offer.clone(), device, &self.config)?
+            }
+        };
+        tracing::info!(
+            model = %model.offer.name,
+            hash = %model.offer.hash,
+            device = %model.offer.device,
+            "model loaded"
+        );
+        Ok(model)
+    }
+
+    /// What this node offers: every model in the store, loaded or not.
     pub fn offers(&self) -> Vec<ModelOffer> {
-        self.models.iter().map(|m| m.offer.clone()).collect()
+        self.store.iter().map(|s| s.offer.clone()).collect()
     }
 
-    pub fn model(&self, hash: &ModelHash) -> Option<&LoadedModel> {
-        self.models.iter().find(|m| &m.offer.hash == hash)
+    pub fn offer(&self, hash: &ModelHash) -> Option<&ModelOffer> {
+        self.store
+            .iter()
+            .find(|s| &s.offer.hash == hash)
+            .map(|s| &s.offer)
+    }
+
+    /// The model with `hash`, loading it first if it is not resident, and
+    /// unloading the least recently used models on its device to make room.
+    /// (A model unloaded while it still runs jobs finishes them first.)
+    pub async fn get(self: &Arc<Self>, hash: &ModelHash) -> Result<Arc<LoadedModel>, EngineError> {
+        let i = self
+            .store
+            .iter()
+            .position(|s| &s.offer.hash == hash)
+            .ok_or(EngineError::UnknownModel(*hash))?;
+        let mut residency = self.residency.lock().await;
+        residency.clock += 1;
+        let now = residency.clock;
+        if let Some(r) = residency.loaded.iter_mut().find(|r| &r.hash == hash) {
+            r.last_used = now;
+            return Ok(r.model.clone());
+        }
+        let want = &self.store[i];
+        if want.bytes > self.budget() {
+            return Err(EngineError::TooLarge {
+                name: want.offer.name.clone(),
+                device: want.offer.device.clone(),
+                need_mb: want.bytes >> 20,
+                budget_mb: self.budget() >> 20,
+            });
+        }
+        loop {
+            let used: u64 = residency
+                .loaded
+                .iter()
+                .filter_map(|r| self.stored(&r.hash))
+                .filter(|s| s.device == want.device)
+                .map(|s| s.bytes)
+                .sum();
+            if used.saturating_add(want.bytes) <= self.budget() {
+                break;
+            }
+            let Some(victim) = residency
+                .loaded
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    self.stored(&r.hash)
+                        .is_some_and(|s| s.device == want.device)
+                })
+                .min_by_key(|(_, r)| r.last_used)
+                .map(|(k, _)| k)
+            else {
+                break;
+            };
+            let gone = residency.loaded.swap_remove(victim);
+            tracing::info!(model = %gone.model.offer.name, "model unloaded to make room");
+        }
+        let engine = self.clone();
+        let model = tokio::task::spawn_blocking(move || engine.start(i))
+            .await
+            .map_err(|_| EngineError::WorkerGone)??;
+        let model = Arc::new(model);
+        residency.loaded.push(Resident {
+            hash: *hash,
+            model: model.clone(),
+            last_used: now,
+        });
+        Ok(model)
+    }
+
+    fn stored(&self, hash: &ModelHash) -> Option<&Stored> {
+        self.store.iter().find(|s| &s.offer.hash == hash)
+    }
+
+    /// Hashes of the models loaded now, most recently used first.
+    pub async fn resident(&self) -> Vec<ModelHash> {
+        let residency = self.residency.lock().await;
+        let mut loaded: Vec<&Resident> = residency.loaded.iter().collect();
+        loaded.sort_by_key(|r| std::cmp::Reverse(r.last_used));
+        loaded.iter().map(|r| r.hash).collect()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
+        self.store.is_empty()
     }
+}
+
+/// What loading a model is expected to take: its weights and libtorch's
+/// working memory, about half as much again.
+fn estimate_bytes(files: &ModelFiles) -> u64 {
+    let size = std::fs::metadata(&files.model).map_or(0, |m| m.len());
+    size.saturating_add(size / 2)
 }
 
 /// SHA-256 of a file, read in chunks.

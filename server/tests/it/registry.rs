@@ -30,6 +30,8 @@ fn registration(key: &p2p::Keypair, heartbeat_ms: u64) -> Registration {
             device: "cpu".into(),
             description: None,
             embedding_dim: Some(2),
+            token_price: Default::default(),
+            context_tokens: None,
         }],
         version: "test".into(),
         heartbeat_interval_ms: heartbeat_ms,
@@ -76,19 +78,33 @@ fn node_registers_and_appears_in_the_public_list_with_its_hardware_and_model() {
     assert_eq!(list(&server, "?model=all-minilm-l6-v2").nodes.len(), 1);
     assert_eq!(list(&server, &format!("?model={}", m.hash)).nodes.len(), 1);
     assert_eq!(list(&server, "?model=nope").nodes.len(), 0);
+    // The same node also offers the tiny GPT-2, priced per token.
+    assert_eq!(list(&server, "?task=text_generation").nodes.len(), 1);
+    let gen = n
+        .offer("tiny-gpt2")
+        .expect("the generation model is listed");
+    assert_eq!(gen.task, Task::TextGeneration);
+    assert!(gen.token_price.output_msat.0 > 0);
+    assert_eq!(gen.context_tokens, Some(128));
     assert_eq!(list(&server, "?task=embedding&online=true").nodes.len(), 1);
     assert_eq!(list(&server, "?online=false").nodes.len(), 0);
     assert_eq!(list(&server, "?gpu=true").nodes.len(), usize::from(has_gpu));
     assert_eq!(
-        list(&server, &format!("?max_price={}", m.price_msat.0))
-            .nodes
-            .len(),
+        list(
+            &server,
+            &format!("?model={}&max_price={}", m.name, m.price_msat.0)
+        )
+        .nodes
+        .len(),
         1
     );
     assert_eq!(
-        list(&server, &format!("?max_price={}", m.price_msat.0 - 1))
-            .nodes
-            .len(),
+        list(
+            &server,
+            &format!("?model={}&max_price={}", m.name, m.price_msat.0 - 1)
+        )
+        .nodes
+        .len(),
         0
     );
 
