@@ -9,11 +9,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 use wire::api::ErrorBody;
 use wire::jobs::{
     verify_receipt, JobEvent, JobInput, JobOutput, JobRecord, JobRequest, JobResponse, JobStatus,
-    JobSummary, Receipt, ReceiptError, SubmitJob,
+    JobSummary, OutputPart, Receipt, ReceiptError, SubmitJob,
 };
 use wire::registry::{ModelOffer, NodeInfo, NodeStatus, Task};
 use wire::{JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
@@ -131,6 +132,13 @@ pub(crate) fn choose_node<'a>(
         })
 }
 
+/// A job chosen a node and recorded, ready to send.
+pub(crate) struct Prepared {
+    pub(crate) record: JobRecord,
+    addrs: Vec<p2p::Multiaddr>,
+    request: JobRequest,
+}
+
 /// Runs jobs and keeps their records.
 #[derive(Clone)]
 pub(crate) struct Jobs {
@@ -182,19 +190,40 @@ impl Jobs {
     }
 
     pub(crate) async fn submit(&self, req: SubmitJob) -> Result<JobRecord, ApiError> {
-        if req.model.is_empty() || req.model.len() > 128 {
+        let prepared = self
+            .prepare(&req.model, req.node, req.max_price_msat, |offer| {
+                Ok(JobInput::parse(offer.task, req.input)?)
+            })
+            .await?;
+        self.run(prepared, None).await
+    }
+
+    /// Chooses the node for a job, builds its input for the chosen model
+    /// with `input`, and records it as dispatched. Nothing is stored when
+    /// this fails.
+    pub(crate) async fn prepare(
+        &self,
+        model: &str,
+        node: Option<NodeId>,
+        max_price: Option<MilliSats>,
+        input: impl FnOnce(&ModelOffer) -> Result<JobInput, ApiError>,
+    ) -> Result<Prepared, ApiError> {
+        if model.is_empty() || model.len() > 128 {
             return Err(ApiError::BadRequest("model must be 1 to 128 bytes".into()));
         }
         let now = UnixMillis::now();
         let nodes = self.registry.all(now).await?;
-        let (node, offer) = choose_node(&nodes, &req.model, req.node, req.max_price_msat)?;
-        let input = JobInput::parse(offer.task, req.input)?;
+        let (node, offer) = choose_node(&nodes, model, node, max_price)?;
+        let input = input(offer)?;
+        input.validate()?;
         let addrs: Vec<p2p::Multiaddr> = node
             .multiaddrs
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
-
+        // Without a maximum the consumer agrees to what the input can cost
+        // at most on this model; the receipt says what it did cost.
+        let budget = max_price.unwrap_or_else(|| offer.worst_case_price(&input));
         let job_id = JobId::from_random(uuid::Uuid::new_v4().into_bytes());
         let record = JobRecord {
             id: job_id.clone(),
@@ -218,14 +247,37 @@ impl Jobs {
         };
         self.insert(&record).await?;
         let request = JobRequest {
-            job_id: job_id.clone(),
+            job_id,
             model_hash: offer.hash,
             input,
-            max_price_msat: offer.price_msat,
+            max_price_msat: budget,
             deadline: UnixMillis(now.0 + self.timeout.as_millis() as u64),
         };
-        let span = tracing::info_span!("job", job_id = %job_id, peer_id = %node.peer_id);
-        self.run_recorded(record, addrs, request)
+        Ok(Prepared {
+            record,
+            addrs,
+            request,
+        })
+    }
+
+    /// Runs a prepared job and records how it ended. Generated text goes to
+    /// `text` as it streams in.
+    pub(crate) async fn run(
+        &self,
+        prepared: Prepared,
+        text: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<JobRecord, ApiError> {
+        let span = tracing::info_span!(
+            "job",
+            job_id = %prepared.record.id,
+            peer_id = %prepared.record.node_id
+        );
+        let Prepared {
+            record,
+            addrs,
+            request,
+        } = prepared;
+        self.run_recorded(record, addrs, request, text)
             .instrument(span)
             .await
     }
@@ -237,11 +289,10 @@ impl Jobs {
         mut record: JobRecord,
         addrs: Vec<p2p::Multiaddr>,
         request: JobRequest,
+        text: Option<mpsc::UnboundedSender<String>>,
     ) -> Result<JobRecord, ApiError> {
         tracing::info!(model = %record.model, "job dispatched");
-        let outcome = self
-            .dispatch(record.node_id, addrs, request, record.price_msat)
-            .await;
+        let outcome = self.dispatch(record.node_id, addrs, request, text).await;
         let finished = UnixMillis::now();
         match outcome {
             Ok((output, receipt_envelope, receipt)) => {
@@ -284,24 +335,39 @@ impl Jobs {
         peer: NodeId,
         addrs: Vec<p2p::Multiaddr>,
         request: JobRequest,
-        agreed: MilliSats,
+        text: Option<mpsc::UnboundedSender<String>>,
     ) -> Result<(JobOutput, SignedEnvelope, Receipt), ApiError> {
         let job_id = request.job_id.clone();
         let model_hash = request.model_hash;
         let input = request.input.clone();
-        let sent = tokio::time::timeout(
-            self.timeout,
-            self.network.send_job(peer.peer_id(), addrs, request),
-        )
-        .await;
-        let response = match sent {
-            Err(_) | Ok(Err(p2p::NetworkError::Timeout)) => {
-                return Err(ApiError::NodeTimeout(self.timeout.as_secs()))
-            }
-            Ok(Err(p2p::NetworkError::ConnectionClosed)) => return Err(ApiError::NodeDisconnected),
-            Ok(Err(e)) => return Err(ApiError::NodeUnreachable(e.to_string())),
-            Ok(Ok(r)) => r,
+        let agreed = request.max_price_msat;
+        let network_err = |e| match e {
+            p2p::NetworkError::Timeout => ApiError::NodeTimeout(self.timeout.as_secs()),
+            p2p::NetworkError::ConnectionClosed => ApiError::NodeDisconnected,
+            e => ApiError::NodeUnreachable(e.to_string()),
         };
+        let call = async {
+            let mut call = self
+                .network
+                .call_job(peer.peer_id(), addrs, request)
+                .await
+                .map_err(network_err)?;
+            loop {
+                match call.next().await.map_err(network_err)? {
+                    Some(p2p::JobUpdate::Output(OutputPart::Text { delta, .. })) => {
+                        if let Some(tx) = &text {
+                            let _ = tx.send(delta);
+                        }
+                    }
+                    Some(p2p::JobUpdate::Finished(response)) => return Ok(response),
+                    Some(_) => {}
+                    None => return Err(ApiError::NodeDisconnected),
+                }
+            }
+        };
+        let response = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ApiError::NodeTimeout(self.timeout.as_secs()))??;
         match response {
             JobResponse::Refused { code, message } => Err(ApiError::NodeRefused { code, message }),
             JobResponse::Done { output, receipt } => {

@@ -6,6 +6,7 @@ mod db;
 mod error;
 mod jobs;
 mod network;
+mod openai;
 mod registry;
 mod startup;
 mod web;

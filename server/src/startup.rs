@@ -19,7 +19,7 @@ use wire::api::{ErrorBody, NetworkInfo};
 
 use crate::db::{Db, DbConfig, DbError};
 use crate::registry::Registry;
-use crate::{jobs, network, registry, AppState, Config};
+use crate::{jobs, network, openai, registry, AppState, Config};
 
 /// No request body anywhere may be larger than this; routes set lower limits.
 const MAX_ANY_BODY: usize = 2 * 1024 * 1024;
@@ -184,11 +184,16 @@ fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, header::IF_NONE_MATCH])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::AUTHORIZATION,
+        ])
         .expose_headers([header::ETAG]);
     let api_routes = Router::new()
         .nest("/api/v1", api)
         .merge(registry::public_router())
+        .merge(openai::router())
         .route("/healthz", get(network::healthz))
         .layer(cors)
         .with_state(state.clone());

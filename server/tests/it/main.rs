@@ -5,5 +5,6 @@
 mod harness;
 mod jobs;
 mod network;
+mod openai;
 mod registry;
 mod remote_db;
