@@ -85,6 +85,13 @@ struct Cli {
     /// for the CPU, 90% of the VRAM for each GPU].
     #[arg(long, env = "INFERNET_MEMORY_BUDGET_MB")]
     memory_budget_mb: Option<u64>,
+    /// Models to fetch by hash from peers that have them, before serving
+    /// (skipped when already in the models directory; resumable).
+    #[arg(long, env = "INFERNET_FETCH", value_delimiter = ',')]
+    fetch: Vec<String>,
+    /// Fetch the `--fetch` models, then exit instead of serving.
+    #[arg(long)]
+    fetch_only: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -108,6 +115,7 @@ struct FileConfig {
     max_batch: Option<usize>,
     batch_wait_ms: Option<u64>,
     memory_budget_mb: Option<u64>,
+    fetch: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +140,8 @@ pub struct Config {
     pub batch_wait: Duration,
     /// `None`: derived from the hardware (see [`Config::engine`]).
     pub memory_budget_mb: Option<u64>,
+    pub fetch: Vec<wire::ModelHash>,
+    pub fetch_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +265,16 @@ impl Config {
         if memory_budget_mb == Some(0) {
             return Err(invalid("memory_budget_mb must be positive".into()));
         }
+        let fetch = list(cli.fetch, file.fetch)
+            .iter()
+            .map(|h| {
+                h.parse::<wire::ModelHash>()
+                    .map_err(|e| invalid(format!("--fetch {h}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if cli.fetch_only && fetch.is_empty() {
+            return Err(invalid("--fetch-only needs at least one --fetch".into()));
+        }
         Ok(Config {
             server,
             bootstrap,
@@ -283,6 +303,8 @@ impl Config {
             max_batch,
             batch_wait: Duration::from_millis(batch_wait_ms),
             memory_budget_mb,
+            fetch,
+            fetch_only: cli.fetch_only,
         })
     }
 

@@ -6,6 +6,7 @@
 pub mod advertise;
 pub mod announce;
 pub mod config;
+pub mod distribute;
 pub mod engine;
 pub mod hardware;
 pub mod jobs;
@@ -37,6 +38,8 @@ pub enum NodeError {
     Network(#[from] p2p::NetworkError),
     #[error("the model loader crashed")]
     LoaderPanicked,
+    #[error("fetching a model: {0}")]
+    Fetch(#[from] distribute::DistributeError),
 }
 
 /// A node that has joined the network (and registered, if it has a server).
@@ -61,23 +64,9 @@ impl RunningNode {
     }
 }
 
-pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
-    let keypair = p2p::identity::load_or_create(&config.key_file)?;
-    let node_id = NodeId::from(keypair.public().to_peer_id());
-    let hardware = hardware::detect();
-    tracing::info!(%node_id, cores = hardware.cpu_cores, gpus = hardware.gpus.len(), "hardware detected");
-
-    let models_dir = config.models_dir.clone();
-    let engine_config = config.engine(&hardware);
-    let engine = tokio::task::spawn_blocking(move || Engine::load(&models_dir, engine_config))
-        .await
-        .map_err(|_| NodeError::LoaderPanicked)??;
-    if engine.is_empty() {
-        return Err(NodeError::NoModels(config.models_dir.display().to_string()));
-    }
-    let engine = Arc::new(engine);
-
-    let bootstrap = match (&config.server, config.bootstrap.is_empty()) {
+/// The peers to join through: `--bootstrap`, else the server's own peer.
+async fn bootstrap_peers(config: &Config) -> Result<Vec<p2p::Multiaddr>, NodeError> {
+    Ok(match (&config.server, config.bootstrap.is_empty()) {
         (Some(server), true) => {
             let info = announce::server_network(server, Duration::from_secs(30)).await?;
             info.multiaddrs
@@ -86,7 +75,53 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
                 .collect()
         }
         _ => config.bootstrap.clone(),
+    })
+}
+
+/// Fetches the `--fetch` models that are not in the models directory yet.
+async fn fetch_all(network: &p2p::Client, config: &Config) -> Result<(), NodeError> {
+    let have: Vec<wire::ModelHash> = {
+        let dir = config.models_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            engine::manifest::ModelFiles::scan(&dir)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|f| engine::hash_file(&f.model).ok())
+                .collect()
+        })
+        .await
+        .map_err(|_| NodeError::LoaderPanicked)?
     };
+    for model in config.fetch.iter().filter(|m| !have.contains(m)) {
+        tracing::info!(%model, "fetching model from the network");
+        let mut bar = distribute::ProgressBar::default();
+        let dir = distribute::fetch(network, *model, &config.models_dir, |p| bar.update(p)).await?;
+        tracing::info!(%model, dir = %dir.display(), "model fetched and verified");
+    }
+    Ok(())
+}
+
+/// `--fetch-only`: joins the network as a client, fetches, and returns.
+pub async fn fetch_only(config: Config) -> Result<(), NodeError> {
+    let keypair = p2p::identity::load_or_create(&config.key_file)?;
+    let mut p2p_config = p2p::Config::new(Vec::new(), format!("infernet-node/{}", wire::VERSION));
+    p2p_config.bootstrap = bootstrap_peers(&config).await?;
+    p2p_config.reachability = p2p::Reachability::Client;
+    let (network, _inbound, event_loop) = p2p::start(keypair, p2p_config).await?;
+    let task = tokio::spawn(event_loop.run());
+    let result = fetch_all(&network, &config).await;
+    drop(network);
+    task.abort();
+    result
+}
+
+pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
+    let keypair = p2p::identity::load_or_create(&config.key_file)?;
+    let node_id = NodeId::from(keypair.public().to_peer_id());
+    let hardware = hardware::detect();
+    tracing::info!(%node_id, cores = hardware.cpu_cores, gpus = hardware.gpus.len(), "hardware detected");
+
+    let bootstrap = bootstrap_peers(&config).await?;
     let mut p2p_config = p2p::Config::new(
         p2p::Config::listen_on(config.p2p_host, config.p2p_port),
         format!("infernet-node/{}", wire::VERSION),
@@ -101,6 +136,19 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let (network, inbound, event_loop) = p2p::start(keypair.clone(), p2p_config).await?;
     let mut tasks = vec![tokio::spawn(event_loop.run())];
     let p2p_addrs = network.listen_addrs().await?;
+
+    fetch_all(&network, &config).await?;
+    let models_dir = config.models_dir.clone();
+    let engine_config = config.engine(&hardware);
+    let engine = tokio::task::spawn_blocking(move || Engine::load(&models_dir, engine_config))
+        .await
+        .map_err(|_| NodeError::LoaderPanicked)??;
+    if engine.is_empty() {
+        return Err(NodeError::NoModels(config.models_dir.display().to_string()));
+    }
+    let engine = Arc::new(engine);
+
+    distribute::serve(&network, &engine)?;
 
     let active = Arc::new(AtomicU32::new(0));
     let job_server = Arc::new(JobServer {

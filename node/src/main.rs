@@ -20,6 +20,19 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(?config, "starting");
+    if config.fetch_only {
+        return match node::fetch_only(config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(match e {
+                    NodeError::Fetch(node::distribute::DistributeError::NoProvider(_)) => 3,
+                    NodeError::Fetch(_) => 4,
+                    _ => 1,
+                })
+            }
+        };
+    }
     let running = match node::start(config).await {
         Ok(r) => r,
         Err(e) => {

@@ -217,6 +217,28 @@ impl Client {
             .await
     }
 
+    /// Hands out `source`'s models to peers that ask (once per process).
+    pub fn serve_models(
+        &self,
+        source: std::sync::Arc<dyn crate::models::ModelSource>,
+    ) -> Result<(), NetworkError> {
+        crate::models::serve(self.control.clone(), source)
+    }
+
+    /// Fetches `model` from `peer` into `dir`, resuming any partial files
+    /// there and checking every file's hash; see [`crate::models`].
+    pub async fn fetch_model(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        model: wire::ModelHash,
+        dir: &std::path::Path,
+        progress: impl FnMut(crate::models::FetchProgress),
+    ) -> Result<Vec<wire::models::PackageFile>, crate::models::FetchError> {
+        self.connect(peer, addrs).await?;
+        crate::models::fetch(self.control.clone(), peer, model, dir, progress).await
+    }
+
     /// Asks `peer` for its current ad over the ad protocol, checks it, and
     /// keeps it (it then also shows in [`Client::ads_offering`]).
     pub async fn fetch_ad(&self, peer: PeerId) -> Result<HeldAd, NetworkError> {

@@ -30,6 +30,7 @@ mod event_loop;
 pub mod framing;
 pub mod identity;
 mod jobs;
+pub mod models;
 
 pub use client::{Client, NetworkEvent, Reachability};
 pub use event_loop::EventLoop;

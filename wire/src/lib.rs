@@ -9,6 +9,7 @@ pub mod ads;
 pub mod api;
 pub mod ids;
 pub mod jobs;
+pub mod models;
 pub mod registry;
 pub mod signing;
 
@@ -23,6 +24,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const JOB_PROTOCOL: &str = "/infernet/job/2.0.0";
 /// libp2p protocol id on which a node answers its current signed ad.
 pub const AD_PROTOCOL: &str = "/infernet/ad/1.0.0";
+/// libp2p protocol id on which nodes hand out the models they have.
+pub const MODEL_PROTOCOL: &str = "/infernet/model/1.0.0";
 /// libp2p protocol id of Infernet's Kademlia DHT.
 pub const KAD_PROTOCOL: &str = "/infernet/kad/1.0.0";
 /// Protocol version announced over identify.

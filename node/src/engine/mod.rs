@@ -397,6 +397,27 @@ impl Engine {
         self.store.iter().find(|s| &s.offer.hash == hash)
     }
 
+    /// The models that can be handed to other nodes: each one's hash, its
+    /// directory and its files, when they are flat names in that directory.
+    pub fn packages(&self) -> Vec<(ModelHash, std::path::PathBuf, Vec<String>)> {
+        let flat = |p: &Path| p.components().count() == 1;
+        self.store
+            .iter()
+            .filter_map(|s| {
+                let m = &s.files.manifest;
+                if !flat(&m.file) || m.tokenizer.as_deref().is_some_and(|t| !flat(t)) {
+                    return None;
+                }
+                let dir = s.files.model.parent()?.to_owned();
+                let mut names = vec!["manifest.json".to_owned(), m.file.to_str()?.to_owned()];
+                if let Some(t) = &m.tokenizer {
+                    names.push(t.to_str()?.to_owned());
+                }
+                Some((s.offer.hash, dir, names))
+            })
+            .collect()
+    }
+
     /// Hashes of the models loaded now, most recently used first.
     pub async fn resident(&self) -> Vec<ModelHash> {
         let residency = self.residency.lock().await;

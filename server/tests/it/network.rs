@@ -430,3 +430,76 @@ fn a_node_that_cannot_be_dialled_is_reached_through_the_server_relay() {
     assert_eq!(job["provider"], node_id.as_str());
     assert_eq!(job["receipt_verified"], true);
 }
+
+/// SHA-256 of a file, as lowercase hex.
+fn file_hash(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap();
+    hex::encode(sha2::Sha256::digest(&bytes))
+}
+
+#[test]
+fn a_node_fetches_a_model_it_lacks_by_hash_and_then_serves_it() {
+    let server = Server::start();
+    let seed = server.p2p_tcp();
+    let models = models_dir();
+    let holder = start_node(&seed, &models, &[]);
+    let hash = file_hash(&models.join("tiny-gpt2").join("model.pt"));
+
+    // A second machine with an empty models directory fetches it.
+    let empty = temp_dir("fetch-models");
+    let key = temp_dir("fetch-key").join("node.key");
+    let mut args = node_args(&holder.addr, &empty, &key, &["--fetch", &hash]);
+    args.push("--fetch-only".into());
+    let out = Command::new(sibling_bin("node"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fetch failed:\n{stderr}");
+    assert!(
+        stderr.contains("100%"),
+        "a progress bar to completion:\n{stderr}"
+    );
+    let fetched = empty.join("tiny-gpt2");
+    assert_eq!(file_hash(&fetched.join("model.pt")), hash);
+    for f in ["manifest.json", "tokenizer.json"] {
+        assert_eq!(
+            std::fs::read(fetched.join(f)).unwrap(),
+            std::fs::read(models.join("tiny-gpt2").join(f)).unwrap()
+        );
+    }
+
+    // Started on that directory, the node offers and runs the model.
+    let node = start_node(&holder.addr, &empty, &["--fetch", &hash]);
+    assert_eq!(node.proc.ready["models"], serde_json::json!(["tiny-gpt2"]));
+    let (code, job, stderr) = infernet(&[
+        "--peer",
+        &node.addr,
+        "run",
+        "--model",
+        &hash,
+        "--prompt",
+        "hello",
+        "--max-tokens",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(job["usage"]["output_tokens"], 5);
+    assert_eq!(job["receipt_verified"], true);
+
+    // A hash nobody has: exit code 3.
+    let missing = "0".repeat(64);
+    let mut args = node_args(&holder.addr, &empty, &key, &["--fetch", &missing]);
+    args.push("--fetch-only".into());
+    let out = Command::new(sibling_bin("node"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
