@@ -73,6 +73,15 @@ if [ "$(cat "$gen_dir/.export" 2>/dev/null)" != "$gen_hash" ] || [ ! -f "$gen_di
   echo "$gen_hash" > "$gen_dir/.export"
 fi
 
+# 5c. A small module for the raw-tensor task.
+tensor_dir="$INFERNET_MODELS_DIR/tensor-demo"
+tensor_hash="$(sha256sum scripts/export_tensor_demo.py | cut -c1-16)-$req_hash"
+if [ "$(cat "$tensor_dir/.export" 2>/dev/null)" != "$tensor_hash" ] || [ ! -f "$tensor_dir/model.pt" ]; then
+  say "exporting the tensor demo module to $tensor_dir"
+  "$INFERNET_PYTHON" scripts/export_tensor_demo.py "$tensor_dir" >/dev/null
+  echo "$tensor_hash" > "$tensor_dir/.export"
+fi
+
 # 6. npm packages: binaryen's wasm-opt for the web build (Debian 12's is too
 #    old), and playwright-core, which drives Debian's Chromium and downloads
 #    no browser of its own.

@@ -306,6 +306,10 @@ impl Consumer {
                         items += u32::try_from(vectors.len()).unwrap_or(u32::MAX);
                         progress(Progress::Output { provider, items });
                     }
+                    wire::jobs::OutputPart::Tensor { data, .. } => {
+                        items += u32::try_from(data.len()).unwrap_or(u32::MAX);
+                        progress(Progress::Output { provider, items });
+                    }
                     wire::jobs::OutputPart::Text { delta, .. } => {
                         progress(Progress::Text { provider, delta });
                     }

@@ -64,10 +64,14 @@ enum Command {
         /// A text to embed; repeat for more (with two, the similarity is shown).
         #[arg(
             long = "text",
-            required_unless_present = "prompt",
-            conflicts_with = "prompt"
+            required_unless_present_any = ["prompt", "tensors"],
+            conflicts_with_all = ["prompt", "tensors"]
         )]
         texts: Vec<String>,
+        /// Named input tensors for a tensor model, as JSON:
+        /// `[{"name": "x", "shape": [1, 4], "data": {"dtype": "f32", "values": [...]}}]`.
+        #[arg(long, conflicts_with = "prompt")]
+        tensors: Option<String>,
         /// A prompt to continue (text generation models).
         #[arg(long)]
         prompt: Option<String>,
@@ -154,6 +158,7 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
         Command::Run {
             model,
             texts,
+            tensors,
             prompt,
             max_tokens,
             temperature,
@@ -161,8 +166,12 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
             timeout,
             vectors,
         } => {
-            let input = match prompt {
-                Some(prompt) => JobInput::TextGeneration {
+            let input = match (prompt, tensors) {
+                (_, Some(json)) => JobInput::Tensor {
+                    inputs: serde_json::from_str(&json)
+                        .map_err(|e| ConsumerError::BadInput(format!("--tensors: {e}")))?,
+                },
+                (Some(prompt), None) => JobInput::TextGeneration {
                     prompt: Prompt::Text(prompt),
                     params: GenerationParams {
                         max_tokens,
@@ -170,7 +179,7 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
                         ..Default::default()
                     },
                 },
-                None => JobInput::Embedding { texts },
+                (None, None) => JobInput::Embedding { texts },
             };
             input
                 .validate()
@@ -218,6 +227,12 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
             });
             let (dim, vs) = match &done.output {
                 JobOutput::Embedding { dim, vectors } => (dim, vectors),
+                JobOutput::Tensor { outputs } => {
+                    let mut result = base;
+                    result["outputs"] = json!(outputs);
+                    println!("{result}");
+                    return Ok(());
+                }
                 JobOutput::TextGeneration {
                     text,
                     finish_reason,

@@ -344,43 +344,52 @@ impl Registry {
         now: UnixMillis,
     ) -> Result<Option<NodeRow>, ApiError> {
         let id = node.to_string();
-        let updated: Vec<NodeRow> = self
-            .db
-            .rows(
-                &format!("UPDATE type::record('node', $id) MERGE $data WHERE {guard} RETURN AFTER"),
-                json!({ "id": id, "data": data, "newer": newer }),
-                0,
-            )
-            .await?;
-        if let Some(row) = updated.into_iter().next() {
+        let update = || async {
+            let updated: Vec<NodeRow> = self
+                .db
+                .rows(
+                    &format!(
+                        "UPDATE type::record('node', $id) MERGE $data WHERE {guard} RETURN AFTER"
+                    ),
+                    json!({ "id": id, "data": data, "newer": newer }),
+                    0,
+                )
+                .await?;
+            Ok::<_, ApiError>(updated.into_iter().next())
+        };
+        if let Some(row) = update().await? {
             return Ok(Some(row));
         }
-        if self.exists(node).await? {
-            return Ok(None);
+        if !self.exists(node).await? {
+            let mut fresh = data.clone();
+            fresh["registered_at"] = json!(now);
+            if let (Some(row), Some(extra)) = (fresh.as_object_mut(), on_create.as_object()) {
+                row.extend(extra.clone());
+            }
+            let created = self
+                .db
+                .rows::<NodeRow>(
+                    "CREATE type::record('node', $id) CONTENT $data RETURN AFTER",
+                    json!({ "id": id, "data": fresh }),
+                    0,
+                )
+                .await;
+            match created {
+                Ok(rows) => {
+                    return rows
+                        .into_iter()
+                        .next()
+                        .map(Some)
+                        .ok_or_else(|| ApiError::Internal("CREATE returned no row".into()))
+                }
+                // Another message about the same node created it first.
+                Err(_) if self.exists(node).await? => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        let mut data = data;
-        data["registered_at"] = json!(now);
-        if let (Some(row), Some(extra)) = (data.as_object_mut(), on_create.as_object()) {
-            row.extend(extra.clone());
-        }
-        let created = self
-            .db
-            .rows::<NodeRow>(
-                "CREATE type::record('node', $id) CONTENT $data RETURN AFTER",
-                json!({ "id": id, "data": data }),
-                0,
-            )
-            .await;
-        match created {
-            Ok(rows) => rows
-                .into_iter()
-                .next()
-                .map(Some)
-                .ok_or_else(|| ApiError::Internal("CREATE returned no row".into())),
-            // Lost a race with a concurrent message about the same node.
-            Err(_) if self.exists(node).await? => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        // The row exists, perhaps created a moment ago by a message of the
+        // other kind (an ad racing a registration): the guard decides.
+        update().await
     }
 
     pub(crate) async fn heartbeat(&self, h: &Heartbeat, now: UnixMillis) -> Result<(), ApiError> {
@@ -754,5 +763,62 @@ mod tests {
             check_fresh(UnixMillis(now.0 + 60_001), now),
             Err(ApiError::ClockSkew { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_ad_racing_a_registration_for_a_new_node_does_not_refuse_it() {
+        let dir = std::env::temp_dir().join(format!("infernet-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = Db::connect(&crate::db::DbConfig {
+            url: format!("surrealkv://{}", dir.display()),
+            namespace: "t".into(),
+            database: "t".into(),
+            credentials: None,
+        })
+        .await
+        .unwrap();
+        let registry = Registry::new(db);
+        let info = node(1, 100, vec![], true);
+        for round in 0..20u8 {
+            let id = NodeId::from(p2p::Keypair::generate_ed25519().public().to_peer_id());
+            let now = UnixMillis::now();
+            let registration = Registration {
+                node_id: id,
+                timestamp: now,
+                multiaddrs: vec![],
+                hardware: info.hardware.clone(),
+                models: info.models.clone(),
+                version: "0".into(),
+                heartbeat_interval_ms: 1000,
+            };
+            let ad = wire::ads::CapabilityAd {
+                node_id: id,
+                seq: now.0 + 5,
+                issued_at: now,
+                ttl_ms: 30_000,
+                multiaddrs: vec![],
+                hardware: info.hardware.clone(),
+                models: info.models.clone(),
+                version: "0".into(),
+                schedule: vec![],
+                load: wire::ads::Load {
+                    active_jobs: 0,
+                    queued_jobs: 0,
+                    capacity: 1,
+                },
+                accepting_jobs: true,
+            };
+            let (registered, ingested) = tokio::join!(
+                registry.register(&registration, now),
+                registry.ingest_ad(&ad, now)
+            );
+            assert!(registered.is_ok(), "round {round}: {registered:?}");
+            assert!(ingested.unwrap(), "round {round}: the ad was stored too");
+            // The replay guard still holds.
+            assert!(matches!(
+                registry.register(&registration, now).await,
+                Err(ApiError::Replay)
+            ));
+        }
     }
 }

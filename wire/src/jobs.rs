@@ -17,6 +17,12 @@ pub const MAX_CHAT_MESSAGES: usize = 256;
 pub const MAX_OUTPUT_TOKENS: u32 = 8_192;
 pub const MAX_STOP_SEQUENCES: usize = 4;
 pub const MAX_STOP_CHARS: usize = 64;
+/// Limits on one tensor job: tensors, dimensions, and numbers in all inputs
+/// (the request must also fit in a job frame) and in all outputs.
+pub const MAX_TENSORS: usize = 16;
+pub const MAX_TENSOR_DIMS: usize = 8;
+pub const MAX_TENSOR_INPUT_VALUES: usize = 1 << 17;
+pub const MAX_TENSOR_OUTPUT_VALUES: usize = 1 << 22;
 
 /// A job's input, tagged with its task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +35,94 @@ pub enum JobInput {
         prompt: Prompt,
         params: GenerationParams,
     },
+    Tensor {
+        inputs: Vec<NamedTensor>,
+    },
+}
+
+/// A named tensor: its shape and its values in row-major order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub data: TensorData,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dtype", content = "values", rename_all = "snake_case")]
+pub enum TensorData {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+impl TensorData {
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            TensorData::F32(_) => "f32",
+            TensorData::I64(_) => "i64",
+        }
+    }
+
+    /// Values `range` of these, same dtype.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
+        match self {
+            TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
+            TensorData::I64(v) => TensorData::I64(v[range].to_vec()),
+        }
+    }
+
+    /// Appends `more`; an error when the dtypes differ.
+    pub fn extend(&mut self, more: TensorData) -> Result<(), String> {
+        match (self, more) {
+            (TensorData::F32(a), TensorData::F32(b)) => a.extend(b),
+            (TensorData::I64(a), TensorData::I64(b)) => a.extend(b),
+            (a, b) => return Err(format!("{} values after {} ones", b.dtype(), a.dtype())),
+        }
+        Ok(())
+    }
+}
+
+impl NamedTensor {
+    /// Number of values the shape calls for; `None` on overflow.
+    pub fn numel(&self) -> Option<usize> {
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.is_empty() || self.name.len() > 64 {
+            return Err("tensor names are 1 to 64 bytes".into());
+        }
+        if self.shape.len() > MAX_TENSOR_DIMS {
+            return Err(format!(
+                "{} has {} dimensions; at most {MAX_TENSOR_DIMS}",
+                self.name,
+                self.shape.len()
+            ));
+        }
+        match self.numel() {
+            Some(n) if n == self.data.len() => Ok(()),
+            Some(n) => Err(format!(
+                "{} has shape {:?} ({n} values) but {} values",
+                self.name,
+                self.shape,
+                self.data.len()
+            )),
+            None => Err(format!("{} has an overflowing shape", self.name)),
+        }
+    }
 }
 
 /// What a generation starts from: raw text, or a chat the node renders with
@@ -116,6 +210,9 @@ pub enum JobOutput {
         text: String,
         finish_reason: FinishReason,
     },
+    Tensor {
+        outputs: Vec<NamedTensor>,
+    },
 }
 
 /// What a job used, as metered by the node. The price is computed from it.
@@ -201,6 +298,19 @@ impl JobInput {
                     },
                 }
             }
+            Task::Tensor => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Tensors {
+                    inputs: Vec<NamedTensor>,
+                }
+                let t: Tensors = serde_json::from_value(input).map_err(|e| InputError::Shape {
+                    task: "tensor",
+                    expected: r#"{"inputs": [{"name": "x", "shape": [2, 3], "data": {"dtype": "f32", "values": [...]}}]}"#,
+                    detail: e.to_string(),
+                })?;
+                JobInput::Tensor { inputs: t.inputs }
+            }
         };
         parsed.validate()?;
         Ok(parsed)
@@ -247,6 +357,31 @@ impl JobInput {
                 }
                 params.validate()
             }
+            JobInput::Tensor { inputs } => {
+                if inputs.is_empty() || inputs.len() > MAX_TENSORS {
+                    return Err(InputError::Limit(format!(
+                        "a tensor job takes 1 to {MAX_TENSORS} inputs, got {}",
+                        inputs.len()
+                    )));
+                }
+                let mut total = 0usize;
+                for (i, t) in inputs.iter().enumerate() {
+                    t.check().map_err(InputError::Limit)?;
+                    if inputs[..i].iter().any(|o| o.name == t.name) {
+                        return Err(InputError::Limit(format!(
+                            "input {} is given twice",
+                            t.name
+                        )));
+                    }
+                    total += t.data.len();
+                }
+                if total > MAX_TENSOR_INPUT_VALUES {
+                    return Err(InputError::Limit(format!(
+                        "the inputs hold {total} values; at most {MAX_TENSOR_INPUT_VALUES}"
+                    )));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -254,6 +389,7 @@ impl JobInput {
         match self {
             JobInput::Embedding { .. } => Task::Embedding,
             JobInput::TextGeneration { .. } => Task::TextGeneration,
+            JobInput::Tensor { .. } => Task::Tensor,
         }
     }
 
@@ -324,6 +460,7 @@ impl crate::registry::ModelOffer {
                 let bytes: usize = texts.iter().map(|t| t.len() + 4).sum();
                 self.price_for(clamp(bytes), 0)
             }
+            JobInput::Tensor { .. } => self.price_for(0, 0),
             JobInput::TextGeneration { prompt, params } => {
                 let bytes = match prompt {
                     Prompt::Text(t) => t.len() + 4,
@@ -425,6 +562,15 @@ pub enum OutputPart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         finish_reason: Option<FinishReason>,
     },
+    /// Values `first ..` of output tensor `index` (a tensor spans as many
+    /// parts as its size needs; tensors come in order).
+    Tensor {
+        index: u32,
+        name: String,
+        shape: Vec<u64>,
+        first: u64,
+        data: TensorData,
+    },
 }
 
 impl JobOutput {
@@ -484,6 +630,30 @@ impl JobOutput {
                 });
                 parts
             }
+            JobOutput::Tensor { outputs } => {
+                // CBOR spends at most 9 bytes on a value.
+                let per_part = (max_bytes / 9).max(1);
+                let mut parts = Vec::new();
+                for (index, t) in outputs.into_iter().enumerate() {
+                    let n = t.data.len();
+                    let mut first = 0;
+                    loop {
+                        let end = (first + per_part).min(n);
+                        parts.push(OutputPart::Tensor {
+                            index: u32::try_from(index).unwrap_or(u32::MAX),
+                            name: t.name.clone(),
+                            shape: t.shape.clone(),
+                            first: first as u64,
+                            data: t.data.slice(first..end),
+                        });
+                        first = end;
+                        if first >= n {
+                            break;
+                        }
+                    }
+                }
+                parts
+            }
         }
     }
 }
@@ -513,6 +683,40 @@ impl OutputAssembler {
     /// each, a text output's bytes.
     pub fn push(&mut self, part: OutputPart) -> Result<(), String> {
         match part {
+            OutputPart::Tensor {
+                index,
+                name,
+                shape,
+                first,
+                data,
+            } => {
+                if self.text.is_some() {
+                    return Err("tensor part in a text output".into());
+                }
+                let outputs = match self.output.get_or_insert_with(|| JobOutput::Tensor {
+                    outputs: Vec::new(),
+                }) {
+                    JobOutput::Tensor { outputs } => outputs,
+                    _ => return Err("tensor part in another output".into()),
+                };
+                self.items += data.len();
+                if self.items > self.max_values {
+                    return Err(format!("output exceeds {} values", self.max_values));
+                }
+                let index = index as usize;
+                if index + 1 == outputs.len() {
+                    let t = &mut outputs[index];
+                    if t.name != name || t.shape != shape || t.data.len() as u64 != first {
+                        return Err(format!("tensor part of {name} out of order"));
+                    }
+                    t.data.extend(data)?;
+                } else if index == outputs.len() && first == 0 {
+                    outputs.push(NamedTensor { name, shape, data });
+                } else {
+                    return Err(format!("tensor part {index} of {name} out of order"));
+                }
+                Ok(())
+            }
             OutputPart::Text {
                 seq,
                 delta,
@@ -573,9 +777,7 @@ impl OutputAssembler {
                         }
                         all.extend(vectors);
                     }
-                    Some(JobOutput::TextGeneration { .. }) => {
-                        return Err("embedding part in a text output".into())
-                    }
+                    Some(_) => return Err("embedding part in another output".into()),
                 }
                 Ok(())
             }
@@ -584,6 +786,11 @@ impl OutputAssembler {
 
     /// The whole output; an error if no part came.
     pub fn finish(self) -> Result<JobOutput, String> {
+        if let Some(JobOutput::Tensor { outputs }) = &self.output {
+            for t in outputs {
+                t.check()?;
+            }
+        }
         if let Some((text, finish_reason)) = self.text {
             let finish_reason =
                 finish_reason.ok_or_else(|| "the text ended without a finish reason".to_owned())?;
@@ -1013,5 +1220,52 @@ mod tests {
             Some(u32::MAX)
         );
         assert_eq!(offer.price_for(u32::MAX, u32::MAX), MilliSats(100));
+    }
+
+    #[test]
+    fn tensor_inputs_are_checked_and_outputs_stream_in_parts() {
+        let ok = JobInput::parse(
+            Task::Tensor,
+            serde_json::json!({"inputs": [{"name": "x", "shape": [2, 2], "data": {"dtype": "f32", "values": [1.0, 2.0, 3.0, 4.0]}}]}),
+        )
+        .unwrap();
+        assert_eq!(ok.task(), Task::Tensor);
+        for bad in [
+            serde_json::json!({"inputs": []}),
+            serde_json::json!({"inputs": [{"name": "x", "shape": [3], "data": {"dtype": "f32", "values": [1.0]}}]}),
+            serde_json::json!({"inputs": [{"name": "x", "shape": [1], "data": {"dtype": "u8", "values": [1]}}]}),
+            serde_json::json!({"inputs": [
+                {"name": "x", "shape": [1], "data": {"dtype": "i64", "values": [1]}},
+                {"name": "x", "shape": [1], "data": {"dtype": "i64", "values": [1]}}]}),
+            serde_json::json!({"inputs": [{"name": "x", "shape": [4294967296u64, 4294967296u64], "data": {"dtype": "f32", "values": []}}]}),
+        ] {
+            assert!(JobInput::parse(Task::Tensor, bad.clone()).is_err(), "{bad}");
+        }
+        let output = JobOutput::Tensor {
+            outputs: vec![
+                NamedTensor {
+                    name: "y".into(),
+                    shape: vec![100, 10],
+                    data: TensorData::F32((0..1000).map(|i| i as f32).collect()),
+                },
+                NamedTensor {
+                    name: "ids".into(),
+                    shape: vec![3],
+                    data: TensorData::I64(vec![7, 8, 9]),
+                },
+            ],
+        };
+        let parts = output.clone().into_parts(900);
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        let mut asm = OutputAssembler::new(2000);
+        for p in parts.clone() {
+            asm.push(p).unwrap();
+        }
+        assert_eq!(asm.finish().unwrap(), output);
+        let mut asm = OutputAssembler::new(2000);
+        assert!(asm.push(parts[1].clone()).is_err(), "out of order");
+        let mut asm = OutputAssembler::new(2000);
+        asm.push(parts[0].clone()).unwrap();
+        assert!(asm.finish().is_err(), "a tensor missing values");
     }
 }

@@ -22,15 +22,18 @@ pub enum Task {
     Embedding,
     /// A prompt or chat in, generated text out (streamed token by token).
     TextGeneration,
+    /// Named tensors in, named tensors out, for any TorchScript module.
+    Tensor,
 }
 
 impl Task {
-    pub const ALL: [Task; 2] = [Task::Embedding, Task::TextGeneration];
+    pub const ALL: [Task; 3] = [Task::Embedding, Task::TextGeneration, Task::Tensor];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Task::Embedding => "embedding",
             Task::TextGeneration => "text_generation",
+            Task::Tensor => "tensor",
         }
     }
 }
@@ -41,7 +44,9 @@ impl std::str::FromStr for Task {
         Task::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown task `{s}` (known: embedding, text_generation)"))
+            .ok_or_else(|| {
+                format!("unknown task `{s}` (known: embedding, text_generation, tensor)")
+            })
     }
 }
 

@@ -56,6 +56,31 @@ pub(crate) fn JobResult(record: JobRecord) -> impl IntoView {
             </div>
         }
         .into_any(),
+        JobOutput::Tensor { outputs } => {
+            let rows: Vec<String> = outputs
+                .iter()
+                .map(|t| {
+                    let head = match &t.data {
+                        wire::jobs::TensorData::F32(v) => {
+                            v.iter().take(8).map(|x| format!("{x:.4}")).collect::<Vec<_>>()
+                        }
+                        wire::jobs::TensorData::I64(v) => {
+                            v.iter().take(8).map(|x| x.to_string()).collect::<Vec<_>>()
+                        }
+                    };
+                    format!("{} {}{:?}: [{}{}]", t.name, t.data.dtype(), t.shape, head.join(", "),
+                        if t.data.len() > 8 { ", …" } else { "" })
+                })
+                .collect();
+            view! {
+                <div class="output">
+                    <ul class="vectors mono" data-testid="tensors">
+                        {rows.into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}
+                    </ul>
+                </div>
+            }
+            .into_any()
+        }
     });
     let receipt_view = verified.map(|v| match v {
         Ok(r) => view! {

@@ -120,8 +120,8 @@ impl Embedder {
             .filter_map(|w| w.keep(started))
             .filter_map(|w| match w.input {
                 JobInput::Embedding { .. } => Some(w),
-                JobInput::TextGeneration { .. } => {
-                    w.fail(EngineError::WrongTask("text_generation"));
+                JobInput::TextGeneration { .. } | JobInput::Tensor { .. } => {
+                    w.fail(EngineError::WrongTask("non-embedding"));
                     None
                 }
             })
@@ -133,7 +133,7 @@ impl Embedder {
             .iter()
             .flat_map(|w| match &w.input {
                 JobInput::Embedding { texts } => texts.iter().map(String::as_str).collect(),
-                JobInput::TextGeneration { .. } => Vec::new(),
+                JobInput::TextGeneration { .. } | JobInput::Tensor { .. } => Vec::new(),
             })
             .collect();
         let (mut vectors, tokens) = match self.embed(&texts) {
@@ -153,7 +153,7 @@ impl Embedder {
         for w in batch {
             let n = match &w.input {
                 JobInput::Embedding { texts } => texts.len(),
-                JobInput::TextGeneration { .. } => 0,
+                JobInput::TextGeneration { .. } | JobInput::Tensor { .. } => 0,
             };
             let mine: Vec<Vec<f32>> = rest.by_ref().take(n).collect();
             let input_tokens: u32 = tokens.by_ref().take(n).sum();
@@ -213,7 +213,7 @@ pub(super) fn start(
             let mut held = None;
             let texts = |w: &Work| match &w.input {
                 JobInput::Embedding { texts } => texts.len(),
-                JobInput::TextGeneration { .. } => 1,
+                JobInput::TextGeneration { .. } | JobInput::Tensor { .. } => 1,
             };
             while let Some(batch) = gather(&rx, &mut held, max_batch, wait, texts) {
                 embedder.run_batch(batch, &thread_offer);

@@ -211,7 +211,9 @@ impl Generator {
     fn plan(&self, work: &Work) -> Result<(Vec<i64>, usize, GenerationParams), EngineError> {
         let (prompt, params) = match &work.input {
             JobInput::TextGeneration { prompt, params } => (prompt, params.clone()),
-            JobInput::Embedding { .. } => return Err(EngineError::WrongTask("embedding")),
+            JobInput::Embedding { .. } | JobInput::Tensor { .. } => {
+                return Err(EngineError::WrongTask("non-generation"))
+            }
         };
         let text = match (prompt, &self.template) {
             (Prompt::Text(t), _) => t.clone(),

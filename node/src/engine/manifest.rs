@@ -29,6 +29,27 @@ pub struct Manifest {
     pub embedding: Option<EmbeddingSpec>,
     #[serde(default)]
     pub generation: Option<GenerationSpec>,
+    #[serde(default)]
+    pub tensor: Option<TensorSpec>,
+}
+
+/// A raw-tensor model's interface: `forward` takes `inputs` in this order
+/// and returns `outputs` (one tensor, or a tuple in this order).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    pub inputs: Vec<TensorInputSpec>,
+    pub outputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorInputSpec {
+    pub name: String,
+    /// `f32` or `i64`.
+    pub dtype: String,
+    /// -1 where any size is accepted.
+    pub shape: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -143,6 +164,23 @@ impl ModelFiles {
                 })?;
                 if spec.dim == 0 || spec.max_tokens == 0 {
                     return Err(invalid("embedding dim and max_tokens must be positive"));
+                }
+            }
+            Task::Tensor => {
+                let spec = manifest.tensor.as_ref().ok_or_else(|| {
+                    invalid("a tensor model needs `tensor: {inputs: [...], outputs: [...]}`")
+                })?;
+                if spec.inputs.is_empty() || spec.outputs.is_empty() {
+                    return Err(invalid("a tensor model needs inputs and outputs"));
+                }
+                if let Some(i) = spec.inputs.iter().find(|i| {
+                    !matches!(i.dtype.as_str(), "f32" | "i64")
+                        || i.shape.iter().any(|&d| d < -1 || d == 0)
+                }) {
+                    return Err(invalid(&format!(
+                        "input {}: dtype must be f32 or i64 and each dimension -1 or positive",
+                        i.name
+                    )));
                 }
             }
             Task::TextGeneration => {

@@ -14,6 +14,7 @@ mod embedding;
 mod generation;
 pub mod manifest;
 mod queue;
+mod tensor;
 
 use std::io::Read;
 use std::path::Path;
@@ -306,6 +307,7 @@ impl Engine {
             Task::TextGeneration => {
                 generation::start(&s.files, s.offer.clone(), device, &self.config)?
             }
+            Task::Tensor => tensor::start(&s.files, s.offer.clone(), device, &self.config)?,
         };
         tracing::info!(
             model = %model.offer.name,

@@ -114,7 +114,7 @@ mod tests {
     fn texts(w: &Work) -> usize {
         match &w.input {
             JobInput::Embedding { texts } => texts.len(),
-            JobInput::TextGeneration { .. } => 1,
+            JobInput::TextGeneration { .. } | JobInput::Tensor { .. } => 1,
         }
     }
 

@@ -254,3 +254,52 @@ fn node_that_vanishes_mid_job_fails_the_job_with_a_complete_record() {
     let statuses: Vec<JobStatus> = stored.events.iter().map(|e| e.status).collect();
     assert_eq!(statuses, vec![JobStatus::Dispatched, JobStatus::Failed]);
 }
+
+#[test]
+fn tensor_and_generation_jobs_run_through_the_job_api() {
+    let server = Server::start();
+    let _node = Node::start(&server, 1000);
+    let (status, body) = submit(
+        &server,
+        &json!({"model": "tensor-demo", "input": {"inputs": [
+            {"name": "x", "shape": [1, 4], "data": {"dtype": "f32", "values": [3.0, 4.0, 0.0, 0.0]}},
+            {"name": "scale", "shape": [1], "data": {"dtype": "f32", "values": [0.5]}}
+        ]}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record: JobRecord = serde_json::from_value(body).unwrap();
+    let Some(JobOutput::Tensor { outputs }) = &record.output else {
+        panic!("{:?}", record.output);
+    };
+    assert_eq!(outputs[0].name, "y");
+    assert_eq!(outputs[0].data, wire::jobs::TensorData::F32(vec![3.5, 3.0]));
+    assert_eq!(outputs[1].data, wire::jobs::TensorData::F32(vec![2.5]));
+
+    // A bad tensor is refused by the node with a reason, as a 400.
+    let (status, body) = submit(
+        &server,
+        &json!({"model": "tensor-demo", "input": {"inputs": [
+            {"name": "x", "shape": [1, 3], "data": {"dtype": "f32", "values": [3.0, 4.0, 0.0]}},
+            {"name": "scale", "shape": [1], "data": {"dtype": "f32", "values": [0.5]}}
+        ]}}),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("shape"));
+
+    // Generation through the job API: priced by its metered tokens.
+    let (status, body) = submit(
+        &server,
+        &json!({"model": "tiny-gpt2", "input": {"prompt": "Once", "max_tokens": 6}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record: JobRecord = serde_json::from_value(body).unwrap();
+    let receipt: wire::jobs::Receipt = record.receipt.as_ref().unwrap().open().unwrap();
+    assert_eq!(receipt.usage.output_tokens, 6);
+    assert!(receipt.usage.input_tokens >= 1);
+    assert_eq!(
+        receipt.price_msat.0,
+        receipt.usage.input_tokens as u64 + 2 * receipt.usage.output_tokens as u64,
+        "0 per job + 1 msat per input token + 2 per output token"
+    );
+    assert_eq!(record.price_msat, receipt.price_msat);
+}

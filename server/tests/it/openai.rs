@@ -58,7 +58,7 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["all-minilm-l6-v2", "tiny-gpt2"]);
+    assert_eq!(ids, vec!["all-minilm-l6-v2", "tensor-demo", "tiny-gpt2"]);
     assert_eq!(models["data"][0]["object"], "model");
     let one = http()
         .get(server.url("/v1/models/tiny-gpt2"))
@@ -250,7 +250,10 @@ fn the_official_openai_python_library_works_unchanged() {
         String::from_utf8_lossy(&out.stderr)
     );
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(got["models"], json!(["all-minilm-l6-v2", "tiny-gpt2"]));
+    assert_eq!(
+        got["models"],
+        json!(["all-minilm-l6-v2", "tensor-demo", "tiny-gpt2"])
+    );
     let e = &got["embeddings"];
     assert_eq!(e["count"], 2);
     assert_eq!(e["dim"], 384);
