@@ -118,6 +118,43 @@ test("a job submitted in the browser completes with a verified receipt", { timeo
   assert.deepEqual(consoleErrors, []);
 });
 
+test("a chat streams its reply in the browser and shows its cost and receipt", { timeout: 240_000 }, async () => {
+  const page = await browser.newPage();
+  const consoleErrors = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+  await page.goto(`${serverUrl}/run`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  await page.locator("select[name=model]").selectOption("tiny-gpt2");
+  await page.getByTestId("chat").waitFor();
+  await page.locator("textarea[name=message]").fill("Tell me a story.");
+  await page.locator("input[name=max_tokens]").fill("24");
+  await page.locator("input[name=max_tokens]").dispatchEvent("change");
+
+  // Count how often the reply grows: it streams in several pieces.
+  await page.evaluate(() => {
+    window.__growths = 0;
+    new MutationObserver(() => window.__growths++).observe(document.querySelector(".chat .messages"), {
+      subtree: true, childList: true, characterData: true,
+    });
+  });
+  await page.getByRole("button", { name: "Send" }).click();
+  const receipt = page.getByTestId("receipt");
+  await receipt.waitFor({ timeout: 120_000 });
+  assert.match(await receipt.innerText(), /signature verified/);
+  const tokens = Number((await receipt.innerText()).match(/(\d+) output tokens/)[1]);
+  assert.ok(tokens >= 1 && tokens <= 24, `${tokens} output tokens`);
+  assert.match(await page.getByTestId("job-result").innerText(), /sat/);
+  const reply = await page.locator(".chat .message.assistant pre").innerText();
+  const generated = await page.getByTestId("generated").innerText();
+  assert.ok(reply.length > 0, "the reply is shown");
+  assert.equal(reply, generated, "the streamed reply is the job's output");
+  const growths = await page.evaluate(() => window.__growths);
+  assert.ok(growths > 3, `the reply streamed in pieces (${growths} updates)`);
+  await page.screenshot({ path: join(artifacts, "chat.png"), fullPage: true });
+  assert.deepEqual(consoleErrors, []);
+});
+
 test("the app is installable as a PWA and its service worker takes control", { timeout: 60_000 }, async () => {
   const page = await browser.newPage();
   await page.goto(serverUrl);

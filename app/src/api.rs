@@ -26,6 +26,23 @@ pub struct ModelChoice {
     pub task: Task,
     pub nodes: usize,
     pub cheapest: MilliSats,
+    /// Per-token prices of the cheapest offer.
+    pub token_price: wire::registry::TokenPrice,
+}
+
+impl ModelChoice {
+    /// "from 1 sat", plus per-token prices when the model has them.
+    pub fn price_label(&self) -> String {
+        let t = self.token_price;
+        if t.is_zero() {
+            format!("from {}", self.cheapest)
+        } else {
+            format!(
+                "from {} + {}/{} msat per input/output token",
+                self.cheapest, t.input_msat.0, t.output_msat.0
+            )
+        }
+    }
 }
 
 #[cfg(feature = "ssr")]
@@ -76,13 +93,17 @@ pub async fn list_models() -> Result<Vec<ModelChoice>, ServerFnError> {
             match choices.iter_mut().find(|c| c.name == m.name) {
                 Some(c) => {
                     c.nodes += 1;
-                    c.cheapest = c.cheapest.min(m.price_msat);
+                    if m.price_msat < c.cheapest {
+                        c.cheapest = m.price_msat;
+                        c.token_price = m.token_price;
+                    }
                 }
                 None => choices.push(ModelChoice {
                     name: m.name.clone(),
                     task: m.task,
                     nodes: 1,
                     cheapest: m.price_msat,
+                    token_price: m.token_price,
                 }),
             }
         }

@@ -1,5 +1,6 @@
 //! One module per page.
 
+pub(crate) mod chat;
 pub(crate) mod jobs;
 pub(crate) mod node;
 pub(crate) mod nodes;

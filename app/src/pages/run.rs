@@ -1,14 +1,17 @@
-//! Run a job: pick a model, type two sentences, get their embeddings, their
-//! similarity, and the node's signed receipt.
+//! Run a job: pick a model, then, by its task, chat with it (the reply
+//! streams in), embed two sentences (their similarity), or send it named
+//! tensors; every result comes with its cost and the node's signed receipt.
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 use wire::jobs::SubmitJob;
+use wire::registry::Task;
 use wire::NodeId;
 
-use crate::api::{list_models, run_job};
+use crate::api::{list_models, run_job, ModelChoice};
 use crate::components::{short_id, JobResult};
+use crate::pages::chat::Chat;
 
 #[component]
 pub(crate) fn RunPage() -> impl IntoView {
@@ -20,30 +23,17 @@ pub(crate) fn RunPage() -> impl IntoView {
             .and_then(|n| n.parse::<NodeId>().ok())
     };
     let models = Resource::new(|| (), |_| list_models());
-    let model = RwSignal::new(String::new());
-    let text_a = RwSignal::new(String::from("A man is playing a guitar."));
-    let text_b = RwSignal::new(String::from("Someone is playing an instrument."));
-    let run = Action::new(|job: &SubmitJob| {
-        let job = job.clone();
-        async move { run_job(job).await }
+    let picked = RwSignal::new(String::new());
+    // The select shows its first option until the user changes it.
+    let chosen = Signal::derive(move || {
+        let picked = picked.get();
+        let list: Vec<ModelChoice> = models.get().and_then(Result::ok).unwrap_or_default();
+        list.iter()
+            .find(|m| m.name == picked)
+            .or_else(|| list.first())
+            .cloned()
     });
-
-    let on_submit = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        let mut chosen = model.get_untracked();
-        if chosen.is_empty() {
-            // The select shows its first option until the user changes it.
-            if let Some(Ok(list)) = models.get_untracked() {
-                chosen = list.first().map(|m| m.name.clone()).unwrap_or_default();
-            }
-        }
-        run.dispatch(SubmitJob {
-            model: chosen,
-            input: serde_json::json!({ "texts": [text_a.get_untracked(), text_b.get_untracked()] }),
-            node: pinned_node(),
-            max_price_msat: None,
-        });
-    };
+    let model_name = Signal::derive(move || chosen.get().map(|m| m.name).unwrap_or_default());
 
     view! {
         <h1>"Run a job"</h1>
@@ -53,41 +43,88 @@ pub(crate) fn RunPage() -> impl IntoView {
                     view! { <p>"On node " <span class="mono">{short_id(&n.to_string())}</span></p> }
                 })
         }}
-        <form class="run" on:submit=on_submit>
-            <label>
-                "Model "
-                <Suspense fallback=|| view! { <span>"loading models…"</span> }>
-                    {move || Suspend::new(async move {
-                        match models.await {
-                            Ok(list) if list.is_empty() => {
-                                view! { <span class="error">"No online node offers a model yet."</span> }
-                                    .into_any()
-                            }
-                            Ok(list) => {
-                                view! {
-                                    <select name="model" on:change:target=move |ev| model.set(ev.target().value())>
-                                        {list
-                                            .into_iter()
-                                            .map(|m| {
-                                                let label = format!(
-                                                    "{} ({}, {} node(s), from {})",
-                                                    m.name,
-                                                    m.task.as_str(),
-                                                    m.nodes,
-                                                    m.cheapest,
-                                                );
-                                                view! { <option value=m.name>{label}</option> }
-                                            })
-                                            .collect_view()}
-                                    </select>
-                                }
-                                    .into_any()
-                            }
-                            Err(e) => view! { <span class="error">{e.to_string()}</span> }.into_any(),
+        <label class="model-pick">
+            "Model "
+            <Suspense fallback=|| view! { <span>"loading models…"</span> }>
+                {move || Suspend::new(async move {
+                    match models.await {
+                        Ok(list) if list.is_empty() => {
+                            view! { <span class="error">"No online node offers a model yet."</span> }
+                                .into_any()
                         }
-                    })}
-                </Suspense>
-            </label>
+                        Ok(list) => {
+                            view! {
+                                <select name="model" on:change:target=move |ev| picked.set(ev.target().value())>
+                                    {list
+                                        .into_iter()
+                                        .map(|m| {
+                                            let label = format!(
+                                                "{} ({}, {} node(s), {})",
+                                                m.name,
+                                                m.task.as_str(),
+                                                m.nodes,
+                                                m.price_label(),
+                                            );
+                                            view! { <option value=m.name>{label}</option> }
+                                        })
+                                        .collect_view()}
+                                </select>
+                            }
+                                .into_any()
+                        }
+                        Err(e) => view! { <span class="error">{e.to_string()}</span> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </label>
+        {move || match chosen.get().map(|m| m.task) {
+            Some(Task::TextGeneration) => view! { <Chat model=model_name /> }.into_any(),
+            Some(Task::Tensor) => {
+                view! { <TensorForm model=model_name node=Signal::derive(pinned_node) /> }.into_any()
+            }
+            Some(Task::Embedding) | None => {
+                view! { <EmbeddingForm model=model_name node=Signal::derive(pinned_node) /> }
+                    .into_any()
+            }
+        }}
+    }
+}
+
+/// Shows a job's outcome: its record with the verified receipt, or the error.
+fn outcome(run: Action<SubmitJob, Result<wire::jobs::JobRecord, ServerFnError>>) -> impl IntoView {
+    move || {
+        run.value().get().map(|result| match result {
+            Ok(record) => view! { <JobResult record /> }.into_any(),
+            Err(e) => {
+                view! { <p class="error" data-testid="run-error">{e.to_string()}</p> }.into_any()
+            }
+        })
+    }
+}
+
+fn submit_action() -> Action<SubmitJob, Result<wire::jobs::JobRecord, ServerFnError>> {
+    Action::new(|job: &SubmitJob| {
+        let job = job.clone();
+        async move { run_job(job).await }
+    })
+}
+
+#[component]
+fn EmbeddingForm(model: Signal<String>, node: Signal<Option<NodeId>>) -> impl IntoView {
+    let text_a = RwSignal::new(String::from("A man is playing a guitar."));
+    let text_b = RwSignal::new(String::from("Someone is playing an instrument."));
+    let run = submit_action();
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        run.dispatch(SubmitJob {
+            model: model.get_untracked(),
+            input: serde_json::json!({ "texts": [text_a.get_untracked(), text_b.get_untracked()] }),
+            node: node.get_untracked(),
+            max_price_msat: None,
+        });
+    };
+    view! {
+        <form class="run" on:submit=on_submit>
             <label>
                 "First sentence" <textarea name="text_a" rows="2" bind:value=text_a></textarea>
             </label>
@@ -98,15 +135,43 @@ pub(crate) fn RunPage() -> impl IntoView {
                 {move || if run.pending().get() { "Running…" } else { "Run" }}
             </button>
         </form>
-        {move || {
-            run.value()
-                .get()
-                .map(|result| match result {
-                    Ok(record) => view! { <JobResult record /> }.into_any(),
-                    Err(e) => {
-                        view! { <p class="error" data-testid="run-error">{e.to_string()}</p> }.into_any()
-                    }
-                })
-        }}
+        {outcome(run)}
+    }
+}
+
+#[component]
+fn TensorForm(model: Signal<String>, node: Signal<Option<NodeId>>) -> impl IntoView {
+    let inputs = RwSignal::new(String::from(
+        r#"[{"name": "x", "shape": [1, 4], "data": {"dtype": "f32", "values": [3, 4, 0, 0]}},
+ {"name": "scale", "shape": [1], "data": {"dtype": "f32", "values": [1]}}]"#,
+    ));
+    let bad_json = RwSignal::new(None::<String>);
+    let run = submit_action();
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        match serde_json::from_str::<serde_json::Value>(&inputs.get_untracked()) {
+            Ok(list) => {
+                bad_json.set(None);
+                run.dispatch(SubmitJob {
+                    model: model.get_untracked(),
+                    input: serde_json::json!({ "inputs": list }),
+                    node: node.get_untracked(),
+                    max_price_msat: None,
+                });
+            }
+            Err(e) => bad_json.set(Some(format!("inputs are not JSON: {e}"))),
+        }
+    };
+    view! {
+        <form class="run" on:submit=on_submit>
+            <label>
+                "Input tensors (JSON)" <textarea name="tensors" rows="6" class="mono" bind:value=inputs></textarea>
+            </label>
+            <button type="submit" disabled=move || run.pending().get()>
+                {move || if run.pending().get() { "Running…" } else { "Run" }}
+            </button>
+        </form>
+        {move || bad_json.get().map(|e| view! { <p class="error">{e}</p> })}
+        {outcome(run)}
     }
 }
