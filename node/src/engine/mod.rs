@@ -433,6 +433,16 @@ impl Engine {
     }
 }
 
+/// Spreads models over devices: each goes to the device with the least
+/// planned so far (ties to the lowest index), which `planned` then counts.
+fn place(planned: &mut [u64], bytes: u64) -> usize {
+    let device = (0..planned.len()).min_by_key(|&i| planned[i]).unwrap_or(0);
+    if let Some(p) = planned.get_mut(device) {
+        *p = p.saturating_add(bytes);
+    }
+    device
+}
+
 /// What loading a model is expected to take: its weights and libtorch's
 /// working memory, about half as much again.
 fn estimate_bytes(files: &ModelFiles) -> u64 {
@@ -475,6 +485,114 @@ mod tests {
         assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
         assert_eq!("cuda:2".parse(), Ok(DeviceChoice::Cuda(2)));
         assert!("gpu".parse::<DeviceChoice>().is_err());
+    }
+
+    #[test]
+    fn models_spread_over_every_device() {
+        let mut planned = vec![0u64; 3];
+        let placed: Vec<usize> = [500, 100, 100, 100, 300]
+            .iter()
+            .map(|&b| place(&mut planned, b))
+            .collect();
+        assert_eq!(placed, vec![0, 1, 2, 1, 2]);
+        assert_eq!(planned, vec![500, 200, 400]);
+        let mut one = vec![0u64];
+        assert_eq!(place(&mut one, 7), 0);
+    }
+
+    /// The real MiniLM and the tiny GPT-2, side by side in a store of
+    /// their own.
+    fn two_model_store(tag: &str) -> std::path::PathBuf {
+        let models = std::path::PathBuf::from(
+            std::env::var_os("INFERNET_MODELS_DIR").expect("run scripts/setup.sh"),
+        );
+        let root = std::env::temp_dir().join(format!("infernet-lru-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        for m in ["all-minilm-l6-v2", "tiny-gpt2"] {
+            std::os::unix::fs::symlink(models.join(m), root.join(m)).unwrap();
+        }
+        root
+    }
+
+    #[tokio::test]
+    async fn models_load_on_demand_and_the_least_recently_used_makes_room() {
+        let root = two_model_store("evict");
+        let sizes: Vec<u64> = ["all-minilm-l6-v2", "tiny-gpt2"]
+            .iter()
+            .map(|m| {
+                let files = ModelFiles::read(&root.join(m).join("manifest.json")).unwrap();
+                estimate_bytes(&files)
+            })
+            .collect();
+        // Room for either model, not both.
+        let config = EngineConfig {
+            device: DeviceChoice::Cpu,
+            memory_budget: Some(sizes[0] + sizes[1] - 1),
+            ..Default::default()
+        };
+        let engine = Arc::new(Engine::load(&root, config).unwrap());
+        let offers = engine.offers();
+        assert_eq!(offers.len(), 2, "both are offered, loaded or not");
+        let (minilm, gpt) = (offers[0].hash, offers[1].hash);
+        assert_eq!(
+            engine.resident().await,
+            vec![minilm],
+            "what fits loads at start"
+        );
+
+        let model = engine.get(&gpt).await.unwrap();
+        assert_eq!(engine.resident().await, vec![gpt], "MiniLM made room");
+        let input = JobInput::TextGeneration {
+            prompt: wire::jobs::Prompt::Text("hi".into()),
+            params: wire::jobs::GenerationParams {
+                max_tokens: 3,
+                ..Default::default()
+            },
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = model
+            .run(input, MilliSats(u64::MAX), deadline, None)
+            .await
+            .unwrap();
+        assert_eq!(done.usage.output_tokens, 3);
+
+        let model = engine.get(&minilm).await.unwrap();
+        assert_eq!(engine.resident().await, vec![minilm]);
+        let input = JobInput::Embedding {
+            texts: vec!["back again".into()],
+        };
+        let done = model
+            .run(input, MilliSats(u64::MAX), deadline, None)
+            .await
+            .unwrap();
+        assert!(matches!(done.output, JobOutput::Embedding { dim: 384, .. }));
+        assert!(matches!(
+            engine.get(&Sha256Digest::of(b"nope")).await,
+            Err(EngineError::UnknownModel(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_model_larger_than_the_budget_is_refused_with_its_size() {
+        let root = two_model_store("small");
+        let config = EngineConfig {
+            device: DeviceChoice::Cpu,
+            memory_budget: Some(4 << 20),
+            ..Default::default()
+        };
+        let engine = Arc::new(Engine::load(&root, config).unwrap());
+        let minilm = engine.offers()[0].hash;
+        match engine.get(&minilm).await {
+            Err(EngineError::TooLarge {
+                need_mb, budget_mb, ..
+            }) => {
+                assert!(need_mb > 100, "{need_mb} MB");
+                assert_eq!(budget_mb, 4);
+            }
+            Err(other) => panic!("expected TooLarge, got {other}"),
+            Ok(_) => panic!("expected TooLarge, got a model"),
+        }
     }
 
     #[test]
