@@ -244,9 +244,7 @@ impl Engine {
         for files in ModelFiles::scan(dir)? {
             let hash = hash_file(&files.model)?;
             let bytes = estimate_bytes(&files);
-            // Spread models over devices: each goes where least is planned.
-            let device = (0..devices.len()).min_by_key(|&i| planned[i]).unwrap_or(0);
-            planned[device] = planned[device].saturating_add(bytes);
+            let device = place(&mut planned, bytes);
             let m = &files.manifest;
             let offer = ModelOffer {
                 name: m.name.clone(),
