@@ -6,8 +6,12 @@ Two baselines on the same weights and tokenizer:
   eager:       the transformers BertModel (PyTorch eager) + mean pooling
   torchscript: the node's own TorchScript file, loaded with torch.jit.load
 
-Usage: bench_torch_eager.py <model-dir> <requests> <threads> <concurrency>...
-Prints one JSON object: {"eager": {"1": per_s, ...}, "torchscript": {...}}.
+Usage: bench_torch_eager.py <model-dir> <requests> <threads>
+Reads the sentences to embed as one JSON list on the first line of stdin,
+then commands, one per line: `<eager|torchscript> <concurrency>`; answers
+each with the rate (requests per second) on its own line. The Rust side
+alternates its own measurements with these, so that both see the same
+machine conditions.
 """
 
 import json
@@ -28,7 +32,6 @@ from transformers.utils import logging  # noqa: E402
 
 logging.disable_progress_bar()
 model_dir, requests, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-levels = [int(c) for c in sys.argv[4:]]
 torch.set_num_threads(threads)
 
 tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
@@ -39,7 +42,7 @@ tok.enable_truncation(256)
 scripted = torch.jit.load(os.path.join(model_dir, "model.pt")).eval()
 bert = AutoModel.from_pretrained(str(get_model_path())).eval()
 
-SENTENCES = [line.strip() for line in sys.stdin if line.strip()]
+SENTENCES = json.loads(sys.stdin.readline())
 
 
 def eager(ids, mask, types):
@@ -82,8 +85,8 @@ def rate(forward, concurrency):
     return requests / (time.perf_counter() - started)
 
 
-out = {
-    "eager": {str(c): rate(eager, c) for c in levels},
-    "torchscript": {str(c): rate(scripted, c) for c in levels},
-}
-json.dump(out, sys.stdout)
+forwards = {"eager": eager, "torchscript": scripted}
+print("ready", flush=True)
+for line in sys.stdin:
+    kind, concurrency = line.split()
+    print(rate(forwards[kind], int(concurrency)), flush=True)

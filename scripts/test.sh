@@ -33,7 +33,7 @@ cargo test --workspace
 step "benchmarks, quick smoke (full size: cargo bench -p p2p; cargo bench -p node)"
 cargo bench --profile dev -p p2p --bench ad_propagation -- --nodes 20 --ads 5 --settle-secs 2
 cargo bench --profile dev -p node --bench job_round_trip -- --jobs 30
-cargo bench --profile dev -p node --bench engine_vs_torch -- --requests 64
+cargo bench --profile dev -p node --bench engine_vs_torch -- --requests 64 --rounds 1
 
 step "browser test"
 (cd e2e && node --test --test-reporter=spec app.test.mjs)

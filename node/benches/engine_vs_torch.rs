@@ -1,8 +1,9 @@
 //! Embeddings per second: the node's engine (Rust tokenizer, libtorch,
 //! dynamic batching) against PyTorch from the venv serving the same model the
 //! plain way, one request per forward pass, on the same CPU thread count.
-//! Both run in this one process tree, one after the other, at each
-//! concurrency level; prints the rates and the ratios.
+//! The baselines run in a Python process that stays up; each level is
+//! measured `--rounds` times, engine and baselines alternating, and the
+//! medians are compared. Prints the rates and the ratios.
 //!
 //! `cargo bench -p node --bench engine_vs_torch` (release), or as a smoke,
 //! `cargo bench --profile dev -p node --bench engine_vs_torch -- --requests 64`.
@@ -10,7 +11,7 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,6 +79,7 @@ async fn main() {
         std::thread::available_parallelism().map_or(1, usize::from),
     );
     let max_batch = arg("--max-batch", 16);
+    let rounds = arg("--rounds", 3).max(1);
     let levels = [1usize, 16];
     tch::set_num_threads(i32::try_from(threads).unwrap_or(1));
     let dir = PathBuf::from(
@@ -98,51 +100,50 @@ async fn main() {
         .unwrap();
     let model = engine.get(&offer.hash).await.unwrap();
     println!(
-        "engine vs torch: {} on cpu, {threads} threads, {requests} requests of one sentence, max batch {max_batch}",
+        "engine vs torch: {} on cpu, {threads} threads, {requests} requests of one sentence, max batch {max_batch}, median of {rounds} alternating rounds",
         offer.name
     );
-    // Warm up.
-    engine_rate(model.clone(), 16, 4).await;
-    let mut ours = Vec::new();
-    for &c in &levels {
-        ours.push(engine_rate(model.clone(), requests, c).await);
-    }
-
     let python = std::env::var("INFERNET_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/bench_torch_eager.py"
-    );
-    let mut cmd = Command::new(&python);
-    cmd.arg(script)
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench_torch_eager.py");
+    let mut child = Command::new(&python)
+        .arg(script)
         .arg(dir.join(&offer.name))
         .arg(requests.to_string())
-        .arg(threads.to_string());
-    for c in levels {
-        cmd.arg(c.to_string());
-    }
-    let mut child = cmd
+        .arg(threads.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("could not run {python}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SENTENCES.join("\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "bench_torch_eager.py failed");
-    let torch: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for (i, c) in levels.iter().enumerate() {
-        let eager = torch["eager"][c.to_string()].as_f64().unwrap();
-        let script = torch["torchscript"][c.to_string()].as_f64().unwrap();
+    let mut to_python = child.stdin.take().unwrap();
+    let mut from_python = BufReader::new(child.stdout.take().unwrap()).lines();
+    writeln!(to_python, "{}", serde_json::to_string(&SENTENCES).unwrap()).unwrap();
+    assert_eq!(from_python.next().unwrap().unwrap(), "ready");
+    let mut baseline = |kind: &str, c: usize| -> f64 {
+        writeln!(to_python, "{kind} {c}").unwrap();
+        from_python.next().unwrap().unwrap().trim().parse().unwrap()
+    };
+
+    // Warm up, then alternate the three servers at each level, `rounds`
+    // times, and compare medians: all three see the same machine.
+    engine_rate(model.clone(), 16, 4).await;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for c in levels {
+        let (mut ours, mut eager, mut script) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(engine_rate(model.clone(), requests, c).await);
+            eager.push(baseline("eager", c));
+            script.push(baseline("torchscript", c));
+        }
+        let (ours, eager, script) = (median(ours), median(eager), median(script));
         println!(
-            "concurrency {c:>2}: engine {:>7.1}/s  pytorch eager {eager:>7.1}/s  torchscript-in-python {script:>7.1}/s  ratio vs eager {:.2}x  vs torchscript {:.2}x",
-            ours[i],
-            ours[i] / eager,
-            ours[i] / script
+            "concurrency {c:>2}: engine {ours:>7.1}/s  pytorch eager {eager:>7.1}/s  torchscript-in-python {script:>7.1}/s  ratio vs eager {:.2}x  vs torchscript {:.2}x",
+            ours / eager,
+            ours / script
         );
     }
+    drop(to_python);
+    let _ = child.wait();
 }

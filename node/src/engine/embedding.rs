@@ -26,6 +26,10 @@ struct Embedder {
 
 impl Embedder {
     fn load(files: &ModelFiles, device: Device) -> Result<Self, EngineError> {
+        // Tokenising a batch on rayon's threads would fight libtorch's
+        // OpenMP threads for the same cores; a batch is tokenised in far
+        // less time than it computes anyway.
+        tokenizers::utils::parallelism::set_parallelism(false);
         let spec = files
             .manifest
             .embedding
