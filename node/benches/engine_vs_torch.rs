@@ -104,7 +104,10 @@ async fn main() {
         offer.name
     );
     let python = std::env::var("INFERNET_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench_torch_eager.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/bench_torch_eager.py"
+    );
     let mut child = Command::new(&python)
         .arg(script)
         .arg(dir.join(&offer.name))
