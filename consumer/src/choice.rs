@@ -100,6 +100,7 @@ mod tests {
                     capacity: 1,
                 },
                 accepting_jobs: true,
+                fetching: Vec::new(),
             },
             offer,
             rtt: Duration::from_millis(rtt_ms),

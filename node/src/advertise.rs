@@ -8,35 +8,48 @@ use std::time::Duration;
 
 use p2p::NetworkEvent;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use wire::ads::{AvailabilityWindow, CapabilityAd, Load};
-use wire::registry::{Hardware, ModelOffer};
+use wire::registry::{Hardware, ModelFetch, ModelOffer};
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 /// An ad lives this many publishing intervals.
 pub const AD_TTL_INTERVALS: u64 = 3;
+
+/// What the node has to offer right now: its models once loaded, and the
+/// models it is still downloading.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    pub models: Vec<ModelOffer>,
+    pub fetching: Vec<ModelFetch>,
+}
 
 pub struct Advertiser {
     pub network: p2p::Client,
     pub keypair: p2p::Keypair,
     pub node_id: NodeId,
     pub hardware: Hardware,
-    pub models: Vec<ModelOffer>,
+    /// Every change is advertised at once.
+    pub catalog: watch::Receiver<Catalog>,
     pub schedule: Vec<AvailabilityWindow>,
     pub interval: Duration,
     pub active: Arc<AtomicU32>,
-    /// Jobs the node runs at once (one worker per model).
-    pub capacity: u32,
     pub(crate) last_seq: u64,
 }
 
 impl Advertiser {
-    /// Puts this node's provider records in the DHT.
+    /// Puts provider records for the catalog's models in the DHT.
     pub async fn provide(&self) -> Result<(), p2p::NetworkError> {
-        let keys = self
+        let keys: Vec<Vec<u8>> = self
+            .catalog
+            .borrow()
             .models
             .iter()
             .flat_map(|m| [p2p::model_key(&m.hash), p2p::model_name_key(&m.name)])
             .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
         self.network.start_providing(keys).await
     }
 
@@ -52,6 +65,9 @@ impl Advertiser {
         // The clock, bumped past the last ad: increasing even across restarts.
         self.last_seq = now.0.max(self.last_seq + 1);
         let active = self.active.load(Ordering::Relaxed);
+        let catalog = self.catalog.borrow().clone();
+        // Jobs the node runs at once: one worker per model.
+        let capacity = u32::try_from(catalog.models.len()).unwrap_or(u32::MAX);
         Ok(CapabilityAd {
             node_id: self.node_id,
             seq: self.last_seq,
@@ -64,15 +80,20 @@ impl Advertiser {
                 .map(|a| a.to_string())
                 .collect(),
             hardware: self.hardware.clone(),
-            models: self.models.clone(),
+            models: catalog.models,
             version: wire::VERSION.to_owned(),
             schedule: self.schedule.clone(),
             load: Load {
-                active_jobs: active.min(self.capacity),
-                queued_jobs: active.saturating_sub(self.capacity),
-                capacity: self.capacity,
+                active_jobs: active.min(capacity),
+                queued_jobs: active.saturating_sub(capacity),
+                capacity,
             },
             accepting_jobs: true,
+            fetching: catalog
+                .fetching
+                .into_iter()
+                .take(wire::registry::MAX_FETCHING)
+                .collect(),
         })
     }
 
@@ -90,14 +111,35 @@ impl Advertiser {
     }
 
     /// Publishes an ad every interval, and at once when our addresses
-    /// change (a confirmed address, a relay reservation).
+    /// change (a confirmed address, a relay reservation) or the catalog
+    /// does; puts provider records for new models.
     pub async fn run(mut self) {
         let mut events = self.network.subscribe();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if let Err(e) = self.provide().await {
+            tracing::warn!(error = %e, "could not put provider records in the DHT yet");
+        }
+        let mut provided = self.catalog.borrow().models.len();
+        let mut catalog_open = true;
         loop {
             tokio::select! {
                 _ = tick.tick() => self.publish().await,
+                changed = self.catalog.changed(), if catalog_open => {
+                    if changed.is_err() {
+                        // Nothing changes it any more; keep advertising it.
+                        catalog_open = false;
+                        continue;
+                    }
+                    let models = self.catalog.borrow_and_update().models.len();
+                    if models != provided {
+                        provided = models;
+                        if let Err(e) = self.provide().await {
+                            tracing::warn!(error = %e, "could not put provider records in the DHT yet");
+                        }
+                    }
+                    self.publish().await;
+                }
                 event = events.recv() => match event {
                     Ok(NetworkEvent::ExternalAddrConfirmed(_) | NetworkEvent::RelayReservation { .. }) => {
                         self.publish().await;

@@ -92,6 +92,9 @@ struct Cli {
     /// Fetch the `--fetch` models, then exit instead of serving.
     #[arg(long)]
     fetch_only: bool,
+    /// Download models at most this fast, in megabits per second.
+    #[arg(long, env = "INFERNET_FETCH_MAX_MBIT")]
+    fetch_max_mbit: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -116,6 +119,7 @@ struct FileConfig {
     batch_wait_ms: Option<u64>,
     memory_budget_mb: Option<u64>,
     fetch: Option<Vec<String>>,
+    fetch_max_mbit: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +146,8 @@ pub struct Config {
     pub memory_budget_mb: Option<u64>,
     pub fetch: Vec<wire::ModelHash>,
     pub fetch_only: bool,
+    /// Bytes per second.
+    pub fetch_max_rate: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +311,10 @@ impl Config {
             memory_budget_mb,
             fetch,
             fetch_only: cli.fetch_only,
+            fetch_max_rate: match cli.fetch_max_mbit.or(file.fetch_max_mbit) {
+                Some(0) => return Err(invalid("fetch_max_mbit must be positive".into())),
+                mbit => mbit.map(|m| m.saturating_mul(1_000_000 / 8)),
+            },
         })
     }
 

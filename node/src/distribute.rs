@@ -53,6 +53,7 @@ pub async fn fetch(
     network: &p2p::Client,
     model: ModelHash,
     models_dir: &Path,
+    max_rate: Option<u64>,
     mut progress: impl FnMut(&FetchProgress),
 ) -> Result<PathBuf, DistributeError> {
     let incoming = models_dir.join(".incoming").join(model.to_string());
@@ -74,7 +75,9 @@ pub async fn fetch(
     'providers: for peer in providers {
         for _ in 0..RESUMES {
             match network
-                .fetch_model(peer, Vec::new(), model, &incoming, |p| progress(&p))
+                .fetch_model(peer, Vec::new(), model, &incoming, max_rate, |p| {
+                    progress(&p)
+                })
                 .await
             {
                 Ok(_) => break 'providers,

@@ -19,7 +19,9 @@ pub use config::Config;
 use wire::registry::{ModelOffer, Registration};
 use wire::{NodeId, UnixMillis};
 
-use crate::advertise::Advertiser;
+use tokio::sync::watch;
+
+use crate::advertise::{Advertiser, Catalog};
 use crate::announce::{AnnounceError, Announcer};
 use crate::engine::{Engine, EngineError};
 use crate::jobs::JobServer;
@@ -48,6 +50,8 @@ pub struct RunningNode {
     pub models: Vec<ModelOffer>,
     pub p2p_addrs: Vec<p2p::Multiaddr>,
     pub network: p2p::Client,
+    /// What the node advertises; kept so the advertiser keeps listening.
+    _catalog: watch::Sender<Catalog>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -78,8 +82,13 @@ async fn bootstrap_peers(config: &Config) -> Result<Vec<p2p::Multiaddr>, NodeErr
     })
 }
 
-/// Fetches the `--fetch` models that are not in the models directory yet.
-async fn fetch_all(network: &p2p::Client, config: &Config) -> Result<(), NodeError> {
+/// Fetches the `--fetch` models that are not in the models directory yet,
+/// reporting progress in the catalog (and so in the node's ads) if given.
+async fn fetch_all(
+    network: &p2p::Client,
+    config: &Config,
+    catalog: Option<&watch::Sender<Catalog>>,
+) -> Result<(), NodeError> {
     let have: Vec<wire::ModelHash> = {
         let dir = config.models_dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -95,7 +104,41 @@ async fn fetch_all(network: &p2p::Client, config: &Config) -> Result<(), NodeErr
     for model in config.fetch.iter().filter(|m| !have.contains(m)) {
         tracing::info!(%model, "fetching model from the network");
         let mut bar = distribute::ProgressBar::default();
-        let dir = distribute::fetch(network, *model, &config.models_dir, |p| bar.update(p)).await?;
+        let mut reported = std::time::Instant::now() - Duration::from_secs(1);
+        let report = |p: &p2p::models::FetchProgress| {
+            bar.update(p);
+            // At most twice a second into the ads, and the last state.
+            let (Some(catalog), true) = (
+                catalog,
+                p.done == p.total || reported.elapsed() >= Duration::from_millis(500),
+            ) else {
+                return;
+            };
+            reported = std::time::Instant::now();
+            catalog.send_modify(|c| {
+                let entry = wire::registry::ModelFetch {
+                    model: *model,
+                    done_bytes: p.done,
+                    total_bytes: p.total,
+                };
+                match c.fetching.iter_mut().find(|f| f.model == *model) {
+                    Some(f) => *f = entry,
+                    None => c.fetching.push(entry),
+                }
+            });
+        };
+        let fetched = distribute::fetch(
+            network,
+            *model,
+            &config.models_dir,
+            config.fetch_max_rate,
+            report,
+        )
+        .await;
+        if let Some(catalog) = catalog {
+            catalog.send_modify(|c| c.fetching.retain(|f| f.model != *model));
+        }
+        let dir = fetched?;
         tracing::info!(%model, dir = %dir.display(), "model fetched and verified");
     }
     Ok(())
@@ -109,7 +152,7 @@ pub async fn fetch_only(config: Config) -> Result<(), NodeError> {
     p2p_config.reachability = p2p::Reachability::Client;
     let (network, _inbound, event_loop) = p2p::start(keypair, p2p_config).await?;
     let task = tokio::spawn(event_loop.run());
-    let result = fetch_all(&network, &config).await;
+    let result = fetch_all(&network, &config, None).await;
     drop(network);
     task.abort();
     result
@@ -136,8 +179,25 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let (network, inbound, event_loop) = p2p::start(keypair.clone(), p2p_config).await?;
     let mut tasks = vec![tokio::spawn(event_loop.run())];
     let p2p_addrs = network.listen_addrs().await?;
+    let active = Arc::new(AtomicU32::new(0));
 
-    fetch_all(&network, &config).await?;
+    // Advertise from the start, so that downloads show in the operator's
+    // view; the models join the ads once loaded.
+    let (catalog, catalog_rx) = watch::channel(Catalog::default());
+    let advertiser = Advertiser {
+        network: network.clone(),
+        keypair: keypair.clone(),
+        node_id,
+        hardware: hardware.clone(),
+        catalog: catalog_rx,
+        schedule: Vec::new(),
+        interval: config.ad_interval,
+        active: active.clone(),
+        last_seq: 0,
+    };
+    tasks.push(tokio::spawn(advertiser.run()));
+
+    fetch_all(&network, &config, Some(&catalog)).await?;
     let models_dir = config.models_dir.clone();
     let engine_config = config.engine(&hardware);
     let engine = tokio::task::spawn_blocking(move || Engine::load(&models_dir, engine_config))
@@ -150,7 +210,6 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
 
     distribute::serve(&network, &engine)?;
 
-    let active = Arc::new(AtomicU32::new(0));
     let job_server = Arc::new(JobServer {
         engine: engine.clone(),
         keypair: keypair.clone(),
@@ -160,22 +219,10 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     tasks.push(tokio::spawn(job_server.run(inbound)));
 
     let models = engine.offers();
-    let advertiser = Advertiser {
-        network: network.clone(),
-        keypair: keypair.clone(),
-        node_id,
-        hardware: hardware.clone(),
+    catalog.send_replace(Catalog {
         models: models.clone(),
-        schedule: Vec::new(),
-        interval: config.ad_interval,
-        active: active.clone(),
-        capacity: u32::try_from(models.len()).unwrap_or(u32::MAX),
-        last_seq: 0,
-    };
-    if let Err(e) = advertiser.provide().await {
-        tracing::warn!(error = %e, "could not put provider records in the DHT yet");
-    }
-    tasks.push(tokio::spawn(advertiser.run()));
+        fetching: Vec::new(),
+    });
 
     if let Some(server) = &config.server {
         let registration = Registration {
@@ -202,6 +249,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         models,
         p2p_addrs,
         network,
+        _catalog: catalog,
         tasks,
     })
 }

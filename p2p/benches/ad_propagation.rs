@@ -59,6 +59,7 @@ fn ad(key: &Keypair, seq: u64) -> SignedEnvelope {
         schedule: vec![],
         load: Load::default(),
         accepting_jobs: true,
+        fetching: Vec::new(),
     };
     SignedEnvelope::seal(key, &ad).unwrap()
 }

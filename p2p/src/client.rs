@@ -226,17 +226,19 @@ impl Client {
     }
 
     /// Fetches `model` from `peer` into `dir`, resuming any partial files
-    /// there and checking every file's hash; see [`crate::models`].
+    /// there and checking every file's hash, at most `max_rate` bytes per
+    /// second if given; see [`crate::models`].
     pub async fn fetch_model(
         &self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         model: wire::ModelHash,
         dir: &std::path::Path,
+        max_rate: Option<u64>,
         progress: impl FnMut(crate::models::FetchProgress),
     ) -> Result<Vec<wire::models::PackageFile>, crate::models::FetchError> {
         self.connect(peer, addrs).await?;
-        crate::models::fetch(self.control.clone(), peer, model, dir, progress).await
+        crate::models::fetch(self.control.clone(), peer, model, dir, max_rate, progress).await
     }
 
     /// Asks `peer` for its current ad over the ad protocol, checks it, and

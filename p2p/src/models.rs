@@ -231,14 +231,18 @@ pub enum FetchError {
 
 /// Fetches `model` from `peer` into `dir` (created if need be): each file
 /// lands as `<name>.part`, resumes from there, and is renamed to `<name>`
-/// only once its SHA-256 matches. Files already complete are kept.
+/// only once its SHA-256 matches. Files already complete are kept. With
+/// `max_rate` (bytes per second) the download is paced to stay under it.
 pub(crate) async fn fetch(
     control: libp2p_stream::Control,
     peer: PeerId,
     model: ModelHash,
     dir: &Path,
+    max_rate: Option<u64>,
     mut progress: impl FnMut(FetchProgress),
 ) -> Result<Vec<PackageFile>, FetchError> {
+    let paced_from = std::time::Instant::now();
+    let mut paced_bytes = 0u64;
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| FetchError::Io { path, source }
@@ -306,6 +310,14 @@ pub(crate) async fn fetch(
                 out.write_all(&buf[..n]).map_err(io(&part))?;
                 left -= n as u64;
                 have += n as u64;
+                if let Some(rate) = max_rate.filter(|r| *r > 0) {
+                    paced_bytes += n as u64;
+                    let due = Duration::from_secs_f64(paced_bytes as f64 / rate as f64);
+                    let ahead = due.saturating_sub(paced_from.elapsed());
+                    if !ahead.is_zero() {
+                        tokio::time::sleep(ahead).await;
+                    }
+                }
                 progress(FetchProgress {
                     file: f.name.clone(),
                     done: done_before + have,

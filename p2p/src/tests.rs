@@ -154,6 +154,7 @@ fn ad_for(key: &Keypair, seq: u64, issued_at: UnixMillis, price: u64) -> Capabil
         schedule: vec![],
         load: Load::default(),
         accepting_jobs: true,
+        fetching: Vec::new(),
     }
 }
 
@@ -644,7 +645,7 @@ mod model_fetch {
 
         let first = fetcher
             .client
-            .fetch_model(peer, vec![addr.clone()], model, &dest, |_| {})
+            .fetch_model(peer, vec![addr.clone()], model, &dest, None, |_| {})
             .await;
         match first {
             Err(FetchError::Interrupted { file, at, size }) => {
@@ -666,7 +667,7 @@ mod model_fetch {
         let mut last = None;
         let files = fetcher
             .client
-            .fetch_model(peer, vec![addr], model, &dest, |p| last = Some(p))
+            .fetch_model(peer, vec![addr], model, &dest, None, |p| last = Some(p))
             .await
             .unwrap();
         assert_eq!(files.len(), 3);
@@ -698,7 +699,7 @@ mod model_fetch {
 
         let bad = fetcher
             .client
-            .fetch_model(peer, vec![addr.clone()], model, &dest, |_| {})
+            .fetch_model(peer, vec![addr.clone()], model, &dest, None, |_| {})
             .await;
         match bad {
             Err(FetchError::HashMismatch { file, expected, .. }) => {
@@ -717,13 +718,20 @@ mod model_fetch {
         *source.flip.lock().unwrap() = None;
         fetcher
             .client
-            .fetch_model(peer, vec![addr.clone()], model, &dest, |_| {})
+            .fetch_model(peer, vec![addr.clone()], model, &dest, None, |_| {})
             .await
             .unwrap();
         assert_eq!(std::fs::read(dest.join("model.pt")).unwrap(), weights);
         let unknown = fetcher
             .client
-            .fetch_model(peer, vec![addr], Sha256Digest::of(b"nope"), &dest, |_| {})
+            .fetch_model(
+                peer,
+                vec![addr],
+                Sha256Digest::of(b"nope"),
+                &dest,
+                None,
+                |_| {},
+            )
             .await;
         assert!(
             matches!(unknown, Err(FetchError::NotFound(_))),

@@ -538,6 +538,7 @@ mod tests {
             version: "0".into(),
             heartbeat_interval_ms: 1000,
             active_jobs,
+            fetching: Vec::new(),
         }
     }
 

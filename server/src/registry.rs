@@ -255,6 +255,8 @@ struct NodeRow {
     registered_at: UnixMillis,
     last_seen: UnixMillis,
     last_signed: UnixMillis,
+    #[serde(default)]
+    fetching: Vec<wire::registry::ModelFetch>,
 }
 
 impl NodeRow {
@@ -270,6 +272,7 @@ impl NodeRow {
             version: self.version,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             active_jobs: self.active_jobs,
+            fetching: self.fetching,
         }
     }
 }
@@ -452,6 +455,7 @@ impl Registry {
             "active_jobs": ad.load.active_jobs,
             "last_seen": now,
             "last_ad_seq": ad.seq,
+            "fetching": ad.fetching,
         });
         let stored = self
             .merge_or_create(
@@ -589,6 +593,7 @@ mod tests {
             version: "0".into(),
             heartbeat_interval_ms: 1000,
             active_jobs: 0,
+            fetching: Vec::new(),
         }
     }
 
@@ -807,6 +812,7 @@ mod tests {
                     capacity: 1,
                 },
                 accepting_jobs: true,
+                fetching: Vec::new(),
             };
             let (registered, ingested) = tokio::join!(
                 registry.register(&registration, now),

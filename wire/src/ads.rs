@@ -105,6 +105,9 @@ pub struct CapabilityAd {
     pub load: Load,
     /// False while the operator has paused or is draining the node.
     pub accepting_jobs: bool,
+    /// Models the node is downloading, with their progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetching: Vec<crate::registry::ModelFetch>,
 }
 
 impl Signable for CapabilityAd {
@@ -157,6 +160,15 @@ impl CapabilityAd {
             return invalid(format!(
                 "{} addresses; at most {MAX_MULTIADDRS}",
                 self.multiaddrs.len()
+            ));
+        }
+        if self.fetching.len() > crate::registry::MAX_FETCHING
+            || self.fetching.iter().any(|f| f.done_bytes > f.total_bytes)
+        {
+            return invalid(format!(
+                "{} downloads reported; at most {}, each with done <= total",
+                self.fetching.len(),
+                crate::registry::MAX_FETCHING
             ));
         }
         if self.schedule.len() > 7 * 24 {
@@ -391,6 +403,7 @@ mod tests {
             schedule: vec![],
             load: Load::default(),
             accepting_jobs: true,
+            fetching: Vec::new(),
         }
     }
 

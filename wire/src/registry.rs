@@ -138,6 +138,17 @@ impl ModelOffer {
     }
 }
 
+/// A model a node is downloading from the network, and how far it has got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelFetch {
+    pub model: ModelHash,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// An ad may report at most this many downloads.
+pub const MAX_FETCHING: usize = 16;
+
 /// Signed by the node and posted to `POST /api/v1/nodes/register`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
@@ -193,6 +204,9 @@ pub struct NodeInfo {
     pub version: String,
     pub heartbeat_interval_ms: u64,
     pub active_jobs: u32,
+    /// Models the node is downloading now (from its latest ad).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetching: Vec<ModelFetch>,
 }
 
 impl NodeInfo {

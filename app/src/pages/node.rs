@@ -1,18 +1,21 @@
-//! One node: hardware, models on offer, addresses.
+//! One node: hardware, models on offer and being downloaded, addresses.
+//! Refreshes itself every two seconds.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::get_node;
 use crate::components::{ago, gib, StatusBadge};
+use crate::pages::ticker;
 
 #[component]
 pub(crate) fn NodePage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let node = Resource::new(id, get_node);
+    let tick = ticker(std::time::Duration::from_secs(2));
+    let node = Resource::new(move || (id(), tick.get()), |(id, _)| get_node(id));
     view! {
-        <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
+        <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match node.await {
                     Ok(Some((n, now))) => {
@@ -48,6 +51,34 @@ pub(crate) fn NodePage() -> impl IntoView {
                                 }
                             })
                             .collect_view();
+                        let downloads = (!n.fetching.is_empty())
+                            .then(|| {
+                                let rows = n
+                                    .fetching
+                                    .iter()
+                                    .map(|f| {
+                                        let pct = (f.done_bytes * 100)
+                                            .checked_div(f.total_bytes)
+                                            .unwrap_or(100);
+                                        view! {
+                                            <li data-testid="fetching">
+                                                <span class="mono">{f.model.to_string()}</span>
+                                                " "
+                                                <progress max="100" value=pct.to_string()></progress>
+                                                {format!(
+                                                    " {pct}% · {:.1} of {:.1} MB",
+                                                    f.done_bytes as f64 / 1e6,
+                                                    f.total_bytes as f64 / 1e6,
+                                                )}
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view();
+                                view! {
+                                    <h2>"Downloading"</h2>
+                                    <ul class="downloads">{rows}</ul>
+                                }
+                            });
                         let addrs = n
                             .multiaddrs
                             .iter()
@@ -90,6 +121,7 @@ pub(crate) fn NodePage() -> impl IntoView {
                                 </thead>
                                 <tbody>{models}</tbody>
                             </table>
+                            {downloads}
                             <h2>"Addresses"</h2>
                             <ul>{addrs}</ul>
                             <p>
@@ -102,6 +134,6 @@ pub(crate) fn NodePage() -> impl IntoView {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
     }
 }

@@ -503,3 +503,68 @@ fn a_node_fetches_a_model_it_lacks_by_hash_and_then_serves_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_download_in_progress_shows_in_the_registry_until_the_model_is_served() {
+    let server = Server::start();
+    let seed = server.p2p_tcp();
+    let models = models_dir();
+    let holder = start_node(&seed, &models, &[]);
+    let hash = file_hash(&models.join("all-minilm-l6-v2").join("model.pt"));
+
+    // About 90 MB at 160 Mbit/s: some 4.5 s of download to watch.
+    let empty = temp_dir("progress-models");
+    let key = temp_dir("progress-key").join("node.key");
+    let args = node_args(
+        &holder.addr,
+        &empty,
+        &key,
+        &[
+            "--fetch",
+            &hash,
+            "--fetch-max-mbit",
+            "160",
+            "--reachability",
+            "public",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_fetcher, _stdout) = Proc::start(&sibling_bin("node"), &args);
+
+    // The node gossips ads while it downloads; the registry shows how far.
+    let (peer, done, total) = eventually(Duration::from_secs(60), "download progress", || {
+        let list: Value = http().get(server.url("/nodes")).send().ok()?.json().ok()?;
+        list["nodes"].as_array()?.iter().find_map(|n| {
+            let f = &n["fetching"][0];
+            let (done, total) = (f["done_bytes"].as_u64()?, f["total_bytes"].as_u64()?);
+            (f["model"] == hash.as_str() && done > 0 && done < total).then(|| {
+                (
+                    n["peer_id"].as_str().unwrap_or_default().to_owned(),
+                    done,
+                    total,
+                )
+            })
+        })
+    });
+    assert!(total > 80_000_000, "the whole package: {total} bytes");
+    assert!(done < total);
+
+    // Then the model is served and the download is gone from the listing.
+    eventually(
+        Duration::from_secs(120),
+        "the fetched model on offer",
+        || {
+            let n: Value = http()
+                .get(server.url(&format!("/nodes/{peer}")))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            let offered = n["models"]
+                .as_array()?
+                .iter()
+                .any(|m| m["hash"] == hash.as_str());
+            (offered && n.get("fetching").is_none()).then_some(())
+        },
+    );
+}
