@@ -234,13 +234,7 @@ async fn embeddings(
             None,
             req.max_price_msat.map(MilliSats),
             |offer| {
-                if offer.task != Task::Embedding {
-                    return Err(ApiError::BadRequest(format!(
-                        "{} is a {} model, not an embedding model",
-                        offer.name,
-                        offer.task.as_str()
-                    )));
-                }
+                require_task(offer, Task::Embedding, "an embedding")?;
                 if let (Some(want), Some(dim)) = (dimensions, offer.embedding_dim) {
                     if want != dim {
                         return Err(ApiError::BadRequest(format!(
@@ -279,6 +273,22 @@ async fn embeddings(
         "usage": { "prompt_tokens": usage.0, "total_tokens": usage.0 },
         "infernet": infernet(&record, &receipt),
     })))
+}
+
+/// The endpoint's task, or a 400 naming the model's.
+fn require_task(
+    offer: &wire::registry::ModelOffer,
+    task: Task,
+    what: &str,
+) -> Result<(), ApiError> {
+    if offer.task == task {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest(format!(
+        "{} is a {} model, not {what} model",
+        offer.name,
+        offer.task.as_str()
+    )))
 }
 
 /// Input errors are about the request's input.
@@ -512,13 +522,7 @@ async fn chat(
             None,
             req.max_price_msat.map(MilliSats),
             |offer| {
-                if offer.task != Task::TextGeneration {
-                    return Err(ApiError::BadRequest(format!(
-                        "{} is a {} model, not a chat model",
-                        offer.name,
-                        offer.task.as_str()
-                    )));
-                }
+                require_task(offer, Task::TextGeneration, "a chat")?;
                 req.input(offer.context_tokens).map_err(|e| {
                     let message = e.error.to_string();
                     checked = Some(e);

@@ -14,7 +14,7 @@ use wire::jobs::{JobInput, JobOutput, Usage};
 use wire::registry::ModelOffer;
 
 use super::manifest::ModelFiles;
-use super::queue::{gather, Work};
+use super::queue::{gather, spawn_worker, Work};
 use super::{elapsed_ms, EngineConfig, EngineError, Finished, LoadedModel};
 
 struct Embedder {
@@ -196,37 +196,24 @@ pub(super) fn start(
     device: Device,
     config: &EngineConfig,
 ) -> Result<LoadedModel, EngineError> {
-    let (queue, rx) = std::sync::mpsc::sync_channel::<Work>(config.queue_depth.max(1));
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-    let thread_files = files.clone();
-    let thread_offer = offer.clone();
+    let files = files.clone();
     let (max_batch, wait) = (config.max_batch.max(1), config.batch_wait);
-    std::thread::Builder::new()
-        .name(format!("embed-{}", files.manifest.name))
-        .spawn(move || {
-            let embedder = match Embedder::load(&thread_files, device) {
-                Ok(e) => {
-                    let _ = ready_tx.send(Ok(()));
-                    e
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
+    spawn_worker(
+        format!("embed-{}", files.manifest.name),
+        config.queue_depth,
+        move || {
+            let embedder = Embedder::load(&files, device)?;
+            Ok(((embedder, offer.clone()), offer))
+        },
+        move |(embedder, offer): (Embedder, ModelOffer), rx| {
             let mut held = None;
             let texts = |w: &Work| match &w.input {
                 JobInput::Embedding { texts } => texts.len(),
                 JobInput::TextGeneration { .. } | JobInput::Tensor { .. } => 1,
             };
             while let Some(batch) = gather(&rx, &mut held, max_batch, wait, texts) {
-                embedder.run_batch(batch, &thread_offer);
+                embedder.run_batch(batch, &offer);
             }
-        })
-        .map_err(|e| EngineError::Load {
-            path: files.model.display().to_string(),
-            reason: format!("could not start worker thread: {e}"),
-        })?;
-    ready_rx.recv().map_err(|_| EngineError::WorkerGone)??;
-    Ok(LoadedModel { offer, queue })
+        },
+    )
 }

@@ -25,7 +25,7 @@ use wire::jobs::{FinishReason, GenerationParams, JobInput, JobOutput, Prompt, Us
 use wire::registry::ModelOffer;
 
 use super::manifest::{ChatTemplate, ModelFiles};
-use super::queue::Work;
+use super::queue::{spawn_worker, Work};
 use super::{elapsed_ms, EngineConfig, EngineError, Finished, LoadedModel};
 
 struct Generator {
@@ -623,29 +623,19 @@ pub(super) fn start(
     device: Device,
     config: &EngineConfig,
 ) -> Result<LoadedModel, EngineError> {
-    let (queue, rx) = std::sync::mpsc::sync_channel::<Work>(config.queue_depth.max(1));
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-    let thread_files = files.clone();
+    let files = files.clone();
     let max_batch = config.max_batch.max(1);
-    std::thread::Builder::new()
-        .name(format!("generate-{}", files.manifest.name))
-        .spawn(
-            move || match Generator::load(&thread_files, offer, device, max_batch) {
-                Ok(g) => {
-                    let _ = ready_tx.send(Ok(g.offer.clone()));
-                    g.serve(rx);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            },
-        )
-        .map_err(|e| EngineError::Load {
-            path: files.model.display().to_string(),
-            reason: format!("could not start worker thread: {e}"),
-        })?;
-    let offer = ready_rx.recv().map_err(|_| EngineError::WorkerGone)??;
-    Ok(LoadedModel { offer, queue })
+    spawn_worker(
+        format!("generate-{}", files.manifest.name),
+        config.queue_depth,
+        move || {
+            let generator = Generator::load(&files, offer, device, max_batch)?;
+            // Loading learnt the context length.
+            let offer = generator.offer.clone();
+            Ok((generator, offer))
+        },
+        Generator::serve,
+    )
 }
 
 #[cfg(test)]

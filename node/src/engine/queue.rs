@@ -8,7 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 use wire::jobs::JobInput;
 use wire::MilliSats;
 
-use super::{EngineError, Finished};
+use super::{EngineError, Finished, LoadedModel};
+use wire::registry::ModelOffer;
 
 /// One job waiting for, or running on, a model's worker.
 pub(crate) struct Work {
@@ -47,6 +48,37 @@ impl Work {
     pub(crate) fn fail(self, e: EngineError) {
         let _ = self.reply.send(Err(e));
     }
+}
+
+/// Starts a model's worker thread, named `name`: `load` runs on it (tch
+/// values never leave it) and gives the worker's state and the offer as
+/// loading found it; then `serve` takes the queue until it closes. Returns
+/// once loading has succeeded or failed.
+pub(super) fn spawn_worker<M>(
+    name: String,
+    queue_depth: usize,
+    load: impl FnOnce() -> Result<(M, ModelOffer), EngineError> + Send + 'static,
+    serve: impl FnOnce(M, Receiver<Work>) + Send + 'static,
+) -> Result<LoadedModel, EngineError> {
+    let (queue, rx) = std::sync::mpsc::sync_channel::<Work>(queue_depth.max(1));
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || match load() {
+            Ok((state, offer)) => {
+                let _ = ready_tx.send(Ok(offer));
+                serve(state, rx);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| EngineError::Load {
+            path: name,
+            reason: format!("could not start the worker thread: {e}"),
+        })?;
+    let offer = ready_rx.recv().map_err(|_| EngineError::WorkerGone)??;
+    Ok(LoadedModel { offer, queue })
 }
 
 /// Gathers the next batch: blocks for the first job, then takes jobs while

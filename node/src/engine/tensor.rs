@@ -9,7 +9,7 @@ use wire::jobs::{JobInput, JobOutput, NamedTensor, TensorData, Usage, MAX_TENSOR
 use wire::registry::ModelOffer;
 
 use super::manifest::{ModelFiles, TensorSpec};
-use super::queue::{gather, Work};
+use super::queue::{gather, spawn_worker, Work};
 use super::{elapsed_ms, EngineConfig, EngineError, Finished, LoadedModel};
 
 struct TensorModel {
@@ -74,6 +74,34 @@ impl TensorModel {
                 ))
             })
             .collect()
+    }
+
+    /// Runs one job and answers it, unless it was cancelled or is late.
+    fn answer(&self, work: Work) {
+        let started = Instant::now();
+        let Some(work) = work.keep(started) else {
+            return;
+        };
+        let JobInput::Tensor { inputs } = &work.input else {
+            work.fail(EngineError::WrongTask("embedding or text_generation"));
+            return;
+        };
+        let result = self.run(inputs).map(|outputs| {
+            let compute_ms = elapsed_ms(started);
+            Finished {
+                output: JobOutput::Tensor { outputs },
+                usage: Usage {
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    device_ms: compute_ms,
+                },
+                queue_ms: u64::try_from(started.duration_since(work.enqueued).as_millis())
+                    .unwrap_or(u64::MAX),
+                compute_ms,
+                tokens: Vec::new(),
+            }
+        });
+        let _ = work.reply.send(result);
     }
 
     fn run(&self, given: &[NamedTensor]) -> Result<Vec<NamedTensor>, EngineError> {
@@ -146,69 +174,33 @@ pub(super) fn start(
         .tensor
         .clone()
         .ok_or(EngineError::WrongTask("tensor"))?;
-    let (queue, rx) = std::sync::mpsc::sync_channel::<Work>(config.queue_depth.max(1));
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let path = files.model.clone();
-    std::thread::Builder::new()
-        .name(format!("tensor-{}", files.manifest.name))
-        .spawn(move || {
-            let module = match CModule::load_on_device(&path, device) {
-                Ok(mut m) => {
-                    m.set_eval();
-                    let _ = ready_tx.send(Ok(()));
-                    m
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(EngineError::Load {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    }));
-                    return;
-                }
-            };
+    spawn_worker(
+        format!("tensor-{}", files.manifest.name),
+        config.queue_depth,
+        move || {
+            let mut module =
+                CModule::load_on_device(&path, device).map_err(|e| EngineError::Load {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            module.set_eval();
             let model = TensorModel {
                 module,
                 device,
                 spec,
             };
+            Ok((model, offer))
+        },
+        |model: TensorModel, rx| {
             let mut held = None;
             while let Some(batch) = gather(&rx, &mut held, 1, std::time::Duration::ZERO, |_| 1) {
                 for work in batch {
-                    let started = Instant::now();
-                    let Some(work) = work.keep(started) else {
-                        continue;
-                    };
-                    let JobInput::Tensor { inputs } = &work.input else {
-                        work.fail(EngineError::WrongTask("embedding or text_generation"));
-                        continue;
-                    };
-                    let result = model.run(inputs).map(|outputs| {
-                        let compute_ms = elapsed_ms(started);
-                        Finished {
-                            output: JobOutput::Tensor { outputs },
-                            usage: Usage {
-                                input_tokens: 0,
-                                output_tokens: 0,
-                                device_ms: compute_ms,
-                            },
-                            queue_ms: u64::try_from(
-                                started.duration_since(work.enqueued).as_millis(),
-                            )
-                            .unwrap_or(u64::MAX),
-                            compute_ms,
-                            tokens: Vec::new(),
-                        }
-                    });
-                    let _ = work.reply.send(result);
+                    model.answer(work);
                 }
             }
-        })
-        .map_err(|e| EngineError::Load {
-            path: files.model.display().to_string(),
-            reason: format!("could not start worker thread: {e}"),
-        })?;
-    ready_rx.recv().map_err(|_| EngineError::WorkerGone)??;
-    Ok(LoadedModel { offer, queue })
+        },
+    )
 }
 
 #[cfg(test)]
