@@ -34,9 +34,9 @@ pub enum DistributeError {
 /// its directory (the model file, tokenizer and manifest).
 pub fn source(engine: &Engine) -> DirSource {
     let mut source = DirSource::default();
-    for (hash, dir, names) in engine.packages() {
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        if let Err(e) = source.add(hash, &dir, &names) {
+    for (hash, dir, model_file, others) in engine.packages() {
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        if let Err(e) = source.add(hash, &dir, &model_file, &others) {
             tracing::warn!(model = %hash, error = %e, "model not offered for download");
         }
     }

@@ -89,6 +89,9 @@ async fn fetch_all(
     config: &Config,
     catalog: Option<&watch::Sender<Catalog>>,
 ) -> Result<(), NodeError> {
+    if config.fetch.is_empty() {
+        return Ok(());
+    }
     let have: Vec<wire::ModelHash> = {
         let dir = config.models_dir.clone();
         tokio::task::spawn_blocking(move || {

@@ -48,17 +48,30 @@ pub struct DirSource {
 }
 
 impl DirSource {
-    /// Adds the model whose files `names` sit in `dir` (hashing each).
-    pub fn add(&mut self, model: ModelHash, dir: &Path, names: &[&str]) -> std::io::Result<()> {
-        let mut files = Vec::new();
-        for name in names {
+    /// Adds the model whose TorchScript file `model_file` (already hashed:
+    /// its digest is `model`) and other files `others` sit in `dir`; only
+    /// the others are hashed here.
+    pub fn add(
+        &mut self,
+        model: ModelHash,
+        dir: &Path,
+        model_file: &str,
+        others: &[&str],
+    ) -> std::io::Result<()> {
+        let entry = |name: &str, sha256: Option<Sha256Digest>| {
             let path = dir.join(name);
-            let size = std::fs::metadata(&path)?.len();
-            files.push(PackageFile {
-                name: (*name).to_owned(),
-                size,
-                sha256: hash_file(&path)?,
-            });
+            Ok::<_, std::io::Error>(PackageFile {
+                name: name.to_owned(),
+                size: std::fs::metadata(&path)?.len(),
+                sha256: match sha256 {
+                    Some(digest) => digest,
+                    None => hash_file(&path)?,
+                },
+            })
+        };
+        let mut files = vec![entry(model_file, Some(model))?];
+        for name in others {
+            files.push(entry(name, None)?);
         }
         check_package(&model, &files)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
@@ -81,12 +94,11 @@ impl ModelSource for DirSource {
         file: &str,
         offset: u64,
     ) -> std::io::Result<Box<dyn Read + Send>> {
-        let (_, dir, files) = self
+        let (_, dir, _) = self
             .models
             .iter()
             .find(|(m, _, files)| m == model && files.iter().any(|f| f.name == file))
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-        debug_assert!(files.iter().any(|f| f.name == file));
         let mut f = std::fs::File::open(dir.join(file))?;
         f.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(f))

@@ -622,7 +622,7 @@ mod model_fetch {
     fn faulty(dir: &Path, model: wire::ModelHash) -> Arc<Faulty> {
         let mut inner = DirSource::default();
         inner
-            .add(model, dir, &["model.pt", "manifest.json", "tokenizer.json"])
+            .add(model, dir, "model.pt", &["manifest.json", "tokenizer.json"])
             .unwrap();
         Arc::new(Faulty {
             inner,

@@ -189,10 +189,18 @@ impl Jobs {
             .map_err(|e| ApiError::Internal(e.to_string()))?
     }
 
+    /// [`Jobs::run`] on a task of its own, for the same reason.
+    pub(crate) async fn run_detached(&self, prepared: Prepared) -> Result<JobRecord, ApiError> {
+        let jobs = self.clone();
+        tokio::spawn(async move { jobs.run(prepared, None).await })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    }
+
     pub(crate) async fn submit(&self, req: SubmitJob) -> Result<JobRecord, ApiError> {
         let prepared = self
             .prepare(&req.model, req.node, req.max_price_msat, |offer| {
-                Ok(JobInput::parse(offer.task, req.input)?)
+                JobInput::parse(offer.task, req.input).map_err(ApiError::from)
             })
             .await?;
         self.run(prepared, None).await
@@ -200,22 +208,27 @@ impl Jobs {
 
     /// Chooses the node for a job, builds its input for the chosen model
     /// with `input`, and records it as dispatched. Nothing is stored when
-    /// this fails.
-    pub(crate) async fn prepare(
+    /// this fails. `input`'s errors come back as they are, so an API can
+    /// give its own (e.g. naming the offending parameter).
+    pub(crate) async fn prepare<E, F>(
         &self,
         model: &str,
         node: Option<NodeId>,
         max_price: Option<MilliSats>,
-        input: impl FnOnce(&ModelOffer) -> Result<JobInput, ApiError>,
-    ) -> Result<Prepared, ApiError> {
+        input: F,
+    ) -> Result<Prepared, E>
+    where
+        E: From<ApiError>,
+        F: FnOnce(&ModelOffer) -> Result<JobInput, E>,
+    {
         if model.is_empty() || model.len() > 128 {
-            return Err(ApiError::BadRequest("model must be 1 to 128 bytes".into()));
+            return Err(ApiError::BadRequest("model must be 1 to 128 bytes".into()).into());
         }
         let now = UnixMillis::now();
         let nodes = self.registry.all(now).await?;
         let (node, offer) = choose_node(&nodes, model, node, max_price)?;
         let input = input(offer)?;
-        input.validate()?;
+        input.validate().map_err(ApiError::from)?;
         let addrs: Vec<p2p::Multiaddr> = node
             .multiaddrs
             .iter()

@@ -48,10 +48,16 @@ pub(crate) struct OpenAiError {
 }
 
 impl From<ApiError> for OpenAiError {
+    /// Errors about which model or node are about the `model` parameter.
     fn from(error: ApiError) -> Self {
+        let param = matches!(
+            error,
+            ApiError::UnknownModel(_) | ApiError::NoNodeAvailable(_)
+        )
+        .then_some("model");
         OpenAiError {
             error: Box::new(error),
-            param: None,
+            param,
         }
     }
 }
@@ -234,21 +240,28 @@ async fn embeddings(
             None,
             req.max_price_msat.map(MilliSats),
             |offer| {
-                require_task(offer, Task::Embedding, "an embedding")?;
+                require_task(offer, Task::Embedding, "an embedding", "input")?;
                 if let (Some(want), Some(dim)) = (dimensions, offer.embedding_dim) {
                     if want != dim {
-                        return Err(ApiError::BadRequest(format!(
-                        "{} gives {dim}-dimensional embeddings; dimensions={want} is not available",
-                        offer.name
-                    )));
+                        return Err(invalid(
+                            "input",
+                            format!(
+                                "{} gives {dim}-dimensional embeddings; dimensions={want} is not available",
+                                offer.name
+                            ),
+                        ));
                     }
                 }
-                Ok(JobInput::Embedding { texts })
+                let input = JobInput::Embedding { texts };
+                input.validate().map_err(|e| OpenAiError {
+                    error: Box::new(ApiError::BadInput(e)),
+                    param: Some("input"),
+                })?;
+                Ok(input)
             },
         )
-        .await
-        .map_err(|e| with_param(e, "input"))?;
-    let record = run_detached(&state, prepared, None).await?;
+        .await?;
+    let record = state.jobs.run_detached(prepared).await?;
     let (receipt, usage) = receipt_of(&record)?;
     let Some(JobOutput::Embedding { vectors, .. }) = &record.output else {
         return Err(ApiError::Internal("an embedding job without vectors".into()).into());
@@ -275,47 +288,24 @@ async fn embeddings(
     })))
 }
 
-/// The endpoint's task, or a 400 naming the model's.
+/// The endpoint's task, or a 400 naming the model's, about `param`.
 fn require_task(
     offer: &wire::registry::ModelOffer,
     task: Task,
     what: &str,
-) -> Result<(), ApiError> {
+    param: &'static str,
+) -> Result<(), OpenAiError> {
     if offer.task == task {
         return Ok(());
     }
-    Err(ApiError::BadRequest(format!(
-        "{} is a {} model, not {what} model",
-        offer.name,
-        offer.task.as_str()
-    )))
-}
-
-/// Input errors are about the request's input.
-fn with_param(e: ApiError, param: &'static str) -> OpenAiError {
-    let param = matches!(e, ApiError::BadRequest(_) | ApiError::BadInput(_)).then_some(param);
-    let param = match e {
-        ApiError::UnknownModel(_) | ApiError::NoNodeAvailable(_) => Some("model"),
-        _ => param,
-    };
-    OpenAiError {
-        error: Box::new(e),
+    Err(invalid(
         param,
-    }
-}
-
-/// Runs a prepared job on a task of its own, so that a client that goes
-/// away cannot leave it half-recorded.
-async fn run_detached(
-    state: &AppState,
-    prepared: crate::jobs::Prepared,
-    text: Option<mpsc::UnboundedSender<String>>,
-) -> Result<JobRecord, OpenAiError> {
-    let jobs = state.jobs.clone();
-    tokio::spawn(async move { jobs.run(prepared, text).await })
-        .await
-        .map_err(|e| OpenAiError::from(ApiError::Internal(e.to_string())))?
-        .map_err(OpenAiError::from)
+        format!(
+            "{} is a {} model, not {what} model",
+            offer.name,
+            offer.task.as_str()
+        ),
+    ))
 }
 
 /// The verified receipt of a succeeded job and its (input, output) tokens.
@@ -514,7 +504,6 @@ async fn chat(
     State(state): State<AppState>,
     OaiJson(req): OaiJson<ChatRequest>,
 ) -> Result<Response, OpenAiError> {
-    let mut checked: Option<OpenAiError> = None;
     let prepared = state
         .jobs
         .prepare(
@@ -522,25 +511,16 @@ async fn chat(
             None,
             req.max_price_msat.map(MilliSats),
             |offer| {
-                require_task(offer, Task::TextGeneration, "a chat")?;
-                req.input(offer.context_tokens).map_err(|e| {
-                    let message = e.error.to_string();
-                    checked = Some(e);
-                    ApiError::BadRequest(message)
-                })
+                require_task(offer, Task::TextGeneration, "a chat", "messages")?;
+                req.input(offer.context_tokens)
             },
         )
-        .await;
-    let prepared = match (prepared, checked) {
-        (Ok(p), _) => p,
-        (Err(_), Some(e)) => return Err(e),
-        (Err(e), None) => return Err(with_param(e, "messages")),
-    };
+        .await?;
     let id = format!("chatcmpl-{}", prepared.record.id);
     let created = prepared.record.created_at.0 / 1000;
     let model = prepared.record.model.clone();
     if req.stream != Some(true) {
-        let record = run_detached(&state, prepared, None).await?;
+        let record = state.jobs.run_detached(prepared).await?;
         let (receipt, (prompt, completion)) = receipt_of(&record)?;
         let Some(JobOutput::TextGeneration {
             text,

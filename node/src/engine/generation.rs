@@ -55,6 +55,8 @@ struct Seq {
     device_ms: f64,
     admitted: Instant,
     finish: Option<FinishReason>,
+    /// Why the model could not go on, if it could not.
+    failed: Option<String>,
 }
 
 impl Generator {
@@ -197,6 +199,7 @@ impl Generator {
                     device_ms: 0.0,
                     admitted: Instant::now(),
                     finish: None,
+                    failed: None,
                     work,
                 })
             }
@@ -315,8 +318,7 @@ impl Generator {
                 tracing::error!(error = %e, "decode step failed");
                 // Every sequence fails; `retire` answers them.
                 for s in active.iter_mut() {
-                    s.finish = Some(FinishReason::Stop);
-                    s.text.failed = Some(e.to_string());
+                    s.failed = Some(e.to_string());
                 }
             }
         }
@@ -398,7 +400,10 @@ impl Generator {
         let now = Instant::now();
         for i in (0..active.len()).rev() {
             let s = &active[i];
-            let done = s.finish.is_some() || s.work.abandoned() || s.work.expired(now);
+            let done = s.finish.is_some()
+                || s.failed.is_some()
+                || s.work.abandoned()
+                || s.work.expired(now);
             if !done {
                 continue;
             }
@@ -429,12 +434,13 @@ impl Seq {
             device_ms,
             admitted,
             finish,
+            failed,
             ..
         } = self;
         if work.abandoned() {
             return;
         }
-        if let Some(message) = text.failed {
+        if let Some(message) = failed {
             work.fail(EngineError::BadOutput(message));
             return;
         }
@@ -474,7 +480,6 @@ struct TextStream {
     text: String,
     /// Bytes of `text` already sent.
     emitted: usize,
-    failed: Option<String>,
 }
 
 impl TextStream {

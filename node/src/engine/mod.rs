@@ -16,7 +16,6 @@ pub mod manifest;
 mod queue;
 mod tensor;
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -398,8 +397,9 @@ impl Engine {
     }
 
     /// The models that can be handed to other nodes: each one's hash, its
-    /// directory and its files, when they are flat names in that directory.
-    pub fn packages(&self) -> Vec<(ModelHash, std::path::PathBuf, Vec<String>)> {
+    /// directory, its model file and its other files, when all are flat
+    /// names in that directory.
+    pub fn packages(&self) -> Vec<(ModelHash, std::path::PathBuf, String, Vec<String>)> {
         let flat = |p: &Path| p.components().count() == 1;
         self.store
             .iter()
@@ -409,11 +409,11 @@ impl Engine {
                     return None;
                 }
                 let dir = s.files.model.parent()?.to_owned();
-                let mut names = vec!["manifest.json".to_owned(), m.file.to_str()?.to_owned()];
+                let mut others = vec!["manifest.json".to_owned()];
                 if let Some(t) = &m.tokenizer {
-                    names.push(t.to_str()?.to_owned());
+                    others.push(t.to_str()?.to_owned());
                 }
-                Some((s.offer.hash, dir, names))
+                Some((s.offer.hash, dir, m.file.to_str()?.to_owned(), others))
             })
             .collect()
     }
@@ -448,24 +448,12 @@ fn estimate_bytes(files: &ModelFiles) -> u64 {
     size.saturating_add(size / 2)
 }
 
-/// SHA-256 of a file, read in chunks.
+/// SHA-256 of a file ([`p2p::models::hash_file`]), with the path in the error.
 pub fn hash_file(path: &Path) -> Result<Sha256Digest, EngineError> {
-    use sha2::{Digest, Sha256};
-    let err = |source| EngineError::Hash {
+    p2p::models::hash_file(path).map_err(|source| EngineError::Hash {
         path: path.display().to_string(),
         source,
-    };
-    let mut file = std::fs::File::open(path).map_err(err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
+    })
 }
 
 fn elapsed_ms(since: Instant) -> u64 {
