@@ -2,6 +2,7 @@
 # set-up scripts (no downloads outside crates.io, PyPI, npm and Debian).
 #   docker build --target server -t infernet-server .
 #   docker build --target node   -t infernet-node .
+# (Base images from a registry; issue 15 makes them from Debian's packages.)
 FROM rust:1.95-bookworm AS build
 ENV INFERNET_CACHE=/cache DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
@@ -14,7 +15,7 @@ RUN ./scripts/setup.sh \
  && ./scripts/build-site.sh \
  && cargo build --release -p server -p node \
  && mkdir -p /out/bin \
- && cp "$CARGO_TARGET_DIR/release/server" "$CARGO_TARGET_DIR/release/node" /out/bin/ \
+ && cp "$CARGO_TARGET_DIR/release/server" "$CARGO_TARGET_DIR/release/infernet-node" /out/bin/ \
  && cp -R "$INFERNET_SITE_ROOT" /out/site \
  && cp -R "$INFERNET_MODELS_DIR" /out/models
 
@@ -33,9 +34,9 @@ FROM debian:bookworm-slim AS node
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /cache/venv /opt/venv
-COPY --from=build /out/bin/node /usr/local/bin/node
+COPY --from=build /out/bin/infernet-node /usr/local/bin/infernet-node
 COPY --from=build /out/models /models
 ENV LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/torch/lib \
     INFERNET_MODELS_DIR=/models INFERNET_NODE_KEY=/data/node.key
 VOLUME /data
-ENTRYPOINT ["node"]
+ENTRYPOINT ["infernet-node"]

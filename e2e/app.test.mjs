@@ -58,7 +58,7 @@ before(async () => {
     "--p2p-port", "0", "--p2p-host", "127.0.0.1", "--site-root", siteRoot,
   ]);
   serverUrl = server.http;
-  const node = await startProcess("node", [
+  const node = await startProcess("infernet-node", [
     "--server", serverUrl, "--models-dir", modelsDir, "--key-file", join(data, "node.key"),
     "--p2p-host", "127.0.0.1", "--heartbeat-ms", "2000", "--device", "cpu",
   ]);

@@ -4,6 +4,7 @@
 # INFERNET_CACHE (default ~/.cache/infernet) holds everything that outlives a
 # clone: the Python venv with torch, built tools, the exported model, and the
 # cargo target directory. It is reused when present and rebuilt when not.
+# The web app is built into the clone (target/site), where the server finds it.
 
 INFERNET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export INFERNET_ROOT
@@ -13,7 +14,9 @@ export INFERNET_PYTHON="$INFERNET_VENV/bin/python"
 export INFERNET_TOOLS="$INFERNET_CACHE/tools"
 export INFERNET_MODELS_DIR="${INFERNET_MODELS_DIR:-$INFERNET_CACHE/models}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$INFERNET_CACHE/target}"
-export INFERNET_SITE_ROOT="${INFERNET_SITE_ROOT:-$CARGO_TARGET_DIR/site}"
+# The built web app: where the server looks for it by default (target/site,
+# from the repository root).
+export INFERNET_SITE_ROOT="${INFERNET_SITE_ROOT:-$INFERNET_ROOT/target/site}"
 
 # Every checkout shares the target directory, but Cargo judges a workspace
 # crate fresh by comparing its sources' mtimes (paths relative to the crate)

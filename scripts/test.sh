@@ -25,6 +25,7 @@ step "build the web app"
 scripts/build-site.sh
 
 step "build the binaries"
+# The same command as scripts/up.sh: one build serves both.
 cargo build --workspace --bins
 
 step "unit and integration tests"

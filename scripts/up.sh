@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Sets up (idempotently), builds, and runs the whole platform locally: the
-# server with its embedded SurrealDB, one CPU node serving all-MiniLM-L6-v2,
-# and the web app. Ctrl-C stops everything.
+# server with its embedded SurrealDB, one CPU node serving every model in
+# $INFERNET_MODELS_DIR (all-MiniLM-L6-v2, a tiny GPT-2 and a tensor demo
+# after set-up), and the web app. Ctrl-C stops everything.
 #   INFERNET_PORT (default 8080) and INFERNET_P2P_PORT (default 4001).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 source scripts/env.sh
+# The very build scripts/test.sh makes (same command, same features), so
+# that running one after the other compiles nothing again.
 scripts/build-site.sh
-cargo build -p server -p node
+cargo build --workspace --bins
 
 port="${INFERNET_PORT:-8080}"
 data="$INFERNET_ROOT/.data"
@@ -24,13 +27,17 @@ pids+=($!)
 for _ in $(seq 1 120); do grep -q '"ready"' "$data/server.out" 2>/dev/null && break; sleep 0.5; done
 grep -q '"ready"' "$data/server.out" || { echo "the server did not start; see $data/server.log" >&2; exit 1; }
 
-"$CARGO_TARGET_DIR/debug/node" --server "http://127.0.0.1:$port" --models-dir "$INFERNET_MODELS_DIR" \
+"$CARGO_TARGET_DIR/debug/infernet-node" --server "http://127.0.0.1:$port" --models-dir "$INFERNET_MODELS_DIR" \
   --key-file "$data/node/node.key" > "$data/node.out" 2> >(tee "$data/node.log" >&2) &
 pids+=($!)
 for _ in $(seq 1 240); do grep -q '"ready"' "$data/node.out" 2>/dev/null && break; sleep 0.5; done
 grep -q '"ready"' "$data/node.out" || { echo "the node did not start; see $data/node.log" >&2; exit 1; }
 
 url="http://127.0.0.1:$port"
-printf '\n\033[1mInfernet is up: %s\033[0m  (one CPU node serving all-minilm-l6-v2; Ctrl-C stops)\n\n' "$url"
+models="$(python3 -c 'import json, sys
+for line in sys.stdin:
+    try: print(", ".join(json.loads(line)["models"]))
+    except (ValueError, KeyError): pass' < "$data/node.out")"
+printf '\n\033[1mInfernet is up: %s\033[0m  (one CPU node serving %s; Ctrl-C stops)\n\n' "$url" "$models"
 if [ -n "${DISPLAY:-}" ] && command -v xdg-open >/dev/null; then xdg-open "$url" >/dev/null 2>&1 || true; fi
 wait -n "${pids[@]}"

@@ -7,9 +7,10 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
+use wire::catalog::ModelListing;
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
-use wire::registry::{NodeInfo, NodeList, NodeQuery, Task};
-use wire::{MilliSats, UnixMillis};
+use wire::registry::{NodeInfo, NodeList, NodeQuery};
+use wire::UnixMillis;
 
 /// A page of nodes and the server's clock when it was read, so that "seen
 /// 3 s ago" renders the same on the server and in the browser.
@@ -17,32 +18,6 @@ use wire::{MilliSats, UnixMillis};
 pub struct NodesView {
     pub list: NodeList,
     pub now: UnixMillis,
-}
-
-/// A model on offer, summed over the online nodes that offer it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelChoice {
-    pub name: String,
-    pub task: Task,
-    pub nodes: usize,
-    pub cheapest: MilliSats,
-    /// Per-token prices of the cheapest offer.
-    pub token_price: wire::registry::TokenPrice,
-}
-
-impl ModelChoice {
-    /// "from 1 sat", plus per-token prices when the model has them.
-    pub fn price_label(&self) -> String {
-        let t = self.token_price;
-        if t.is_zero() {
-            format!("from {}", self.cheapest)
-        } else {
-            format!(
-                "from {} + {}/{} msat per input/output token",
-                self.cheapest, t.input_msat.0, t.output_msat.0
-            )
-        }
-    }
 }
 
 #[cfg(feature = "ssr")]
@@ -74,42 +49,11 @@ pub async fn get_node(id: String) -> Result<Option<(NodeInfo, UnixMillis)>, Serv
     Ok(node.map(|n| (n, UnixMillis::now())))
 }
 
-/// The models that online nodes offer, cheapest first.
+/// The models that available nodes offer, by name: the same catalogue
+/// as the OpenAI API's `GET /v1/models`.
 #[server(input = Json, endpoint = "list_models")]
-pub async fn list_models() -> Result<Vec<ModelChoice>, ServerFnError> {
-    let query = NodeQuery {
-        online: Some(true),
-        limit: Some(500),
-        ..Default::default()
-    };
-    let list = backend()?.0.list_nodes(query).await.map_err(err)?;
-    let mut choices: Vec<ModelChoice> = Vec::new();
-    for node in list
-        .nodes
-        .iter()
-        .filter(|n| n.status == wire::registry::NodeStatus::Online)
-    {
-        for m in &node.models {
-            match choices.iter_mut().find(|c| c.name == m.name) {
-                Some(c) => {
-                    c.nodes += 1;
-                    if m.price_msat < c.cheapest {
-                        c.cheapest = m.price_msat;
-                        c.token_price = m.token_price;
-                    }
-                }
-                None => choices.push(ModelChoice {
-                    name: m.name.clone(),
-                    task: m.task,
-                    nodes: 1,
-                    cheapest: m.price_msat,
-                    token_price: m.token_price,
-                }),
-            }
-        }
-    }
-    choices.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(choices)
+pub async fn list_models() -> Result<Vec<ModelListing>, ServerFnError> {
+    backend()?.0.list_models().await.map_err(err)
 }
 
 #[server(input = Json, endpoint = "run_job")]

@@ -56,53 +56,19 @@ pub fn rank(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire::ads::{AvailabilityWindow, Load};
-    use wire::registry::Hardware;
-    use wire::Sha256Digest;
-
-    const NOW: UnixMillis = UnixMillis(1_800_000_000_000);
+    use testkit::fixtures::NOW;
+    use wire::ads::AvailabilityWindow;
 
     fn candidate(price: u64, active: u32, rtt_ms: u64) -> Candidate {
-        let peer = PeerId::random();
-        let offer = ModelOffer {
-            name: "m".into(),
-            task: Task::Embedding,
-            hash: Sha256Digest::of(b"m"),
-            price_msat: MilliSats(price),
-            device: "cpu".into(),
-            description: None,
-            embedding_dim: Some(2),
-            token_price: Default::default(),
-            context_tokens: None,
-        };
+        let key = p2p::Keypair::generate_ed25519();
+        let mut ad = testkit::fixtures::ad(&key, 1, NOW, 30_000);
+        ad.multiaddrs.clear();
+        ad.models[0].price_msat = MilliSats(price);
+        ad.load.active_jobs = active;
         Candidate {
-            peer,
-            ad: CapabilityAd {
-                node_id: peer.into(),
-                seq: 1,
-                issued_at: NOW,
-                ttl_ms: 30_000,
-                multiaddrs: vec![],
-                hardware: Hardware {
-                    cpu_model: "x".into(),
-                    cpu_cores: 1,
-                    ram_mb: 1,
-                    gpus: vec![],
-                    os: "linux".into(),
-                    arch: "x86_64".into(),
-                },
-                models: vec![offer.clone()],
-                version: "0".into(),
-                schedule: vec![],
-                load: Load {
-                    active_jobs: active,
-                    queued_jobs: 0,
-                    capacity: 1,
-                },
-                accepting_jobs: true,
-                fetching: Vec::new(),
-            },
-            offer,
+            peer: key.public().to_peer_id(),
+            offer: ad.models[0].clone(),
+            ad,
             rtt: Duration::from_millis(rtt_ms),
         }
     }

@@ -12,11 +12,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use p2p::{Multiaddr, NetworkError, PeerId};
+use p2p::{JobResponse, Multiaddr, NetworkError, PeerId};
 use wire::ads::HeldAd;
-use wire::jobs::{
-    verify_receipt, JobInput, JobOutput, JobRequest, JobResponse, Receipt, RefusalCode,
-};
+use wire::jobs::{verify_receipt, JobInput, JobOutput, JobRequest, JobTerms, Receipt};
 use wire::registry::ModelOffer;
 use wire::{JobId, MilliSats, ModelHash, UnixMillis};
 
@@ -272,6 +270,9 @@ impl Consumer {
         Err(ConsumerError::AllFailed(failed))
     }
 
+    /// Runs the job on one provider. A receipt that does not verify (wrong
+    /// job, wrong output, or a price above `request.max_price_msat`) fails
+    /// the attempt like a refusal does.
     async fn try_provider(
         &self,
         candidate: &Candidate,
@@ -285,11 +286,9 @@ impl Consumer {
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
-        let input = request.input.clone();
-        let job_id = request.job_id.clone();
         let mut call = self
             .network
-            .call_job(provider, addrs, request)
+            .call_job(provider, addrs, request.clone())
             .await
             .map_err(|e| e.to_string())?;
         let mut items = 0u32;
@@ -315,31 +314,18 @@ impl Consumer {
                     }
                 },
                 Some(p2p::JobUpdate::Finished(JobResponse::Done { output, receipt })) => {
-                    let checked = verify_receipt(
-                        &receipt,
-                        &job_id,
-                        provider.into(),
-                        candidate.offer.hash,
-                        &input,
-                        &output,
-                    )
-                    .map_err(|e| format!("bad receipt: {e}"))?;
+                    let checked =
+                        verify_receipt(&receipt, &JobTerms::of(&request, provider.into()), &output)
+                            .map_err(|e| format!("bad receipt: {e}"))?;
                     return Ok((output, checked, receipt));
                 }
                 Some(p2p::JobUpdate::Finished(JobResponse::Refused { code, message })) => {
-                    return Err(format!("refused ({}): {message}", refusal_name(code)));
+                    return Err(format!("refused ({}): {message}", code.as_str()));
                 }
                 None => return Err("the provider ended the job without an answer".into()),
             }
         }
     }
-}
-
-fn refusal_name(code: RefusalCode) -> String {
-    serde_json::to_value(code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{code:?}"))
 }
 
 fn addrs_of(known: &[HeldAd], peer: PeerId) -> Vec<Multiaddr> {

@@ -7,13 +7,12 @@
 //!     --text "A man plays a guitar." --text "Someone makes music."
 //! ```
 //!
-//! Progress goes to stderr, the result (JSON) to stdout. Exit codes: 0 done,
+//! Progress goes to stderr, the result (JSON) to stdout. Exit codes: 0 done
+//! (also when the reader of stdout went away first, as with `| head`),
 //! 2 bad usage or input, 3 no provider found, 4 every provider failed,
-//! 1 anything else (network set-up).
+//! 1 anything else (network set-up, a failed write).
 
-// Standard output is this program's result.
-#![allow(clippy::print_stdout)]
-
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -105,14 +104,20 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say(format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(result) => match write_result(&mut std::io::stdout().lock(), &result) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                say(format!("error: could not write the result: {e}"));
+                ExitCode::from(1)
+            }
+        },
         Err(e) => {
-            eprintln!("error: {e}");
+            say(format!("error: {e}"));
             ExitCode::from(match e {
                 ConsumerError::BadInput(_) => 2,
                 ConsumerError::NoProviders(_) | ConsumerError::TooExpensive { .. } => 3,
@@ -123,11 +128,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn say(line: String) {
-    eprintln!("{line}");
+/// Writes the result as one line of JSON. A reader that has gone away
+/// (`infernet … | head -c 100`) is not an error: there is nobody left to
+/// tell.
+fn write_result(out: &mut impl Write, result: &serde_json::Value) -> std::io::Result<()> {
+    match writeln!(out, "{result}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
-async fn run(cli: Cli) -> Result<(), ConsumerError> {
+/// A line of progress on stderr; never fails the run (stderr may be closed).
+fn say(line: String) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Runs the command and returns its result.
+async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
     let (consumer, _task) = Consumer::join(cli.peers, Vec::new()).await?;
     match cli.command {
         Command::Providers { model, max_price } => {
@@ -145,6 +162,8 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
                         "model": c.offer.name,
                         "model_hash": c.offer.hash.to_string(),
                         "price_msat": c.offer.price_msat.0,
+                        "token_price": c.offer.token_price,
+                        "price": c.offer.price_label(),
                         "device": c.offer.device,
                         "load": c.ad.load,
                         "rtt_ms": c.rtt.as_secs_f64() * 1e3,
@@ -152,8 +171,7 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
                     })
                 })
                 .collect();
-            println!("{}", json!({ "model": model, "providers": list }));
-            Ok(())
+            Ok(json!({ "model": model, "providers": list }))
         }
         Command::Run {
             model,
@@ -230,8 +248,7 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
                 JobOutput::Tensor { outputs } => {
                     let mut result = base;
                     result["outputs"] = json!(outputs);
-                    println!("{result}");
-                    return Ok(());
+                    return Ok(result);
                 }
                 JobOutput::TextGeneration {
                     text,
@@ -241,8 +258,7 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
                     let mut result = base;
                     result["text"] = json!(text);
                     result["finish_reason"] = json!(finish_reason);
-                    println!("{result}");
-                    return Ok(());
+                    return Ok(result);
                 }
             };
             let similarity = (vs.len() == 2).then(|| cosine(&vs[0], &vs[1]));
@@ -253,8 +269,46 @@ async fn run(cli: Cli) -> Result<(), ConsumerError> {
             if vectors {
                 result["vectors"] = json!(vs);
             }
-            println!("{result}");
+            Ok(result)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stands for a pipe whose reader has gone.
+    struct ClosedPipe;
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    /// Stands for a full disk.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::StorageFull.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_reader_that_went_away_is_not_an_error_but_a_failed_write_is() {
+        let result = json!({"job_id": "x"});
+        assert!(write_result(&mut ClosedPipe, &result).is_ok());
+        assert!(write_result(&mut Full, &result).is_err());
+        let mut out = Vec::new();
+        write_result(&mut out, &result).unwrap();
+        assert_eq!(out, b"{\"job_id\":\"x\"}\n");
     }
 }

@@ -19,18 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use node::engine::{DeviceChoice, Engine, EngineConfig, LoadedModel};
+use testkit::bench::{arg, median};
 use wire::jobs::JobInput;
 use wire::registry::Task;
 use wire::MilliSats;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 const SENTENCES: [&str; 8] = [
     "A man is playing a guitar on the street corner.",
@@ -129,10 +121,6 @@ async fn main() {
     // Warm up, then alternate the three servers at each level, `rounds`
     // times, and compare medians: all three see the same machine.
     engine_rate(model.clone(), 16, 4).await;
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     for c in levels {
         let (mut ours, mut eager, mut script) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -140,7 +128,7 @@ async fn main() {
             eager.push(baseline("eager", c));
             script.push(baseline("torchscript", c));
         }
-        let (ours, eager, script) = (median(ours), median(eager), median(script));
+        let (ours, eager, script) = (median(&ours), median(&eager), median(&script));
         println!(
             "concurrency {c:>2}: engine {ours:>7.1}/s  pytorch eager {eager:>7.1}/s  torchscript-in-python {script:>7.1}/s  ratio vs eager {:.2}x  vs torchscript {:.2}x",
             ours / eager,

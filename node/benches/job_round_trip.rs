@@ -16,24 +16,11 @@ use std::time::{Duration, Instant};
 
 use node::engine::{DeviceChoice, Engine, EngineConfig};
 use node::jobs::JobServer;
+use p2p::JobResponse;
 use p2p::{Config, Keypair, Reachability};
-use wire::jobs::{JobInput, JobRequest, JobResponse};
+use testkit::bench::{arg, p50_p99_ms};
+use wire::jobs::{JobInput, JobRequest};
 use wire::{JobId, NodeId, UnixMillis};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn stats(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
-    (at(0.5), at(0.99))
-}
 
 #[tokio::main]
 async fn main() {
@@ -90,6 +77,7 @@ async fn main() {
         node_id: NodeId::from(provider_key.public().to_peer_id()),
         keypair: provider_key,
         active: Arc::new(AtomicU32::new(0)),
+        admission: node::admission::Gate::default(),
     });
     tokio::spawn(server.run(inbound));
     let addrs = provider.listen_addrs().await.unwrap();
@@ -124,8 +112,8 @@ async fn main() {
         assert!(matches!(r, JobResponse::Done { .. }));
     }
 
-    let (d50, d99) = stats(direct);
-    let (n50, n99) = stats(network);
+    let (d50, d99) = p50_p99_ms(direct);
+    let (n50, n99) = p50_p99_ms(network);
     println!("direct_engine_ms p50={d50:.3} p99={d99:.3}");
     println!("through_libp2p_ms p50={n50:.3} p99={n99:.3}");
     println!(

@@ -13,6 +13,8 @@ use wire::ads::{AvailabilityWindow, CapabilityAd, Load};
 use wire::registry::{Hardware, ModelFetch, ModelOffer};
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
+use crate::admission::Gate;
+
 /// An ad lives this many publishing intervals.
 pub const AD_TTL_INTERVALS: u64 = 3;
 
@@ -34,6 +36,8 @@ pub struct Advertiser {
     pub schedule: Vec<AvailabilityWindow>,
     pub interval: Duration,
     pub active: Arc<AtomicU32>,
+    /// Whether the node takes jobs; every change is advertised at once.
+    pub admission: Gate,
     pub(crate) last_seq: u64,
 }
 
@@ -88,7 +92,7 @@ impl Advertiser {
                 queued_jobs: active.saturating_sub(capacity),
                 capacity,
             },
-            accepting_jobs: true,
+            accepting_jobs: self.admission.accepting(),
             fetching: catalog
                 .fetching
                 .into_iter()
@@ -111,8 +115,9 @@ impl Advertiser {
     }
 
     /// Publishes an ad every interval, and at once when our addresses
-    /// change (a confirmed address, a relay reservation) or the catalog
-    /// does; puts provider records for new models.
+    /// change (a confirmed address, a relay reservation), the catalog does,
+    /// or the node is paused or resumed; puts provider records for new
+    /// models.
     pub async fn run(mut self) {
         let mut events = self.network.subscribe();
         let mut tick = tokio::time::interval(self.interval);
@@ -122,9 +127,14 @@ impl Advertiser {
         }
         let mut provided = self.catalog.borrow().models.len();
         let mut catalog_open = true;
+        let mut admission = self.admission.watch();
         loop {
             tokio::select! {
                 _ = tick.tick() => self.publish().await,
+                Ok(()) = admission.changed() => {
+                    admission.borrow_and_update();
+                    self.publish().await;
+                }
                 changed = self.catalog.changed(), if catalog_open => {
                     if changed.is_err() {
                         // Nothing changes it any more; keep advertising it.

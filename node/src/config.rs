@@ -12,7 +12,7 @@ use crate::engine::DeviceChoice;
 
 #[derive(Debug, Parser, Default)]
 #[command(
-    name = "node",
+    name = "infernet-node",
     version,
     about = "Infernet provider node: sells inference on this machine's CPU or GPU"
 )]
@@ -69,11 +69,12 @@ struct Cli {
     /// auto, cpu, cuda or cuda:N [default: auto].
     #[arg(long, env = "INFERNET_DEVICE")]
     device: Option<String>,
-    /// Jobs that may wait for each model before new ones are refused [default: 64].
+    /// Jobs that may wait for each model before new ones are refused [default: 64]
+    /// (`engine::DEFAULT_QUEUE_DEPTH`).
     #[arg(long, env = "INFERNET_QUEUE_DEPTH")]
     queue_depth: Option<usize>,
     /// Most texts in one embedding batch, and most sequences a generation
-    /// model decodes at once [default: 16].
+    /// model decodes at once [default: 16] (`engine::DEFAULT_MAX_BATCH`).
     #[arg(long, env = "INFERNET_MAX_BATCH")]
     max_batch: Option<usize>,
     /// How long a model waits for more jobs before running a batch that is
@@ -255,11 +256,17 @@ impl Config {
             .unwrap_or_else(|| "auto".into())
             .parse()
             .map_err(invalid)?;
-        let queue_depth = cli.queue_depth.or(file.queue_depth).unwrap_or(64);
+        let queue_depth = cli
+            .queue_depth
+            .or(file.queue_depth)
+            .unwrap_or(crate::engine::DEFAULT_QUEUE_DEPTH);
         if queue_depth == 0 || queue_depth > 100_000 {
             return Err(invalid("queue_depth must be 1 to 100000".into()));
         }
-        let max_batch = cli.max_batch.or(file.max_batch).unwrap_or(16);
+        let max_batch = cli
+            .max_batch
+            .or(file.max_batch)
+            .unwrap_or(crate::engine::DEFAULT_MAX_BATCH);
         if max_batch == 0 || max_batch > 1024 {
             return Err(invalid("max_batch must be 1 to 1024".into()));
         }
@@ -391,6 +398,11 @@ mod tests {
         assert_eq!(c.heartbeat, Duration::from_millis(2000));
         assert_eq!(c.device, DeviceChoice::Cpu);
         assert_eq!(c.queue_depth, 7);
+        assert_eq!(
+            c.max_batch,
+            crate::engine::EngineConfig::default().max_batch,
+            "one default, whether the engine is built from flags or not"
+        );
         assert_eq!(c.server.unwrap().as_str(), "http://127.0.0.1:8080/");
         assert_eq!(c.reachability, p2p::Reachability::Auto);
         assert!(c.relay_server);

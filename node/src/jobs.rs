@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use p2p::InboundJob;
+use p2p::{InboundJob, JobResponse};
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use wire::jobs::{JobRequest, JobResponse, Receipt, RefusalCode};
+use wire::jobs::{JobRequest, Receipt, RefusalCode};
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
-use crate::engine::{Engine, EngineError};
+use crate::admission::{Admission, Gate};
+use crate::engine::{Engine, EngineError, DELTA_BUFFER};
 
 /// What answering jobs needs.
 pub struct JobServer {
@@ -19,6 +20,8 @@ pub struct JobServer {
     pub keypair: p2p::Keypair,
     pub node_id: NodeId,
     pub active: Arc<AtomicU32>,
+    /// Jobs are refused unless it is open.
+    pub admission: Gate,
 }
 
 impl JobServer {
@@ -42,8 +45,9 @@ impl JobServer {
                         server.active.fetch_sub(1, Ordering::Relaxed);
                         return;
                     }
-                    // Generated text streams to the consumer as it is decoded.
-                    let (deltas, mut streamed) = mpsc::unbounded_channel();
+                    // Generated text streams to the consumer as it is decoded;
+                    // while the consumer is slow the engine holds it back.
+                    let (deltas, mut streamed) = mpsc::channel(DELTA_BUFFER);
                     let answer = server.answer(request, Some(deltas));
                     tokio::pin!(answer);
                     let cancelled = JobResponse::Refused {
@@ -85,13 +89,28 @@ impl JobServer {
     pub async fn answer(
         &self,
         request: JobRequest,
-        deltas: Option<mpsc::UnboundedSender<String>>,
+        deltas: Option<mpsc::Sender<String>>,
     ) -> JobResponse {
         let received = UnixMillis::now();
         let refuse = |code: RefusalCode, message: String| {
             tracing::info!(?code, %message, "job refused");
             JobResponse::Refused { code, message }
         };
+        match self.admission.get() {
+            Admission::Open => {}
+            Admission::Paused => {
+                return refuse(
+                    RefusalCode::NotAccepting,
+                    "this node is paused by its operator".into(),
+                )
+            }
+            Admission::Draining => {
+                return refuse(
+                    RefusalCode::NotAccepting,
+                    "this node is draining: it finishes its jobs and takes no new ones".into(),
+                )
+            }
+        }
         let Some(offer) = self.engine.offer(&request.model_hash).cloned() else {
             return refuse(
                 RefusalCode::UnknownModel,
@@ -205,156 +224,63 @@ impl JobServer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, OnceLock};
-
-    use wire::jobs::{verify_receipt, JobInput, JobOutput};
-    use wire::{JobId, MilliSats, Sha256Digest};
-
     use super::*;
     use crate::engine::{DeviceChoice, EngineConfig};
+    use wire::jobs::JobInput;
+    use wire::{JobId, MilliSats, Sha256Digest};
 
-    /// The real all-MiniLM-L6-v2, loaded once for this module's tests.
-    fn engine() -> Arc<Engine> {
-        static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
-        ENGINE
-            .get_or_init(|| {
-                let dir = std::env::var_os("INFERNET_MODELS_DIR").expect(
-                    "INFERNET_MODELS_DIR is not set: run scripts/setup.sh, source scripts/env.sh",
-                );
-                let config = EngineConfig {
-                    device: DeviceChoice::Cpu,
-                    queue_depth: 8,
-                    ..Default::default()
-                };
-                Arc::new(Engine::load(std::path::Path::new(&dir), config).unwrap())
-            })
-            .clone()
-    }
-
-    fn server() -> JobServer {
+    /// A job server with no models: admission is decided before any model.
+    fn server(admission: Gate) -> JobServer {
+        let dir = std::env::temp_dir().join(format!("infernet-no-models-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = EngineConfig {
+            device: DeviceChoice::Cpu,
+            ..Default::default()
+        };
         let keypair = p2p::Keypair::generate_ed25519();
         JobServer {
-            engine: engine(),
+            engine: Arc::new(Engine::load(&dir, config).unwrap()),
             node_id: NodeId::from(keypair.public().to_peer_id()),
             keypair,
             active: Arc::new(AtomicU32::new(0)),
+            admission,
         }
     }
 
-    fn request(server: &JobServer, texts: &[&str]) -> JobRequest {
-        let offer = server
-            .engine
-            .offers()
-            .into_iter()
-            .find(|o| o.task == wire::registry::Task::Embedding)
-            .unwrap();
+    fn request() -> JobRequest {
         JobRequest {
-            job_id: JobId::from_random([3; 16]),
-            model_hash: offer.hash,
+            job_id: JobId::from_random([1; 16]),
+            model_hash: Sha256Digest::of(b"m"),
             input: JobInput::Embedding {
-                texts: texts.iter().map(|t| t.to_string()).collect(),
+                texts: vec!["x".into()],
             },
-            max_price_msat: offer.price_msat,
+            max_price_msat: MilliSats(1000),
             deadline: UnixMillis(UnixMillis::now().0 + 60_000),
         }
     }
 
     #[tokio::test]
-    async fn finished_job_carries_unit_vectors_and_a_receipt_that_verifies() {
-        let server = server();
-        let req = request(
-            &server,
-            &[
-                "a cat sits on the mat",
-                "a cat sits on the mat",
-                "stock markets fell",
-            ],
-        );
-        let JobResponse::Done { output, receipt } = server.answer(req.clone(), None).await else {
-            panic!("job was refused");
-        };
-        let JobOutput::Embedding { dim, vectors } = &output else {
-            panic!("{output:?}");
-        };
-        assert_eq!(*dim, 384);
-        for v in vectors {
-            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
-        }
-        // Identical texts, identical vectors; a different text differs.
-        assert_eq!(vectors[0], vectors[1]);
-        assert_ne!(vectors[0], vectors[2]);
-        let r = verify_receipt(
-            &receipt,
-            &req.job_id,
-            server.node_id,
-            req.model_hash,
-            &req.input,
-            &output,
-        )
-        .unwrap();
-        assert_eq!(r.device, "cpu");
-    }
-
-    #[tokio::test]
-    async fn batching_does_not_change_a_text_s_embedding() {
-        let server = server();
-        let JobResponse::Done { output: alone, .. } = server
-            .answer(request(&server, &["hello world"]), None)
-            .await
-        else {
-            panic!("refused");
-        };
-        let JobResponse::Done {
-            output: batched, ..
-        } = server
-            .answer(
-                request(
-                    &server,
-                    &[
-                        "hello world",
-                        "a much longer sentence that forces padding of the first",
-                    ],
-                ),
-                None,
-            )
-            .await
-        else {
-            panic!("refused");
-        };
-        let (JobOutput::Embedding { vectors: a, .. }, JobOutput::Embedding { vectors: b, .. }) =
-            (alone, batched)
-        else {
-            panic!("not embeddings");
-        };
-        let dot: f32 = a[0].iter().zip(&b[0]).map(|(x, y)| x * y).sum();
-        assert!(dot > 0.9999, "padding changed the embedding: cosine {dot}");
-    }
-
-    #[tokio::test]
-    async fn jobs_the_node_cannot_honour_are_refused_with_a_reason() {
-        let server = server();
-        let mut unknown = request(&server, &["x"]);
-        unknown.model_hash = Sha256Digest::of(b"no such model");
-        let mut cheap = request(&server, &["x"]);
-        cheap.max_price_msat = MilliSats(cheap.max_price_msat.0 - 1);
-        let mut late = request(&server, &["x"]);
-        late.deadline = UnixMillis(UnixMillis::now().0 - 1);
-        let mut empty = request(&server, &["x"]);
-        empty.input = JobInput::Embedding { texts: vec![] };
-        for (req, want) in [
-            (unknown, RefusalCode::UnknownModel),
-            (cheap, RefusalCode::PriceTooLow),
-            (late, RefusalCode::DeadlineExceeded),
-            (empty, RefusalCode::BadInput),
-        ] {
-            match server.answer(req, None).await {
+    async fn a_paused_or_draining_node_refuses_new_jobs_as_not_accepting() {
+        let gate = Gate::default();
+        let server = server(gate.clone());
+        for state in [Admission::Paused, Admission::Draining] {
+            gate.set(state);
+            match server.answer(request(), None).await {
                 JobResponse::Refused { code, message } => {
-                    assert_eq!(code, want);
-                    assert!(!message.is_empty());
+                    assert_eq!(code, RefusalCode::NotAccepting, "{state:?}");
+                    assert!(message.contains(if state == Admission::Paused {
+                        "paused"
+                    } else {
+                        "draining"
+                    }));
                 }
-                other => panic!("expected {want:?}, got {other:?}"),
+                other => panic!("{state:?}: {other:?}"),
             }
+        }
+        gate.set(Admission::Open);
+        match server.answer(request(), None).await {
+            JobResponse::Refused { code, .. } => assert_eq!(code, RefusalCode::UnknownModel),
+            other => panic!("{other:?}"),
         }
     }
 }

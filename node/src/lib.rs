@@ -3,6 +3,7 @@
 //! network (signed ads, DHT provider records) and to a server over HTTP if
 //! it has one, and serves jobs.
 
+pub mod admission;
 pub mod advertise;
 pub mod announce;
 pub mod config;
@@ -21,6 +22,7 @@ use wire::{NodeId, UnixMillis};
 
 use tokio::sync::watch;
 
+use crate::admission::Gate;
 use crate::advertise::{Advertiser, Catalog};
 use crate::announce::{AnnounceError, Announcer};
 use crate::engine::{Engine, EngineError};
@@ -50,6 +52,8 @@ pub struct RunningNode {
     pub models: Vec<ModelOffer>,
     pub p2p_addrs: Vec<p2p::Multiaddr>,
     pub network: p2p::Client,
+    /// Pauses, drains and resumes the node.
+    pub admission: Gate,
     /// What the node advertises; kept so the advertiser keeps listening.
     _catalog: watch::Sender<Catalog>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -183,6 +187,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let mut tasks = vec![tokio::spawn(event_loop.run())];
     let p2p_addrs = network.listen_addrs().await?;
     let active = Arc::new(AtomicU32::new(0));
+    let admission = Gate::default();
 
     // Advertise from the start, so that downloads show in the operator's
     // view; the models join the ads once loaded.
@@ -196,6 +201,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         schedule: Vec::new(),
         interval: config.ad_interval,
         active: active.clone(),
+        admission: admission.clone(),
         last_seq: 0,
     };
     tasks.push(tokio::spawn(advertiser.run()));
@@ -218,6 +224,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         keypair: keypair.clone(),
         node_id,
         active: active.clone(),
+        admission: admission.clone(),
     });
     tasks.push(tokio::spawn(job_server.run(inbound)));
 
@@ -252,6 +259,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         models,
         p2p_addrs,
         network,
+        admission,
         _catalog: catalog,
         tasks,
     })

@@ -15,52 +15,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use p2p::{Client, Config, Keypair, Multiaddr, NetworkEvent, Protocol, Reachability};
+use testkit::bench::{arg, percentile};
 use tokio::sync::{broadcast, mpsc};
-use wire::ads::{CapabilityAd, Load};
-use wire::registry::{Hardware, ModelOffer, Task};
-use wire::{MilliSats, NodeId, Sha256Digest, SignedEnvelope, UnixMillis};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 fn ad(key: &Keypair, seq: u64) -> SignedEnvelope {
-    let ad = CapabilityAd {
-        node_id: key.public().to_peer_id().into(),
-        seq,
-        issued_at: UnixMillis::now(),
-        ttl_ms: 60_000,
-        multiaddrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
-        hardware: Hardware {
-            cpu_model: "bench".into(),
-            cpu_cores: 2,
-            ram_mb: 1024,
-            gpus: vec![],
-            os: "linux".into(),
-            arch: "x86_64".into(),
-        },
-        models: vec![ModelOffer {
-            name: "m".into(),
-            task: Task::Embedding,
-            hash: Sha256Digest::of(b"m"),
-            price_msat: MilliSats(1000),
-            device: "cpu".into(),
-            description: None,
-            embedding_dim: Some(384),
-            token_price: Default::default(),
-            context_tokens: None,
-        }],
-        version: "bench".into(),
-        schedule: vec![],
-        load: Load::default(),
-        accepting_jobs: true,
-        fetching: Vec::new(),
-    };
+    let mut ad = testkit::fixtures::ad(key, seq, UnixMillis::now(), 60_000);
+    ad.multiaddrs = vec!["/ip4/127.0.0.1/tcp/1".into()];
     SignedEnvelope::seal(key, &ad).unwrap()
 }
 
@@ -68,11 +29,6 @@ struct Peer {
     client: Client,
     key: Keypair,
     addr: Multiaddr,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 #[tokio::main]
@@ -84,7 +40,9 @@ async fn main() {
 
     let started = Instant::now();
     let mut peers: Vec<Peer> = Vec::with_capacity(n);
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, NetworkEvent, Instant)>();
+    // Roomy, so that no peer's forwarder waits (and timestamps late); the
+    // backlog is drained before anything is measured.
+    let (tx, mut rx) = mpsc::channel::<(usize, NetworkEvent, Instant)>(1 << 16);
     for i in 0..n {
         let mut config = Config::new(
             vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
@@ -105,7 +63,7 @@ async fn main() {
             loop {
                 match events.recv().await {
                     Ok(e) => {
-                        if tx.send((i, e, Instant::now())).is_err() {
+                        if tx.send((i, e, Instant::now())).await.is_err() {
                             return;
                         }
                     }
@@ -137,6 +95,7 @@ async fn main() {
     println!("letting the network settle for {settle} s");
     tokio::time::sleep(Duration::from_secs(settle)).await;
     println!("network up in {:.1} s", started.elapsed().as_secs_f64());
+    while rx.try_recv().is_ok() {}
 
     let mut latencies = Vec::new();
     let mut missing = 0usize;

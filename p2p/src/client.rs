@@ -6,10 +6,10 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use wire::ads::{AdError, HeldAd};
-use wire::jobs::{JobRequest, JobResponse};
+use wire::jobs::JobRequest;
 use wire::{SignedEnvelope, UnixMillis};
 
-use crate::jobs::JobCall;
+use crate::jobs::{JobCall, JobResponse};
 use crate::NetworkError;
 
 /// Whether others can dial this peer directly.

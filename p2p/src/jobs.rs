@@ -13,8 +13,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, watch, Semaphore};
 use wire::jobs::{
-    ConsumerFrame, JobOutput, JobRequest, JobResponse, OutputAssembler, OutputPart, ProviderFrame,
-    RefusalCode,
+    ConsumerFrame, JobOutput, JobRequest, OutputAssembler, OutputPart, ProviderFrame, RefusalCode,
 };
 
 use crate::framing::{self, FrameError};
@@ -38,6 +37,23 @@ fn frame_err(e: FrameError) -> NetworkError {
         FrameError::Io(_) | FrameError::Truncated => NetworkError::ConnectionClosed,
         other => NetworkError::Protocol(other.to_string()),
     }
+}
+
+/// A job's answer as one value: what the provider's `Done` or `Refused`
+/// frame says, with the output put back together from its parts. Never
+/// sent as such: [`Responder::send`] cuts it into frames, [`JobCall`]
+/// reassembles it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobResponse {
+    Done {
+        output: JobOutput,
+        /// A [`wire::SignedEnvelope`] around a [`wire::jobs::Receipt`].
+        receipt: wire::SignedEnvelope,
+    },
+    Refused {
+        code: RefusalCode,
+        message: String,
+    },
 }
 
 /// Resolves once the consumer has cancelled (or gone away).
@@ -361,9 +377,7 @@ impl JobCall {
                     .assembler
                     .as_mut()
                     .ok_or_else(|| NetworkError::Protocol("output after the end".into()))?;
-                assembler
-                    .push(part.clone())
-                    .map_err(NetworkError::Protocol)?;
+                assembler.push(part.clone())?;
                 JobUpdate::Output(part)
             }
             ProviderFrame::Done { receipt } => {
@@ -372,8 +386,7 @@ impl JobCall {
                     .assembler
                     .take()
                     .ok_or_else(|| NetworkError::Protocol("two answers".into()))?
-                    .finish()
-                    .map_err(NetworkError::Protocol)?;
+                    .finish()?;
                 let _ = self.writer.close().await;
                 JobUpdate::Finished(JobResponse::Done { output, receipt })
             }

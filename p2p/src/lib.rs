@@ -34,7 +34,7 @@ pub mod models;
 
 pub use client::{Client, NetworkEvent, Reachability};
 pub use event_loop::EventLoop;
-pub use jobs::{CancelSignal, InboundJob, JobCall, JobUpdate, Responder};
+pub use jobs::{CancelSignal, InboundJob, JobCall, JobResponse, JobUpdate, Responder};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
@@ -134,6 +134,8 @@ pub enum NetworkError {
     UnsupportedProtocol(String),
     #[error("the peer broke the protocol: {0}")]
     Protocol(String),
+    #[error("the peer's output does not add up: {0}")]
+    BadOutput(#[from] wire::jobs::AssemblyError),
     #[error("the request was already answered or dropped")]
     ResponseDropped,
     #[error("ad: {0}")]

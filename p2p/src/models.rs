@@ -225,7 +225,9 @@ pub enum FetchError {
     #[error("{0}")]
     NotFound(String),
     #[error("bad package: {0}")]
-    BadPackage(String),
+    BadPackage(#[from] wire::models::PackageError),
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
     #[error("{file} does not match its hash (expected {expected}, got {actual}); the download was discarded")]
     HashMismatch {
         file: String,
@@ -264,12 +266,12 @@ pub(crate) async fn fetch(
         (ModelReply::Package { files }, _) => files,
         (ModelReply::NotFound { message }, _) => return Err(FetchError::NotFound(message)),
         (other, _) => {
-            return Err(FetchError::BadPackage(format!(
+            return Err(FetchError::UnexpectedReply(format!(
                 "expected a package, got {other:?}"
             )))
         }
     };
-    check_package(&model, &files).map_err(FetchError::BadPackage)?;
+    check_package(&model, &files)?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let mut done_before = 0u64;
     for f in &files {
@@ -299,7 +301,7 @@ pub(crate) async fn fetch(
                 ModelReply::Data { offset, len } if offset == have && have + len == f.size => len,
                 ModelReply::NotFound { message } => return Err(FetchError::NotFound(message)),
                 other => {
-                    return Err(FetchError::BadPackage(format!(
+                    return Err(FetchError::UnexpectedReply(format!(
                         "asked for {} from byte {have}, got {other:?}",
                         f.name
                     )))

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
-use wire::ads::{CapabilityAd, Load};
-use wire::jobs::{JobInput, JobOutput, JobRequest, JobResponse, RefusalCode};
-use wire::registry::{Hardware, ModelOffer, Task};
+use wire::ads::CapabilityAd;
+use wire::jobs::{JobInput, JobOutput, JobRequest, RefusalCode};
 use wire::{JobId, MilliSats, NodeId, Sha256Digest, SignedEnvelope, UnixMillis};
 
 use super::*;
@@ -125,37 +124,10 @@ fn next_event<T, F: FnMut(&NetworkEvent) -> Option<T>>(
 }
 
 fn ad_for(key: &Keypair, seq: u64, issued_at: UnixMillis, price: u64) -> CapabilityAd {
-    CapabilityAd {
-        node_id: key.public().to_peer_id().into(),
-        seq,
-        issued_at,
-        ttl_ms: 30_000,
-        multiaddrs: vec![],
-        hardware: Hardware {
-            cpu_model: "test".into(),
-            cpu_cores: 2,
-            ram_mb: 1024,
-            gpus: vec![],
-            os: "linux".into(),
-            arch: "x86_64".into(),
-        },
-        models: vec![ModelOffer {
-            name: "m".into(),
-            task: Task::Embedding,
-            hash: Sha256Digest::of(b"m"),
-            price_msat: MilliSats(price),
-            device: "cpu".into(),
-            description: None,
-            embedding_dim: Some(384),
-            token_price: Default::default(),
-            context_tokens: None,
-        }],
-        version: "test".into(),
-        schedule: vec![],
-        load: Load::default(),
-        accepting_jobs: true,
-        fetching: Vec::new(),
-    }
+    let mut ad = testkit::fixtures::ad(key, seq, issued_at, 30_000);
+    ad.multiaddrs.clear();
+    ad.models[0].price_msat = MilliSats(price);
+    ad
 }
 
 #[tokio::test]

@@ -8,6 +8,9 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+/// Where `scripts/build-site.sh` puts the web app, from the repository root.
+pub const DEFAULT_SITE_ROOT: &str = "target/site";
+
 #[derive(Debug, Parser, Default)]
 #[command(
     name = "server",
@@ -45,7 +48,9 @@ struct Cli {
     /// libp2p listen address [default: 0.0.0.0].
     #[arg(long, env = "INFERNET_P2P_HOST")]
     p2p_host: Option<IpAddr>,
-    /// The built web app: pkg/, manifest, icons, service worker [default: target/site].
+    /// The built web app: pkg/, manifest, icons, service worker; where
+    /// `scripts/build-site.sh` writes it [default: target/site, from the
+    /// working directory].
     #[arg(long, env = "INFERNET_SITE_ROOT")]
     site_root: Option<PathBuf>,
     /// Longest a job may take, in seconds [default: 60].
@@ -253,7 +258,7 @@ impl Config {
             site_root: cli
                 .site_root
                 .or(file.site_root)
-                .unwrap_or_else(|| PathBuf::from("target/site")),
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SITE_ROOT)),
             job_timeout: Duration::from_secs(timeout),
             p2p_reachability,
             p2p_external_addrs,

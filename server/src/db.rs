@@ -16,6 +16,8 @@ pub enum DbError {
     Surreal(#[from] surrealdb::Error),
     #[error("database returned an unexpected shape: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("database returned no row for {0}")]
+    Missing(&'static str),
 }
 
 /// Where and how to connect.
@@ -78,5 +80,25 @@ impl Db {
     pub(crate) async fn execute(&self, sql: &str, vars: serde_json::Value) -> Result<(), DbError> {
         self.inner.query(sql).bind(vars).await?.check()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Db {
+    /// A fresh embedded database of its own, for one test.
+    pub(crate) async fn temp(tag: &str) -> Db {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("infernet-db-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Db::connect(&DbConfig {
+            url: format!("surrealkv://{}", dir.display()),
+            namespace: "t".into(),
+            database: "t".into(),
+            credentials: None,
+        })
+        .await
+        .expect("an embedded database opens")
     }
 }

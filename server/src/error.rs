@@ -1,15 +1,18 @@
-//! The server's one error type and its mapping to HTTP responses.
-//! Clients get a stable code and a message; internal detail goes to the log.
+//! The server's one mapping from errors to HTTP responses. Domain errors
+//! ([`RegistryError`], [`JobError`], the store's [`DbError`]) say what went
+//! wrong; this module alone says which status and stable code each is.
+//! Clients get the code and a message; internal detail goes to the log.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use wire::api::ErrorBody;
-use wire::jobs::{InputError, ReceiptError, RefusalCode};
-use wire::SigningError;
+use wire::jobs::RefusalCode;
 
 use crate::db::DbError;
+use crate::jobs::JobError;
+use crate::registry::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
@@ -17,39 +20,12 @@ pub(crate) enum ApiError {
     BadBody { status: StatusCode, message: String },
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    BadInput(#[from] InputError),
-    #[error("signature rejected: {0}")]
-    BadSignature(#[from] SigningError),
-    #[error(
-        "timestamp is {skew_ms} ms away from the server's clock; at most {max_ms} ms is allowed"
-    )]
-    ClockSkew { skew_ms: u64, max_ms: u64 },
-    #[error("this signed message is not newer than one already accepted from this node (replay)")]
-    Replay,
     #[error("{0} not found")]
     NotFound(String),
-    #[error("no node offers model `{0}`")]
-    UnknownModel(String),
-    #[error("{0}")]
-    NoNodeAvailable(String),
-    #[error("the node refused the job ({code:?}): {message}")]
-    NodeRefused { code: RefusalCode, message: String },
-    #[error("could not reach the node: {0}")]
-    NodeUnreachable(String),
-    #[error("the node disconnected before finishing the job")]
-    NodeDisconnected,
-    #[error("the node did not answer within {0} s")]
-    NodeTimeout(u64),
-    #[error("the node's receipt is invalid: {0}")]
-    BadReceipt(#[from] ReceiptError),
-    /// A job that was recorded and then failed: the cause, plus the job's id
-    /// so that the client can read the record back.
-    #[error("{source}")]
-    Job {
-        job_id: wire::JobId,
-        source: Box<ApiError>,
-    },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Job(#[from] JobError),
     #[error("internal error")]
     Db(#[from] DbError),
     #[error("internal error")]
@@ -58,59 +34,123 @@ pub(crate) enum ApiError {
 
 impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
-        use ApiError::*;
         match self {
-            BadBody { status, .. } => *status,
-            BadRequest(_) | BadInput(_) => StatusCode::BAD_REQUEST,
-            BadSignature(_) | ClockSkew { .. } => StatusCode::UNAUTHORIZED,
-            Replay => StatusCode::CONFLICT,
-            NotFound(_) | UnknownModel(_) => StatusCode::NOT_FOUND,
-            NoNodeAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            NodeRefused {
-                code: RefusalCode::BadInput,
-                ..
-            } => StatusCode::BAD_REQUEST,
-            NodeRefused { .. } | NodeUnreachable(_) | NodeDisconnected | BadReceipt(_) => {
-                StatusCode::BAD_GATEWAY
-            }
-            NodeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Job { source, .. } => source.status(),
-            Db(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BadBody { status, .. } => *status,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Registry(e) => registry_status(e),
+            ApiError::Job(e) => job_status(e),
+            ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     pub(crate) fn code(&self) -> &'static str {
-        use ApiError::*;
         match self {
-            BadBody { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-            BadBody { status, .. } if *status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::BadBody { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
+                "body_too_large"
+            }
+            ApiError::BadBody { status, .. } if *status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 "unsupported_media_type"
             }
-            BadBody { .. } => "invalid_json",
-            BadRequest(_) => "bad_request",
-            BadInput(_) => "invalid_input",
-            BadSignature(_) => "bad_signature",
-            ClockSkew { .. } => "clock_skew",
-            Replay => "replayed",
-            NotFound(_) => "not_found",
-            UnknownModel(_) => "unknown_model",
-            NoNodeAvailable(_) => "no_node_available",
-            NodeRefused { .. } => "node_refused",
-            NodeUnreachable(_) => "node_unreachable",
-            NodeDisconnected => "node_disconnected",
-            NodeTimeout(_) => "node_timeout",
-            BadReceipt(_) => "bad_receipt",
-            Job { source, .. } => source.code(),
-            Db(_) | Internal(_) => "internal",
+            ApiError::BadBody { .. } => "invalid_json",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Registry(e) => registry_code(e),
+            ApiError::Job(e) => job_code(e),
+            ApiError::Db(_) | ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The message clients see: internal detail stays in the log.
+    fn message(&self) -> String {
+        if self.status().is_server_error() && self.code() == "internal" {
+            "internal error".to_owned()
+        } else {
+            self.to_string()
         }
     }
 
     pub(crate) fn body(&self) -> ErrorBody {
-        let mut body = ErrorBody::new(self.code(), self.to_string());
-        if let ApiError::Job { job_id, .. } = self {
+        let mut body = ErrorBody::new(self.code(), self.message());
+        if let ApiError::Job(JobError::Failed { job_id, .. }) = self {
             body.error.job_id = Some(job_id.clone());
         }
         body
+    }
+}
+
+/// How a failed job's record states its error: as the API would.
+pub(crate) fn job_error_body(e: &JobError) -> ErrorBody {
+    let internal = job_code(e) == "internal";
+    ErrorBody::new(
+        job_code(e),
+        if internal {
+            "internal error".to_owned()
+        } else {
+            e.to_string()
+        },
+    )
+}
+
+fn registry_status(e: &RegistryError) -> StatusCode {
+    match e {
+        RegistryError::BadSignature(_) | RegistryError::ClockSkew { .. } => {
+            StatusCode::UNAUTHORIZED
+        }
+        RegistryError::Replay => StatusCode::CONFLICT,
+        RegistryError::NotRegistered(_) => StatusCode::NOT_FOUND,
+        RegistryError::InvalidRegistration(_) | RegistryError::InvalidQuery(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn registry_code(e: &RegistryError) -> &'static str {
+    match e {
+        RegistryError::BadSignature(_) => "bad_signature",
+        RegistryError::ClockSkew { .. } => "clock_skew",
+        RegistryError::Replay => "replayed",
+        RegistryError::NotRegistered(_) => "not_found",
+        RegistryError::InvalidRegistration(_) | RegistryError::InvalidQuery(_) => "bad_request",
+        RegistryError::Store(_) => "internal",
+    }
+}
+
+fn job_status(e: &JobError) -> StatusCode {
+    match e {
+        JobError::ModelName | JobError::BadInput(_) => StatusCode::BAD_REQUEST,
+        JobError::UnknownModel(_) => StatusCode::NOT_FOUND,
+        JobError::NoNodeAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        JobError::NodeRefused {
+            code: RefusalCode::BadInput,
+            ..
+        } => StatusCode::BAD_REQUEST,
+        JobError::NodeRefused { .. }
+        | JobError::NodeUnreachable(_)
+        | JobError::NodeDisconnected
+        | JobError::BadReceipt(_) => StatusCode::BAD_GATEWAY,
+        JobError::NodeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        JobError::Failed { cause, .. } => job_status(cause),
+        JobError::Registry(e) => registry_status(e),
+        JobError::Store(_) | JobError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn job_code(e: &JobError) -> &'static str {
+    match e {
+        JobError::ModelName => "bad_request",
+        JobError::BadInput(_) => "invalid_input",
+        JobError::UnknownModel(_) => "unknown_model",
+        JobError::NoNodeAvailable(_) => "no_node_available",
+        JobError::NodeRefused { .. } => "node_refused",
+        JobError::NodeUnreachable(_) => "node_unreachable",
+        JobError::NodeDisconnected => "node_disconnected",
+        JobError::NodeTimeout(_) => "node_timeout",
+        JobError::BadReceipt(_) => "bad_receipt",
+        JobError::Failed { cause, .. } => job_code(cause),
+        JobError::Registry(e) => registry_code(e),
+        JobError::Store(_) | JobError::Internal(_) => "internal",
     }
 }
 
@@ -118,10 +158,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            match &self {
-                ApiError::Db(e) => tracing::error!(error = %e, "request failed"),
-                ApiError::Internal(e) => tracing::error!(error = %e, "request failed"),
-                other => tracing::warn!(error = %other, "request failed"),
+            if self.code() == "internal" {
+                tracing::error!(error = ?self, "request failed");
+            } else {
+                tracing::warn!(error = %self, "request failed");
             }
         }
         (status, Json(self.body())).into_response()

@@ -16,6 +16,8 @@ pub use startup::{Application, StartupError};
 
 use leptos::config::LeptosOptions;
 use wire::api::NetworkInfo;
+use wire::catalog::ModelListing;
+use wire::UnixMillis;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -29,5 +31,16 @@ pub struct AppState {
 impl axum::extract::FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos.clone()
+    }
+}
+
+impl AppState {
+    /// Every model that some available node offers: what `GET /v1/models`
+    /// and the app's model picker show.
+    pub(crate) async fn catalog(
+        &self,
+        now: UnixMillis,
+    ) -> Result<Vec<ModelListing>, registry::RegistryError> {
+        Ok(wire::catalog::catalog(&self.registry.all(now).await?))
     }
 }

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use app::backend::BackendHandle;
 use axum::http::{header, Method};
@@ -103,8 +104,18 @@ impl Application {
                 .clone()
                 .follow_network(network.clone(), config.node_retention),
         );
+        let jobs = jobs::Jobs::new(db, registry.clone(), network.clone(), config.job_timeout);
+        // Jobs left dispatched by an earlier run (or whose end could not be
+        // written) are failed once they are surely over.
+        tokio::spawn(
+            jobs.clone().reconcile_forever(
+                config
+                    .job_timeout
+                    .clamp(Duration::from_secs(5), Duration::from_secs(60)),
+            ),
+        );
         let state = AppState {
-            jobs: jobs::Jobs::new(db, registry.clone(), network.clone(), config.job_timeout),
+            jobs,
             registry,
             network_info: network_info.clone(),
             leptos: LeptosOptions::builder()

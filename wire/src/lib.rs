@@ -7,9 +7,11 @@
 
 pub mod ads;
 pub mod api;
+pub mod catalog;
 pub mod ids;
 pub mod jobs;
 pub mod models;
+pub mod pricing;
 pub mod registry;
 pub mod signing;
 

@@ -66,34 +66,48 @@ pub fn is_safe_file_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Why a package listing is not the model it claims to be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackageError {
+    #[error("a package has 1 to {MAX_PACKAGE_FILES} files, this one {0}")]
+    FileCount(usize),
+    #[error("unsafe file name {0:?}")]
+    UnsafeName(String),
+    #[error("{name} is {size} bytes; at most {MAX_FILE_BYTES}")]
+    TooLarge { name: String, size: u64 },
+    #[error("{0} is listed twice")]
+    Duplicate(String),
+    #[error("the package has no manifest.json")]
+    NoManifest,
+    #[error("no file in the package hashes to {0}")]
+    NoModelFile(ModelHash),
+}
+
 /// Checks a package listing against the model it claims to be: safe names,
 /// bounded sizes, a manifest, and exactly the model file hashing to `model`.
-pub fn check_package(model: &ModelHash, files: &[PackageFile]) -> Result<(), String> {
+pub fn check_package(model: &ModelHash, files: &[PackageFile]) -> Result<(), PackageError> {
     if files.is_empty() || files.len() > MAX_PACKAGE_FILES {
-        return Err(format!(
-            "a package has 1 to {MAX_PACKAGE_FILES} files, this one {}",
-            files.len()
-        ));
+        return Err(PackageError::FileCount(files.len()));
     }
     for (i, f) in files.iter().enumerate() {
         if !is_safe_file_name(&f.name) {
-            return Err(format!("unsafe file name {:?}", f.name));
+            return Err(PackageError::UnsafeName(f.name.clone()));
         }
         if f.size > MAX_FILE_BYTES {
-            return Err(format!(
-                "{} is {} bytes; at most {MAX_FILE_BYTES}",
-                f.name, f.size
-            ));
+            return Err(PackageError::TooLarge {
+                name: f.name.clone(),
+                size: f.size,
+            });
         }
         if files[..i].iter().any(|g| g.name == f.name) {
-            return Err(format!("{} is listed twice", f.name));
+            return Err(PackageError::Duplicate(f.name.clone()));
         }
     }
     if !files.iter().any(|f| f.name == "manifest.json") {
-        return Err("the package has no manifest.json".into());
+        return Err(PackageError::NoManifest);
     }
     if !files.iter().any(|f| &f.sha256 == model) {
-        return Err(format!("no file in the package hashes to {model}"));
+        return Err(PackageError::NoModelFile(*model));
     }
     Ok(())
 }

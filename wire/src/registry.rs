@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::pricing::TokenPrice;
 use crate::signing::Signable;
 use crate::{MilliSats, ModelHash, NodeId, UnixMillis};
 
@@ -38,15 +39,18 @@ impl Task {
     }
 }
 
+/// A task name that is none of [`Task::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown task `{0}` (known: embedding, text_generation, tensor)")]
+pub struct UnknownTask(pub String);
+
 impl std::str::FromStr for Task {
-    type Err = String;
+    type Err = UnknownTask;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Task::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown task `{s}` (known: embedding, text_generation, tensor)")
-            })
+            .ok_or_else(|| UnknownTask(s.to_owned()))
     }
 }
 
@@ -97,45 +101,6 @@ pub struct ModelOffer {
     /// For text generation: the most tokens (prompt and output) one job holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_tokens: Option<u32>,
-}
-
-/// Per-token prices of a model, in millisatoshis.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenPrice {
-    #[serde(default)]
-    pub input_msat: MilliSats,
-    #[serde(default)]
-    pub output_msat: MilliSats,
-}
-
-impl TokenPrice {
-    pub fn is_zero(&self) -> bool {
-        self.input_msat.0 == 0 && self.output_msat.0 == 0
-    }
-}
-
-impl ModelOffer {
-    /// What a job that used `input` and `output` tokens costs; saturates.
-    pub fn price_for(&self, input_tokens: u32, output_tokens: u32) -> MilliSats {
-        let tokens = |n: u32, p: MilliSats| u64::from(n).saturating_mul(p.0);
-        MilliSats(
-            self.price_msat
-                .0
-                .saturating_add(tokens(input_tokens, self.token_price.input_msat))
-                .saturating_add(tokens(output_tokens, self.token_price.output_msat)),
-        )
-    }
-
-    /// The most output tokens a job may produce without costing more than
-    /// `budget`, given its input; `None` when even no output is too dear.
-    pub fn output_tokens_within(&self, budget: MilliSats, input_tokens: u32) -> Option<u32> {
-        let fixed = self.price_for(input_tokens, 0);
-        let left = budget.0.checked_sub(fixed.0)?;
-        Some(match self.token_price.output_msat.0 {
-            0 => u32::MAX,
-            p => u32::try_from(left / p).unwrap_or(u32::MAX),
-        })
-    }
 }
 
 /// A model a node is downloading from the network, and how far it has got.
@@ -204,12 +169,25 @@ pub struct NodeInfo {
     pub version: String,
     pub heartbeat_interval_ms: u64,
     pub active_jobs: u32,
+    /// False while the node's operator has paused or is draining it: it
+    /// refuses new jobs, so nothing is routed to it.
+    #[serde(default = "yes")]
+    pub accepting_jobs: bool,
     /// Models the node is downloading now (from its latest ad).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fetching: Vec<ModelFetch>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl NodeInfo {
+    /// Online and taking jobs: what a job can be routed to.
+    pub fn is_available(&self) -> bool {
+        self.status == NodeStatus::Online && self.accepting_jobs
+    }
+
     pub fn offer(&self, model: &str) -> Option<&ModelOffer> {
         self.models
             .iter()

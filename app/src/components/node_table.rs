@@ -27,7 +27,7 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
             let models = n
                 .models
                 .iter()
-                .map(|m| format!("{} · {} · {}", m.name, m.task.as_str(), m.price_msat))
+                .map(|m| format!("{} · {} · {}", m.name, m.task.as_str(), m.price_label()))
                 .collect::<Vec<_>>()
                 .join("\n");
             view! {
@@ -59,7 +59,7 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                     <th>"Status"</th>
                     <th>"CPU / RAM"</th>
                     <th>"GPUs"</th>
-                    <th>"Models · task · price per job"</th>
+                    <th>"Models · task · price"</th>
                     <th>"Last seen"</th>
                     <th>"Version"</th>
                 </tr>

@@ -8,14 +8,7 @@ use super::{short_id, JobStatusBadge};
 #[component]
 pub(crate) fn JobResult(record: JobRecord) -> impl IntoView {
     let verified = match (&record.output, &record.receipt) {
-        (Some(output), Some(envelope)) => Some(verify_receipt(
-            envelope,
-            &record.id,
-            record.node_id,
-            record.model_hash,
-            &record.input,
-            output,
-        )),
+        (Some(output), Some(envelope)) => Some(verify_receipt(envelope, &record.terms(), output)),
         _ => None,
     };
     let output_view = record.output.as_ref().map(|o| match o {

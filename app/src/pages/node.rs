@@ -44,7 +44,7 @@ pub(crate) fn NodePage() -> impl IntoView {
                                     <tr>
                                         <td>{m.name.clone()}</td>
                                         <td>{m.task.as_str()}</td>
-                                        <td>{m.price_msat.to_string()}</td>
+                                        <td>{m.price_label()}</td>
                                         <td>{m.device.clone()}</td>
                                         <td class="mono">{m.hash.to_string()}</td>
                                     </tr>

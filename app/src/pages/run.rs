@@ -5,11 +5,12 @@
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
+use wire::catalog::ModelListing;
 use wire::jobs::SubmitJob;
 use wire::registry::Task;
 use wire::NodeId;
 
-use crate::api::{list_models, run_job, ModelChoice};
+use crate::api::{list_models, run_job};
 use crate::components::{short_id, JobResult};
 use crate::pages::chat::Chat;
 
@@ -27,7 +28,7 @@ pub(crate) fn RunPage() -> impl IntoView {
     // The select shows its first option until the user changes it.
     let chosen = Signal::derive(move || {
         let picked = picked.get();
-        let list: Vec<ModelChoice> = models.get().and_then(Result::ok).unwrap_or_default();
+        let list: Vec<ModelListing> = models.get().and_then(Result::ok).unwrap_or_default();
         list.iter()
             .find(|m| m.name == picked)
             .or_else(|| list.first())
@@ -62,7 +63,7 @@ pub(crate) fn RunPage() -> impl IntoView {
                                                 "{} ({}, {} node(s), {})",
                                                 m.name,
                                                 m.task.as_str(),
-                                                m.nodes,
+                                                m.providers,
                                                 m.price_label(),
                                             );
                                             view! { <option value=m.name>{label}</option> }

@@ -14,24 +14,37 @@ mod embedding;
 mod generation;
 pub mod manifest;
 mod queue;
+mod residency;
 mod tensor;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use wire::jobs::{JobInput, JobOutput, Usage};
 use wire::registry::{ModelOffer, Task};
 use wire::{MilliSats, ModelHash, Sha256Digest};
 
 use manifest::{ManifestError, ModelFiles};
 use queue::Work;
+use residency::Residency;
+
+/// Jobs each model's queue holds before it refuses more.
+pub const DEFAULT_QUEUE_DEPTH: usize = 64;
+/// Most texts in one embedding batch, and most sequences a generation
+/// model decodes at once (each holds a KV-cache slot, allocated at load).
+pub const DEFAULT_MAX_BATCH: usize = 16;
+
+/// Generated text a job may have waiting for its consumer before the
+/// worker holds the rest back (and sends it joined up, once there is room).
+pub const DELTA_BUFFER: usize = 32;
 
 /// Where models run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
-    /// The first CUDA device if libtorch sees one, else the CPU.
+    /// Every CUDA device libtorch sees, models spread over them; the CPU
+    /// when there is none.
     Auto,
     Cpu,
     Cuda(usize),
@@ -160,8 +173,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             device: DeviceChoice::Auto,
-            queue_depth: 64,
-            max_batch: 32,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            max_batch: DEFAULT_MAX_BATCH,
             batch_wait: Duration::ZERO,
             memory_budget: None,
         }
@@ -180,13 +193,15 @@ impl LoadedModel {
     /// worker skips it, or stops generating for it.
     ///
     /// `budget` is the most the job may cost; generation stops early rather
-    /// than exceed it. Text deltas go to `deltas` as they are decoded.
+    /// than exceed it. Text deltas go to `deltas` as they are decoded; when
+    /// it is full the worker holds them back, never waits (a slow consumer
+    /// does not slow the batch), and the output carries the whole text.
     pub async fn run(
         &self,
         input: JobInput,
         budget: MilliSats,
         deadline: Instant,
-        deltas: Option<mpsc::UnboundedSender<String>>,
+        deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Finished, EngineError> {
         let (reply, rx) = oneshot::channel();
         let work = Work {
@@ -214,23 +229,11 @@ struct Stored {
     bytes: u64,
 }
 
-struct Resident {
-    hash: ModelHash,
-    model: Arc<LoadedModel>,
-    last_used: u64,
-}
-
-#[derive(Default)]
-struct Residency {
-    loaded: Vec<Resident>,
-    clock: u64,
-}
-
 pub struct Engine {
     config: EngineConfig,
     devices: Vec<tch::Device>,
     store: Vec<Stored>,
-    residency: Mutex<Residency>,
+    residency: Residency<LoadedModel>,
 }
 
 impl Engine {
@@ -263,14 +266,14 @@ impl Engine {
                 bytes,
             });
         }
+        let budget = config.memory_budget.unwrap_or(u64::MAX);
         let mut engine = Engine {
             config,
             devices,
             store,
-            residency: Mutex::new(Residency::default()),
+            residency: Residency::new(budget),
         };
         // Load what fits, in store order; the rest loads on first use.
-        let mut residency = Residency::default();
         let mut used = vec![0u64; engine.devices.len()];
         for i in 0..engine.store.len() {
             let s = &engine.store[i];
@@ -279,15 +282,13 @@ impl Engine {
             }
             used[s.device] += s.bytes;
             let model = engine.start(i)?;
+            // Loading learns what the manifest cannot say (the context).
             engine.store[i].offer = model.offer.clone();
-            residency.clock += 1;
-            residency.loaded.push(Resident {
-                hash: model.offer.hash,
-                model: Arc::new(model),
-                last_used: residency.clock,
-            });
+            let s = &engine.store[i];
+            engine
+                .residency
+                .insert_loaded(s.offer.hash, s.device, s.bytes, model);
         }
-        engine.residency = Mutex::new(residency);
         Ok(engine)
     }
 
@@ -330,19 +331,13 @@ impl Engine {
     /// The model with `hash`, loading it first if it is not resident, and
     /// unloading the least recently used models on its device to make room.
     /// (A model unloaded while it still runs jobs finishes them first.)
+    /// While one model loads, jobs on the others go on.
     pub async fn get(self: &Arc<Self>, hash: &ModelHash) -> Result<Arc<LoadedModel>, EngineError> {
         let i = self
             .store
             .iter()
             .position(|s| &s.offer.hash == hash)
             .ok_or(EngineError::UnknownModel(*hash))?;
-        let mut residency = self.residency.lock().await;
-        residency.clock += 1;
-        let now = residency.clock;
-        if let Some(r) = residency.loaded.iter_mut().find(|r| &r.hash == hash) {
-            r.last_used = now;
-            return Ok(r.model.clone());
-        }
         let want = &self.store[i];
         if want.bytes > self.budget() {
             return Err(EngineError::TooLarge {
@@ -352,48 +347,14 @@ impl Engine {
                 budget_mb: self.budget() >> 20,
             });
         }
-        loop {
-            let used: u64 = residency
-                .loaded
-                .iter()
-                .filter_map(|r| self.stored(&r.hash))
-                .filter(|s| s.device == want.device)
-                .map(|s| s.bytes)
-                .sum();
-            if used.saturating_add(want.bytes) <= self.budget() {
-                break;
-            }
-            let Some(victim) = residency
-                .loaded
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| {
-                    self.stored(&r.hash)
-                        .is_some_and(|s| s.device == want.device)
-                })
-                .min_by_key(|(_, r)| r.last_used)
-                .map(|(k, _)| k)
-            else {
-                break;
-            };
-            let gone = residency.loaded.swap_remove(victim);
-            tracing::info!(model = %gone.model.offer.name, "model unloaded to make room");
-        }
         let engine = self.clone();
-        let model = tokio::task::spawn_blocking(move || engine.start(i))
+        self.residency
+            .get_or_load(*hash, want.device, want.bytes, move || async move {
+                tokio::task::spawn_blocking(move || engine.start(i))
+                    .await
+                    .map_err(|_| EngineError::WorkerGone)?
+            })
             .await
-            .map_err(|_| EngineError::WorkerGone)??;
-        let model = Arc::new(model);
-        residency.loaded.push(Resident {
-            hash: *hash,
-            model: model.clone(),
-            last_used: now,
-        });
-        Ok(model)
-    }
-
-    fn stored(&self, hash: &ModelHash) -> Option<&Stored> {
-        self.store.iter().find(|s| &s.offer.hash == hash)
     }
 
     /// The models that can be handed to other nodes: each one's hash, its
@@ -419,11 +380,8 @@ impl Engine {
     }
 
     /// Hashes of the models loaded now, most recently used first.
-    pub async fn resident(&self) -> Vec<ModelHash> {
-        let residency = self.residency.lock().await;
-        let mut loaded: Vec<&Resident> = residency.loaded.iter().collect();
-        loaded.sort_by_key(|r| std::cmp::Reverse(r.last_used));
-        loaded.iter().map(|r| r.hash).collect()
+    pub fn resident(&self) -> Vec<ModelHash> {
+        self.residency.resident()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -443,7 +401,7 @@ fn place(planned: &mut [u64], bytes: u64) -> usize {
 
 /// What loading a model is expected to take: its weights and libtorch's
 /// working memory, about half as much again.
-fn estimate_bytes(files: &ModelFiles) -> u64 {
+pub fn estimate_bytes(files: &ModelFiles) -> u64 {
     let size = std::fs::metadata(&files.model).map_or(0, |m| m.len());
     size.saturating_add(size / 2)
 }
@@ -484,101 +442,6 @@ mod tests {
         assert_eq!(planned, vec![500, 200, 400]);
         let mut one = vec![0u64];
         assert_eq!(place(&mut one, 7), 0);
-    }
-
-    /// The real MiniLM and the tiny GPT-2, side by side in a store of
-    /// their own.
-    fn two_model_store(tag: &str) -> std::path::PathBuf {
-        let models = std::path::PathBuf::from(
-            std::env::var_os("INFERNET_MODELS_DIR").expect("run scripts/setup.sh"),
-        );
-        let root = std::env::temp_dir().join(format!("infernet-lru-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        for m in ["all-minilm-l6-v2", "tiny-gpt2"] {
-            std::os::unix::fs::symlink(models.join(m), root.join(m)).unwrap();
-        }
-        root
-    }
-
-    #[tokio::test]
-    async fn models_load_on_demand_and_the_least_recently_used_makes_room() {
-        let root = two_model_store("evict");
-        let sizes: Vec<u64> = ["all-minilm-l6-v2", "tiny-gpt2"]
-            .iter()
-            .map(|m| {
-                let files = ModelFiles::read(&root.join(m).join("manifest.json")).unwrap();
-                estimate_bytes(&files)
-            })
-            .collect();
-        // Room for either model, not both.
-        let config = EngineConfig {
-            device: DeviceChoice::Cpu,
-            memory_budget: Some(sizes[0] + sizes[1] - 1),
-            ..Default::default()
-        };
-        let engine = Arc::new(Engine::load(&root, config).unwrap());
-        let offers = engine.offers();
-        assert_eq!(offers.len(), 2, "both are offered, loaded or not");
-        let (minilm, gpt) = (offers[0].hash, offers[1].hash);
-        assert_eq!(
-            engine.resident().await,
-            vec![minilm],
-            "what fits loads at start"
-        );
-
-        let model = engine.get(&gpt).await.unwrap();
-        assert_eq!(engine.resident().await, vec![gpt], "MiniLM made room");
-        let input = JobInput::TextGeneration {
-            prompt: wire::jobs::Prompt::Text("hi".into()),
-            params: wire::jobs::GenerationParams {
-                max_tokens: 3,
-                ..Default::default()
-            },
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let done = model
-            .run(input, MilliSats(u64::MAX), deadline, None)
-            .await
-            .unwrap();
-        assert_eq!(done.usage.output_tokens, 3);
-
-        let model = engine.get(&minilm).await.unwrap();
-        assert_eq!(engine.resident().await, vec![minilm]);
-        let input = JobInput::Embedding {
-            texts: vec!["back again".into()],
-        };
-        let done = model
-            .run(input, MilliSats(u64::MAX), deadline, None)
-            .await
-            .unwrap();
-        assert!(matches!(done.output, JobOutput::Embedding { dim: 384, .. }));
-        assert!(matches!(
-            engine.get(&Sha256Digest::of(b"nope")).await,
-            Err(EngineError::UnknownModel(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_model_larger_than_the_budget_is_refused_with_its_size() {
-        let root = two_model_store("small");
-        let config = EngineConfig {
-            device: DeviceChoice::Cpu,
-            memory_budget: Some(4 << 20),
-            ..Default::default()
-        };
-        let engine = Arc::new(Engine::load(&root, config).unwrap());
-        let minilm = engine.offers()[0].hash;
-        match engine.get(&minilm).await {
-            Err(EngineError::TooLarge {
-                need_mb, budget_mb, ..
-            }) => {
-                assert!(need_mb > 100, "{need_mb} MB");
-                assert_eq!(budget_mb, 4);
-            }
-            Err(other) => panic!("expected TooLarge, got {other}"),
-            Ok(_) => panic!("expected TooLarge, got a model"),
-        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub(crate) struct Work {
     pub(crate) budget: MilliSats,
     pub(crate) enqueued: Instant,
     pub(crate) deadline: Instant,
-    pub(crate) deltas: Option<mpsc::UnboundedSender<String>>,
+    pub(crate) deltas: Option<mpsc::Sender<String>>,
     pub(crate) reply: oneshot::Sender<Result<Finished, EngineError>>,
 }
 

@@ -212,7 +212,7 @@ impl Node {
     pub(crate) fn start(server: &Server, heartbeat_ms: u64) -> Node {
         let dir = temp_dir("node");
         let proc = Proc::spawn(
-            &sibling_bin("node"),
+            &sibling_bin("infernet-node"),
             &[
                 "--server",
                 &server.url,

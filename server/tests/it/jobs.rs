@@ -82,14 +82,16 @@ fn embedding_job_matches_pytorch_and_carries_a_valid_signed_receipt() {
 
     let receipt = verify_receipt(
         record.receipt.as_ref().unwrap(),
-        &record.id,
-        record.node_id,
-        record.model_hash,
-        &record.input,
+        &record.terms(),
         record.output.as_ref().unwrap(),
     )
     .unwrap();
     assert_eq!(receipt.price_msat, record.price_msat);
+    assert!(
+        record.max_price_msat >= record.price_msat && record.max_price_msat.0 > 0,
+        "the agreed budget is kept with the job: {:?}",
+        record.max_price_msat
+    );
     assert_eq!(receipt.device, "cpu");
 
     // Read back from the database: the same job, with both status changes.

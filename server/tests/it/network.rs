@@ -51,7 +51,7 @@ fn start_node(bootstrap: &str, models: &Path, extra: &[&str]) -> NetNode {
         args.extend(["--reachability".into(), "public".into()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let proc = Proc::spawn(&sibling_bin("node"), &args);
+    let proc = Proc::spawn(&sibling_bin("infernet-node"), &args);
     let peer_id = proc.ready["peer_id"].as_str().unwrap().to_owned();
     let tcp = proc.ready["p2p"]
         .as_array()
@@ -151,11 +151,27 @@ fn ten_providers_are_found_from_any_peer_and_jobs_run_after_the_server_stops() {
     assert_eq!(found["providers"].as_array().unwrap().len(), 10);
     assert_eq!(found["providers"][0]["price_msat"], 1000);
 
+    assert_eq!(found["providers"][0]["price"], "1 sat/job");
+
     // The server goes away; the network does not.
     server.kill();
     let (code, json, stderr) = infernet(&["--peer", &nodes[3].addr, "providers", MODEL]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(provider_ids(&json), all, "{stderr}");
+
+    // `infernet providers … | head -c 0`: the reader goes away before the
+    // result is written; the CLI exits quietly instead of panicking.
+    let mut piped = Command::new(sibling_bin("infernet"))
+        .args(["--peer", &nodes[3].addr, "providers", MODEL])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(piped.stdout.take());
+    let out = piped.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     let (code, job, stderr) = infernet(&[
         "--peer",
         &nodes[5].addr,
@@ -404,7 +420,7 @@ fn a_node_that_cannot_be_dialled_is_reached_through_the_server_relay() {
     let key_dir = temp_dir("relay-node");
     let models = models_dir();
     let mut args = vec!["netns".to_owned(), "exec".into(), ns.name.clone()];
-    args.push(sibling_bin("node").to_str().unwrap().to_owned());
+    args.push(sibling_bin("infernet-node").to_str().unwrap().to_owned());
     args.extend(node_args(
         &via_link,
         &models,
@@ -451,7 +467,7 @@ fn a_node_fetches_a_model_it_lacks_by_hash_and_then_serves_it() {
     let key = temp_dir("fetch-key").join("node.key");
     let mut args = node_args(&holder.addr, &empty, &key, &["--fetch", &hash]);
     args.push("--fetch-only".into());
-    let out = Command::new(sibling_bin("node"))
+    let out = Command::new(sibling_bin("infernet-node"))
         .args(&args)
         .output()
         .unwrap();
@@ -492,7 +508,7 @@ fn a_node_fetches_a_model_it_lacks_by_hash_and_then_serves_it() {
     let missing = "0".repeat(64);
     let mut args = node_args(&holder.addr, &empty, &key, &["--fetch", &missing]);
     args.push("--fetch-only".into());
-    let out = Command::new(sibling_bin("node"))
+    let out = Command::new(sibling_bin("infernet-node"))
         .args(&args)
         .output()
         .unwrap();
@@ -529,7 +545,7 @@ fn a_download_in_progress_shows_in_the_registry_until_the_model_is_served() {
         ],
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (_fetcher, _stdout) = Proc::start(&sibling_bin("node"), &args);
+    let (_fetcher, _stdout) = Proc::start(&sibling_bin("infernet-node"), &args);
 
     // The node gossips ads while it downloads; the registry shows how far.
     let (peer, done, total) = eventually(Duration::from_secs(60), "download progress", || {

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use wire::registry::{Hardware, Heartbeat, ModelOffer, NodeList, Registration, Task};
-use wire::{MilliSats, NodeId, Sha256Digest, SignedEnvelope, UnixMillis};
+use testkit::fixtures;
+use wire::registry::{Heartbeat, NodeList, Registration, Task};
+use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 use crate::harness::{eventually, http, Node, Server};
 
@@ -14,25 +15,8 @@ fn registration(key: &p2p::Keypair, heartbeat_ms: u64) -> Registration {
         node_id: NodeId::from(key.public().to_peer_id()),
         timestamp: UnixMillis::now(),
         multiaddrs: vec!["/ip4/127.0.0.1/tcp/9".into()],
-        hardware: Hardware {
-            cpu_model: "test cpu".into(),
-            cpu_cores: 4,
-            ram_mb: 8192,
-            gpus: vec![],
-            os: "linux".into(),
-            arch: "x86_64".into(),
-        },
-        models: vec![ModelOffer {
-            name: "tiny".into(),
-            task: Task::Embedding,
-            hash: Sha256Digest::of(b"tiny"),
-            price_msat: MilliSats(10),
-            device: "cpu".into(),
-            description: None,
-            embedding_dim: Some(2),
-            token_price: Default::default(),
-            context_tokens: None,
-        }],
+        hardware: fixtures::hardware(),
+        models: vec![fixtures::offer("tiny", Task::Embedding, 10)],
         version: "test".into(),
         heartbeat_interval_ms: heartbeat_ms,
     }

@@ -1,0 +1,96 @@
+//! A node paused by its operator: a real node (in this process, with the
+//! real MiniLM) and a consumer on loopback libp2p. Paused, it refuses new
+//! jobs as `not_accepting` and its ads say so; resumed, it serves again.
+
+use std::time::{Duration, Instant};
+
+use node::admission::Admission;
+use node::Config;
+use p2p::JobResponse;
+use wire::jobs::{JobInput, JobRequest, RefusalCode};
+use wire::{JobId, UnixMillis};
+
+fn config(models_dir: std::path::PathBuf, key_file: std::path::PathBuf) -> Config {
+    Config {
+        server: None,
+        bootstrap: vec![],
+        reachability: p2p::Reachability::Public,
+        external_addrs: vec![],
+        relays: vec![],
+        relay_server: false,
+        ad_interval: Duration::from_secs(60),
+        nat_probe_timeout: Duration::from_secs(30),
+        models_dir,
+        key_file,
+        p2p_port: 0,
+        p2p_host: std::net::IpAddr::from([127, 0, 0, 1]),
+        heartbeat: Duration::from_secs(10),
+        device: node::engine::DeviceChoice::Cpu,
+        queue_depth: node::engine::DEFAULT_QUEUE_DEPTH,
+        max_batch: node::engine::DEFAULT_MAX_BATCH,
+        batch_wait: Duration::ZERO,
+        memory_budget_mb: None,
+        fetch: vec![],
+        fetch_only: false,
+        fetch_max_rate: None,
+    }
+}
+
+#[tokio::test]
+async fn a_paused_node_refuses_jobs_and_advertises_it_until_resumed() {
+    let models = crate::store_of("admission", &["all-minilm-l6-v2"]);
+    let node = node::start(config(models.clone(), models.join("node.key")))
+        .await
+        .unwrap();
+    let peer = node.node_id().peer_id();
+    let mut consumer_config = p2p::Config::new(p2p::Config::listen_loopback(), "test-consumer");
+    consumer_config.reachability = p2p::Reachability::Client;
+    let (consumer, _inbound, event_loop) =
+        p2p::start(p2p::Keypair::generate_ed25519(), consumer_config)
+            .await
+            .unwrap();
+    tokio::spawn(event_loop.run());
+    let offer = node.models[0].clone();
+    let job = |n: u8| JobRequest {
+        job_id: JobId::from_random([n; 16]),
+        model_hash: offer.hash,
+        input: JobInput::Embedding {
+            texts: vec!["paused or not".into()],
+        },
+        max_price_msat: offer.worst_case_price(&JobInput::Embedding {
+            texts: vec!["paused or not".into()],
+        }),
+        deadline: UnixMillis(UnixMillis::now().0 + 60_000),
+    };
+    let send = |n: u8| consumer.send_job(peer, node.p2p_addrs.clone(), job(n));
+    // The ad the node answers with on the ad protocol, once it says `open`.
+    let ad_says = |open: bool| {
+        let consumer = consumer.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let ad = consumer.fetch_ad(peer).await.unwrap().ad;
+                if ad.accepting_jobs == open {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "the ad never said {open}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    assert!(matches!(send(1).await.unwrap(), JobResponse::Done { .. }));
+    ad_says(true).await;
+
+    node.admission.set(Admission::Paused);
+    match send(2).await.unwrap() {
+        JobResponse::Refused { code, .. } => assert_eq!(code, RefusalCode::NotAccepting),
+        other => panic!("a paused node ran a job: {other:?}"),
+    }
+    ad_says(false).await;
+
+    node.admission.set(Admission::Open);
+    assert!(matches!(send(3).await.unwrap(), JobResponse::Done { .. }));
+    ad_says(true).await;
+    node.stop();
+}

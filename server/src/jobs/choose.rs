@@ -1,0 +1,152 @@
+//! Choosing the node for a job, from the registry's view of the network.
+
+use std::cmp::Reverse;
+
+use wire::registry::{ModelOffer, NodeInfo, NodeStatus};
+use wire::{MilliSats, NodeId};
+
+use super::JobError;
+
+/// Picks the node to run a job on: available (online and accepting jobs),
+/// offering the model (by name or hash), the named node if there is one,
+/// at or under the maximum price. The cheapest wins; then the least busy;
+/// then the freshest.
+pub(crate) fn choose_node<'a>(
+    nodes: &'a [NodeInfo],
+    model: &str,
+    only: Option<NodeId>,
+    max_price: Option<MilliSats>,
+) -> Result<(&'a NodeInfo, &'a ModelOffer), JobError> {
+    let offering: Vec<(&NodeInfo, &ModelOffer)> = nodes
+        .iter()
+        .filter_map(|n| n.offer(model).map(|o| (n, o)))
+        .collect();
+    if offering.is_empty() {
+        return Err(JobError::UnknownModel(model.to_owned()));
+    }
+    let chosen: Vec<_> = offering
+        .into_iter()
+        .filter(|(n, _)| only.is_none_or(|id| n.peer_id == id))
+        .collect();
+    if let (Some(id), true) = (only, chosen.is_empty()) {
+        return Err(JobError::NoNodeAvailable(format!(
+            "node {id} does not offer model `{model}`"
+        )));
+    }
+    let available: Vec<_> = chosen
+        .into_iter()
+        .filter(|(n, _)| n.is_available())
+        .collect();
+    if available.is_empty() {
+        let paused = |id: NodeId| {
+            nodes
+                .iter()
+                .any(|n| n.peer_id == id && n.status == NodeStatus::Online && !n.accepting_jobs)
+        };
+        return Err(JobError::NoNodeAvailable(match only {
+            Some(id) if paused(id) => format!("node {id} is paused by its operator"),
+            Some(id) => format!("node {id} is offline"),
+            None => format!("no online node takes jobs for model `{model}`"),
+        }));
+    }
+    let cheapest = available.iter().map(|(_, o)| o.price_msat).min();
+    available
+        .into_iter()
+        .filter(|(_, o)| max_price.is_none_or(|max| o.price_msat <= max))
+        .min_by_key(|(n, o)| (o.price_msat, n.active_jobs, Reverse(n.last_seen), n.peer_id))
+        .ok_or_else(|| {
+            JobError::NoNodeAvailable(format!(
+                "no online node offers `{model}` at or below {} msat (cheapest: {} msat)",
+                max_price.unwrap_or_default().0,
+                cheapest.unwrap_or_default().0
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::fixtures::{node_id, node_info, offer};
+    use wire::registry::Task;
+    use wire::{Sha256Digest, UnixMillis};
+
+    fn node(seed: u8, model: &str, price: u64, online: bool, active_jobs: u32) -> NodeInfo {
+        let mut n = node_info(seed, vec![offer(model, Task::Embedding, price)]);
+        if !online {
+            n.status = NodeStatus::Offline;
+        }
+        n.active_jobs = active_jobs;
+        n.last_seen = UnixMillis(u64::from(seed));
+        n
+    }
+
+    #[test]
+    fn cheapest_online_node_with_the_model_is_chosen() {
+        let nodes = vec![
+            node(1, "m", 300, true, 0),
+            node(2, "m", 100, false, 0),
+            node(3, "m", 200, true, 0),
+            node(4, "other", 1, true, 0),
+        ];
+        let (n, o) = choose_node(&nodes, "m", None, None).unwrap();
+        assert_eq!(n.peer_id, nodes[2].peer_id);
+        assert_eq!(o.price_msat, MilliSats(200));
+    }
+
+    #[test]
+    fn a_paused_node_is_passed_over_however_cheap() {
+        let mut nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 1, true, 0)];
+        nodes[1].accepting_jobs = false;
+        let (n, _) = choose_node(&nodes, "m", None, None).unwrap();
+        assert_eq!(n.peer_id, nodes[0].peer_id);
+        let err = choose_node(&nodes, "m", Some(nodes[1].peer_id), None).unwrap_err();
+        assert!(err.to_string().contains("paused"), "{err}");
+    }
+
+    #[test]
+    fn model_can_be_named_by_hash() {
+        let nodes = vec![node(1, "m", 300, true, 0)];
+        let hash = Sha256Digest::of(b"m").to_string();
+        assert!(choose_node(&nodes, &hash, None, None).is_ok());
+    }
+
+    #[test]
+    fn equal_prices_go_to_the_least_busy_node() {
+        let nodes = vec![node(1, "m", 100, true, 3), node(2, "m", 100, true, 1)];
+        let (n, _) = choose_node(&nodes, "m", None, None).unwrap();
+        assert_eq!(n.peer_id, nodes[1].peer_id);
+    }
+
+    #[test]
+    fn max_price_excludes_dearer_nodes_and_says_what_the_cheapest_costs() {
+        let nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 200, true, 0)];
+        assert!(choose_node(&nodes, "m", None, Some(MilliSats(200))).is_ok());
+        let err = choose_node(&nodes, "m", None, Some(MilliSats(199))).unwrap_err();
+        assert!(matches!(err, JobError::NoNodeAvailable(_)));
+        assert!(err.to_string().contains("cheapest: 200 msat"), "{err}");
+    }
+
+    #[test]
+    fn unknown_model_and_offline_nodes_are_told_apart() {
+        let nodes = vec![node(1, "m", 300, false, 0)];
+        assert!(matches!(
+            choose_node(&nodes, "nope", None, None),
+            Err(JobError::UnknownModel(_))
+        ));
+        assert!(matches!(
+            choose_node(&nodes, "m", None, None),
+            Err(JobError::NoNodeAvailable(_))
+        ));
+    }
+
+    #[test]
+    fn a_named_node_is_used_even_when_dearer() {
+        let nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 100, true, 0)];
+        let (n, _) = choose_node(&nodes, "m", Some(nodes[0].peer_id), None).unwrap();
+        assert_eq!(n.peer_id, nodes[0].peer_id);
+        assert!(matches!(
+            choose_node(&nodes, "m", Some(node_id(9)), None),
+            Err(JobError::NoNodeAvailable(_))
+        ));
+    }
+}

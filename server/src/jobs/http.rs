@@ -1,0 +1,91 @@
+//! The job API: `POST /api/v1/jobs` runs a job and answers its record;
+//! `GET /api/v1/jobs` lists the newest; `GET /api/v1/jobs/{id}` reads one.
+//! Anyone may call them (accounts come with the owners' issue).
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use wire::jobs::{JobInput, JobRecord, JobSummary, SubmitJob};
+use wire::JobId;
+
+use super::{JobError, Order};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::AppState;
+
+/// Body limit of a job submission.
+pub(crate) const MAX_JOB_BODY: usize = 1024 * 1024;
+const MAX_LIST: u32 = 200;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", post(submit).get(list))
+        .route("/jobs/{id}", get(fetch))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY))
+}
+
+impl super::Jobs {
+    /// Runs a submission of the job API (and the app) to its end.
+    pub(crate) async fn submit(&self, job: SubmitJob) -> Result<JobRecord, JobError> {
+        let order = Order {
+            model: &job.model,
+            node: job.node,
+            max_price: job.max_price_msat,
+        };
+        let input = job.input;
+        self.start(order, |offer| {
+            JobInput::parse(offer.task, input).map_err(JobError::from)
+        })
+        .await?
+        .finish()
+        .await
+    }
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    ApiJson(job): ApiJson<SubmitJob>,
+) -> Result<Json<JobRecord>, ApiError> {
+    Ok(Json(state.jobs.submit(job).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JobList {
+    jobs: Vec<JobSummary>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIST {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_LIST}"
+        )));
+    }
+    Ok(Json(JobList {
+        jobs: state.jobs.list(limit).await?,
+    }))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let id: JobId = id
+        .parse()
+        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
+    state
+        .jobs
+        .get(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("job {id}")))
+}

@@ -1,0 +1,292 @@
+//! Jobs: choose a node, record the job, send it over libp2p, check the
+//! node's receipt, and record how it ended.
+//!
+//! - `choose`: which node runs a job;
+//! - `dispatch`: running a recorded job on its node;
+//! - `store`: the `job` and `job_event` tables and all their SurrealQL;
+//! - `http`: `POST /api/v1/jobs`, `GET /api/v1/jobs[/{id}]`.
+//!
+//! Every caller (the job API, the OpenAI API, the app) runs jobs through
+//! one entry point, [`Jobs::start`].
+
+mod choose;
+mod dispatch;
+mod http;
+mod store;
+
+pub(crate) use http::{router, MAX_JOB_BODY};
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use wire::api::ErrorBody;
+use wire::jobs::{
+    InputError, JobEvent, JobInput, JobRecord, JobRequest, JobStatus, JobSummary, ReceiptError,
+    RefusalCode,
+};
+use wire::registry::ModelOffer;
+use wire::{JobId, MilliSats, NodeId, UnixMillis};
+
+use crate::db::{Db, DbError};
+use crate::registry::{Registry, RegistryError};
+use choose::choose_node;
+use store::JobStore;
+
+/// Text a job may have waiting for a slow reader before the node's stream
+/// waits too (and, behind it, the node's engine holds text back).
+const TEXT_BUFFER: usize = 32;
+/// How long after its deadline a job still dispatched counts as lost.
+const LOST_AFTER: Duration = Duration::from_secs(30);
+/// Tries of a job's final write before it is left to the reconciler.
+const FINAL_WRITE_TRIES: u32 = 3;
+
+/// Why a job could not run, or how it failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JobError {
+    #[error("model must be 1 to 128 bytes")]
+    ModelName,
+    #[error(transparent)]
+    BadInput(#[from] InputError),
+    #[error("no node offers model `{0}`")]
+    UnknownModel(String),
+    #[error("{0}")]
+    NoNodeAvailable(String),
+    #[error("the node refused the job ({}): {message}", code.as_str())]
+    NodeRefused { code: RefusalCode, message: String },
+    #[error("could not reach the node: {0}")]
+    NodeUnreachable(String),
+    #[error("the node disconnected before finishing the job")]
+    NodeDisconnected,
+    #[error("the node did not answer within {0} s")]
+    NodeTimeout(u64),
+    #[error("the node's receipt is invalid: {0}")]
+    BadReceipt(#[from] ReceiptError),
+    /// A job that was recorded and then failed: its id, to read it back.
+    #[error("{cause}")]
+    Failed { job_id: JobId, cause: Box<JobError> },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] DbError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What to run a job on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Order<'a> {
+    /// A model name or content hash.
+    pub(crate) model: &'a str,
+    /// Only this node.
+    pub(crate) node: Option<NodeId>,
+    /// The most the consumer pays; without it, the most the input can cost
+    /// on the chosen model.
+    pub(crate) max_price: Option<MilliSats>,
+}
+
+/// A recorded job on its way: its record as dispatched, the text it
+/// streams while it runs, and its end.
+pub(crate) struct Started {
+    pub(crate) record: JobRecord,
+    pub(crate) text: mpsc::Receiver<String>,
+    end: JoinHandle<Result<JobRecord, JobError>>,
+}
+
+impl Started {
+    /// How the job ended. (Its streamed text is not read: the record holds
+    /// all of it.)
+    pub(crate) async fn finish(self) -> Result<JobRecord, JobError> {
+        drop(self.text);
+        Self::ended(self.end).await
+    }
+
+    /// The text stream and the end, for callers that forward the text.
+    pub(crate) fn into_stream(
+        self,
+    ) -> (
+        mpsc::Receiver<String>,
+        impl std::future::Future<Output = Result<JobRecord, JobError>>,
+    ) {
+        (self.text, Self::ended(self.end))
+    }
+
+    async fn ended(end: JoinHandle<Result<JobRecord, JobError>>) -> Result<JobRecord, JobError> {
+        end.await
+            .map_err(|e| JobError::Internal(format!("the job's task failed: {e}")))?
+    }
+}
+
+/// A job with its node chosen and its input built, not yet recorded.
+struct Prepared {
+    record: JobRecord,
+    addrs: Vec<p2p::Multiaddr>,
+    request: JobRequest,
+}
+
+/// Runs jobs and keeps their records; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Jobs {
+    store: JobStore,
+    registry: Registry,
+    network: p2p::Client,
+    timeout: Duration,
+}
+
+impl Jobs {
+    pub(crate) fn new(db: Db, registry: Registry, network: p2p::Client, timeout: Duration) -> Self {
+        Jobs {
+            store: JobStore::new(db),
+            registry,
+            network,
+            timeout,
+        }
+    }
+
+    /// Runs a job: chooses its node, builds its input for the chosen model
+    /// with `input` (whose errors come back as they are, so that an API can
+    /// word its own, e.g. naming the parameter), records it as dispatched
+    /// and sends it. Nothing is stored when this fails.
+    ///
+    /// From the record on, the job lives on a task of its own: a caller who
+    /// goes away (a closed connection, a closed page) cannot leave it
+    /// half-recorded.
+    pub(crate) async fn start<E, F>(&self, order: Order<'_>, input: F) -> Result<Started, E>
+    where
+        E: From<JobError>,
+        F: FnOnce(&ModelOffer) -> Result<JobInput, E>,
+    {
+        let prepared = self.prepare(order, input).await?;
+        let (recorded_tx, recorded) = oneshot::channel();
+        let (text_tx, text) = mpsc::channel(TEXT_BUFFER);
+        let jobs = self.clone();
+        let span = tracing::info_span!(
+            "job",
+            job_id = %prepared.record.id,
+            peer_id = %prepared.record.node_id
+        );
+        let end = tokio::spawn(
+            async move {
+                let deadline = prepared.request.deadline;
+                if let Err(e) = jobs.store.insert(&prepared.record, deadline).await {
+                    let _ = recorded_tx.send(Err(e));
+                    return Err(JobError::Internal("the job was not recorded".into()));
+                }
+                let _ = recorded_tx.send(Ok(prepared.record.clone()));
+                jobs.run(prepared, text_tx).await
+            }
+            .instrument(span),
+        );
+        let record = recorded
+            .await
+            .map_err(|_| JobError::Internal("the job's task stopped".into()))?
+            .map_err(JobError::from)?;
+        Ok(Started { record, text, end })
+    }
+
+    /// Chooses the node for a job and builds its input and record; stores
+    /// nothing.
+    async fn prepare<E, F>(&self, order: Order<'_>, input: F) -> Result<Prepared, E>
+    where
+        E: From<JobError>,
+        F: FnOnce(&ModelOffer) -> Result<JobInput, E>,
+    {
+        if order.model.is_empty() || order.model.len() > 128 {
+            return Err(JobError::ModelName.into());
+        }
+        let now = UnixMillis::now();
+        let nodes = self.registry.all(now).await.map_err(JobError::from)?;
+        let (node, offer) = choose_node(&nodes, order.model, order.node, order.max_price)?;
+        let input = input(offer)?;
+        input.validate().map_err(JobError::from)?;
+        let addrs: Vec<p2p::Multiaddr> = node
+            .multiaddrs
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        // Without a maximum the consumer agrees to what the input can cost
+        // at most on this model; the receipt says what it did cost.
+        let budget = order
+            .max_price
+            .unwrap_or_else(|| offer.worst_case_price(&input));
+        let job_id = JobId::from_random(uuid::Uuid::new_v4().into_bytes());
+        let record = JobRecord {
+            id: job_id.clone(),
+            model: offer.name.clone(),
+            model_hash: offer.hash,
+            task: offer.task,
+            node_id: node.peer_id,
+            status: JobStatus::Dispatched,
+            input: input.clone(),
+            output: None,
+            receipt: None,
+            error: None,
+            price_msat: MilliSats(0),
+            max_price_msat: budget,
+            created_at: now,
+            finished_at: None,
+            events: vec![JobEvent {
+                status: JobStatus::Dispatched,
+                at: now,
+                message: Some(format!("sent to {}", node.peer_id)),
+            }],
+        };
+        let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let request = JobRequest {
+            job_id,
+            model_hash: offer.hash,
+            input,
+            max_price_msat: budget,
+            deadline: UnixMillis(now.0.saturating_add(timeout_ms)),
+        };
+        Ok(Prepared {
+            record,
+            addrs,
+            request,
+        })
+    }
+
+    pub(crate) async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, JobError> {
+        Ok(self.store.get(id).await?)
+    }
+
+    pub(crate) async fn list(&self, limit: u32) -> Result<Vec<JobSummary>, JobError> {
+        Ok(self.store.list(limit).await?)
+    }
+
+    /// Fails the jobs that are still dispatched well after their deadline:
+    /// the server restarted while they ran, or could not write how they
+    /// ended. Returns how many. (Leases and retries replace this guess once
+    /// jobs move between nodes; until then it keeps a job from staying in
+    /// flight for ever.)
+    pub(crate) async fn reconcile(&self, now: UnixMillis) -> Result<usize, JobError> {
+        let lost_ms = u64::try_from(LOST_AFTER.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = UnixMillis(now.0.saturating_sub(lost_ms));
+        let error = ErrorBody::new(
+            "lost",
+            "the server lost track of this job (it restarted, or could not record the job's end); \
+             nothing was charged",
+        );
+        let mut failed = 0;
+        for id in self.store.overdue(cutoff).await? {
+            if self.store.fail_if_dispatched(&id, &error, now).await? {
+                tracing::warn!(job_id = %id, "job lost; marked failed");
+                failed += 1;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Reconciles at once, then every interval, until the server stops.
+    pub(crate) async fn reconcile_forever(self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.reconcile(UnixMillis::now()).await {
+                tracing::warn!(error = %e, "could not reconcile jobs");
+            }
+        }
+    }
+}

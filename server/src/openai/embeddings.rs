@@ -1,0 +1,110 @@
+//! `POST /v1/embeddings`: a string or an array of strings in, one vector
+//! each out, as floats or base64.
+
+use axum::extract::State;
+use axum::Json;
+use base64::Engine as _;
+use serde_json::Value;
+use wire::jobs::{JobInput, JobOutput};
+use wire::registry::Task;
+use wire::MilliSats;
+
+use super::error::{invalid, OaiJson, OpenAiError};
+use super::types::{
+    Embedding, EmbeddingObject, EmbeddingUsage, EmbeddingsRequest, EmbeddingsResponse, JobFacts,
+};
+use super::{receipt_of, require_task};
+use crate::error::ApiError;
+use crate::jobs::{JobError, Order};
+use crate::AppState;
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    OaiJson(req): OaiJson<EmbeddingsRequest>,
+) -> Result<Json<EmbeddingsResponse>, OpenAiError> {
+    let texts: Vec<String> = match &req.input {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Value::Array(_) => {
+            return Err(invalid(
+                "input",
+                "input must be a string or an array of strings; token arrays are not supported",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                "input",
+                "input must be a string or an array of strings",
+            ))
+        }
+    };
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(invalid(
+                "encoding_format",
+                format!("encoding_format must be float or base64, got {other:?}"),
+            ))
+        }
+    };
+    let dimensions = req.dimensions;
+    let order = Order {
+        model: &req.model,
+        node: None,
+        max_price: req.max_price_msat.map(MilliSats),
+    };
+    let started = state
+        .jobs
+        .start(order, |offer| {
+            require_task(offer, Task::Embedding, "an embedding", "input")?;
+            if let (Some(want), Some(dim)) = (dimensions, offer.embedding_dim) {
+                if want != dim {
+                    return Err(invalid(
+                        "input",
+                        format!(
+                            "{} gives {dim}-dimensional embeddings; dimensions={want} is not available",
+                            offer.name
+                        ),
+                    ));
+                }
+            }
+            let input = JobInput::Embedding { texts };
+            input.validate().map_err(JobError::from)?;
+            Ok(input)
+        })
+        .await?;
+    let record = started.finish().await?;
+    let receipt = receipt_of(&record)?;
+    let Some(JobOutput::Embedding { vectors, .. }) = &record.output else {
+        return Err(ApiError::Internal("an embedding job without vectors".into()).into());
+    };
+    let data = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| EmbeddingObject {
+            object: "embedding",
+            index,
+            embedding: if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Embedding::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                Embedding::Float(v.clone())
+            },
+        })
+        .collect();
+    let tokens = receipt.usage.input_tokens;
+    Ok(Json(EmbeddingsResponse {
+        object: "list",
+        data,
+        model: record.model.clone(),
+        usage: EmbeddingUsage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+        infernet: JobFacts::of(&record, &receipt),
+    }))
+}

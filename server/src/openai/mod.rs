@@ -1,0 +1,65 @@
+//! The OpenAI-compatible API: `GET /v1/models`, `POST /v1/embeddings` and
+//! `POST /v1/chat/completions` (whole, or streamed as server-sent events in
+//! OpenAI's chunk format). Requests become Infernet jobs through
+//! [`Jobs::start`](crate::jobs::Jobs::start): routed to a node over libp2p,
+//! recorded, and answered with the node's verified result. Anyone may call
+//! them (API keys come with the owners' issue).
+//!
+//! - `types`: the JSON of requests and answers, typed;
+//! - `error`: OpenAI's error shape, naming the offending parameter;
+//! - `models`, `embeddings`, `chat`: the endpoints.
+
+mod chat;
+mod embeddings;
+mod error;
+mod models;
+mod types;
+
+use axum::routing::{get, post};
+use axum::Router;
+use wire::jobs::{JobRecord, Receipt};
+use wire::registry::{ModelOffer, Task};
+
+use crate::error::ApiError;
+use crate::jobs::MAX_JOB_BODY;
+use crate::AppState;
+use error::{invalid, OpenAiError};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::one))
+        .route("/v1/embeddings", post(embeddings::create))
+        .route("/v1/chat/completions", post(chat::create))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY))
+}
+
+/// The endpoint's task, or a 400 naming the model's, about `param`.
+fn require_task(
+    offer: &ModelOffer,
+    task: Task,
+    what: &str,
+    param: &'static str,
+) -> Result<(), OpenAiError> {
+    if offer.task == task {
+        return Ok(());
+    }
+    Err(invalid(
+        param,
+        format!(
+            "{} is a {} model, not {what} model",
+            offer.name,
+            offer.task.as_str()
+        ),
+    ))
+}
+
+/// The receipt of a succeeded job (already verified by the job service).
+fn receipt_of(record: &JobRecord) -> Result<Receipt, OpenAiError> {
+    Ok(record
+        .receipt
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("a finished job without a receipt".into()))?
+        .open()
+        .map_err(|e| ApiError::Internal(format!("a verified receipt no longer opens: {e}")))?)
+}

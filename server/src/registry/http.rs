@@ -1,0 +1,103 @@
+//! The registry's HTTP side: the public `GET /nodes` (cacheable, CORS-open)
+//! and the signed registration and heartbeats nodes post.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use wire::registry::{HeartbeatAck, NodeInfo, NodeQuery};
+use wire::{NodeId, SignedEnvelope, UnixMillis};
+
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::AppState;
+
+/// Body limit of registration and heartbeat requests.
+pub(crate) const MAX_SIGNED_BODY: usize = 64 * 1024;
+
+/// `GET /nodes`, `GET /nodes/{peer_id}`: anyone may call them.
+pub(crate) fn public_router() -> Router<AppState> {
+    Router::new()
+        .route("/nodes", get(list_nodes))
+        .route("/nodes/{peer_id}", get(get_node))
+}
+
+/// Registration and heartbeats, under `/api/v1`: anyone may call them, and
+/// only a message signed by the node's own key is taken.
+pub(crate) fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/nodes/register", post(register))
+        .route("/nodes/heartbeat", post(heartbeat))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_SIGNED_BODY))
+}
+
+async fn list_nodes(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<NodeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let list = state.registry.list(&query, UnixMillis::now()).await?;
+    let body = serde_json::to_vec(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let etag = format!("\"{}\"", &wire::Sha256Digest::of(&body).to_string()[..32]);
+    let cache = HeaderValue::from_static("public, max-age=2");
+    let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if fresh {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response());
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag_value),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn get_node(
+    State(state): State<AppState>,
+    Path(peer_id): Path<String>,
+) -> Result<Json<NodeInfo>, ApiError> {
+    let id: NodeId = peer_id
+        .parse()
+        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
+    state
+        .registry
+        .get(id, UnixMillis::now())
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("node {id}")))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(envelope): ApiJson<SignedEnvelope>,
+) -> Result<Json<NodeInfo>, ApiError> {
+    Ok(Json(
+        state
+            .registry
+            .register_signed(&envelope, UnixMillis::now())
+            .await?,
+    ))
+}
+
+async fn heartbeat(
+    State(state): State<AppState>,
+    ApiJson(envelope): ApiJson<SignedEnvelope>,
+) -> Result<Json<HeartbeatAck>, ApiError> {
+    let now = UnixMillis::now();
+    state.registry.heartbeat_signed(&envelope, now).await?;
+    Ok(Json(HeartbeatAck { server_time: now }))
+}

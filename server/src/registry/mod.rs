@@ -1,0 +1,235 @@
+//! The node registry: who offers what, from signed registrations and
+//! heartbeats over HTTP and from the capability ads the network carries.
+//!
+//! - `query`: the rules, without storage (online status, freshness,
+//!   filters, pages);
+//! - `store`: the `node` table and all its SurrealQL;
+//! - `http`: the routes (`GET /nodes`, registration, heartbeats);
+//! - `follow`: the registry fed by the network's ads.
+
+mod follow;
+mod http;
+mod query;
+mod store;
+
+pub(crate) use http::{api_router, public_router};
+
+use wire::ads::CapabilityAd;
+use wire::registry::{Heartbeat, NodeInfo, NodeList, NodeQuery, Registration};
+use wire::{NodeId, SignedEnvelope, SigningError, UnixMillis};
+
+use crate::db::{Db, DbError};
+use store::{Beat, NodeStore};
+
+/// Why the registry refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RegistryError {
+    #[error("signature rejected: {0}")]
+    BadSignature(#[from] SigningError),
+    #[error(
+        "timestamp is {skew_ms} ms away from the server's clock; at most {max_ms} ms is allowed"
+    )]
+    ClockSkew { skew_ms: u64, max_ms: u64 },
+    #[error("this signed message is not newer than one already accepted from this node (replay)")]
+    Replay,
+    #[error("node {0} is not registered (register before sending heartbeats)")]
+    NotRegistered(NodeId),
+    #[error("{0}")]
+    InvalidRegistration(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+/// The registry; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Registry {
+    store: NodeStore,
+}
+
+impl Registry {
+    pub(crate) fn new(db: Db) -> Self {
+        Registry {
+            store: NodeStore::new(db),
+        }
+    }
+
+    /// Takes a node's signed registration: signed by the node it names,
+    /// fresh, within limits, and newer than anything taken from it before.
+    pub(crate) async fn register_signed(
+        &self,
+        envelope: &SignedEnvelope,
+        now: UnixMillis,
+    ) -> Result<NodeInfo, RegistryError> {
+        let registration: Registration = envelope.open()?;
+        query::check_fresh(registration.timestamp, now)?;
+        query::validate_registration(&registration)?;
+        let info = self.register(&registration, now).await?;
+        tracing::info!(peer_id = %registration.node_id, models = registration.models.len(), "node registered");
+        Ok(info)
+    }
+
+    /// Stores a verified registration.
+    pub(crate) async fn register(
+        &self,
+        r: &Registration,
+        now: UnixMillis,
+    ) -> Result<NodeInfo, RegistryError> {
+        self.store
+            .register(r, now)
+            .await?
+            .map(|row| row.into_info(now))
+            .ok_or(RegistryError::Replay)
+    }
+
+    /// Takes a node's signed heartbeat, on the same terms as registrations.
+    pub(crate) async fn heartbeat_signed(
+        &self,
+        envelope: &SignedEnvelope,
+        now: UnixMillis,
+    ) -> Result<(), RegistryError> {
+        let beat: Heartbeat = envelope.open()?;
+        query::check_fresh(beat.timestamp, now)?;
+        match self.store.heartbeat(&beat, now).await? {
+            Beat::Taken => Ok(()),
+            Beat::Stale => Err(RegistryError::Replay),
+            Beat::UnknownNode => Err(RegistryError::NotRegistered(beat.node_id)),
+        }
+    }
+
+    /// Stores a node's capability ad (already verified by the network
+    /// layer: signature, signer, freshness). Ads older than the newest one
+    /// taken for this node are ignored. Returns whether it was stored.
+    pub(crate) async fn ingest_ad(
+        &self,
+        ad: &CapabilityAd,
+        now: UnixMillis,
+    ) -> Result<bool, RegistryError> {
+        Ok(self.store.ingest_ad(ad, now).await?)
+    }
+
+    /// Forgets nodes not heard from since `cutoff`. Returns how many.
+    pub(crate) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, RegistryError> {
+        Ok(self.store.forget_silent(cutoff).await?)
+    }
+
+    pub(crate) async fn get(
+        &self,
+        id: NodeId,
+        now: UnixMillis,
+    ) -> Result<Option<NodeInfo>, RegistryError> {
+        Ok(self.store.get(id).await?.map(|r| r.into_info(now)))
+    }
+
+    /// Every node, sorted by peer id, with its status as of `now`.
+    pub(crate) async fn all(&self, now: UnixMillis) -> Result<Vec<NodeInfo>, RegistryError> {
+        Ok(self
+            .store
+            .all()
+            .await?
+            .into_iter()
+            .map(|r| r.into_info(now))
+            .collect())
+    }
+
+    /// A page of the nodes that `q` selects.
+    pub(crate) async fn list(
+        &self,
+        q: &NodeQuery,
+        now: UnixMillis,
+    ) -> Result<NodeList, RegistryError> {
+        let (limit, after) = query::page_of(q)?;
+        let nodes: Vec<NodeInfo> = self
+            .all(now)
+            .await?
+            .into_iter()
+            .filter(|n| query::matches(q, n))
+            .collect();
+        Ok(query::paginate(nodes, after.as_deref(), limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::fixtures::{ad, hardware, offer};
+    use wire::registry::Task;
+
+    async fn registry(tag: &str) -> Registry {
+        Registry::new(crate::db::Db::temp(tag).await)
+    }
+
+    fn registration(id: NodeId, now: UnixMillis) -> Registration {
+        Registration {
+            node_id: id,
+            timestamp: now,
+            multiaddrs: vec![],
+            hardware: hardware(),
+            models: vec![offer("m", Task::Embedding, 100)],
+            version: "0".into(),
+            heartbeat_interval_ms: 1000,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ad_racing_a_registration_for_a_new_node_does_not_refuse_it() {
+        let registry = registry("race").await;
+        for round in 0..20u8 {
+            let key = p2p::Keypair::generate_ed25519();
+            let id = NodeId::from(key.public().to_peer_id());
+            let now = UnixMillis::now();
+            let registration = registration(id, now);
+            let ad = ad(&key, now.0 + 5, now, 30_000);
+            let (registered, ingested) = tokio::join!(
+                registry.register(&registration, now),
+                registry.ingest_ad(&ad, now)
+            );
+            assert!(registered.is_ok(), "round {round}: {registered:?}");
+            assert!(ingested.unwrap(), "round {round}: the ad was stored too");
+            // The replay guard still holds.
+            assert!(matches!(
+                registry.register(&registration, now).await,
+                Err(RegistryError::Replay)
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_node_s_ad_marks_it_not_accepting_until_it_resumes() {
+        let registry = registry("accepting").await;
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        let now = UnixMillis::now();
+        let info = registry
+            .register(&registration(id, now), now)
+            .await
+            .unwrap();
+        assert!(info.accepting_jobs, "registered nodes start accepting");
+        let mut paused = ad(&key, now.0 + 1, now, 30_000);
+        paused.accepting_jobs = false;
+        registry.ingest_ad(&paused, now).await.unwrap();
+        let got = registry.get(id, now).await.unwrap().unwrap();
+        assert!(!got.accepting_jobs);
+        assert!(!got.is_available(), "online, but takes no jobs");
+        // A later registration (the node restarted) does not reopen it:
+        // only the node's ads say whether it takes jobs.
+        let later = UnixMillis(now.0 + 1);
+        registry
+            .register(&registration(id, later), later)
+            .await
+            .unwrap();
+        assert!(
+            !registry
+                .get(id, later)
+                .await
+                .unwrap()
+                .unwrap()
+                .accepting_jobs
+        );
+        let mut resumed = ad(&key, now.0 + 2, now, 30_000);
+        resumed.accepting_jobs = true;
+        registry.ingest_ad(&resumed, now).await.unwrap();
+        assert!(registry.get(id, now).await.unwrap().unwrap().accepting_jobs);
+    }
+}

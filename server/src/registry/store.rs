@@ -1,0 +1,266 @@
+//! The registry's table in SurrealDB: one row per node, keyed by peer id
+//! (`type::record('node', $peer_id)`). All of the registry's SurrealQL is
+//! here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use wire::ads::CapabilityAd;
+use wire::registry::{
+    Hardware, Heartbeat, ModelFetch, ModelOffer, NodeInfo, Registration, MISSED_HEARTBEATS_OFFLINE,
+};
+use wire::{NodeId, UnixMillis};
+
+use super::query::status_at;
+use crate::db::{Db, DbError};
+
+/// A node as stored in the `node` table.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct NodeRow {
+    peer_id: NodeId,
+    multiaddrs: Vec<String>,
+    hardware: Hardware,
+    models: Vec<ModelOffer>,
+    version: String,
+    heartbeat_interval_ms: u64,
+    active_jobs: u32,
+    registered_at: UnixMillis,
+    last_seen: UnixMillis,
+    last_signed: UnixMillis,
+    #[serde(default = "yes")]
+    accepting_jobs: bool,
+    #[serde(default)]
+    fetching: Vec<ModelFetch>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl NodeRow {
+    pub(super) fn into_info(self, now: UnixMillis) -> NodeInfo {
+        NodeInfo {
+            status: status_at(self.last_seen, self.heartbeat_interval_ms, now),
+            peer_id: self.peer_id,
+            multiaddrs: self.multiaddrs,
+            hardware: self.hardware,
+            models: self.models,
+            last_seen: self.last_seen,
+            registered_at: self.registered_at,
+            version: self.version,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            active_jobs: self.active_jobs,
+            accepting_jobs: self.accepting_jobs,
+            fetching: self.fetching,
+        }
+    }
+}
+
+/// How a heartbeat went.
+pub(super) enum Beat {
+    Taken,
+    /// Not newer than a message already taken from this node.
+    Stale,
+    UnknownNode,
+}
+
+#[derive(Clone)]
+pub(super) struct NodeStore {
+    db: Db,
+}
+
+impl NodeStore {
+    pub(super) fn new(db: Db) -> Self {
+        NodeStore { db }
+    }
+
+    async fn exists(&self, id: NodeId) -> Result<bool, DbError> {
+        let rows: Vec<serde_json::Value> = self
+            .db
+            .rows(
+                "SELECT peer_id FROM type::record('node', $id)",
+                json!({ "id": id.to_string() }),
+                0,
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Stores a verified registration, if its timestamp is newer than every
+    /// signed message taken from this node before; `None` if it is not.
+    pub(super) async fn register(
+        &self,
+        r: &Registration,
+        now: UnixMillis,
+    ) -> Result<Option<NodeRow>, DbError> {
+        let data = json!({
+            "peer_id": r.node_id.to_string(),
+            "multiaddrs": r.multiaddrs,
+            "hardware": r.hardware,
+            "models": r.models,
+            "version": r.version,
+            "heartbeat_interval_ms": r.heartbeat_interval_ms,
+            "active_jobs": 0,
+            "last_seen": now,
+            "last_signed": r.timestamp,
+        });
+        self.merge_or_create(
+            r.node_id,
+            data,
+            "last_signed < $newer",
+            json!(r.timestamp),
+            json!({}),
+            now,
+        )
+        .await
+    }
+
+    /// Stores a verified ad unless an ad at least as new was taken for this
+    /// node; returns whether it was stored.
+    pub(super) async fn ingest_ad(
+        &self,
+        ad: &CapabilityAd,
+        now: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let interval = (ad.ttl_ms / MISSED_HEARTBEATS_OFFLINE).max(1);
+        let data = json!({
+            "peer_id": ad.node_id.to_string(),
+            "multiaddrs": ad.multiaddrs,
+            "hardware": ad.hardware,
+            "models": ad.models,
+            "version": ad.version,
+            "heartbeat_interval_ms": interval,
+            "active_jobs": ad.load.active_jobs,
+            "accepting_jobs": ad.accepting_jobs,
+            "last_seen": now,
+            "last_ad_seq": ad.seq,
+            "fetching": ad.fetching,
+        });
+        let stored = self
+            .merge_or_create(
+                ad.node_id,
+                data,
+                "last_ad_seq IS NONE OR last_ad_seq < $newer",
+                json!(ad.seq),
+                // No signed HTTP message yet: any later one is newer.
+                json!({ "last_signed": 0 }),
+                now,
+            )
+            .await?;
+        Ok(stored.is_some())
+    }
+
+    /// Merges `data` into the node's row if `guard` (SurrealQL over the
+    /// stored row, with `$newer` bound to `newer`) holds, or creates the row
+    /// (with `registered_at` and `on_create`'s fields) if there is none.
+    /// `None`: the row exists and the guard refused, i.e. the message is
+    /// not newer than one already taken, or it lost a race with one.
+    async fn merge_or_create(
+        &self,
+        node: NodeId,
+        data: serde_json::Value,
+        guard: &str,
+        newer: serde_json::Value,
+        on_create: serde_json::Value,
+        now: UnixMillis,
+    ) -> Result<Option<NodeRow>, DbError> {
+        let id = node.to_string();
+        let update = || async {
+            let updated: Vec<NodeRow> = self
+                .db
+                .rows(
+                    &format!(
+                        "UPDATE type::record('node', $id) MERGE $data WHERE {guard} RETURN AFTER"
+                    ),
+                    json!({ "id": id, "data": data, "newer": newer }),
+                    0,
+                )
+                .await?;
+            Ok::<_, DbError>(updated.into_iter().next())
+        };
+        if let Some(row) = update().await? {
+            return Ok(Some(row));
+        }
+        if !self.exists(node).await? {
+            let mut fresh = data.clone();
+            fresh["registered_at"] = json!(now);
+            if let (Some(row), Some(extra)) = (fresh.as_object_mut(), on_create.as_object()) {
+                row.extend(extra.clone());
+            }
+            let created = self
+                .db
+                .rows::<NodeRow>(
+                    "CREATE type::record('node', $id) CONTENT $data RETURN AFTER",
+                    json!({ "id": id, "data": fresh }),
+                    0,
+                )
+                .await;
+            match created {
+                Ok(rows) => {
+                    return rows
+                        .into_iter()
+                        .next()
+                        .map(Some)
+                        .ok_or(DbError::Missing("the created node"))
+                }
+                // Another message about the same node created it first.
+                Err(_) if self.exists(node).await? => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The row exists, perhaps created a moment ago by a message of the
+        // other kind (an ad racing a registration): the guard decides.
+        update().await
+    }
+
+    pub(super) async fn heartbeat(&self, h: &Heartbeat, now: UnixMillis) -> Result<Beat, DbError> {
+        let updated: Vec<serde_json::Value> = self
+            .db
+            .rows(
+                "UPDATE type::record('node', $id) \
+                 SET last_seen = $now, last_signed = $ts, active_jobs = $active \
+                 WHERE last_signed < $ts RETURN peer_id",
+                json!({ "id": h.node_id.to_string(), "now": now, "ts": h.timestamp, "active": h.active_jobs }),
+                0,
+            )
+            .await?;
+        Ok(if !updated.is_empty() {
+            Beat::Taken
+        } else if self.exists(h.node_id).await? {
+            Beat::Stale
+        } else {
+            Beat::UnknownNode
+        })
+    }
+
+    pub(super) async fn get(&self, id: NodeId) -> Result<Option<NodeRow>, DbError> {
+        let rows: Vec<NodeRow> = self
+            .db
+            .rows(
+                "SELECT * FROM type::record('node', $id)",
+                json!({ "id": id.to_string() }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Every node, sorted by peer id.
+    pub(super) async fn all(&self) -> Result<Vec<NodeRow>, DbError> {
+        self.db
+            .rows("SELECT * FROM node ORDER BY peer_id", json!({}), 0)
+            .await
+    }
+
+    /// Forgets nodes not heard from since `cutoff`. Returns how many.
+    pub(super) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, DbError> {
+        let gone: Vec<serde_json::Value> = self
+            .db
+            .rows(
+                "DELETE node WHERE last_seen < $cutoff RETURN BEFORE",
+                json!({ "cutoff": cutoff }),
+                0,
+            )
+            .await?;
+        Ok(gone.len())
+    }
+}

@@ -1,0 +1,80 @@
+//! The model catalogue: every model that some available node offers, once,
+//! with its cheapest price and how many nodes offer it. The OpenAI API's
+//! `GET /v1/models` and the app's model picker both show this.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pricing::TokenPrice;
+use crate::registry::{NodeInfo, Task};
+use crate::{MilliSats, ModelHash, UnixMillis};
+
+/// One model on offer, summed over the nodes that offer it by this name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelListing {
+    pub name: String,
+    pub task: Task,
+    /// The content hash of the cheapest offer.
+    pub hash: ModelHash,
+    /// Available nodes that offer it.
+    pub providers: u32,
+    /// The cheapest offer's price per job and per token.
+    pub price_msat: MilliSats,
+    #[serde(default, skip_serializing_if = "TokenPrice::is_zero")]
+    pub token_price: TokenPrice,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_dim: Option<u32>,
+    /// When the earliest of its providers registered.
+    pub since: UnixMillis,
+}
+
+impl ModelListing {
+    /// "from 1 sat/job", in [`crate::pricing::describe`]'s words.
+    pub fn price_label(&self) -> String {
+        format!(
+            "from {}",
+            crate::pricing::describe(self.price_msat, self.token_price)
+        )
+    }
+}
+
+/// The catalogue of what `nodes` offer, sorted by name. Only nodes that can
+/// take a job now count ([`NodeInfo::is_available`]).
+pub fn catalog(nodes: &[NodeInfo]) -> Vec<ModelListing> {
+    let mut listings: Vec<ModelListing> = Vec::new();
+    for node in nodes.iter().filter(|n| n.is_available()) {
+        for offer in &node.models {
+            let cost = |price: MilliSats, tokens: TokenPrice| {
+                (price, tokens.output_msat, tokens.input_msat)
+            };
+            match listings.iter_mut().find(|l| l.name == offer.name) {
+                Some(l) => {
+                    l.providers += 1;
+                    l.since = l.since.min(node.registered_at);
+                    if cost(offer.price_msat, offer.token_price) < cost(l.price_msat, l.token_price)
+                    {
+                        l.hash = offer.hash;
+                        l.price_msat = offer.price_msat;
+                        l.token_price = offer.token_price;
+                        l.context_tokens = offer.context_tokens;
+                        l.embedding_dim = offer.embedding_dim;
+                    }
+                }
+                None => listings.push(ModelListing {
+                    name: offer.name.clone(),
+                    task: offer.task,
+                    hash: offer.hash,
+                    providers: 1,
+                    price_msat: offer.price_msat,
+                    token_price: offer.token_price,
+                    context_tokens: offer.context_tokens,
+                    embedding_dim: offer.embedding_dim,
+                    since: node.registered_at,
+                }),
+            }
+        }
+    }
+    listings.sort_by(|a, b| a.name.cmp(&b.name));
+    listings
+}

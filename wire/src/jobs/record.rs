@@ -1,0 +1,105 @@
+//! Jobs as the server's HTTP API takes and keeps them: the submission, the
+//! record with its status history, and the list entries.
+
+use serde::{Deserialize, Serialize};
+
+use super::{JobInput, JobOutput, JobTerms};
+use crate::api::ErrorBody;
+use crate::registry::Task;
+use crate::{JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
+
+/// `POST /api/v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// A model name or content hash.
+    pub model: String,
+    /// Task-specific; for embeddings `{"texts": [...]}`.
+    pub input: serde_json::Value,
+    /// Run on this node only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price_msat: Option<MilliSats>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Sent to a node; waiting for its answer.
+    Dispatched,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Dispatched => "dispatched",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub status: JobStatus,
+    pub at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A job as the server keeps it and `GET /api/v1/jobs/{id}` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub model: String,
+    pub model_hash: ModelHash,
+    pub task: Task,
+    pub node_id: NodeId,
+    pub status: JobStatus,
+    pub input: JobInput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<JobOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<SignedEnvelope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    /// What the job cost: the receipt's price once it succeeded, else 0.
+    pub price_msat: MilliSats,
+    /// The most the consumer agreed to pay: the node may not charge more.
+    #[serde(default)]
+    pub max_price_msat: MilliSats,
+    pub created_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<UnixMillis>,
+    #[serde(default)]
+    pub events: Vec<JobEvent>,
+}
+
+impl JobRecord {
+    /// What the job's receipt must match.
+    pub fn terms(&self) -> JobTerms<'_> {
+        JobTerms {
+            job_id: &self.id,
+            node: self.node_id,
+            model_hash: self.model_hash,
+            input: &self.input,
+            max_price: self.max_price_msat,
+        }
+    }
+}
+
+/// One line of `GET /api/v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub model: String,
+    pub node_id: NodeId,
+    pub status: JobStatus,
+    pub price_msat: MilliSats,
+    pub created_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<UnixMillis>,
+}
