@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use node::engine::{DeviceChoice, Engine, EngineConfig};
 use node::jobs::JobServer;

@@ -109,7 +109,7 @@ impl<T> Residency<T> {
                 // Forget the failed load, unless a later caller loaded it.
                 self.lock()
                     .entries
-                    .retain(|e| !(Arc::ptr_eq(&e.cell, &cell) && !e.cell.initialized()));
+                    .retain(|e| !Arc::ptr_eq(&e.cell, &cell) || e.cell.initialized());
                 Err(e)
             }
         }
