@@ -124,7 +124,10 @@ async fn a_receipt_charging_more_than_agreed_fails_over_to_an_honest_provider() 
     assert_eq!(done.receipt.price_msat, MilliSats(200));
     assert_eq!(done.failed_attempts.len(), 1, "{:?}", done.failed_attempts);
     let attempt = &done.failed_attempts[0];
-    assert_eq!(Some(attempt.provider.as_str()), greedy_id.map(|id| id.to_string()).as_deref());
+    assert_eq!(
+        Some(attempt.provider.as_str()),
+        greedy_id.map(|id| id.to_string()).as_deref()
+    );
     assert!(
         attempt.outcome.contains("above the agreed maximum"),
         "{}",
