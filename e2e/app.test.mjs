@@ -92,6 +92,8 @@ test("a job submitted in the browser completes with a verified receipt", { timeo
   const row = page.locator(`tr.node-row[data-peer-id="${nodeId}"]`);
   assert.match(await row.innerText(), /online/);
   assert.match(await row.innerText(), /all-minilm-l6-v2/);
+  // A model priced only by the token reads with its token prices, not "0 sat".
+  assert.match(await row.innerText(), /tiny-gpt2 · text_generation · 1 sat\/1k input tokens \+ 2 sat\/1k output tokens/);
 
   // Client-side navigation (the hydrated router), then the job.
   await page.getByRole("link", { name: "Run a job" }).click();
@@ -125,6 +127,9 @@ test("a chat streams its reply in the browser and shows its cost and receipt", {
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
   await page.goto(`${serverUrl}/run`);
   await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  const option = page.locator("select[name=model] option[value=tiny-gpt2]");
+  await option.waitFor({ state: "attached" });
+  assert.match(await option.textContent(), /from 1 sat\/1k input tokens \+ 2 sat\/1k output tokens/);
   await page.locator("select[name=model]").selectOption("tiny-gpt2");
   await page.getByTestId("chat").waitFor();
   await page.locator("textarea[name=message]").fill("Tell me a story.");

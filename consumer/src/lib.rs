@@ -49,6 +49,22 @@ fn summary(attempts: &[Attempt]) -> String {
         .join("; ")
 }
 
+/// Why one try of a job on one provider failed.
+#[derive(Debug, thiserror::Error)]
+enum TryError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("refused ({}): {message}", code.as_str())]
+    Refused {
+        code: wire::jobs::RefusalCode,
+        message: String,
+    },
+    #[error("bad receipt: {0}")]
+    BadReceipt(#[from] wire::jobs::ReceiptError),
+    #[error("the provider ended the job without an answer")]
+    NoAnswer,
+}
+
 /// One try of a job on one provider.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Attempt {
@@ -258,7 +274,7 @@ impl Consumer {
                 Err(reason) => {
                     let attempt = Attempt {
                         provider: provider.to_string(),
-                        outcome: reason,
+                        outcome: reason.to_string(),
                         ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     };
                     tracing::info!(%provider, outcome = %attempt.outcome, "provider failed; trying the next");
@@ -278,7 +294,7 @@ impl Consumer {
         candidate: &Candidate,
         request: JobRequest,
         progress: &mut impl FnMut(Progress),
-    ) -> Result<(JobOutput, Receipt, wire::SignedEnvelope), String> {
+    ) -> Result<(JobOutput, Receipt, wire::SignedEnvelope), TryError> {
         let provider = candidate.peer;
         let addrs = candidate
             .ad
@@ -289,11 +305,10 @@ impl Consumer {
         let mut call = self
             .network
             .call_job(provider, addrs, request.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut items = 0u32;
         loop {
-            match call.next().await.map_err(|e| e.to_string())? {
+            match call.next().await? {
                 Some(p2p::JobUpdate::Accepted { queue_position }) => {
                     progress(Progress::Accepted {
                         provider,
@@ -314,15 +329,17 @@ impl Consumer {
                     }
                 },
                 Some(p2p::JobUpdate::Finished(JobResponse::Done { output, receipt })) => {
-                    let checked =
-                        verify_receipt(&receipt, &JobTerms::of(&request, provider.into()), &output)
-                            .map_err(|e| format!("bad receipt: {e}"))?;
+                    let checked = verify_receipt(
+                        &receipt,
+                        &JobTerms::of(&request, provider.into()),
+                        &output,
+                    )?;
                     return Ok((output, checked, receipt));
                 }
                 Some(p2p::JobUpdate::Finished(JobResponse::Refused { code, message })) => {
-                    return Err(format!("refused ({}): {message}", code.as_str()));
+                    return Err(TryError::Refused { code, message });
                 }
-                None => return Err("the provider ended the job without an answer".into()),
+                None => return Err(TryError::NoAnswer),
             }
         }
     }
