@@ -72,7 +72,12 @@ impl Jobs {
         loop {
             tries += 1;
             match self.store.finish(record, event).await {
-                Ok(()) => return Ok(()),
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    // Only a job far past its deadline is given up on.
+                    tracing::warn!("the job ended after it was recorded as lost; the record stays");
+                    return Ok(());
+                }
                 Err(e) if tries < FINAL_WRITE_TRIES => {
                     tracing::warn!(error = %e, tries, "could not record the job's end; retrying");
                     tokio::time::sleep(Duration::from_millis(100 << tries)).await;

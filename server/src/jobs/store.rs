@@ -87,9 +87,9 @@ impl JobStore {
     }
 
     /// Writes the job's final state and its event together, or neither.
-    /// Only a job still dispatched is finished: one the reconciler gave up
-    /// on stays as it says.
-    pub(super) async fn finish(&self, r: &JobRecord, event: &JobEvent) -> Result<(), DbError> {
+    /// Only a job still dispatched is finished: one the reconciler has
+    /// already given up on stays as it says. Returns whether it was.
+    pub(super) async fn finish(&self, r: &JobRecord, event: &JobEvent) -> Result<bool, DbError> {
         let mut patch = json!({ "status": r.status, "price_msat": r.price_msat });
         if let Some(o) = &r.output {
             patch["output"] = json!(o);
@@ -103,15 +103,7 @@ impl JobStore {
         if let Some(f) = r.finished_at {
             patch["finished_at"] = json!(f);
         }
-        let event = event_row(&r.id, r.events.len(), event);
-        self.db
-            .execute(
-                "BEGIN TRANSACTION; \
-                 UPDATE type::record('job', $id) MERGE $patch; \
-                 CREATE job_event CONTENT $event; \
-                 COMMIT TRANSACTION;",
-                json!({ "id": r.id, "patch": patch, "event": event }),
-            )
+        self.end_if_dispatched(&r.id, patch, event_row(&r.id, 0, event))
             .await
     }
 
@@ -149,23 +141,36 @@ impl JobStore {
             "at": now,
             "message": error.error.message,
         });
-        let failed: Vec<serde_json::Value> = self
+        self.end_if_dispatched(id, patch, event).await
+    }
+
+    /// Merges `patch` into a job that is still dispatched and creates
+    /// `event` (its `seq` the next of the job's), in one transaction; does
+    /// neither if the job has ended. Returns whether it did.
+    async fn end_if_dispatched(
+        &self,
+        id: &JobId,
+        patch: serde_json::Value,
+        event: serde_json::Value,
+    ) -> Result<bool, DbError> {
+        let ended: Vec<serde_json::Value> = self
             .db
             .rows(
                 "BEGIN TRANSACTION; \
-                 LET $failed = (UPDATE type::record('job', $id) MERGE $patch \
+                 LET $ended = (UPDATE type::record('job', $id) MERGE $patch \
                      WHERE status = 'dispatched' RETURN job_id); \
-                 IF array::len($failed) > 0 { \
+                 IF array::len($ended) > 0 { \
                      LET $seq = array::len((SELECT seq FROM job_event WHERE job_id = $id)); \
                      CREATE job_event CONTENT object::extend($event, { seq: $seq }); \
                  }; \
-                 RETURN $failed; \
+                 RETURN $ended; \
                  COMMIT TRANSACTION;",
                 json!({ "id": id, "patch": patch, "event": event }),
+                // The results of BEGIN, LET, IF, then RETURN's.
                 3,
             )
             .await?;
-        Ok(!failed.is_empty())
+        Ok(!ended.is_empty())
     }
 
     pub(super) async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, DbError> {
@@ -281,5 +286,25 @@ mod tests {
         assert!(store.overdue(now).await.unwrap().is_empty());
         let still = store.get(&running.id).await.unwrap().unwrap();
         assert_eq!(still.status, JobStatus::Dispatched, "not yet overdue");
+        // The job's own end, arriving after all, leaves the record as it is.
+        let mut late = lost.clone();
+        late.status = JobStatus::Succeeded;
+        let event = JobEvent {
+            status: JobStatus::Succeeded,
+            at: now,
+            message: None,
+        };
+        assert!(!store.finish(&late, &event).await.unwrap());
+        let record = store.get(&lost.id).await.unwrap().unwrap();
+        assert_eq!(record.status, JobStatus::Failed);
+        assert_eq!(record.events.len(), 2);
+        // A job still running ends normally, with its event next in line.
+        let mut done = running.clone();
+        done.status = JobStatus::Succeeded;
+        assert!(store.finish(&done, &event).await.unwrap());
+        let record = store.get(&running.id).await.unwrap().unwrap();
+        assert_eq!(record.status, JobStatus::Succeeded);
+        let seqs: Vec<JobStatus> = record.events.iter().map(|e| e.status).collect();
+        assert_eq!(seqs, [JobStatus::Dispatched, JobStatus::Succeeded]);
     }
 }

@@ -15,7 +15,6 @@ use wire::jobs::{
     ChatMessage, GenerationParams, JobInput, JobOutput, JobRecord, Prompt, Role, MAX_OUTPUT_TOKENS,
 };
 use wire::registry::Task;
-use wire::MilliSats;
 
 use super::error::{invalid, OaiJson, OpenAiError};
 use super::types::{
@@ -24,7 +23,7 @@ use super::types::{
 };
 use super::{receipt_of, require_task};
 use crate::error::ApiError;
-use crate::jobs::{JobError, Order};
+use crate::jobs::JobError;
 use crate::AppState;
 
 /// Server-sent events a stream may have waiting for a slow client.
@@ -119,11 +118,7 @@ pub(super) async fn create(
     State(state): State<AppState>,
     OaiJson(req): OaiJson<ChatRequest>,
 ) -> Result<Response, OpenAiError> {
-    let order = Order {
-        model: &req.model,
-        node: None,
-        max_price: req.max_price_msat.map(MilliSats),
-    };
+    let order = super::order(&req.model, req.max_price_msat);
     let started = state
         .jobs
         .start(order, |offer| {

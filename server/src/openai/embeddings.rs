@@ -7,7 +7,6 @@ use base64::Engine as _;
 use serde_json::Value;
 use wire::jobs::{JobInput, JobOutput};
 use wire::registry::Task;
-use wire::MilliSats;
 
 use super::error::{invalid, OaiJson, OpenAiError};
 use super::types::{
@@ -15,7 +14,7 @@ use super::types::{
 };
 use super::{receipt_of, require_task};
 use crate::error::ApiError;
-use crate::jobs::{JobError, Order};
+use crate::jobs::JobError;
 use crate::AppState;
 
 pub(super) async fn create(
@@ -52,11 +51,7 @@ pub(super) async fn create(
         }
     };
     let dimensions = req.dimensions;
-    let order = Order {
-        model: &req.model,
-        node: None,
-        max_price: req.max_price_msat.map(MilliSats),
-    };
+    let order = super::order(&req.model, req.max_price_msat);
     let started = state
         .jobs
         .start(order, |offer| {

@@ -21,9 +21,10 @@ use wire::jobs::{JobRecord, Receipt};
 use wire::registry::{ModelOffer, Task};
 
 use crate::error::ApiError;
-use crate::jobs::MAX_JOB_BODY;
+use crate::jobs::{Order, MAX_JOB_BODY};
 use crate::AppState;
 use error::{invalid, OpenAiError};
+use wire::MilliSats;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -32,6 +33,15 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/chat/completions", post(chat::create))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY))
+}
+
+/// A job on `model` for at most `max_price_msat`, on any node.
+fn order(model: &str, max_price_msat: Option<u64>) -> Order<'_> {
+    Order {
+        model,
+        node: None,
+        max_price: max_price_msat.map(MilliSats),
+    }
 }
 
 /// The endpoint's task, or a 400 naming the model's, about `param`.
