@@ -14,7 +14,7 @@ import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const targetDir = process.env.CARGO_TARGET_DIR ?? join(here, "..", "target");
-const siteRoot = process.env.INFERNET_SITE_ROOT ?? join(targetDir, "site");
+const siteRoot = process.env.INFERNET_SITE_ROOT ?? join(here, "..", "target", "site");
 const modelsDir = process.env.INFERNET_MODELS_DIR;
 const artifacts = join(here, "artifacts");
 mkdirSync(artifacts, { recursive: true });

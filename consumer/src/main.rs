@@ -165,6 +165,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
                         "token_price": c.offer.token_price,
                         "price": c.offer.price_label(),
                         "device": c.offer.device,
+                        "gpus": c.ad.hardware.gpus,
                         "load": c.ad.load,
                         "rtt_ms": c.rtt.as_secs_f64() * 1e3,
                         "multiaddrs": c.ad.multiaddrs,

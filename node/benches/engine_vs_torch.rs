@@ -70,7 +70,7 @@ async fn main() {
         "--threads",
         std::thread::available_parallelism().map_or(1, usize::from),
     );
-    let max_batch = arg("--max-batch", 16);
+    let max_batch = arg("--max-batch", node::engine::DEFAULT_MAX_BATCH);
     let rounds = arg("--rounds", 3).max(1);
     let levels = [1usize, 16];
     tch::set_num_threads(i32::try_from(threads).unwrap_or(1));

@@ -94,24 +94,35 @@ impl Announcer {
         self.post("/api/v1/nodes/register", &envelope).await
     }
 
-    pub async fn heartbeat(&self, active_jobs: u32) -> Result<HeartbeatAck, AnnounceError> {
+    pub async fn heartbeat(
+        &self,
+        active_jobs: u32,
+        accepting_jobs: bool,
+    ) -> Result<HeartbeatAck, AnnounceError> {
         let beat = Heartbeat {
             node_id: self.registration.node_id,
             timestamp: self.next_timestamp(),
             active_jobs,
+            accepting_jobs,
         };
         let envelope = SignedEnvelope::seal(&self.keypair, &beat)?;
         self.post("/api/v1/nodes/heartbeat", &envelope).await
     }
 
     /// Sends heartbeats forever; re-registers when the server does not know us.
-    pub async fn heartbeat_loop(self: Arc<Self>, every: Duration, active: Arc<AtomicU32>) {
+    pub async fn heartbeat_loop(
+        self: Arc<Self>,
+        every: Duration,
+        active: Arc<AtomicU32>,
+        admission: crate::admission::Gate,
+    ) {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            match self.heartbeat(active.load(Ordering::Relaxed)).await {
+            let beat = self.heartbeat(active.load(Ordering::Relaxed), admission.accepting());
+            match beat.await {
                 Ok(ack) => {
                     let skew = ack.server_time.abs_diff(UnixMillis::now());
                     if skew > 10_000 {

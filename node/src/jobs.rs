@@ -38,6 +38,14 @@ impl JobServer {
                         mut responder,
                         ..
                     } = job;
+                    // A paused node says so at once, not after `Accepted`.
+                    if !server.admission.accepting() {
+                        let refusal = server.answer(request, None).await;
+                        if let Err(e) = responder.send(refusal).await {
+                            tracing::info!(error = %e, "could not send the refusal");
+                        }
+                        return;
+                    }
                     let ahead = server.active.fetch_add(1, Ordering::Relaxed);
                     let mut cancel = responder.cancel_signal();
                     if let Err(e) = responder.accepted(ahead).await {

@@ -49,6 +49,8 @@ pub enum NodeError {
 /// A node that has joined the network (and registered, if it has a server).
 pub struct RunningNode {
     pub node_id: NodeId,
+    /// What `hardware::detect` found (GPUs through NVML).
+    pub hardware: wire::registry::Hardware,
     pub models: Vec<ModelOffer>,
     pub p2p_addrs: Vec<p2p::Multiaddr>,
     pub network: p2p::Client,
@@ -239,7 +241,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             node_id,
             timestamp: UnixMillis::now(),
             multiaddrs: p2p_addrs.iter().map(|a| a.to_string()).collect(),
-            hardware,
+            hardware: hardware.clone(),
             models: models.clone(),
             version: wire::VERSION.to_owned(),
             heartbeat_interval_ms: u64::try_from(config.heartbeat.as_millis()).unwrap_or(u64::MAX),
@@ -247,15 +249,18 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         let announcer = Arc::new(Announcer::new(server.clone(), keypair, registration));
         let info = announcer.register().await?;
         tracing::info!(%node_id, models = info.models.len(), "registered");
-        tasks.push(tokio::spawn(
-            announcer.heartbeat_loop(config.heartbeat, active),
-        ));
+        tasks.push(tokio::spawn(announcer.heartbeat_loop(
+            config.heartbeat,
+            active,
+            admission.clone(),
+        )));
     } else {
         tracing::info!(%node_id, "no server: announcing on the network only");
     }
 
     Ok(RunningNode {
         node_id,
+        hardware,
         models,
         p2p_addrs,
         network,

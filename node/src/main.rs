@@ -48,6 +48,8 @@ async fn main() -> ExitCode {
         "peer_id": running.node_id(),
         "p2p": running.p2p_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "models": running.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+        "devices": running.models.iter().map(|m| &m.device).collect::<Vec<_>>(),
+        "gpus": running.hardware.gpus,
     });
     #[allow(clippy::print_stdout)]
     {

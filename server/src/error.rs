@@ -126,9 +126,15 @@ fn job_status(e: &JobError) -> StatusCode {
             code: RefusalCode::BadInput,
             ..
         } => StatusCode::BAD_REQUEST,
+        // The node cannot take it now: another node, or later, can.
+        JobError::NodeRefused {
+            code: RefusalCode::NotAccepting | RefusalCode::Overloaded,
+            ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
         JobError::NodeRefused { .. }
         | JobError::NodeUnreachable(_)
         | JobError::NodeDisconnected
+        | JobError::NodeProtocol(_)
         | JobError::BadReceipt(_) => StatusCode::BAD_GATEWAY,
         JobError::NodeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         JobError::Failed { cause, .. } => job_status(cause),
@@ -147,6 +153,7 @@ fn job_code(e: &JobError) -> &'static str {
         JobError::NodeUnreachable(_) => "node_unreachable",
         JobError::NodeDisconnected => "node_disconnected",
         JobError::NodeTimeout(_) => "node_timeout",
+        JobError::NodeProtocol(_) => "node_protocol_error",
         JobError::BadReceipt(_) => "bad_receipt",
         JobError::Failed { cause, .. } => job_code(cause),
         JobError::Registry(e) => registry_code(e),

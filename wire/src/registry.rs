@@ -140,6 +140,9 @@ pub struct Heartbeat {
     pub timestamp: UnixMillis,
     /// Jobs the node is running now.
     pub active_jobs: u32,
+    /// False while the node is paused or draining (as in its ads).
+    #[serde(default = "yes")]
+    pub accepting_jobs: bool,
 }
 
 impl Signable for Heartbeat {

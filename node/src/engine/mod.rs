@@ -28,7 +28,7 @@ use wire::{MilliSats, ModelHash, Sha256Digest};
 
 use manifest::{ManifestError, ModelFiles};
 use queue::Work;
-use residency::Residency;
+use residency::{Residency, ResidencyError};
 
 /// Jobs each model's queue holds before it refuses more.
 pub const DEFAULT_QUEUE_DEPTH: usize = 64;
@@ -109,6 +109,9 @@ pub enum EngineError {
     },
     #[error("could not load {path}: {reason}")]
     Load { path: String, reason: String },
+    /// A load on demand failed; the reason is the load's own error.
+    #[error("{0}")]
+    LoadFailed(String),
     #[error("{0}")]
     NoSuchDevice(String),
     #[error("this node has no model with hash {0}")]
@@ -355,6 +358,7 @@ impl Engine {
                     .map_err(|_| EngineError::WorkerGone)?
             })
             .await
+            .map_err(|ResidencyError::LoadFailed(reason)| EngineError::LoadFailed(reason))
     }
 
     /// The models that can be handed to other nodes: each one's hash, its

@@ -1,21 +1,41 @@
 //! Which models are in memory: a least-recently-used set under a byte
 //! budget per device. Loading a model takes seconds to minutes, so it runs
-//! outside the lock: while one model loads, jobs on every loaded model go
-//! on, and a second caller of the same model waits for the same load.
+//! on a task of its own, outside the lock: while one model loads, jobs on
+//! every loaded model go on; every caller of that model waits for the same
+//! load, and a caller that gives up (a job past its deadline) does not stop
+//! it. The budget holds while models load: a model that needs room taken
+//! by a model still loading waits for that load to end.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 use wire::ModelHash;
 
-/// One model: loaded (its cell is set) or loading (being set).
+/// Why a model could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ResidencyError {
+    /// The load failed; every caller waiting for it gets the reason.
+    #[error("{0}")]
+    LoadFailed(String),
+}
+
+/// A load's outcome as its waiters see it: `None` while it runs.
+type Outcome<T> = Option<Result<Arc<T>, ResidencyError>>;
+
+enum Slot<T> {
+    Loading(watch::Receiver<Outcome<T>>),
+    Ready(Arc<T>),
+}
+
 struct Entry<T> {
     hash: ModelHash,
     device: usize,
     bytes: u64,
-    cell: Arc<OnceCell<Arc<T>>>,
+    slot: Slot<T>,
     last_used: u64,
+    /// Tells this entry from a later one for the same model.
+    id: u64,
 }
 
 struct State<T> {
@@ -23,20 +43,39 @@ struct State<T> {
     clock: u64,
 }
 
-/// The models in memory, each worth `bytes` on its `device`.
+/// The models in memory, each worth `bytes` on its `device`; cheap to
+/// clone (clones share the set).
 pub(crate) struct Residency<T> {
-    state: Mutex<State<T>>,
+    state: Arc<Mutex<State<T>>>,
     /// Bytes each device may hold.
     budget: u64,
 }
 
-impl<T> Residency<T> {
+impl<T> Clone for Residency<T> {
+    fn clone(&self) -> Self {
+        Residency {
+            state: self.state.clone(),
+            budget: self.budget,
+        }
+    }
+}
+
+/// What a caller does next, decided under the lock.
+enum Next<T> {
+    Have(Arc<T>),
+    Wait(watch::Receiver<Outcome<T>>),
+    /// Room is held by models still loading: wait for one, then look again.
+    WaitForRoom(watch::Receiver<Outcome<T>>),
+    Load(watch::Sender<Outcome<T>>, u64),
+}
+
+impl<T: Send + Sync + 'static> Residency<T> {
     pub(crate) fn new(budget: u64) -> Self {
         Residency {
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 entries: Vec::new(),
                 clock: 0,
-            }),
+            })),
             budget,
         }
     }
@@ -51,73 +90,100 @@ impl<T> Residency<T> {
     pub(crate) fn insert_loaded(&self, hash: ModelHash, device: usize, bytes: u64, model: T) {
         let mut state = self.lock();
         state.clock += 1;
-        let last_used = state.clock;
+        let (last_used, id) = (state.clock, state.clock);
         state.entries.push(Entry {
             hash,
             device,
             bytes,
-            cell: Arc::new(OnceCell::new_with(Some(Arc::new(model)))),
+            slot: Slot::Ready(Arc::new(model)),
             last_used,
+            id,
         });
     }
 
-    /// The model `hash`, loading it with `load` first if it is not in
-    /// memory. Room is made on its device by forgetting the least recently
-    /// used loaded models (a forgotten model that still runs jobs finishes
-    /// them first: it lives as long as its callers hold it). The lock is
-    /// not held while `load` runs.
+    /// The model `hash`, loading it with `load` (on a task of its own)
+    /// first if it is not in memory. Room is made on its device by
+    /// forgetting the least recently used loaded models (a forgotten model
+    /// that still runs jobs finishes them first: it lives as long as its
+    /// callers hold it). No lock is held while a model loads, and dropping
+    /// this future does not stop the load.
     pub(crate) async fn get_or_load<E, F, Fut>(
         &self,
         hash: ModelHash,
         device: usize,
         bytes: u64,
         load: F,
-    ) -> Result<Arc<T>, E>
+    ) -> Result<Arc<T>, ResidencyError>
     where
+        E: std::fmt::Display,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let cell = {
-            let mut state = self.lock();
-            state.clock += 1;
-            let now = state.clock;
-            match state.entries.iter_mut().find(|e| e.hash == hash) {
-                Some(entry) => {
-                    entry.last_used = now;
-                    entry.cell.clone()
+        let mut load = Some(load);
+        loop {
+            match self.next(hash, device, bytes) {
+                Next::Have(model) => return Ok(model),
+                Next::Wait(rx) => return wait(rx).await,
+                Next::WaitForRoom(rx) => {
+                    let _ = wait(rx).await;
                 }
-                None => {
-                    self.make_room(&mut state, device, bytes);
-                    let cell = Arc::new(OnceCell::new());
-                    state.entries.push(Entry {
-                        hash,
-                        device,
-                        bytes,
-                        cell: cell.clone(),
-                        last_used: now,
+                Next::Load(tx, id) => {
+                    let Some(load) = load.take() else {
+                        return Err(ResidencyError::LoadFailed("loaded twice".into()));
+                    };
+                    let rx = tx.subscribe();
+                    let loading = load();
+                    let residency = self.clone();
+                    tokio::spawn(async move {
+                        let outcome = loading
+                            .await
+                            .map(Arc::new)
+                            .map_err(|e| ResidencyError::LoadFailed(e.to_string()));
+                        residency.finish(hash, id, &outcome);
+                        let _ = tx.send(Some(outcome));
                     });
-                    cell
+                    return wait(rx).await;
                 }
-            }
-        };
-        match cell
-            .get_or_try_init(|| async { load().await.map(Arc::new) })
-            .await
-        {
-            Ok(model) => Ok(model.clone()),
-            Err(e) => {
-                // Forget the failed load, unless a later caller loaded it.
-                self.lock()
-                    .entries
-                    .retain(|e| !Arc::ptr_eq(&e.cell, &cell) || e.cell.initialized());
-                Err(e)
             }
         }
     }
 
+    /// Decides, under the lock, what a caller of `hash` does next.
+    fn next(&self, hash: ModelHash, device: usize, bytes: u64) -> Next<T> {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        if let Some(entry) = state.entries.iter_mut().find(|e| e.hash == hash) {
+            entry.last_used = now;
+            return match &entry.slot {
+                Slot::Ready(model) => Next::Have(model.clone()),
+                Slot::Loading(rx) => Next::Wait(rx.clone()),
+            };
+        }
+        if let Err(rx) = self.make_room(&mut state, device, bytes) {
+            return Next::WaitForRoom(rx);
+        }
+        let (tx, rx) = watch::channel(None);
+        state.entries.push(Entry {
+            hash,
+            device,
+            bytes,
+            slot: Slot::Loading(rx),
+            last_used: now,
+            id: now,
+        });
+        Next::Load(tx, now)
+    }
+
     /// Forgets loaded models on `device`, least recently used first, until
-    /// `bytes` more fit. Models still loading are never forgotten.
-    fn make_room(&self, state: &mut State<T>, device: usize, bytes: u64) {
+    /// `bytes` more fit. If models still loading hold the room, answers one
+    /// of their loads to wait for instead.
+    fn make_room(
+        &self,
+        state: &mut State<T>,
+        device: usize,
+        bytes: u64,
+    ) -> Result<(), watch::Receiver<Outcome<T>>> {
         loop {
             let used: u64 = state
                 .entries
@@ -126,20 +192,50 @@ impl<T> Residency<T> {
                 .map(|e| e.bytes)
                 .sum();
             if used.saturating_add(bytes) <= self.budget {
-                return;
+                return Ok(());
             }
-            let Some(victim) = state
+            let victim = state
                 .entries
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| e.device == device && e.cell.initialized())
+                .filter(|(_, e)| e.device == device && matches!(e.slot, Slot::Ready(_)))
                 .min_by_key(|(_, e)| e.last_used)
-                .map(|(i, _)| i)
-            else {
-                return;
-            };
-            let gone = state.entries.swap_remove(victim);
-            tracing::info!(model = %gone.hash, "model unloaded to make room");
+                .map(|(i, _)| i);
+            match victim {
+                Some(i) => {
+                    let gone = state.entries.swap_remove(i);
+                    tracing::info!(model = %gone.hash, "model unloaded to make room");
+                }
+                None => {
+                    // Only loading models are left on the device (a model
+                    // larger than the whole budget is refused before this).
+                    return match state.entries.iter().find_map(|e| match &e.slot {
+                        Slot::Loading(rx) if e.device == device => Some(rx.clone()),
+                        _ => None,
+                    }) {
+                        Some(rx) => Err(rx),
+                        None => Ok(()),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Publishes a load's outcome: the model is ready, or its entry goes.
+    fn finish(&self, hash: ModelHash, id: u64, outcome: &Result<Arc<T>, ResidencyError>) {
+        let mut state = self.lock();
+        let Some(i) = state
+            .entries
+            .iter()
+            .position(|e| e.hash == hash && e.id == id)
+        else {
+            return;
+        };
+        match outcome {
+            Ok(model) => state.entries[i].slot = Slot::Ready(model.clone()),
+            Err(_) => {
+                state.entries.swap_remove(i);
+            }
         }
     }
 
@@ -149,16 +245,40 @@ impl<T> Residency<T> {
         let mut loaded: Vec<&Entry<T>> = state
             .entries
             .iter()
-            .filter(|e| e.cell.initialized())
+            .filter(|e| matches!(e.slot, Slot::Ready(_)))
             .collect();
         loaded.sort_by_key(|e| std::cmp::Reverse(e.last_used));
         loaded.iter().map(|e| e.hash).collect()
     }
 }
 
+/// The outcome of a load, once it has one.
+async fn wait<T>(mut rx: watch::Receiver<Outcome<T>>) -> Result<Arc<T>, ResidencyError> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome
+            .clone()
+            .unwrap_or_else(|| Err(ResidencyError::LoadFailed("no outcome".into()))),
+        Err(_) => Err(ResidencyError::LoadFailed(
+            "the loading task stopped without an outcome".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    impl<T: Send + Sync + 'static> Residency<T> {
+        /// Bytes held on `device`, loading models included.
+        fn used(&self, device: usize) -> u64 {
+            self.lock()
+                .entries
+                .iter()
+                .filter(|e| e.device == device)
+                .map(|e| e.bytes)
+                .sum()
+        }
+    }
     use std::time::Duration;
 
     use tokio::sync::oneshot;
@@ -176,33 +296,52 @@ mod tests {
             .expect("blocked behind another model's load")
     }
 
-    #[tokio::test]
-    async fn a_model_loading_does_not_hold_up_the_loaded_ones() {
-        let residency = Arc::new(Residency::<&str>::new(100));
-        residency.insert_loaded(hash("a"), 0, 10, "a");
+    type Loading = std::pin::Pin<Box<dyn Future<Output = Result<&'static str, String>> + Send>>;
+
+    /// A load that tells when it starts and ends when released.
+    fn gated(
+        value: &'static str,
+    ) -> (
+        impl FnOnce() -> Loading,
+        oneshot::Receiver<()>,
+        oneshot::Sender<()>,
+    ) {
         let (started_tx, started) = oneshot::channel();
         let (release, released) = oneshot::channel::<()>();
-        let slow = {
-            let residency = residency.clone();
-            tokio::spawn(async move {
-                residency
-                    .get_or_load(hash("b"), 0, 10, || async move {
-                        let _ = started_tx.send(());
-                        let _ = released.await;
-                        Ok::<_, ()>("b")
-                    })
-                    .await
+        let load = move || -> Loading {
+            Box::pin(async move {
+                let _ = started_tx.send(());
+                let _ = released.await;
+                Ok(value)
             })
         };
+        (load, started, release)
+    }
+
+    fn ready(
+        value: &'static str,
+    ) -> impl FnOnce() -> std::future::Ready<Result<&'static str, String>> {
+        move || std::future::ready(Ok(value))
+    }
+
+    fn never() -> impl FnOnce() -> std::future::Ready<Result<&'static str, String>> {
+        || std::future::ready(Err("this model is loaded: nothing may load it".to_owned()))
+    }
+
+    #[tokio::test]
+    async fn a_model_loading_does_not_hold_up_the_loaded_ones() {
+        let residency = Residency::<&str>::new(100);
+        residency.insert_loaded(hash("a"), 0, 10, "a");
+        let (load_b, started, release) = gated("b");
+        let slow = {
+            let residency = residency.clone();
+            tokio::spawn(async move { residency.get_or_load(hash("b"), 0, 10, load_b).await })
+        };
         started.await.unwrap();
-        // B is loading now; A answers at once, and so does a third model.
-        let a = within(residency.get_or_load(hash("a"), 0, 10, || async {
-            Err::<&str, _>("a is loaded: nothing may load it")
-        }))
-        .await;
+        // B is loading now; A answers at once, and a third model loads.
+        let a = within(residency.get_or_load(hash("a"), 0, 10, never())).await;
         assert_eq!(*a.unwrap(), "a");
-        let c =
-            within(residency.get_or_load(hash("c"), 0, 10, || async { Ok::<_, ()>("c") })).await;
+        let c = within(residency.get_or_load(hash("c"), 0, 10, ready("c"))).await;
         assert_eq!(*c.unwrap(), "c");
         assert_eq!(residency.resident(), vec![hash("c"), hash("a")]);
         release.send(()).unwrap();
@@ -212,9 +351,9 @@ mod tests {
 
     #[tokio::test]
     async fn callers_of_a_model_that_is_loading_share_one_load() {
-        let residency = Arc::new(Residency::<u32>::new(100));
+        let residency = Residency::<u32>::new(100);
         let loads = Arc::new(AtomicU32::new(0));
-        let (release, released) = tokio::sync::watch::channel(false);
+        let (release, released) = watch::channel(false);
         let callers: Vec<_> = (0..4)
             .map(|_| {
                 let residency = residency.clone();
@@ -225,7 +364,7 @@ mod tests {
                         .get_or_load(hash("m"), 0, 10, || async move {
                             loads.fetch_add(1, Ordering::SeqCst);
                             let _ = released.wait_for(|r| *r).await;
-                            Ok::<_, ()>(7)
+                            Ok::<_, String>(7)
                         })
                         .await
                 })
@@ -239,30 +378,87 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_caller_that_gives_up_does_not_stop_the_load() {
+        let residency = Residency::<&str>::new(100);
+        let (load, started, release) = gated("m");
+        let caller = {
+            let residency = residency.clone();
+            tokio::spawn(async move { residency.get_or_load(hash("m"), 0, 10, load).await })
+        };
+        started.await.unwrap();
+        caller.abort();
+        let _ = caller.await;
+        release.send(()).unwrap();
+        // The next caller gets the model that load made, not a new load.
+        let m = within(residency.get_or_load(hash("m"), 0, 10, || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err::<&str, _>("loaded a second time")
+        }))
+        .await;
+        assert_eq!(*m.unwrap(), "m");
+        assert_eq!(residency.resident(), vec![hash("m")]);
+    }
+
+    #[tokio::test]
+    async fn the_budget_holds_while_models_load() {
+        let residency = Residency::<&str>::new(10);
+        let (load_a, started, release) = gated("a");
+        let first = {
+            let residency = residency.clone();
+            tokio::spawn(async move { residency.get_or_load(hash("a"), 0, 6, load_a).await })
+        };
+        started.await.unwrap();
+        // B does not fit beside A, which is still loading: it waits for A,
+        // then A (now the least recently used) makes room.
+        let most = Arc::new(AtomicU64::new(0));
+        let second = {
+            let residency = residency.clone();
+            let most = most.clone();
+            tokio::spawn(async move {
+                let counted = residency.clone();
+                residency
+                    .get_or_load(hash("b"), 0, 6, || async move {
+                        most.store(counted.used(0), Ordering::SeqCst);
+                        Ok::<_, String>("b")
+                    })
+                    .await
+            })
+        };
+        release.send(()).unwrap();
+        assert_eq!(*within(first).await.unwrap().unwrap(), "a");
+        assert_eq!(*within(second).await.unwrap().unwrap(), "b");
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            6,
+            "while B loaded, the device held B alone"
+        );
+        assert_eq!(residency.resident(), vec![hash("b")]);
+    }
+
+    #[tokio::test]
     async fn the_least_recently_used_model_on_the_same_device_makes_room() {
         let residency = Residency::<&str>::new(10);
-        let load = |v: &'static str| move || async move { Ok::<_, ()>(v) };
         residency
-            .get_or_load(hash("a"), 0, 6, load("a"))
+            .get_or_load(hash("a"), 0, 6, ready("a"))
             .await
             .unwrap();
         // Another device has a budget of its own.
         residency
-            .get_or_load(hash("b"), 1, 6, load("b"))
+            .get_or_load(hash("b"), 1, 6, ready("b"))
             .await
             .unwrap();
         residency
-            .get_or_load(hash("c"), 0, 4, load("c"))
+            .get_or_load(hash("c"), 0, 4, ready("c"))
             .await
             .unwrap();
         assert_eq!(residency.resident(), vec![hash("c"), hash("b"), hash("a")]);
         // A is used again, so C is now the least recently used on device 0.
         residency
-            .get_or_load(hash("a"), 0, 6, load("x"))
+            .get_or_load(hash("a"), 0, 6, never())
             .await
             .unwrap();
         residency
-            .get_or_load(hash("d"), 0, 4, load("d"))
+            .get_or_load(hash("d"), 0, 4, ready("d"))
             .await
             .unwrap();
         assert_eq!(residency.resident(), vec![hash("d"), hash("a"), hash("b")]);
@@ -274,16 +470,17 @@ mod tests {
         let failed = residency
             .get_or_load(hash("a"), 0, 6, || async { Err::<&str, _>("no such file") })
             .await;
-        assert_eq!(failed.unwrap_err(), "no such file");
+        assert_eq!(
+            failed.unwrap_err(),
+            ResidencyError::LoadFailed("no such file".into())
+        );
         assert!(residency.resident().is_empty());
         // Its bytes were not kept: another model still fits beside a retry.
         residency
-            .get_or_load(hash("b"), 0, 4, || async { Ok::<_, &str>("b") })
+            .get_or_load(hash("b"), 0, 4, ready("b"))
             .await
             .unwrap();
-        let a = residency
-            .get_or_load(hash("a"), 0, 6, || async { Ok::<_, &str>("a") })
-            .await;
+        let a = residency.get_or_load(hash("a"), 0, 6, ready("a")).await;
         assert_eq!(*a.unwrap(), "a");
         assert_eq!(residency.resident(), vec![hash("a"), hash("b")]);
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 use wire::jobs::{
     verify_receipt, JobEvent, JobOutput, JobRecord, JobRequest, JobStatus, JobTerms, OutputPart,
     Receipt,
@@ -13,10 +13,37 @@ use wire::{SignedEnvelope, UnixMillis};
 
 use super::{JobError, Jobs, Prepared, FINAL_WRITE_TRIES};
 
+/// Where a job's streamed text goes: to its reader as fast as the reader
+/// takes it, never holding up the node. Text the reader has no room for
+/// waits here and goes joined with the next piece.
+struct TextOut {
+    tx: Option<mpsc::Sender<String>>,
+    held: String,
+}
+
+impl TextOut {
+    fn push(&mut self, delta: String) {
+        let Some(tx) = &self.tx else { return };
+        self.held.push_str(&delta);
+        match tx.try_send(std::mem::take(&mut self.held)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(text)) => self.held = text,
+            Err(TrySendError::Closed(_)) => self.tx = None,
+        }
+    }
+
+    /// Sends what is held, waiting for the reader: called once the job's
+    /// end is recorded, so a slow reader delays nobody but itself.
+    async fn flush(self) {
+        if let (Some(tx), false) = (self.tx, self.held.is_empty()) {
+            let _ = tx.send(self.held).await;
+        }
+    }
+}
+
 impl Jobs {
     /// Runs a job already recorded as dispatched and records how it ended.
-    /// Generated text goes to `text` as it streams in, as fast as its
-    /// reader takes it (a dropped reader is not waited for).
+    /// Generated text goes to `text` while it streams in.
     pub(super) async fn run(
         &self,
         prepared: Prepared,
@@ -28,10 +55,14 @@ impl Jobs {
             request,
         } = prepared;
         tracing::info!(model = %record.model, "job dispatched");
-        let outcome = self.dispatch(&record, addrs, request, text).await;
+        let mut text = TextOut {
+            tx: Some(text),
+            held: String::new(),
+        };
+        let outcome = self.dispatch(&record, addrs, request, &mut text).await;
         let finished = UnixMillis::now();
         record.finished_at = Some(finished);
-        match outcome {
+        let ended = match outcome {
             Ok((output, envelope, receipt)) => {
                 record.status = JobStatus::Succeeded;
                 record.output = Some(output);
@@ -42,7 +73,7 @@ impl Jobs {
                     at: finished,
                     message: Some(format!("{} ms compute", receipt.compute_ms)),
                 };
-                self.record_end(&record, &event).await?;
+                self.record_end(&record, &event).await;
                 record.events.push(event);
                 tracing::info!(compute_ms = receipt.compute_ms, "job succeeded");
                 Ok(record)
@@ -55,36 +86,36 @@ impl Jobs {
                     at: finished,
                     message: Some(error.to_string()),
                 };
-                self.record_end(&record, &event).await?;
+                self.record_end(&record, &event).await;
                 tracing::warn!(%error, "job failed");
                 Err(JobError::Failed {
                     job_id: record.id,
                     cause: Box::new(error),
                 })
             }
-        }
+        };
+        text.flush().await;
+        ended
     }
 
-    /// Writes a job's end, trying a few times; if the database stays away,
-    /// the job stays dispatched and the reconciler fails it later.
-    async fn record_end(&self, record: &JobRecord, event: &JobEvent) -> Result<(), JobError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
+    /// Writes a job's end, trying a few times. If the database stays away,
+    /// the caller still gets the job's outcome, and the record stays
+    /// dispatched until the reconciler fails it as lost.
+    async fn record_end(&self, record: &JobRecord, event: &JobEvent) {
+        for tries in 1..=FINAL_WRITE_TRIES {
             match self.store.finish(record, event).await {
-                Ok(true) => return Ok(()),
+                Ok(true) => return,
                 Ok(false) => {
                     // Only a job far past its deadline is given up on.
                     tracing::warn!("the job ended after it was recorded as lost; the record stays");
-                    return Ok(());
+                    return;
                 }
                 Err(e) if tries < FINAL_WRITE_TRIES => {
                     tracing::warn!(error = %e, tries, "could not record the job's end; retrying");
                     tokio::time::sleep(Duration::from_millis(100 << tries)).await;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "could not record the job's end; the reconciler will");
-                    return Err(e.into());
+                    tracing::error!(error = %e, "could not record the job's end; the reconciler will fail it as lost");
                 }
             }
         }
@@ -95,12 +126,15 @@ impl Jobs {
         record: &JobRecord,
         addrs: Vec<p2p::Multiaddr>,
         request: JobRequest,
-        text: mpsc::Sender<String>,
+        text: &mut TextOut,
     ) -> Result<(JobOutput, SignedEnvelope, Receipt), JobError> {
         let peer = record.node_id;
         let network_err = |e| match e {
             p2p::NetworkError::Timeout => JobError::NodeTimeout(self.timeout.as_secs()),
             p2p::NetworkError::ConnectionClosed => JobError::NodeDisconnected,
+            e @ (p2p::NetworkError::Protocol(_) | p2p::NetworkError::BadOutput(_)) => {
+                JobError::NodeProtocol(e.to_string())
+            }
             e => JobError::NodeUnreachable(e.to_string()),
         };
         let call = async {
@@ -109,17 +143,10 @@ impl Jobs {
                 .call_job(peer.peer_id(), addrs, request.clone())
                 .await
                 .map_err(network_err)?;
-            let mut text = Some(text);
             loop {
                 match call.next().await.map_err(network_err)? {
                     Some(p2p::JobUpdate::Output(OutputPart::Text { delta, .. })) => {
-                        // Waiting here holds the node's stream back: text
-                        // goes no faster than its reader takes it.
-                        if let Some(tx) = &text {
-                            if tx.send(delta).await.is_err() {
-                                text = None;
-                            }
-                        }
+                        text.push(delta)
                     }
                     Some(p2p::JobUpdate::Finished(response)) => return Ok(response),
                     Some(_) => {}
@@ -139,5 +166,49 @@ impl Jobs {
                 Ok((output, receipt, checked))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_reader_gets_the_held_text_joined_up_and_never_stalls_the_job() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut out = TextOut {
+            tx: Some(tx),
+            held: String::new(),
+        };
+        for piece in ["one ", "two ", "three"] {
+            out.push(piece.into());
+        }
+        assert_eq!(rx.try_recv().unwrap(), "one ");
+        out.push("!".into());
+        assert_eq!(rx.try_recv().unwrap(), "two three!");
+        out.push("x".into());
+        out.push(" more".into());
+        // The reader is full again: the flush waits for it.
+        let flushed = tokio::spawn(out.flush());
+        assert_eq!(rx.recv().await.unwrap(), "x");
+        assert_eq!(rx.recv().await.unwrap(), " more");
+        flushed.await.unwrap();
+        assert!(
+            rx.recv().await.is_none(),
+            "the sender is gone after the flush"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_went_away_is_forgotten() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let mut out = TextOut {
+            tx: Some(tx),
+            held: String::new(),
+        };
+        out.push("lost".into());
+        assert!(out.tx.is_none());
+        out.flush().await;
     }
 }

@@ -39,6 +39,9 @@ use store::JobStore;
 const TEXT_BUFFER: usize = 32;
 /// How long after its deadline a job still dispatched counts as lost.
 const LOST_AFTER: Duration = Duration::from_secs(30);
+/// Rows from before deadlines were kept count as lost this long after
+/// they were created: no job runs for an hour.
+const LOST_WITHOUT_DEADLINE: Duration = Duration::from_secs(3600);
 /// Tries of a job's final write before it is left to the reconciler.
 const FINAL_WRITE_TRIES: u32 = 3;
 
@@ -61,6 +64,9 @@ pub(crate) enum JobError {
     NodeDisconnected,
     #[error("the node did not answer within {0} s")]
     NodeTimeout(u64),
+    /// The node broke the job protocol (e.g. output that does not add up).
+    #[error("{0}")]
+    NodeProtocol(String),
     #[error("the node's receipt is invalid: {0}")]
     BadReceipt(#[from] ReceiptError),
     /// A job that was recorded and then failed: its id, to read it back.
@@ -261,15 +267,23 @@ impl Jobs {
     /// jobs move between nodes; until then it keeps a job from staying in
     /// flight for ever.)
     pub(crate) async fn reconcile(&self, now: UnixMillis) -> Result<usize, JobError> {
-        let lost_ms = u64::try_from(LOST_AFTER.as_millis()).unwrap_or(u64::MAX);
-        let cutoff = UnixMillis(now.0.saturating_sub(lost_ms));
+        let ago = |d: Duration| {
+            UnixMillis(
+                now.0
+                    .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            )
+        };
         let error = ErrorBody::new(
             "lost",
             "the server lost track of this job (it restarted, or could not record the job's end); \
              nothing was charged",
         );
         let mut failed = 0;
-        for id in self.store.overdue(cutoff).await? {
+        let overdue = self
+            .store
+            .overdue(ago(LOST_AFTER), ago(LOST_WITHOUT_DEADLINE))
+            .await?;
+        for id in overdue {
             if self.store.fail_if_dispatched(&id, &error, now).await? {
                 tracing::warn!(job_id = %id, "job lost; marked failed");
                 failed += 1;

@@ -107,8 +107,14 @@ impl JobStore {
             .await
     }
 
-    /// Jobs still dispatched whose deadline passed before `cutoff`.
-    pub(super) async fn overdue(&self, cutoff: UnixMillis) -> Result<Vec<JobId>, DbError> {
+    /// Jobs still dispatched whose deadline passed before `cutoff`, or,
+    /// for rows from before deadlines were kept, that were created before
+    /// `created_before`.
+    pub(super) async fn overdue(
+        &self,
+        cutoff: UnixMillis,
+        created_before: UnixMillis,
+    ) -> Result<Vec<JobId>, DbError> {
         #[derive(Deserialize)]
         struct Id {
             job_id: JobId,
@@ -116,9 +122,10 @@ impl JobStore {
         let rows: Vec<Id> = self
             .db
             .rows(
-                "SELECT job_id FROM job WHERE status = 'dispatched' \
-                 AND deadline != NONE AND deadline < $cutoff",
-                json!({ "cutoff": cutoff }),
+                "SELECT job_id FROM job WHERE status = 'dispatched' AND \
+                 ((deadline != NONE AND deadline < $cutoff) OR \
+                  (deadline = NONE AND created_at < $created_before))",
+                json!({ "cutoff": cutoff, "created_before": created_before }),
                 0,
             )
             .await?;
@@ -202,7 +209,9 @@ impl JobStore {
             receipt: row.receipt,
             error: row.error,
             price_msat: row.price_msat,
-            max_price_msat: row.max_price_msat.unwrap_or_default(),
+            // Rows from before budgets were kept: a succeeded job's price
+            // was within what was agreed.
+            max_price_msat: row.max_price_msat.unwrap_or(row.price_msat),
             created_at: row.created_at,
             finished_at: row.finished_at,
             events,
@@ -264,7 +273,10 @@ mod tests {
             .insert(&running, UnixMillis(now.0 + 60_000))
             .await
             .unwrap();
-        assert_eq!(store.overdue(now).await.unwrap(), vec![lost.id.clone()]);
+        assert_eq!(
+            store.overdue(now, UnixMillis(0)).await.unwrap(),
+            vec![lost.id.clone()]
+        );
         let error = ErrorBody::new("lost", "the server lost track of this job");
         assert!(store
             .fail_if_dispatched(&lost.id, &error, now)
@@ -283,7 +295,7 @@ mod tests {
         assert_eq!(record.max_price_msat, MilliSats(1000), "the budget is kept");
         let statuses: Vec<JobStatus> = record.events.iter().map(|e| e.status).collect();
         assert_eq!(statuses, [JobStatus::Dispatched, JobStatus::Failed]);
-        assert!(store.overdue(now).await.unwrap().is_empty());
+        assert!(store.overdue(now, UnixMillis(0)).await.unwrap().is_empty());
         let still = store.get(&running.id).await.unwrap().unwrap();
         assert_eq!(still.status, JobStatus::Dispatched, "not yet overdue");
         // The job's own end, arriving after all, leaves the record as it is.

@@ -109,6 +109,8 @@ impl ChatRequest {
             prompt: Prompt::Chat(messages),
             params,
         };
+        // Checked here as well as by `Jobs::start`, so that a request is
+        // refused before any model is chosen for it.
         input.validate().map_err(JobError::from)?;
         Ok(input)
     }

@@ -14,7 +14,6 @@ use super::types::{
 };
 use super::{receipt_of, require_task};
 use crate::error::ApiError;
-use crate::jobs::JobError;
 use crate::AppState;
 
 pub(super) async fn create(
@@ -67,9 +66,8 @@ pub(super) async fn create(
                     ));
                 }
             }
-            let input = JobInput::Embedding { texts };
-            input.validate().map_err(JobError::from)?;
-            Ok(input)
+            // Checked by `Jobs::start`, whose errors name their parameter.
+            Ok(JobInput::Embedding { texts })
         })
         .await?;
     let record = started.finish().await?;

@@ -231,5 +231,22 @@ mod tests {
         resumed.accepting_jobs = true;
         registry.ingest_ad(&resumed, now).await.unwrap();
         assert!(registry.get(id, now).await.unwrap().unwrap().accepting_jobs);
+        // A server that hears no gossip learns it from the heartbeats.
+        let beat = Heartbeat {
+            node_id: id,
+            timestamp: UnixMillis(later.0 + 1),
+            active_jobs: 0,
+            accepting_jobs: false,
+        };
+        let envelope = SignedEnvelope::seal(&key, &beat).unwrap();
+        registry.heartbeat_signed(&envelope, later).await.unwrap();
+        assert!(
+            !registry
+                .get(id, later)
+                .await
+                .unwrap()
+                .unwrap()
+                .accepting_jobs
+        );
     }
 }

@@ -217,9 +217,16 @@ impl NodeStore {
             .db
             .rows(
                 "UPDATE type::record('node', $id) \
-                 SET last_seen = $now, last_signed = $ts, active_jobs = $active \
+                 SET last_seen = $now, last_signed = $ts, active_jobs = $active, \
+                     accepting_jobs = $accepting \
                  WHERE last_signed < $ts RETURN peer_id",
-                json!({ "id": h.node_id.to_string(), "now": now, "ts": h.timestamp, "active": h.active_jobs }),
+                json!({
+                    "id": h.node_id.to_string(),
+                    "now": now,
+                    "ts": h.timestamp,
+                    "active": h.active_jobs,
+                    "accepting": h.accepting_jobs,
+                }),
                 0,
             )
             .await?;

@@ -201,6 +201,7 @@ fn registration_and_heartbeats_must_be_signed_fresh_and_new() {
         node_id: reg.node_id,
         timestamp: UnixMillis(reg.timestamp.0 + 1),
         active_jobs: 2,
+        accepting_jobs: true,
     };
     let beat = SignedEnvelope::seal(&key, &beat).unwrap();
     let (status, body) = post(&server, "/api/v1/nodes/heartbeat", &beat);
@@ -214,6 +215,7 @@ fn registration_and_heartbeats_must_be_signed_fresh_and_new() {
         node_id: NodeId::from(stranger.public().to_peer_id()),
         timestamp: UnixMillis::now(),
         active_jobs: 0,
+        accepting_jobs: true,
     };
     let (status, body) = post(
         &server,
