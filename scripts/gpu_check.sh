@@ -33,7 +33,8 @@ trap cleanup EXIT
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total,driver_version,compute_cap --format=csv >"$out/nvidia-smi.csv" 2>&1
 say "libtorch: $TORCH_LIB"
 
-# Starts a node on `device` serving `models`; prints its TCP multiaddr.
+# Starts a node on `device` serving `models`; sets `peer` to its TCP
+# multiaddr and `node_pid` to its process.
 start_node() {
   local tag=$1 device=$2 models=$3
   # No server: a bootstrap peer that does not answer keeps it on the
@@ -42,14 +43,15 @@ start_node() {
     --bootstrap /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN \
     --reachability public --p2p-host 127.0.0.1 --ad-interval-ms 2000 \
     >"$out/$tag.ready" 2>"$out/$tag.log" &
-  pids+=($!)
+  node_pid=$!
+  pids+=("$node_pid")
   for _ in $(seq 1 600); do grep -q '"ready"' "$out/$tag.ready" 2>/dev/null && break; sleep 0.1; done
   if ! grep -q '"ready"' "$out/$tag.ready"; then
     say "FAIL: $tag did not start"; tail -20 "$out/$tag.log" | tee -a "$summary"; return 1
   fi
-  python3 -c 'import json, sys
+  peer=$(python3 -c 'import json, sys
 r = json.loads(open(sys.argv[1]).readline())
-print([a for a in r["p2p"] if "/tcp/" in a][0] + "/p2p/" + r["peer_id"])' "$out/$tag.ready"
+print([a for a in r["p2p"] if "/tcp/" in a][0] + "/p2p/" + r["peer_id"])' "$out/$tag.ready")
 }
 
 field() { python3 -c 'import json, sys
@@ -82,7 +84,8 @@ for m in tiny-gpt2 tiny-gpt2-half tensor-demo; do ln -sfn "$kit/models/$m" "$gpu
 for m in tiny-gpt2 tensor-demo; do ln -sfn "$kit/models/$m" "$cpu_models/$m"; done
 
 started=$SECONDS
-if gpu=$(start_node gpu auto "$gpu_models"); then
+if start_node gpu auto "$gpu_models"; then
+  gpu=$peer
   say "gpu node up in $((SECONDS - started)) s: $(tr -d '\n' <"$out/gpu.ready")"
   grep -E "hardware detected|model loaded|CUDA backend" "$out/gpu.log" | sed 's/\x1b\[[0-9;]*m//g' | tee -a "$summary"
   run_jobs gpu "$gpu" "tiny-gpt2 tiny-gpt2-half"
@@ -97,11 +100,11 @@ if gpu=$(start_node gpu auto "$gpu_models"); then
   wait "${batch[@]}"
   ok=0; for i in $(seq 1 16); do [ -s "$out/gpu-batch-$i.json" ] && ok=$((ok + 1)); done
   say "gpu: $ok of 16 concurrent generations done in $(python3 -c "import time; print(round(time.time() - $t0, 2))") s (16 CLI processes, each joining the network)"
-  kill "${pids[0]}" 2>/dev/null; wait "${pids[0]}" 2>/dev/null; pids=()
+  kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null; pids=()
 fi
 
-if cpu=$(start_node cpu cpu "$cpu_models"); then
-  run_jobs cpu "$cpu" "tiny-gpt2"
+if start_node cpu cpu "$cpu_models"; then
+  run_jobs cpu "$peer" "tiny-gpt2"
 fi
 
 a=$(field "$out/gpu-tiny-gpt2.json" text 2>/dev/null); b=$(field "$out/cpu-tiny-gpt2.json" text 2>/dev/null)

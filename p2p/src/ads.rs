@@ -15,6 +15,10 @@ use crate::NetworkError;
 
 const AD_FRAME_BYTES: u64 = wire::ads::MAX_AD_BYTES as u64 + 1024;
 const AD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Asks again after a stream that ended without an ad, from this pause,
+/// doubling.
+const RETRIES: u32 = 4;
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 fn protocol() -> StreamProtocol {
     StreamProtocol::new(wire::AD_PROTOCOL)
@@ -45,19 +49,41 @@ pub(crate) fn serve(
     Ok(())
 }
 
+/// Asks `peer` for its ad. A stream that ends without one is asked again
+/// a few times: libp2p-stream drops inbound streams that arrive while it
+/// hands over another (see `jobs::JobCall::next_frame`), and a peer that has
+/// no ad closes the stream the same way.
 pub(crate) async fn fetch(
-    mut control: libp2p_stream::Control,
+    control: libp2p_stream::Control,
     peer: PeerId,
 ) -> Result<SignedEnvelope, NetworkError> {
     let fetch = async {
-        let mut stream = crate::open_stream(&mut control, peer, protocol()).await?;
-        let ad = framing::read::<SignedEnvelope, _>(&mut stream, AD_FRAME_BYTES)
-            .await
-            .map_err(|e| NetworkError::Protocol(e.to_string()))?;
-        let _ = stream.close().await;
-        ad.ok_or_else(|| NetworkError::Protocol(format!("{peer} has no ad to give")))
+        let mut pause = RETRY_PAUSE;
+        for _ in 0..RETRIES {
+            if let Some(ad) = fetch_once(control.clone(), peer).await? {
+                return Ok(ad);
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+        fetch_once(control.clone(), peer)
+            .await?
+            .ok_or_else(|| NetworkError::Protocol(format!("{peer} has no ad to give")))
     };
     tokio::time::timeout(AD_TIMEOUT, fetch)
         .await
         .map_err(|_| NetworkError::Timeout)?
+}
+
+/// The peer's ad, or `None` when the stream ends without one.
+async fn fetch_once(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+) -> Result<Option<SignedEnvelope>, NetworkError> {
+    let mut stream = crate::open_stream(&mut control, peer, protocol()).await?;
+    let ad = framing::read::<SignedEnvelope, _>(&mut stream, AD_FRAME_BYTES)
+        .await
+        .map_err(|e| NetworkError::Protocol(e.to_string()))?;
+    let _ = stream.close().await;
+    Ok(ad)
 }

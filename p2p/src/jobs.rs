@@ -27,6 +27,11 @@ const MAX_INBOUND_STREAMS: usize = 512;
 const OUTPUT_PART_BYTES: usize = 256 * 1024;
 /// The most numbers a whole output may hold (16 MiB of f32s).
 const MAX_OUTPUT_VALUES: usize = (wire::MAX_JOB_RESPONSE_BYTES / 4) as usize;
+/// Times a request is sent again when its stream ends before any answer
+/// (see [`JobCall::next`]), and the pause before the first resend, which
+/// doubles each time.
+const RESENDS: u32 = 4;
+const RESEND_PAUSE: Duration = Duration::from_millis(10);
 
 fn protocol() -> StreamProtocol {
     StreamProtocol::new(wire::JOB_PROTOCOL)
@@ -314,6 +319,17 @@ pub struct JobCall {
     assembler: Option<OutputAssembler>,
     deadline: tokio::time::Instant,
     finished: bool,
+    /// Until the provider's first frame: how to send the request again.
+    resend: Option<Resend>,
+}
+
+/// What sending a request again takes.
+struct Resend {
+    control: libp2p_stream::Control,
+    peer: PeerId,
+    request: JobRequest,
+    left: u32,
+    pause: Duration,
 }
 
 impl std::fmt::Debug for JobCall {
@@ -324,14 +340,54 @@ impl std::fmt::Debug for JobCall {
     }
 }
 
+/// Opens a job stream to `peer` and writes `request` on it.
+async fn send_request(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    request: JobRequest,
+) -> Result<(ReadHalf<Stream>, WriteHalf<Stream>), NetworkError> {
+    let stream = crate::open_stream(control, peer, protocol()).await?;
+    let (reader, mut writer) = stream.split();
+    framing::write(
+        &mut writer,
+        &ConsumerFrame::Request { request },
+        wire::MAX_JOB_REQUEST_BYTES,
+    )
+    .await
+    .map_err(frame_err)?;
+    Ok((reader, writer))
+}
+
+impl Resend {
+    /// Sends the request on a new stream, again while the peer drops the
+    /// stream before taking the request; `None` when no try is left.
+    async fn send(
+        &mut self,
+    ) -> Option<Result<(ReadHalf<Stream>, WriteHalf<Stream>), NetworkError>> {
+        while self.left > 0 {
+            self.left -= 1;
+            match send_request(&mut self.control, self.peer, self.request.clone()).await {
+                Err(NetworkError::ConnectionClosed) => self.wait().await,
+                other => return Some(other),
+            }
+        }
+        None
+    }
+
+    async fn wait(&mut self) {
+        tracing::debug!(peer = %self.peer, "job stream ended unanswered; sending the request again");
+        tokio::time::sleep(self.pause).await;
+        self.pause *= 2;
+    }
+}
+
 impl JobCall {
     pub(crate) async fn open(
-        mut control: libp2p_stream::Control,
+        control: libp2p_stream::Control,
         peer: PeerId,
         request: JobRequest,
         max_wait: Duration,
     ) -> Result<JobCall, NetworkError> {
-        let stream = crate::open_stream(&mut control, peer, protocol()).await?;
         let until_deadline = Duration::from_millis(
             request
                 .deadline
@@ -341,21 +397,67 @@ impl JobCall {
                 .saturating_add(2_000),
         );
         let deadline = tokio::time::Instant::now() + until_deadline.min(max_wait);
-        let (reader, mut writer) = stream.split();
-        framing::write(
-            &mut writer,
-            &ConsumerFrame::Request { request },
-            wire::MAX_JOB_REQUEST_BYTES,
-        )
-        .await
-        .map_err(frame_err)?;
+        let mut resend = Resend {
+            control,
+            peer,
+            request,
+            left: RESENDS + 1,
+            pause: RESEND_PAUSE,
+        };
+        let (reader, writer) = resend
+            .send()
+            .await
+            .unwrap_or(Err(NetworkError::ConnectionClosed))?;
         Ok(JobCall {
             reader,
             writer,
             assembler: Some(OutputAssembler::new(MAX_OUTPUT_VALUES)),
             deadline,
             finished: false,
+            resend: Some(resend),
         })
+    }
+
+    async fn read_frame(&mut self) -> Result<ProviderFrame, NetworkError> {
+        let read = framing::read::<ProviderFrame, _>(&mut self.reader, wire::MAX_JOB_FRAME_BYTES);
+        match tokio::time::timeout_at(self.deadline, read).await {
+            Err(_) => Err(NetworkError::Timeout),
+            Ok(Err(e)) => Err(frame_err(e)),
+            Ok(Ok(None)) => Err(NetworkError::ConnectionClosed),
+            Ok(Ok(Some(frame))) => Ok(frame),
+        }
+    }
+
+    /// The provider's next frame. A stream that ends before the first one
+    /// was most likely never read: libp2p-stream drops inbound streams that
+    /// arrive while its hand-over channel (of one) is full, as happens when
+    /// many consumers open jobs at once. A provider answers every request
+    /// it reads at once (`Accepted` or `Refused`) and runs nothing before,
+    /// so the request is sent again, a few times, while the peer is there.
+    async fn next_frame(&mut self) -> Result<ProviderFrame, NetworkError> {
+        loop {
+            let closed = match self.read_frame().await {
+                Ok(frame) => {
+                    self.resend = None;
+                    return Ok(frame);
+                }
+                Err(NetworkError::ConnectionClosed) => NetworkError::ConnectionClosed,
+                Err(e) => return Err(e),
+            };
+            let Some(resend) = self.resend.as_mut().filter(|r| r.left > 0) else {
+                return Err(closed);
+            };
+            resend.wait().await;
+            match resend.send().await {
+                Some(Ok((reader, writer))) => {
+                    self.reader = reader;
+                    self.writer = writer;
+                }
+                // No try left, or the peer is gone: the stream's end is the
+                // answer.
+                None | Some(Err(_)) => return Err(closed),
+            }
+        }
     }
 
     /// The next update; `None` after [`JobUpdate::Finished`].
@@ -363,13 +465,7 @@ impl JobCall {
         if self.finished {
             return Ok(None);
         }
-        let read = framing::read::<ProviderFrame, _>(&mut self.reader, wire::MAX_JOB_FRAME_BYTES);
-        let frame = match tokio::time::timeout_at(self.deadline, read).await {
-            Err(_) => return Err(NetworkError::Timeout),
-            Ok(Err(e)) => return Err(frame_err(e)),
-            Ok(Ok(None)) => return Err(NetworkError::ConnectionClosed),
-            Ok(Ok(Some(frame))) => frame,
-        };
+        let frame = self.next_frame().await?;
         Ok(Some(match frame {
             ProviderFrame::Accepted { queue_position } => JobUpdate::Accepted { queue_position },
             ProviderFrame::Output { part } => {

@@ -165,6 +165,60 @@ async fn jobs_round_trip_over_tcp_and_over_quic() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_jobs_and_ad_requests_from_many_consumers_all_get_answers() {
+    // libp2p-stream takes inbound streams through a channel of one and drops
+    // the ones that arrive while it is full: many consumers opening streams
+    // at once lose some, unless they are opened again.
+    let provider = spawn(true, vec![]).await;
+    let addrs = provider.client.listen_addrs().await.unwrap();
+    let provider_id = provider.client.local_peer_id();
+    let ad = ad_for(&provider.key, 1, UnixMillis::now(), 1000);
+    provider
+        .client
+        .publish_ad(SignedEnvelope::seal(&provider.key, &ad).unwrap())
+        .await
+        .unwrap();
+    echo_jobs(provider.inbound, 1);
+    let mut consumers = Vec::new();
+    for _ in 0..16 {
+        let consumer = spawn(false, vec![]).await;
+        consumer
+            .client
+            .connect(provider_id, vec![addr_with(&addrs, "tcp")])
+            .await
+            .unwrap();
+        consumers.push(consumer);
+    }
+    let calls = consumers.iter().enumerate().map(|(i, consumer)| {
+        let client = consumer.client.clone();
+        let ad = ad.clone();
+        tokio::spawn(async move {
+            let n = i as u8;
+            let (fetched, answers) = tokio::join!(
+                client.fetch_ad(provider_id),
+                futures::future::join_all((0..3).map(|k| client.send_job(
+                    provider_id,
+                    vec![],
+                    request(n * 3 + k)
+                )))
+            );
+            assert_eq!(fetched.unwrap().ad, ad, "consumer {i}'s ad");
+            for (k, answer) in answers.into_iter().enumerate() {
+                match answer {
+                    Ok(JobResponse::Done { receipt, .. }) => {
+                        assert_eq!(receipt.payload, request(n * 3 + k as u8).job_id.to_string())
+                    }
+                    other => panic!("consumer {i}, job {k}: {other:?}"),
+                }
+            }
+        })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn long_outputs_stream_in_order_in_bounded_parts() {
     let provider = spawn(true, vec![]).await;
