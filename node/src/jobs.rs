@@ -39,8 +39,7 @@ impl JobServer {
                         ..
                     } = job;
                     // A paused node says so at once, not after `Accepted`.
-                    if !server.admission.accepting() {
-                        let refusal = server.answer(request, None).await;
+                    if let Some(refusal) = server.not_admitted() {
                         if let Err(e) = responder.send(refusal).await {
                             tracing::info!(error = %e, "could not send the refusal");
                         }
@@ -92,6 +91,22 @@ impl JobServer {
         }
     }
 
+    /// The refusal of a node that is not open to new jobs.
+    fn not_admitted(&self) -> Option<JobResponse> {
+        let message = match self.admission.get() {
+            Admission::Open => return None,
+            Admission::Paused => "this node is paused by its operator",
+            Admission::Draining => {
+                "this node is draining: it finishes its jobs and takes no new ones"
+            }
+        };
+        tracing::info!(%message, "job refused");
+        Some(JobResponse::Refused {
+            code: RefusalCode::NotAccepting,
+            message: message.into(),
+        })
+    }
+
     /// Checks a job, runs it and signs its receipt. Generated text also
     /// goes to `deltas` piece by piece while it is decoded.
     pub async fn answer(
@@ -104,20 +119,8 @@ impl JobServer {
             tracing::info!(?code, %message, "job refused");
             JobResponse::Refused { code, message }
         };
-        match self.admission.get() {
-            Admission::Open => {}
-            Admission::Paused => {
-                return refuse(
-                    RefusalCode::NotAccepting,
-                    "this node is paused by its operator".into(),
-                )
-            }
-            Admission::Draining => {
-                return refuse(
-                    RefusalCode::NotAccepting,
-                    "this node is draining: it finishes its jobs and takes no new ones".into(),
-                )
-            }
+        if let Some(refusal) = self.not_admitted() {
+            return refusal;
         }
         let Some(offer) = self.engine.offer(&request.model_hash).cloned() else {
             return refuse(

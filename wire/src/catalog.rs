@@ -42,12 +42,12 @@ impl ModelListing {
 /// The catalogue of what `nodes` offer, sorted by name. Only nodes that can
 /// take a job now count ([`NodeInfo::is_available`]).
 pub fn catalog(nodes: &[NodeInfo]) -> Vec<ModelListing> {
+    // Cheapest: per job, then per output token, then per input token.
+    let cost =
+        |price: MilliSats, tokens: TokenPrice| (price, tokens.output_msat, tokens.input_msat);
     let mut listings: Vec<ModelListing> = Vec::new();
     for node in nodes.iter().filter(|n| n.is_available()) {
         for offer in &node.models {
-            let cost = |price: MilliSats, tokens: TokenPrice| {
-                (price, tokens.output_msat, tokens.input_msat)
-            };
             match listings.iter_mut().find(|l| l.name == offer.name) {
                 Some(l) => {
                     l.providers += 1;

@@ -96,7 +96,7 @@ pub(crate) struct Order<'a> {
 /// streams while it runs, and its end.
 pub(crate) struct Started {
     pub(crate) record: JobRecord,
-    pub(crate) text: mpsc::Receiver<String>,
+    text: mpsc::Receiver<String>,
     end: JoinHandle<Result<JobRecord, JobError>>,
 }
 

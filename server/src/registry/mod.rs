@@ -213,7 +213,7 @@ mod tests {
         assert!(!got.accepting_jobs);
         assert!(!got.is_available(), "online, but takes no jobs");
         // A later registration (the node restarted) does not reopen it:
-        // only the node's ads say whether it takes jobs.
+        // only the node's ads and heartbeats say whether it takes jobs.
         let later = UnixMillis(now.0 + 1);
         registry
             .register(&registration(id, later), later)
