@@ -7,6 +7,9 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
+use wire::accounts::{
+    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
+};
 use wire::catalog::ModelListing;
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
@@ -29,6 +32,24 @@ fn backend() -> Result<crate::backend::BackendHandle, ServerFnError> {
 #[cfg(feature = "ssr")]
 fn err(e: wire::api::ErrorBody) -> ServerFnError {
     ServerFnError::new(e.error.message)
+}
+
+/// What a server function answers when nobody is signed in; pages that
+/// need an account send the visitor to sign in instead of showing it.
+pub const NOT_SIGNED_IN: &str = "not signed in";
+
+/// Whether a server function failed because nobody is signed in.
+pub fn is_signed_out(e: &ServerFnError) -> bool {
+    e.to_string().contains(NOT_SIGNED_IN)
+}
+
+/// The signed-in caller of this request, as the server's authentication
+/// middleware found it.
+#[cfg(feature = "ssr")]
+fn caller() -> Result<wire::Caller, ServerFnError> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<wire::Caller>().cloned())
+        .ok_or_else(|| ServerFnError::new(NOT_SIGNED_IN))
 }
 
 #[server(input = Json, endpoint = "list_nodes")]
@@ -58,12 +79,13 @@ pub async fn list_models() -> Result<Vec<ModelListing>, ServerFnError> {
 
 #[server(input = Json, endpoint = "run_job")]
 pub async fn run_job(job: SubmitJob) -> Result<JobRecord, ServerFnError> {
-    backend()?.0.submit_job(job).await.map_err(err)
+    backend()?.0.submit_job(&caller()?, job).await.map_err(err)
 }
 
+/// The signed-in account's newest jobs.
 #[server(input = Json, endpoint = "list_jobs")]
 pub async fn list_jobs() -> Result<Vec<JobSummary>, ServerFnError> {
-    backend()?.0.list_jobs(100).await.map_err(err)
+    backend()?.0.list_jobs(&caller()?, 100).await.map_err(err)
 }
 
 #[server(input = Json, endpoint = "get_job")]
@@ -71,5 +93,90 @@ pub async fn get_job(id: String) -> Result<Option<JobRecord>, ServerFnError> {
     let id = id
         .parse()
         .map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
-    backend()?.0.get_job(id).await.map_err(err)
+    backend()?.0.get_job(&caller()?, id).await.map_err(err)
+}
+
+/// The signed-in account, or `None` for a visitor.
+#[server(input = Json, endpoint = "me")]
+pub async fn me() -> Result<Option<Account>, ServerFnError> {
+    let Ok(caller) = caller() else {
+        return Ok(None);
+    };
+    backend()?.0.account(&caller).await.map(Some).map_err(err)
+}
+
+#[server(input = Json, endpoint = "account_settings")]
+pub async fn load_settings() -> Result<AccountSettings, ServerFnError> {
+    backend()?.0.settings(&caller()?).await.map_err(err)
+}
+
+#[server(input = Json, endpoint = "create_api_key")]
+pub async fn create_api_key(new: NewApiKey) -> Result<CreatedApiKey, ServerFnError> {
+    backend()?.0.create_api_key(&caller()?, new).await.map_err(err)
+}
+
+#[server(input = Json, endpoint = "revoke_api_key")]
+pub async fn revoke_api_key(id: String) -> Result<(), ServerFnError> {
+    backend()?.0.revoke_api_key(&caller()?, id).await.map_err(err)
+}
+
+#[server(input = Json, endpoint = "end_session")]
+pub async fn end_session(id: String) -> Result<(), ServerFnError> {
+    backend()?.0.end_session(&caller()?, id).await.map_err(err)
+}
+
+#[server(input = Json, endpoint = "remove_passkey")]
+pub async fn remove_passkey(id: String) -> Result<(), ServerFnError> {
+    backend()?.0.remove_passkey(&caller()?, id).await.map_err(err)
+}
+
+#[server(input = Json, endpoint = "remove_lightning_key")]
+pub async fn remove_lightning_key(id: String) -> Result<(), ServerFnError> {
+    backend()?
+        .0
+        .remove_lightning_key(&caller()?, id)
+        .await
+        .map_err(err)
+}
+
+#[server(input = Json, endpoint = "set_public_name")]
+pub async fn set_public_name(name: Option<String>) -> Result<Account, ServerFnError> {
+    backend()?
+        .0
+        .set_public_name(&caller()?, name)
+        .await
+        .map_err(err)
+}
+
+#[server(input = Json, endpoint = "create_enrol_token")]
+pub async fn create_enrol_token(new: NewEnrolToken) -> Result<CreatedEnrolToken, ServerFnError> {
+    backend()?
+        .0
+        .create_enrol_token(&caller()?, new)
+        .await
+        .map_err(err)
+}
+
+#[server(input = Json, endpoint = "revoke_enrol_token")]
+pub async fn revoke_enrol_token(id: String) -> Result<(), ServerFnError> {
+    backend()?
+        .0
+        .revoke_enrol_token(&caller()?, id)
+        .await
+        .map_err(err)
+}
+
+/// The nodes enrolled to the signed-in operator, and the server's clock.
+#[server(input = Json, endpoint = "my_nodes")]
+pub async fn my_nodes() -> Result<(Vec<MyNode>, UnixMillis), ServerFnError> {
+    let nodes = backend()?.0.my_nodes(&caller()?).await.map_err(err)?;
+    Ok((nodes, UnixMillis::now()))
+}
+
+#[server(input = Json, endpoint = "release_node")]
+pub async fn release_node(id: String) -> Result<(), ServerFnError> {
+    let id = id
+        .parse()
+        .map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
+    backend()?.0.release_node(&caller()?, id).await.map_err(err)
 }

@@ -1,6 +1,9 @@
 //! What the server functions need from the server. The server crate
 //! implements [`Backend`] and provides a [`BackendHandle`] as context; this
 //! keeps the app free of SurrealDB and libp2p.
+//!
+//! Who is calling comes from the server's authentication middleware, as a
+//! [`Caller`] in the request's extensions; the server functions pass it on.
 
 use std::sync::Arc;
 
@@ -8,7 +11,10 @@ use wire::api::ErrorBody;
 use wire::catalog::ModelListing;
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
-use wire::{JobId, NodeId};
+use wire::accounts::{
+    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
+};
+use wire::{Caller, JobId, NodeId};
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -16,9 +22,30 @@ pub trait Backend: Send + Sync + 'static {
     async fn get_node(&self, id: NodeId) -> Result<Option<NodeInfo>, ErrorBody>;
     /// The model catalogue ([`wire::catalog`]), as `GET /v1/models` lists it.
     async fn list_models(&self) -> Result<Vec<ModelListing>, ErrorBody>;
-    async fn submit_job(&self, job: SubmitJob) -> Result<JobRecord, ErrorBody>;
-    async fn list_jobs(&self, limit: u32) -> Result<Vec<JobSummary>, ErrorBody>;
-    async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, ErrorBody>;
+    async fn submit_job(&self, caller: &Caller, job: SubmitJob) -> Result<JobRecord, ErrorBody>;
+    /// The caller's newest jobs.
+    async fn list_jobs(&self, caller: &Caller, limit: u32) -> Result<Vec<JobSummary>, ErrorBody>;
+    /// One of the caller's jobs; anyone else's is `None`.
+    async fn get_job(&self, caller: &Caller, id: JobId) -> Result<Option<JobRecord>, ErrorBody>;
+
+    async fn account(&self, caller: &Caller) -> Result<Account, ErrorBody>;
+    async fn settings(&self, caller: &Caller) -> Result<AccountSettings, ErrorBody>;
+    async fn create_api_key(&self, caller: &Caller, new: NewApiKey)
+        -> Result<CreatedApiKey, ErrorBody>;
+    async fn revoke_api_key(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
+    async fn end_session(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
+    async fn remove_passkey(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
+    async fn remove_lightning_key(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
+    async fn set_public_name(&self, caller: &Caller, name: Option<String>)
+        -> Result<Account, ErrorBody>;
+    async fn create_enrol_token(
+        &self,
+        caller: &Caller,
+        new: NewEnrolToken,
+    ) -> Result<CreatedEnrolToken, ErrorBody>;
+    async fn revoke_enrol_token(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
+    async fn my_nodes(&self, caller: &Caller) -> Result<Vec<MyNode>, ErrorBody>;
+    async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody>;
 }
 
 #[derive(Clone)]

@@ -67,6 +67,15 @@ struct Cli {
     /// (offline nodes stay listed until then) [default: 604800].
     #[arg(long, env = "INFERNET_NODE_RETENTION_SECS")]
     node_retention_secs: Option<u64>,
+    /// The site's URL as browsers reach it: passkeys' relying party and
+    /// origin, the origin signed-in requests must come from, and whether
+    /// cookies are Secure [default: http://localhost:<listen port>].
+    #[arg(long, env = "INFERNET_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// For a private single-user deployment: keep an API key of the local
+    /// account in this file (0600), making both if need be.
+    #[arg(long, env = "INFERNET_LOCAL_KEY_FILE")]
+    local_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -86,6 +95,8 @@ struct FileConfig {
     p2p_reachability: Option<String>,
     p2p_external_addr: Option<Vec<String>>,
     node_retention_secs: Option<u64>,
+    public_url: Option<String>,
+    local_key_file: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -105,6 +116,8 @@ pub struct Config {
     pub p2p_reachability: p2p::Reachability,
     pub p2p_external_addrs: Vec<p2p::Multiaddr>,
     pub node_retention: Duration,
+    pub public_url: Option<String>,
+    pub local_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -124,6 +137,8 @@ impl std::fmt::Debug for Config {
             .field("p2p_reachability", &self.p2p_reachability)
             .field("p2p_external_addrs", &self.p2p_external_addrs)
             .field("node_retention", &self.node_retention)
+            .field("public_url", &self.public_url)
+            .field("local_key_file", &self.local_key_file)
             .finish()
     }
 }
@@ -168,6 +183,8 @@ impl Config {
             p2p_reachability: p2p::Reachability::Public,
             p2p_external_addrs: Vec::new(),
             node_retention: Duration::from_secs(7 * 24 * 3600),
+            public_url: None,
+            local_key_file: None,
         }
     }
 
@@ -263,6 +280,8 @@ impl Config {
             p2p_reachability,
             p2p_external_addrs,
             node_retention: Duration::from_secs(retention),
+            public_url: cli.public_url.or(file.public_url),
+            local_key_file: cli.local_key_file.or(file.local_key_file),
         })
     }
 }

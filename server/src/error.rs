@@ -10,7 +10,9 @@ use axum::Json;
 use wire::api::ErrorBody;
 use wire::jobs::RefusalCode;
 
+use crate::accounts::AuthError;
 use crate::db::DbError;
+use crate::enrolment::EnrolError;
 use crate::jobs::JobError;
 use crate::registry::RegistryError;
 
@@ -22,6 +24,12 @@ pub(crate) enum ApiError {
     BadRequest(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Enrol(#[from] EnrolError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -38,6 +46,9 @@ impl ApiError {
             ApiError::BadBody { status, .. } => *status,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Auth(e) => auth_status(e),
+            ApiError::Enrol(e) => enrol_status(e),
             ApiError::Registry(e) => registry_status(e),
             ApiError::Job(e) => job_status(e),
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,6 +66,9 @@ impl ApiError {
             ApiError::BadBody { .. } => "invalid_json",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Auth(e) => auth_code(e),
+            ApiError::Enrol(e) => enrol_code(e),
             ApiError::Registry(e) => registry_code(e),
             ApiError::Job(e) => job_code(e),
             ApiError::Db(_) | ApiError::Internal(_) => "internal",
@@ -67,6 +81,13 @@ impl ApiError {
             "internal error".to_owned()
         } else {
             self.to_string()
+        }
+    }
+
+    /// Headers that go with the status: `Retry-After` on 429.
+    pub(crate) fn add_headers(&self, headers: &mut axum::http::HeaderMap) {
+        if let ApiError::Auth(AuthError::RateLimited { retry_after_secs }) = self {
+            headers.insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
         }
     }
 
@@ -90,6 +111,80 @@ pub(crate) fn job_error_body(e: &JobError) -> ErrorBody {
             e.to_string()
         },
     )
+}
+
+fn auth_status(e: &AuthError) -> StatusCode {
+    match e {
+        AuthError::NotSignedIn
+        | AuthError::InvalidApiKey
+        | AuthError::SessionExpired
+        | AuthError::UnknownCredential => StatusCode::UNAUTHORIZED,
+        AuthError::Csrf | AuthError::MissingScope(_) => StatusCode::FORBIDDEN,
+        AuthError::UnknownChallenge
+        | AuthError::ChallengeExpired
+        | AuthError::WebAuthn(_)
+        | AuthError::BadSignature
+        | AuthError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        AuthError::LastWayIn | AuthError::KeyTaken => StatusCode::CONFLICT,
+        AuthError::NotFound(_) => StatusCode::NOT_FOUND,
+        AuthError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AuthError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn auth_code(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::NotSignedIn => "unauthenticated",
+        AuthError::InvalidApiKey => "invalid_api_key",
+        AuthError::SessionExpired => "session_expired",
+        AuthError::UnknownCredential => "unknown_credential",
+        AuthError::Csrf => "csrf",
+        AuthError::MissingScope(_) => "insufficient_scope",
+        AuthError::UnknownChallenge => "unknown_challenge",
+        AuthError::ChallengeExpired => "challenge_expired",
+        AuthError::WebAuthn(_) => "webauthn_failed",
+        AuthError::BadSignature => "bad_signature",
+        AuthError::BadRequest(_) => "bad_request",
+        AuthError::LastWayIn => "last_sign_in_method",
+        AuthError::KeyTaken => "key_taken",
+        AuthError::NotFound(_) => "not_found",
+        AuthError::RateLimited { .. } => "rate_limited",
+        AuthError::Store(_) => "internal",
+    }
+}
+
+fn enrol_status(e: &EnrolError) -> StatusCode {
+    match e {
+        EnrolError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+        EnrolError::Stale(r) => registry_status(r),
+        EnrolError::WrongServer(_) | EnrolError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        EnrolError::UnknownToken
+        | EnrolError::Revoked
+        | EnrolError::Expired
+        | EnrolError::Used => StatusCode::FORBIDDEN,
+        EnrolError::ClaimedElsewhere(_) | EnrolError::Raced => StatusCode::CONFLICT,
+        EnrolError::NotFound(_) => StatusCode::NOT_FOUND,
+        EnrolError::Auth(a) => auth_status(a),
+        EnrolError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn enrol_code(e: &EnrolError) -> &'static str {
+    match e {
+        EnrolError::BadSignature(_) => "bad_signature",
+        EnrolError::Stale(r) => registry_code(r),
+        EnrolError::WrongServer(_) => "wrong_server",
+        EnrolError::BadRequest(_) => "bad_request",
+        EnrolError::UnknownToken => "unknown_token",
+        EnrolError::Revoked => "token_revoked",
+        EnrolError::Expired => "token_expired",
+        EnrolError::Used => "token_used",
+        EnrolError::ClaimedElsewhere(_) => "claimed_elsewhere",
+        EnrolError::Raced => "conflict",
+        EnrolError::NotFound(_) => "not_found",
+        EnrolError::Auth(a) => auth_code(a),
+        EnrolError::Store(_) => "internal",
+    }
 }
 
 fn registry_status(e: &RegistryError) -> StatusCode {
@@ -171,7 +266,9 @@ impl IntoResponse for ApiError {
                 tracing::warn!(error = %self, "request failed");
             }
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        self.add_headers(response.headers_mut());
+        response
     }
 }
 

@@ -1,8 +1,10 @@
 //! The Infernet server: the node registry, the job API, a libp2p seed peer,
 //! and the web app (Leptos SSR + hydration), over SurrealDB.
 
+mod accounts;
 pub mod config;
 mod db;
+mod enrolment;
 mod error;
 mod jobs;
 mod network;
@@ -11,19 +13,23 @@ mod registry;
 mod startup;
 mod web;
 
+pub use accounts::{LocalKeyError, SiteError};
 pub use config::Config;
 pub use startup::{Application, StartupError};
 
 use leptos::config::LeptosOptions;
 use wire::api::NetworkInfo;
+use wire::accounts::{AccountSettings, MyNode};
 use wire::catalog::ModelListing;
-use wire::UnixMillis;
+use wire::{Caller, UnixMillis};
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     registry: registry::Registry,
     jobs: jobs::Jobs,
+    accounts: accounts::Accounts,
+    enrolments: enrolment::Enrolments,
     network_info: NetworkInfo,
     leptos: LeptosOptions,
 }
@@ -42,5 +48,29 @@ impl AppState {
         now: UnixMillis,
     ) -> Result<Vec<ModelListing>, registry::RegistryError> {
         Ok(wire::catalog::catalog(&self.registry.all(now).await?))
+    }
+}
+
+impl AppState {
+    /// The Settings page: the account's ways in, sessions, keys and
+    /// enrolment tokens.
+    pub(crate) async fn settings(&self, caller: &Caller) -> Result<AccountSettings, error::ApiError> {
+        let mut settings = self.accounts.settings(caller).await?;
+        settings.enrol_tokens = self.enrolments.tokens(caller).await?;
+        Ok(settings)
+    }
+
+    /// The caller's enrolled nodes, with what the registry knows of each.
+    pub(crate) async fn my_nodes(&self, caller: &Caller) -> Result<Vec<MyNode>, error::ApiError> {
+        let now = UnixMillis::now();
+        let mut nodes = Vec::new();
+        for (node_id, enrolled_at) in self.enrolments.nodes_of(caller).await? {
+            nodes.push(MyNode {
+                node_id,
+                enrolled_at,
+                info: self.registry.get(node_id, now).await?,
+            });
+        }
+        Ok(nodes)
     }
 }

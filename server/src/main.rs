@@ -31,6 +31,7 @@ async fn main() -> ExitCode {
     let ready = serde_json::json!({
         "event": "ready",
         "http": format!("http://{}", app.http_addr()),
+        "public_url": app.public_url(),
         "peer_id": app.network_info().peer_id,
         "p2p": app.network_info().multiaddrs,
     });

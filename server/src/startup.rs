@@ -20,7 +20,7 @@ use wire::api::{ErrorBody, NetworkInfo};
 
 use crate::db::{Db, DbConfig, DbError};
 use crate::registry::Registry;
-use crate::{jobs, network, openai, registry, AppState, Config};
+use crate::{accounts, enrolment, jobs, network, openai, registry, AppState, Config};
 
 /// No request body anywhere may be larger than this; routes set lower limits.
 const MAX_ANY_BODY: usize = 2 * 1024 * 1024;
@@ -43,12 +43,17 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Site(#[from] accounts::SiteError),
+    #[error(transparent)]
+    LocalKey(#[from] accounts::LocalKeyError),
 }
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     network_info: NetworkInfo,
+    public_url: String,
     /// Keeps the swarm's event loop alive as long as the server runs.
     _network: p2p::Client,
 }
@@ -59,6 +64,19 @@ impl Application {
             path: config.data_dir.display().to_string(),
             source,
         })?;
+        // Bound first: the public URL's default names the port.
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let listen_addr = listener.local_addr().map_err(|source| StartupError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let site = accounts::Site::new(config.public_url.as_deref(), listen_addr)?;
         let keypair = p2p::identity::load_or_create(&config.data_dir.join("server.key"))?;
 
         let db_url = config
@@ -104,7 +122,20 @@ impl Application {
                 .clone()
                 .follow_network(network.clone(), config.node_retention),
         );
-        let jobs = jobs::Jobs::new(db, registry.clone(), network.clone(), config.job_timeout);
+        let jobs = jobs::Jobs::new(
+            db.clone(),
+            registry.clone(),
+            network.clone(),
+            config.job_timeout,
+        );
+        let public_url = site.origin().to_owned();
+        let accounts = accounts::Accounts::new(db.clone(), site, accounts::Limits::standard())?;
+        if let Some(path) = &config.local_key_file {
+            let account = accounts.ensure_local_key(path).await?;
+            tracing::info!(%account, path = %path.display(), "local account's API key is ready");
+        }
+        tokio::spawn(accounts.clone().sweep_forever());
+        let enrolments = enrolment::Enrolments::new(db, peer_id.into());
         // Jobs left dispatched by an earlier run (or whose end could not be
         // written) are failed once they are surely over.
         tokio::spawn(
@@ -117,25 +148,21 @@ impl Application {
         let state = AppState {
             jobs,
             registry,
+            accounts,
+            enrolments,
             network_info: network_info.clone(),
             leptos: LeptosOptions::builder()
                 .output_name("app")
                 .site_root(config.site_root.display().to_string())
                 .site_pkg_dir("pkg")
-                .site_addr(config.listen)
+                .site_addr(listen_addr)
                 .build(),
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartupError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
         Ok(Application {
             listener,
             router: router(state),
             network_info,
+            public_url,
             _network: network,
         })
     }
@@ -150,14 +177,23 @@ impl Application {
         &self.network_info
     }
 
+    /// The site's origin as browsers reach it (`--public-url`).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 
@@ -191,10 +227,12 @@ fn router(state: AppState) -> Router {
         .merge(registry::api_router())
         .merge(jobs::router())
         .merge(network::router())
+        .merge(accounts::router())
+        .merge(enrolment::router())
         .fallback(api_not_found);
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
@@ -210,7 +248,7 @@ fn router(state: AppState) -> Router {
         .with_state(state.clone());
 
     let options = state.leptos.clone();
-    let backend = BackendHandle(Arc::new(state));
+    let backend = BackendHandle(Arc::new(state.clone()));
     let context = move || provide_context(backend.clone());
     let routes = generate_route_list(app::App);
     let web = Router::new()
@@ -226,6 +264,10 @@ fn router(state: AppState) -> Router {
 
     api_routes
         .merge(web)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            accounts::authenticate,
+        ))
         .layer(RequestBodyLimitLayer::new(MAX_ANY_BODY))
         .layer(axum::middleware::map_response(json_body_limit_error))
         .layer(TraceLayer::new_for_http())

@@ -6,7 +6,11 @@ use wire::api::ErrorBody;
 use wire::catalog::ModelListing;
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
-use wire::{JobId, NodeId, UnixMillis};
+use wire::accounts::{
+    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
+    Scope,
+};
+use wire::{Caller, JobId, NodeId, UnixMillis};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -32,15 +36,86 @@ impl Backend for AppState {
         self.catalog(UnixMillis::now()).await.map_err(body)
     }
 
-    async fn submit_job(&self, job: SubmitJob) -> Result<JobRecord, ErrorBody> {
-        self.jobs.submit(job).await.map_err(body)
+    async fn submit_job(&self, caller: &Caller, job: SubmitJob) -> Result<JobRecord, ErrorBody> {
+        crate::accounts::require(caller, Scope::Jobs).map_err(body)?;
+        self.jobs.submit(&caller.account, job).await.map_err(body)
     }
 
-    async fn list_jobs(&self, limit: u32) -> Result<Vec<JobSummary>, ErrorBody> {
-        self.jobs.list(limit).await.map_err(body)
+    async fn list_jobs(&self, caller: &Caller, limit: u32) -> Result<Vec<JobSummary>, ErrorBody> {
+        self.jobs.list(&caller.account, limit).await.map_err(body)
     }
 
-    async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, ErrorBody> {
-        self.jobs.get(&id).await.map_err(body)
+    async fn get_job(&self, caller: &Caller, id: JobId) -> Result<Option<JobRecord>, ErrorBody> {
+        self.jobs.get(&caller.account, &id).await.map_err(body)
+    }
+
+    async fn account(&self, caller: &Caller) -> Result<Account, ErrorBody> {
+        self.accounts.account(&caller.account).await.map_err(body)
+    }
+
+    async fn settings(&self, caller: &Caller) -> Result<AccountSettings, ErrorBody> {
+        AppState::settings(self, caller).await.map_err(body)
+    }
+
+    async fn create_api_key(
+        &self,
+        caller: &Caller,
+        new: NewApiKey,
+    ) -> Result<CreatedApiKey, ErrorBody> {
+        self.accounts.create_key(caller, new).await.map_err(body)
+    }
+
+    async fn revoke_api_key(&self, caller: &Caller, id: String) -> Result<(), ErrorBody> {
+        self.accounts.revoke_key(caller, &id).await.map_err(body)
+    }
+
+    async fn end_session(&self, caller: &Caller, id: String) -> Result<(), ErrorBody> {
+        self.accounts.end_session(caller, &id).await.map_err(body)
+    }
+
+    async fn remove_passkey(&self, caller: &Caller, id: String) -> Result<(), ErrorBody> {
+        self.accounts.remove_passkey(caller, &id).await.map_err(body)
+    }
+
+    async fn remove_lightning_key(&self, caller: &Caller, id: String) -> Result<(), ErrorBody> {
+        self.accounts.remove_ln_key(caller, &id).await.map_err(body)
+    }
+
+    async fn set_public_name(
+        &self,
+        caller: &Caller,
+        name: Option<String>,
+    ) -> Result<Account, ErrorBody> {
+        self.accounts
+            .set_public_name(caller, name)
+            .await
+            .map_err(body)
+    }
+
+    async fn create_enrol_token(
+        &self,
+        caller: &Caller,
+        new: NewEnrolToken,
+    ) -> Result<CreatedEnrolToken, ErrorBody> {
+        self.accounts
+            .limits()
+            .key_creation(&caller.account)
+            .map_err(body)?;
+        self.enrolments
+            .create_token(caller, new)
+            .await
+            .map_err(body)
+    }
+
+    async fn revoke_enrol_token(&self, caller: &Caller, id: String) -> Result<(), ErrorBody> {
+        self.enrolments.revoke_token(caller, &id).await.map_err(body)
+    }
+
+    async fn my_nodes(&self, caller: &Caller) -> Result<Vec<MyNode>, ErrorBody> {
+        AppState::my_nodes(self, caller).await.map_err(body)
+    }
+
+    async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody> {
+        self.enrolments.release(caller, id).await.map_err(body)
     }
 }

@@ -71,6 +71,8 @@ pub fn node_info(seed: u8, models: Vec<ModelOffer>) -> NodeInfo {
         active_jobs: 0,
         accepting_jobs: true,
         fetching: Vec::new(),
+        claimed: false,
+        operator: None,
     }
 }
 

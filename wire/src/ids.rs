@@ -184,6 +184,19 @@ impl UnixMillis {
     pub fn abs_diff(self, other: UnixMillis) -> u64 {
         self.0.abs_diff(other.0)
     }
+
+    /// This time plus `d` (saturating).
+    pub fn plus(self, d: std::time::Duration) -> UnixMillis {
+        UnixMillis(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// Milliseconds from `earlier` to this time; 0 if `earlier` is later.
+    pub fn since(self, earlier: UnixMillis) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
 }
 
 macro_rules! serde_via_str {

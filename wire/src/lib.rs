@@ -5,6 +5,7 @@
 //! This crate has no runtime (no tokio, no axum, no tch) so that the browser
 //! app can use the same types and verify the same signatures in wasm32.
 
+pub mod accounts;
 pub mod ads;
 pub mod api;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod pricing;
 pub mod registry;
 pub mod signing;
 
+pub use accounts::{AccountId, Caller, CallerAuth};
 pub use ids::{JobId, MilliSats, ModelHash, NodeId, Sha256Digest, UnixMillis};
 pub use signing::{SignedEnvelope, SigningError};
 

@@ -179,6 +179,12 @@ pub struct NodeInfo {
     /// Models the node is downloading now (from its latest ad).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fetching: Vec<ModelFetch>,
+    /// Whether an operator has enrolled the node to their account.
+    #[serde(default)]
+    pub claimed: bool,
+    /// The operator's public name, when they chose to show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 fn yes() -> bool {

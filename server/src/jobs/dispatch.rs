@@ -53,6 +53,7 @@ impl Jobs {
             mut record,
             addrs,
             request,
+            owner: _,
         } = prepared;
         tracing::info!(model = %record.model, "job dispatched");
         let mut text = TextOut {

@@ -1,15 +1,22 @@
-//! The job API: `POST /api/v1/jobs` runs a job and answers its record;
-//! `GET /api/v1/jobs` lists the newest; `GET /api/v1/jobs/{id}` reads one.
-//! Anyone may call them (accounts come with the owners' issue).
+//! The job API, under `/api/v1`:
+//!
+//! | route | who may call |
+//! |---|---|
+//! | `POST /jobs` (run a job, answer its record) | signed in (`jobs` scope for keys) |
+//! | `GET /jobs` (one's newest jobs) | signed in (`jobs`) |
+//! | `GET /jobs/{id}` (one's job, input and output included) | signed in (`jobs`); another's job is 404 |
+//! | `GET /receipts/{id}` (terms and signed receipt, no input or output) | anyone |
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use wire::jobs::{JobInput, JobRecord, JobSummary, SubmitJob};
-use wire::JobId;
+use wire::accounts::{ReceiptCheck, Scope};
+use wire::{AccountId, JobId};
 
 use super::{JobError, Order};
+use crate::accounts::{require, SignedIn};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::AppState;
 
@@ -21,16 +28,22 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/jobs", post(submit).get(list))
         .route("/jobs/{id}", get(fetch))
+        .route("/receipts/{id}", get(receipt))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY))
 }
 
 impl super::Jobs {
     /// Runs a submission of the job API (and the app) to its end.
-    pub(crate) async fn submit(&self, job: SubmitJob) -> Result<JobRecord, JobError> {
+    pub(crate) async fn submit(
+        &self,
+        owner: &AccountId,
+        job: SubmitJob,
+    ) -> Result<JobRecord, JobError> {
         let order = Order {
             model: &job.model,
             node: job.node,
             max_price: job.max_price_msat,
+            owner,
         };
         let input = job.input;
         self.start(order, |offer| {
@@ -44,9 +57,11 @@ impl super::Jobs {
 
 async fn submit(
     State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
     ApiJson(job): ApiJson<SubmitJob>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    Ok(Json(state.jobs.submit(job).await?))
+    require(&caller, Scope::Jobs)?;
+    Ok(Json(state.jobs.submit(&caller.account, job).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,8 +77,10 @@ struct JobList {
 
 async fn list(
     State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
+    require(&caller, Scope::Jobs)?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_LIST {
         return Err(ApiError::BadRequest(format!(
@@ -71,20 +88,37 @@ async fn list(
         )));
     }
     Ok(Json(JobList {
-        jobs: state.jobs.list(limit).await?,
+        jobs: state.jobs.list(&caller.account, limit).await?,
     }))
 }
 
 async fn fetch(
     State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
+    require(&caller, Scope::Jobs)?;
     let id: JobId = id
         .parse()
         .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
     state
         .jobs
-        .get(&id)
+        .get(&caller.account, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("job {id}")))
+}
+
+async fn receipt(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ReceiptCheck>, ApiError> {
+    let id: JobId = id
+        .parse()
+        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
+    state
+        .jobs
+        .receipt(&id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("job {id}")))

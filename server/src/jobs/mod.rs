@@ -27,7 +27,8 @@ use wire::jobs::{
     RefusalCode,
 };
 use wire::registry::ModelOffer;
-use wire::{JobId, MilliSats, NodeId, UnixMillis};
+use wire::accounts::ReceiptCheck;
+use wire::{AccountId, JobId, MilliSats, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
 use crate::registry::{Registry, RegistryError};
@@ -90,6 +91,8 @@ pub(crate) struct Order<'a> {
     /// The most the consumer pays; without it, the most the input can cost
     /// on the chosen model.
     pub(crate) max_price: Option<MilliSats>,
+    /// Whose job it is: only they may read it.
+    pub(crate) owner: &'a AccountId,
 }
 
 /// A recorded job on its way: its record as dispatched, the text it
@@ -127,6 +130,7 @@ impl Started {
 /// A job with its node chosen and its input built, not yet recorded.
 struct Prepared {
     record: JobRecord,
+    owner: AccountId,
     addrs: Vec<p2p::Multiaddr>,
     request: JobRequest,
 }
@@ -175,7 +179,7 @@ impl Jobs {
         let end = tokio::spawn(
             async move {
                 let deadline = prepared.request.deadline;
-                if let Err(e) = jobs.store.insert(&prepared.record, deadline).await {
+                if let Err(e) = jobs.store.insert(&prepared.record, deadline, &prepared.owner).await {
                     let _ = recorded_tx.send(Err(e));
                     return Err(JobError::Internal("the job was not recorded".into()));
                 }
@@ -248,17 +252,45 @@ impl Jobs {
         };
         Ok(Prepared {
             record,
+            owner: order.owner.clone(),
             addrs,
             request,
         })
     }
 
-    pub(crate) async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, JobError> {
-        Ok(self.store.get(id).await?)
+    /// One of `owner`'s jobs; someone else's is `None`, like a missing one.
+    pub(crate) async fn get(
+        &self,
+        owner: &AccountId,
+        id: &JobId,
+    ) -> Result<Option<JobRecord>, JobError> {
+        Ok(self.store.get(id, Some(owner)).await?)
     }
 
-    pub(crate) async fn list(&self, limit: u32) -> Result<Vec<JobSummary>, JobError> {
-        Ok(self.store.list(limit).await?)
+    /// What anyone may check about a job: its terms and signed receipt,
+    /// not its input or output.
+    pub(crate) async fn receipt(&self, id: &JobId) -> Result<Option<ReceiptCheck>, JobError> {
+        Ok(self.store.get(id, None).await?.map(|r| ReceiptCheck {
+            job_id: r.id,
+            node_id: r.node_id,
+            model: r.model,
+            model_hash: r.model_hash,
+            status: r.status,
+            price_msat: r.price_msat,
+            max_price_msat: Some(r.max_price_msat),
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+            receipt: r.receipt,
+        }))
+    }
+
+    /// `owner`'s newest `limit` jobs.
+    pub(crate) async fn list(
+        &self,
+        owner: &AccountId,
+        limit: u32,
+    ) -> Result<Vec<JobSummary>, JobError> {
+        Ok(self.store.list(owner, limit).await?)
     }
 
     /// Fails the jobs that are still dispatched well after their deadline:

@@ -7,7 +7,7 @@ use serde_json::json;
 use wire::api::ErrorBody;
 use wire::jobs::{JobEvent, JobInput, JobOutput, JobRecord, JobStatus, JobSummary};
 use wire::registry::Task;
-use wire::{JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
+use wire::{AccountId, JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
 
 use crate::db::{Db, DbError};
 
@@ -55,7 +55,12 @@ impl JobStore {
 
     /// Records a new job and its first events; the node gives up on it at
     /// `deadline`.
-    pub(super) async fn insert(&self, r: &JobRecord, deadline: UnixMillis) -> Result<(), DbError> {
+    pub(super) async fn insert(
+        &self,
+        r: &JobRecord,
+        deadline: UnixMillis,
+        owner: &AccountId,
+    ) -> Result<(), DbError> {
         let job = json!({
             "job_id": r.id,
             "model": r.model,
@@ -68,6 +73,7 @@ impl JobStore {
             "max_price_msat": r.max_price_msat,
             "created_at": r.created_at,
             "deadline": deadline,
+            "owner": owner,
         });
         let events: Vec<_> = r
             .events
@@ -180,12 +186,19 @@ impl JobStore {
         Ok(!ended.is_empty())
     }
 
-    pub(super) async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, DbError> {
-        let vars = json!({ "id": id });
-        let rows: Vec<JobRow> = self
-            .db
-            .rows("SELECT * FROM type::record('job', $id)", vars.clone(), 0)
-            .await?;
+    /// A job by id; with `owner`, only if it is theirs.
+    pub(super) async fn get(
+        &self,
+        id: &JobId,
+        owner: Option<&AccountId>,
+    ) -> Result<Option<JobRecord>, DbError> {
+        let vars = json!({ "id": id, "owner": owner });
+        let sql = if owner.is_some() {
+            "SELECT * FROM type::record('job', $id) WHERE owner = $owner"
+        } else {
+            "SELECT * FROM type::record('job', $id)"
+        };
+        let rows: Vec<JobRow> = self.db.rows(sql, vars.clone(), 0).await?;
         let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
@@ -218,13 +231,17 @@ impl JobStore {
         }))
     }
 
-    /// The newest `limit` jobs.
-    pub(super) async fn list(&self, limit: u32) -> Result<Vec<JobSummary>, DbError> {
+    /// `owner`'s newest `limit` jobs.
+    pub(super) async fn list(
+        &self,
+        owner: &AccountId,
+        limit: u32,
+    ) -> Result<Vec<JobSummary>, DbError> {
         self.db
             .rows(
                 "SELECT job_id AS id, model, node_id, status, price_msat, created_at, finished_at \
-                 FROM job ORDER BY created_at DESC LIMIT $limit",
-                json!({ "limit": limit }),
+                 FROM job WHERE owner = $owner ORDER BY created_at DESC LIMIT $limit",
+                json!({ "owner": owner, "limit": limit }),
                 0,
             )
             .await
@@ -268,9 +285,10 @@ mod tests {
         let now = UnixMillis::now();
         let lost = dispatched(1, now);
         let running = dispatched(2, now);
-        store.insert(&lost, UnixMillis(now.0 - 1)).await.unwrap();
+        let me = AccountId::from_random([1; 16]);
+        store.insert(&lost, UnixMillis(now.0 - 1), &me).await.unwrap();
         store
-            .insert(&running, UnixMillis(now.0 + 60_000))
+            .insert(&running, UnixMillis(now.0 + 60_000), &me)
             .await
             .unwrap();
         assert_eq!(
@@ -289,14 +307,14 @@ mod tests {
                 .unwrap(),
             "a job is failed once"
         );
-        let record = store.get(&lost.id).await.unwrap().unwrap();
+        let record = store.get(&lost.id, Some(&me)).await.unwrap().unwrap();
         assert_eq!(record.status, JobStatus::Failed);
         assert_eq!(record.error, Some(error));
         assert_eq!(record.max_price_msat, MilliSats(1000), "the budget is kept");
         let statuses: Vec<JobStatus> = record.events.iter().map(|e| e.status).collect();
         assert_eq!(statuses, [JobStatus::Dispatched, JobStatus::Failed]);
         assert!(store.overdue(now, UnixMillis(0)).await.unwrap().is_empty());
-        let still = store.get(&running.id).await.unwrap().unwrap();
+        let still = store.get(&running.id, Some(&me)).await.unwrap().unwrap();
         assert_eq!(still.status, JobStatus::Dispatched, "not yet overdue");
         // The job's own end, arriving after all, leaves the record as it is.
         let mut late = lost.clone();
@@ -307,16 +325,39 @@ mod tests {
             message: None,
         };
         assert!(!store.finish(&late, &event).await.unwrap());
-        let record = store.get(&lost.id).await.unwrap().unwrap();
+        let record = store.get(&lost.id, Some(&me)).await.unwrap().unwrap();
         assert_eq!(record.status, JobStatus::Failed);
         assert_eq!(record.events.len(), 2);
         // A job still running ends normally, with its event next in line.
         let mut done = running.clone();
         done.status = JobStatus::Succeeded;
         assert!(store.finish(&done, &event).await.unwrap());
-        let record = store.get(&running.id).await.unwrap().unwrap();
+        let record = store.get(&running.id, Some(&me)).await.unwrap().unwrap();
         assert_eq!(record.status, JobStatus::Succeeded);
         let seqs: Vec<JobStatus> = record.events.iter().map(|e| e.status).collect();
         assert_eq!(seqs, [JobStatus::Dispatched, JobStatus::Succeeded]);
+    }
+
+    #[tokio::test]
+    async fn a_job_is_read_and_listed_only_by_its_owner() {
+        let store = JobStore::new(Db::temp("owner").await);
+        let now = UnixMillis::now();
+        let mine = dispatched(1, now);
+        let theirs = dispatched(2, now);
+        let me = AccountId::from_random([1; 16]);
+        let them = AccountId::from_random([2; 16]);
+        store.insert(&mine, now, &me).await.unwrap();
+        store.insert(&theirs, now, &them).await.unwrap();
+        assert!(store.get(&mine.id, Some(&me)).await.unwrap().is_some());
+        assert!(store.get(&theirs.id, Some(&me)).await.unwrap().is_none());
+        assert!(store.get(&theirs.id, None).await.unwrap().is_some());
+        let listed: Vec<JobId> = store
+            .list(&me, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(listed, vec![mine.id]);
     }
 }

@@ -24,6 +24,7 @@ use super::types::{
 use super::{receipt_of, require_task};
 use crate::error::ApiError;
 use crate::jobs::JobError;
+use crate::accounts::OaiCaller;
 use crate::AppState;
 
 /// Server-sent events a stream may have waiting for a slow client.
@@ -118,9 +119,11 @@ impl ChatRequest {
 
 pub(super) async fn create(
     State(state): State<AppState>,
+    OaiCaller(caller): OaiCaller,
     OaiJson(req): OaiJson<ChatRequest>,
 ) -> Result<Response, OpenAiError> {
-    let order = super::order(&req.model, req.max_price_msat);
+    super::may_run_jobs(&caller)?;
+    let order = super::order(&req.model, req.max_price_msat, &caller.account);
     let started = state
         .jobs
         .start(order, |offer| {

@@ -13,13 +13,16 @@ use super::types::{
     Embedding, EmbeddingObject, EmbeddingUsage, EmbeddingsRequest, EmbeddingsResponse, JobFacts,
 };
 use super::{receipt_of, require_task};
+use crate::accounts::OaiCaller;
 use crate::error::ApiError;
 use crate::AppState;
 
 pub(super) async fn create(
     State(state): State<AppState>,
+    OaiCaller(caller): OaiCaller,
     OaiJson(req): OaiJson<EmbeddingsRequest>,
 ) -> Result<Json<EmbeddingsResponse>, OpenAiError> {
+    super::may_run_jobs(&caller)?;
     let texts: Vec<String> = match &req.input {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) if items.iter().all(Value::is_string) => items
@@ -50,7 +53,7 @@ pub(super) async fn create(
         }
     };
     let dimensions = req.dimensions;
-    let order = super::order(&req.model, req.max_price_msat);
+    let order = super::order(&req.model, req.max_price_msat, &caller.account);
     let started = state
         .jobs
         .start(order, |offer| {

@@ -91,6 +91,8 @@ impl OpenAiError {
         };
         let code = match self.error.code() {
             "unknown_model" => "model_not_found",
+            // OpenAI's clients know one code for every 401.
+            _ if status.as_u16() == 401 => "invalid_api_key",
             other => other,
         };
         let body = self.error.body();
@@ -112,7 +114,9 @@ impl IntoResponse for OpenAiError {
         if status.is_server_error() {
             tracing::warn!(error = %self.error, "OpenAI API request failed");
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        self.error.add_headers(response.headers_mut());
+        response
     }
 }
 

@@ -2,8 +2,11 @@
 //! `POST /v1/chat/completions` (whole, or streamed as server-sent events in
 //! OpenAI's chunk format). Requests become Infernet jobs through
 //! [`Jobs::start`](crate::jobs::Jobs::start): routed to a node over libp2p,
-//! recorded, and answered with the node's verified result. Anyone may call
-//! them (API keys come with the owners' issue).
+//! recorded, and answered with the node's verified result.
+//!
+//! `GET /v1/models` is public; the others take an API key (`Authorization:
+//! Bearer sk-inf-…`, `jobs` scope) or the app's session, and answer
+//! OpenAI's 401 (`invalid_api_key`) without one.
 //!
 //! - `types`: the JSON of requests and answers, typed;
 //! - `error`: OpenAI's error shape, naming the offending parameter;
@@ -23,8 +26,11 @@ use wire::registry::{ModelOffer, Task};
 use crate::error::ApiError;
 use crate::jobs::{Order, MAX_JOB_BODY};
 use crate::AppState;
-use error::{invalid, OpenAiError};
-use wire::MilliSats;
+use error::invalid;
+use wire::accounts::Scope;
+use wire::{AccountId, Caller, MilliSats};
+
+pub(crate) use error::OpenAiError;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -35,13 +41,19 @@ pub(crate) fn router() -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY))
 }
 
-/// A job on `model` for at most `max_price_msat`, on any node.
-fn order(model: &str, max_price_msat: Option<u64>) -> Order<'_> {
+/// `owner`'s job on `model` for at most `max_price_msat`, on any node.
+fn order<'a>(model: &'a str, max_price_msat: Option<u64>, owner: &'a AccountId) -> Order<'a> {
     Order {
         model,
         node: None,
         max_price: max_price_msat.map(MilliSats),
+        owner,
     }
+}
+
+/// Running jobs takes the `jobs` scope (sessions have every scope).
+fn may_run_jobs(caller: &Caller) -> Result<(), OpenAiError> {
+    crate::accounts::require(caller, Scope::Jobs).map_err(|e| ApiError::from(e).into())
 }
 
 /// The endpoint's task, or a 400 naming the model's, about `param`.

@@ -12,7 +12,8 @@ mod http;
 mod query;
 mod store;
 
-pub(crate) use http::{api_router, public_router};
+pub(crate) use http::{api_router, public_router, MAX_SIGNED_BODY};
+pub(crate) use query::check_fresh;
 
 use wire::ads::CapabilityAd;
 use wire::registry::{Heartbeat, NodeInfo, NodeList, NodeQuery, Registration};
@@ -119,17 +120,34 @@ impl Registry {
         id: NodeId,
         now: UnixMillis,
     ) -> Result<Option<NodeInfo>, RegistryError> {
-        Ok(self.store.get(id).await?.map(|r| r.into_info(now)))
+        let Some(row) = self.store.get(id).await? else {
+            return Ok(None);
+        };
+        let mut info = row.into_info(now);
+        let claims = self.store.claims().await?;
+        if let Some(operator) = claims.get(&id) {
+            info.claimed = true;
+            info.operator = operator.clone();
+        }
+        Ok(Some(info))
     }
 
     /// Every node, sorted by peer id, with its status as of `now`.
     pub(crate) async fn all(&self, now: UnixMillis) -> Result<Vec<NodeInfo>, RegistryError> {
+        let claims = self.store.claims().await?;
         Ok(self
             .store
             .all()
             .await?
             .into_iter()
-            .map(|r| r.into_info(now))
+            .map(|r| {
+                let mut info = r.into_info(now);
+                if let Some(operator) = claims.get(&info.peer_id) {
+                    info.claimed = true;
+                    info.operator = operator.clone();
+                }
+                info
+            })
             .collect())
     }
 

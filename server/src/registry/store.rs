@@ -51,6 +51,8 @@ impl NodeRow {
             active_jobs: self.active_jobs,
             accepting_jobs: self.accepting_jobs,
             fetching: self.fetching,
+            claimed: false,
+            operator: None,
         }
     }
 }
@@ -259,6 +261,28 @@ impl NodeStore {
     }
 
     /// Forgets nodes not heard from since `cutoff`. Returns how many.
+    /// Every node an operator has enrolled (the `claim` table), with the
+    /// operator's public name if they show it.
+    pub(super) async fn claims(
+        &self,
+    ) -> Result<std::collections::HashMap<NodeId, Option<String>>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            peer_id: NodeId,
+            #[serde(default)]
+            operator: Option<String>,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT peer_id, type::record('account', account).public_name AS operator FROM claim",
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.peer_id, r.operator)).collect())
+    }
+
     pub(super) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, DbError> {
         let gone: Vec<serde_json::Value> = self
             .db

@@ -1,0 +1,418 @@
+//! Accounts: who may call what. Nobody types a password: an account signs
+//! in with a passkey (WebAuthn) or a Lightning wallet (LNURL-auth), gets a
+//! session cookie, and makes API keys for programs.
+//!
+//! - `site`: the public URL, and the relying party and origin it implies;
+//! - `secrets`: random tokens, stored only as hashes;
+//! - `store`: the tables and all their SurrealQL;
+//! - `auth`: the middleware that turns a cookie or a bearer key into a
+//!   [`Caller`], the CSRF check, and the extractors handlers use;
+//! - `passkeys`, `lnurl`: the two ways in;
+//! - `limits`: rate limits on signing in and making keys;
+//! - `http`: the routes under `/api/v1/auth` and `/api/v1/account`.
+
+mod auth;
+mod http;
+mod limits;
+mod lnurl;
+mod passkeys;
+mod secrets;
+mod site;
+mod store;
+
+pub(crate) use auth::{authenticate, require, OaiCaller, SignedIn};
+pub(crate) use http::{router, Session};
+pub(crate) use limits::Limits;
+pub(crate) use secrets::{hash as hash_secret, new_id, new_secret};
+pub(crate) use site::Site;
+pub use site::SiteError;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wire::accounts::{Account, AccountSettings, ApiKeyView, CreatedApiKey, NewApiKey, Scope};
+use wire::{AccountId, Caller, UnixMillis};
+
+use crate::db::{Db, DbError};
+use store::{AccountRow, AccountStore, ApiKeyRow, SessionRow};
+
+/// How long a session lasts without being used; each use slides it on.
+pub(crate) const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a sign-in ceremony (WebAuthn challenge, LNURL `k1`) is valid.
+pub(crate) const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
+/// A session's expiry is pushed forward at most this often.
+const RENEW_EVERY: Duration = Duration::from_secs(10 * 60);
+/// An API key's last use is written at most this often.
+const KEY_TOUCH_EVERY: Duration = Duration::from_secs(60);
+const API_KEY_PREFIX: &str = "sk-inf-";
+const MAX_KEYS: usize = 100;
+const MAX_NAME: usize = 64;
+
+/// Why signing in, or a signed-in request, was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthError {
+    #[error("sign in, or send an API key as `Authorization: Bearer sk-inf-…`")]
+    NotSignedIn,
+    #[error("the API key is unknown or revoked")]
+    InvalidApiKey,
+    #[error("the session has expired or was signed out; sign in again")]
+    SessionExpired,
+    #[error(
+        "a signed-in request that changes something must come from this site's own pages \
+         (its Origin header is missing or is another site)"
+    )]
+    Csrf,
+    #[error("this API key lacks the `{}` scope", .0.as_str())]
+    MissingScope(Scope),
+    #[error("the sign-in challenge is unknown or was already used")]
+    UnknownChallenge,
+    #[error("the sign-in challenge has expired; start again")]
+    ChallengeExpired,
+    #[error("the passkey response was refused: {0}")]
+    WebAuthn(String),
+    #[error("this passkey is not registered here")]
+    UnknownCredential,
+    #[error("the signature does not verify against the key and k1")]
+    BadSignature,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("that is the account's last way to sign in; add another first")]
+    LastWayIn,
+    #[error("this Lightning key already belongs to another account")]
+    KeyTaken,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("too many requests; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+/// The account service; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Accounts {
+    store: AccountStore,
+    site: Arc<Site>,
+    webauthn: Arc<webauthn_rs::Webauthn>,
+    limits: Arc<Limits>,
+    /// The `k1` of each Lightning login as its wallet signs it, for the
+    /// pages waiting on one.
+    lnurl_signed: tokio::sync::broadcast::Sender<String>,
+}
+
+/// A session just made: the cookie to set.
+pub(crate) struct NewSession {
+    pub(crate) cookie: String,
+    pub(crate) account: Account,
+}
+
+impl Accounts {
+    pub(crate) fn new(db: Db, site: Site, limits: Limits) -> Result<Self, SiteError> {
+        let webauthn = site.webauthn()?;
+        let (lnurl_signed, _) = tokio::sync::broadcast::channel(64);
+        Ok(Accounts {
+            store: AccountStore::new(db),
+            site: Arc::new(site),
+            webauthn: Arc::new(webauthn),
+            limits: Arc::new(limits),
+            lnurl_signed,
+        })
+    }
+
+    pub(crate) fn site(&self) -> &Site {
+        &self.site
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub(crate) async fn account(&self, id: &AccountId) -> Result<Account, AuthError> {
+        Ok(self
+            .store
+            .account(id)
+            .await?
+            .ok_or(AuthError::NotFound("account"))?
+            .view())
+    }
+
+    /// A new session for `account`, stored by its token's hash.
+    async fn start_session(
+        &self,
+        account: &AccountId,
+        method: &str,
+        user_agent: Option<&str>,
+    ) -> Result<(String, String, SessionRow), AuthError> {
+        let (token, hash, row) = self.session_row(account, method, user_agent);
+        self.store.insert_session(&hash, &row).await?;
+        Ok((token, hash, row))
+    }
+
+    fn session_row(
+        &self,
+        account: &AccountId,
+        method: &str,
+        user_agent: Option<&str>,
+    ) -> (String, String, SessionRow) {
+        let now = UnixMillis::now();
+        let token = new_secret("");
+        let hash = hash_secret(&token);
+        let row = SessionRow {
+            session_id: new_id("sess_"),
+            account: account.clone(),
+            method: method.to_owned(),
+            user_agent: user_agent.map(|ua| ua.chars().take(200).collect()),
+            created_at: now,
+            last_seen: now,
+            expires_at: now.plus(SESSION_TTL),
+        };
+        (token, hash, row)
+    }
+
+    /// Signs out the session holding `token`.
+    pub(crate) async fn sign_out(&self, token: &str) -> Result<(), AuthError> {
+        Ok(self.store.delete_session_by_hash(&hash_secret(token)).await?)
+    }
+
+    /// Ends every session of the caller's account, the caller's own too.
+    pub(crate) async fn sign_out_everywhere(&self, caller: &Caller) -> Result<usize, AuthError> {
+        Ok(self.store.delete_sessions(&caller.account).await?)
+    }
+
+    pub(crate) async fn end_session(&self, caller: &Caller, id: &str) -> Result<(), AuthError> {
+        if self.store.delete_session(&caller.account, id).await? {
+            Ok(())
+        } else {
+            Err(AuthError::NotFound("session"))
+        }
+    }
+
+    pub(crate) async fn settings(&self, caller: &Caller) -> Result<AccountSettings, AuthError> {
+        let id = &caller.account;
+        Ok(AccountSettings {
+            account: self.account(id).await?,
+            passkeys: self.store.passkeys_of(id).await?,
+            lightning_keys: self.store.ln_keys_of(id).await?,
+            sessions: self
+                .store
+                .sessions_of(id, caller.session_id(), UnixMillis::now())
+                .await?,
+            api_keys: self.store.keys_of(id).await?,
+            enrol_tokens: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn set_public_name(
+        &self,
+        caller: &Caller,
+        name: Option<String>,
+    ) -> Result<Account, AuthError> {
+        let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if let Some(n) = &name {
+            check_name(n, "public name")?;
+        }
+        self.store
+            .set_public_name(&caller.account, name.as_deref())
+            .await?;
+        self.account(&caller.account).await
+    }
+
+    pub(crate) async fn keys(&self, caller: &Caller) -> Result<Vec<ApiKeyView>, AuthError> {
+        Ok(self.store.keys_of(&caller.account).await?)
+    }
+
+    /// Makes an API key; its secret is in this answer and nowhere else.
+    pub(crate) async fn create_key(
+        &self,
+        caller: &Caller,
+        new: NewApiKey,
+    ) -> Result<CreatedApiKey, AuthError> {
+        self.limits.key_creation(&caller.account)?;
+        let name = new.name.trim().to_owned();
+        check_name(&name, "key name")?;
+        if new.scopes.is_empty() {
+            return Err(AuthError::BadRequest(
+                "a key needs at least one scope".into(),
+            ));
+        }
+        let live = self
+            .store
+            .keys_of(&caller.account)
+            .await?
+            .iter()
+            .filter(|k| k.revoked_at.is_none())
+            .count();
+        if live >= MAX_KEYS {
+            return Err(AuthError::BadRequest(format!(
+                "an account may hold {MAX_KEYS} live keys; revoke one first"
+            )));
+        }
+        let mut scopes = new.scopes;
+        scopes.sort();
+        scopes.dedup();
+        self.insert_key(&caller.account, name, scopes).await
+    }
+
+    async fn insert_key(
+        &self,
+        account: &AccountId,
+        name: String,
+        scopes: Vec<Scope>,
+    ) -> Result<CreatedApiKey, AuthError> {
+        let secret = new_secret(API_KEY_PREFIX);
+        let row = ApiKeyRow {
+            key_id: new_id("key_"),
+            account: account.clone(),
+            name,
+            prefix: secret[..API_KEY_PREFIX.len() + 4].to_owned(),
+            scopes,
+            created_at: UnixMillis::now(),
+            last_used: None,
+            revoked_at: None,
+        };
+        self.store.insert_key(&hash_secret(&secret), &row).await?;
+        tracing::info!(account = %account, key = %row.key_id, "API key created");
+        Ok(CreatedApiKey {
+            key: row.view(),
+            secret,
+        })
+    }
+
+    pub(crate) async fn revoke_key(&self, caller: &Caller, key_id: &str) -> Result<(), AuthError> {
+        if self
+            .store
+            .revoke_key(&caller.account, key_id, UnixMillis::now())
+            .await?
+        {
+            tracing::info!(account = %caller.account, key = key_id, "API key revoked");
+            Ok(())
+        } else {
+            Err(AuthError::NotFound("key"))
+        }
+    }
+
+    pub(crate) async fn remove_passkey(&self, caller: &Caller, id: &str) -> Result<(), AuthError> {
+        self.remove_credential(caller, "passkey", id).await
+    }
+
+    pub(crate) async fn remove_ln_key(&self, caller: &Caller, id: &str) -> Result<(), AuthError> {
+        self.remove_credential(caller, "ln_key", id).await
+    }
+
+    async fn remove_credential(
+        &self,
+        caller: &Caller,
+        table: &'static str,
+        id: &str,
+    ) -> Result<(), AuthError> {
+        match self
+            .store
+            .remove_credential(&caller.account, table, id)
+            .await?
+        {
+            None => Err(AuthError::NotFound("credential")),
+            Some(false) => Err(AuthError::LastWayIn),
+            Some(true) => Ok(()),
+        }
+    }
+
+    /// The single-user deployment's account and a working key for it: the
+    /// key in `path` if it still works, else a new one written there (0600).
+    pub(crate) async fn ensure_local_key(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<AccountId, LocalKeyError> {
+        let account = match self.store.local_account().await? {
+            Some(a) => a,
+            None => {
+                let row = AccountRow {
+                    account_id: AccountId::from_random(secrets::random_bytes()),
+                    display_name: "Local".into(),
+                    public_name: None,
+                    user_handle: uuid::Uuid::new_v4().to_string(),
+                    created_at: UnixMillis::now(),
+                    local: Some(true),
+                };
+                self.store.create_local_account(&row).await?;
+                row
+            }
+        };
+        if let Ok(existing) = std::fs::read_to_string(path) {
+            let existing = existing.trim();
+            if let Some(k) = self.store.key(&hash_secret(existing)).await? {
+                if k.revoked_at.is_none() && k.account == account.account_id {
+                    return Ok(account.account_id);
+                }
+            }
+        }
+        let created = self
+            .insert_key(&account.account_id, "local".into(), Scope::ALL.to_vec())
+            .await
+            .map_err(|e| LocalKeyError::Key(e.to_string()))?;
+        write_private(path, &created.secret).map_err(|source| LocalKeyError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(account.account_id)
+    }
+
+    /// Forgets expired ceremonies and sessions, now and then.
+    pub(crate) async fn sweep_forever(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            self.limits.shrink();
+            if let Err(e) = self
+                .store
+                .forget_expired_challenges(UnixMillis::now())
+                .await
+            {
+                tracing::warn!(error = %e, "could not sweep expired sign-ins");
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalKeyError {
+    #[error("could not set up the local account: {0}")]
+    Store(#[from] DbError),
+    #[error("could not make the local API key: {0}")]
+    Key(String),
+    #[error("could not write the local API key to {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Names people type (display names, key names): 1 to 64 characters, no
+/// control characters.
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), AuthError> {
+    let n = name.chars().count();
+    if n == 0 || n > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(AuthError::BadRequest(format!(
+            "{what} must be 1 to {MAX_NAME} characters, without control characters"
+        )));
+    }
+    Ok(())
+}
