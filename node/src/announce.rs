@@ -71,7 +71,12 @@ impl Announcer {
         format!("{}{}", self.server.as_str().trim_end_matches('/'), path)
     }
 
-    async fn post<T: serde::de::DeserializeOwned>(
+    /// The server's HTTP address.
+    pub fn server_url(&self) -> &str {
+        self.server.as_str()
+    }
+
+    pub(crate) async fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &SignedEnvelope,

@@ -57,6 +57,10 @@ struct Cli {
     /// The node's private key; created (mode 0600) if absent [default: .data/node/node.key].
     #[arg(long, env = "INFERNET_NODE_KEY")]
     key_file: Option<PathBuf>,
+    /// Enrol this node to the operator account that made this token (in
+    /// the app: Settings, enrolment tokens). Needs --server.
+    #[arg(long, env = "INFERNET_ENROLL_TOKEN", hide_env_values = true)]
+    enroll: Option<String>,
     /// libp2p port for TCP and QUIC; 0 picks free ports [default: 0].
     #[arg(long, env = "INFERNET_NODE_P2P_PORT")]
     p2p_port: Option<u16>,
@@ -111,6 +115,7 @@ struct FileConfig {
     nat_probe_timeout_ms: Option<u64>,
     models_dir: Option<PathBuf>,
     key_file: Option<PathBuf>,
+    enroll: Option<String>,
     p2p_port: Option<u16>,
     p2p_host: Option<IpAddr>,
     heartbeat_ms: Option<u64>,
@@ -136,6 +141,8 @@ pub struct Config {
     pub nat_probe_timeout: Duration,
     pub models_dir: PathBuf,
     pub key_file: PathBuf,
+    /// `--enroll`: the operator's enrolment token.
+    pub enroll: Option<EnrolToken>,
     pub p2p_port: u16,
     pub p2p_host: IpAddr,
     pub heartbeat: Duration,
@@ -149,6 +156,16 @@ pub struct Config {
     pub fetch_only: bool,
     /// Bytes per second.
     pub fetch_max_rate: Option<u64>,
+}
+
+/// An enrolment token: a secret, kept out of logs.
+#[derive(Clone)]
+pub struct EnrolToken(pub String);
+
+impl std::fmt::Debug for EnrolToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +305,19 @@ impl Config {
         if cli.fetch_only && fetch.is_empty() {
             return Err(invalid("--fetch-only needs at least one --fetch".into()));
         }
+        let enroll = cli
+            .enroll
+            .or(file.enroll)
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(EnrolToken);
+        if enroll.is_some() && server.is_none() {
+            return Err(invalid(
+                "--enroll needs --server: a node enrols with the server that made the token".into(),
+            ));
+        }
         Ok(Config {
+            enroll,
             server,
             bootstrap,
             reachability,

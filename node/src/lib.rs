@@ -8,6 +8,7 @@ pub mod advertise;
 pub mod announce;
 pub mod config;
 pub mod distribute;
+pub mod enrol;
 pub mod engine;
 pub mod hardware;
 pub mod jobs;
@@ -44,6 +45,8 @@ pub enum NodeError {
     LoaderPanicked,
     #[error("fetching a model: {0}")]
     Fetch(#[from] distribute::DistributeError),
+    #[error(transparent)]
+    Enrol(#[from] enrol::EnrolError),
 }
 
 /// A node that has joined the network (and registered, if it has a server).
@@ -56,6 +59,8 @@ pub struct RunningNode {
     pub network: p2p::Client,
     /// Pauses, drains and resumes the node.
     pub admission: Gate,
+    /// The server and account this node is enrolled with, if any.
+    pub pin: Option<enrol::Pin>,
     /// What the node advertises; kept so the advertiser keeps listening.
     _catalog: watch::Sender<Catalog>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -236,6 +241,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         fetching: Vec::new(),
     });
 
+    let mut pin = None;
     if let Some(server) = &config.server {
         let registration = Registration {
             node_id,
@@ -246,9 +252,30 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             version: wire::VERSION.to_owned(),
             heartbeat_interval_ms: u64::try_from(config.heartbeat.as_millis()).unwrap_or(u64::MAX),
         };
-        let announcer = Arc::new(Announcer::new(server.clone(), keypair, registration));
+        let announcer = Arc::new(Announcer::new(
+            server.clone(),
+            keypair.clone(),
+            registration,
+        ));
         let info = announcer.register().await?;
         tracing::info!(%node_id, models = info.models.len(), "registered");
+        pin = match &config.enroll {
+            Some(token) => {
+                let network = announce::server_network(server, Duration::from_secs(30)).await?;
+                let pin = enrol::enrol(
+                    &announcer,
+                    &keypair,
+                    node_id,
+                    network.peer_id,
+                    &token.0,
+                    &config.key_file,
+                )
+                .await?;
+                tracing::info!(account = %pin.account, server = %pin.server, "enrolled");
+                Some(pin)
+            }
+            None => enrol::read_pin(&config.key_file),
+        };
         tasks.push(tokio::spawn(announcer.heartbeat_loop(
             config.heartbeat,
             active,
@@ -265,6 +292,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         p2p_addrs,
         network,
         admission,
+        pin,
         _catalog: catalog,
         tasks,
     })

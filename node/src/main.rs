@@ -39,6 +39,7 @@ async fn main() -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(match e {
                 NodeError::NoModels(_) | NodeError::Engine(_) | NodeError::Identity(_) => 2,
+                NodeError::Enrol(_) => 5,
                 _ => 1,
             });
         }
@@ -50,6 +51,7 @@ async fn main() -> ExitCode {
         "models": running.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
         "devices": running.models.iter().map(|m| &m.device).collect::<Vec<_>>(),
         "gpus": running.hardware.gpus,
+        "enrolled": running.pin,
     });
     #[allow(clippy::print_stdout)]
     {

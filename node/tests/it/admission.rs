@@ -22,6 +22,7 @@ fn config(models_dir: std::path::PathBuf, key_file: std::path::PathBuf) -> Confi
         nat_probe_timeout: Duration::from_secs(30),
         models_dir,
         key_file,
+        enroll: None,
         p2p_port: 0,
         p2p_host: std::net::IpAddr::from([127, 0, 0, 1]),
         heartbeat: Duration::from_secs(10),
