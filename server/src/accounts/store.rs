@@ -14,12 +14,12 @@ use crate::db::{Db, DbError};
 pub(super) struct AccountRow {
     pub(super) account_id: AccountId,
     pub(super) display_name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) public_name: Option<String>,
     /// The WebAuthn user handle (a UUID) that passkeys carry back.
     pub(super) user_handle: String,
     pub(super) created_at: UnixMillis,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) local: Option<bool>,
 }
 
@@ -43,7 +43,7 @@ pub(super) struct PasskeyRow {
     /// webauthn-rs's `Passkey` (public key, counter), as its JSON.
     pub(super) passkey: serde_json::Value,
     pub(super) created_at: UnixMillis,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) last_used: Option<UnixMillis>,
 }
 
@@ -53,7 +53,7 @@ pub(super) struct LnKeyRow {
     pub(super) pubkey: String,
     pub(super) account: AccountId,
     pub(super) created_at: UnixMillis,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) last_used: Option<UnixMillis>,
 }
 
@@ -62,7 +62,7 @@ pub(super) struct SessionRow {
     pub(super) session_id: String,
     pub(super) account: AccountId,
     pub(super) method: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) user_agent: Option<String>,
     pub(super) created_at: UnixMillis,
     pub(super) last_seen: UnixMillis,
@@ -77,9 +77,9 @@ pub(super) struct ApiKeyRow {
     pub(super) prefix: String,
     pub(super) scopes: Vec<Scope>,
     pub(super) created_at: UnixMillis,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) last_used: Option<UnixMillis>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) revoked_at: Option<UnixMillis>,
 }
 
@@ -104,25 +104,25 @@ pub(super) struct ChallengeRow {
     pub(super) kind: String,
     pub(super) expires_at: UnixMillis,
     /// webauthn-rs's ceremony state, as its JSON.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) state: Option<serde_json::Value>,
     /// The signed-in account adding a way in; `None` for sign-up and sign-in.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) account: Option<AccountId>,
     /// For a sign-up: the new account's display name and user handle.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) display_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) user_handle: Option<String>,
     /// The name of the passkey being registered; for a Lightning login,
     /// `login` or `link`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) label: Option<String>,
     /// For a Lightning login: the hash of the page's poll token, and the
     /// account the wallet's key signed in to, once it has.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) poll_hash: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) signed_account: Option<AccountId>,
 }
 
@@ -179,12 +179,12 @@ impl AccountStore {
         id: &AccountId,
         name: Option<&str>,
     ) -> Result<(), DbError> {
-        self.db
-            .execute(
-                "UPDATE type::record('account', $id) SET public_name = $name",
-                json!({ "id": id, "name": name }),
-            )
-            .await
+        let sql = if name.is_some() {
+            "UPDATE type::record('account', $id) SET public_name = $name"
+        } else {
+            "UPDATE type::record('account', $id) SET public_name = NONE"
+        };
+        self.db.execute(sql, json!({ "id": id, "name": name })).await
     }
 
     /// A new account with its first passkey and session, all or nothing.
@@ -200,12 +200,12 @@ impl AccountStore {
                 "BEGIN TRANSACTION; \
                  CREATE type::record('account', $id) CONTENT $account; \
                  CREATE type::record('passkey', $cred) CONTENT $passkey; \
-                 CREATE type::record('session', $hash) CONTENT $session; \
+                 CREATE type::record('session', $hash) CONTENT $row; \
                  COMMIT TRANSACTION;",
                 json!({
                     "id": account.account_id, "account": account,
                     "cred": passkey.cred_id, "passkey": passkey,
-                    "hash": session_hash, "session": session,
+                    "hash": session_hash, "row": session,
                 }),
             )
             .await
@@ -393,8 +393,8 @@ impl AccountStore {
     pub(super) async fn insert_session(&self, hash: &str, s: &SessionRow) -> Result<(), DbError> {
         self.db
             .execute(
-                "CREATE type::record('session', $hash) CONTENT $session",
-                json!({ "hash": hash, "session": s }),
+                "CREATE type::record('session', $hash) CONTENT $row",
+                json!({ "hash": hash, "row": s }),
             )
             .await
     }

@@ -17,7 +17,7 @@ pub(super) struct TokenRow {
     pub(super) created_at: UnixMillis,
     pub(super) expires_at: UnixMillis,
     pub(super) uses: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) revoked_at: Option<UnixMillis>,
 }
 
@@ -57,8 +57,8 @@ impl EnrolStore {
     pub(super) async fn insert_token(&self, hash: &str, t: &TokenRow) -> Result<(), DbError> {
         self.db
             .execute(
-                "CREATE type::record('enrol_token', $hash) CONTENT $token",
-                json!({ "hash": hash, "token": t }),
+                "CREATE type::record('enrol_token', $hash) CONTENT $row",
+                json!({ "hash": hash, "row": t }),
             )
             .await
     }

@@ -55,7 +55,7 @@ pub(crate) struct Proc {
 impl Proc {
     /// Starts `bin` and waits for the one-line JSON `{"event": "ready"}`
     /// that Infernet's binaries print on stdout.
-    pub(crate) fn spawn(bin: &Path, args: &[&str]) -> Proc {
+    pub(crate) fn spawn<S: AsRef<std::ffi::OsStr>>(bin: &Path, args: &[S]) -> Proc {
         let (mut proc, stdout) = Self::start(bin, args);
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
@@ -83,7 +83,10 @@ impl Proc {
     }
 
     /// Starts `bin` without waiting for anything; returns its stdout lines.
-    pub(crate) fn start(bin: &Path, args: &[&str]) -> (Proc, mpsc::Receiver<String>) {
+    pub(crate) fn start<S: AsRef<std::ffi::OsStr>>(
+        bin: &Path,
+        args: &[S],
+    ) -> (Proc, mpsc::Receiver<String>) {
         let mut child = Command::new(bin)
             .args(args)
             .env("INFERNET_LOG", "info")
@@ -131,6 +134,21 @@ impl Proc {
         self.stderr.try_iter().collect()
     }
 
+    /// Waits for the process to exit by itself; its exit code and the
+    /// stderr lines it wrote.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The reader threads end with the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code(), self.logs());
+            }
+            assert!(Instant::now() < deadline, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: the process gets no chance to say goodbye.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
@@ -148,6 +166,13 @@ pub(crate) struct Server {
     /// Kept for its `Drop`, which stops the server.
     proc: Proc,
     pub(crate) url: String,
+    /// The site's origin as browsers see it (`http://localhost:<port>`).
+    pub(crate) public_url: String,
+    /// An API key (every scope) of the server's local account.
+    pub(crate) key: String,
+    /// Where its data lives, to start it again on the same data.
+    pub(crate) data_dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Server {
@@ -158,14 +183,38 @@ impl Server {
     /// With extra flags, e.g. a remote database.
     pub(crate) fn start_with(extra: &[&str]) -> Server {
         let data_dir = temp_dir("server");
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_in(data_dir, extra, None)
+    }
+
+    /// Stops this server and starts it again on the same data (and, unless
+    /// it was chosen by the OS, the same port).
+    pub(crate) fn restart(self) -> Server {
+        let Server {
+            mut proc,
+            data_dir,
+            extra,
+            url,
+            ..
+        } = self;
+        proc.kill();
+        let addr = url.trim_start_matches("http://").to_owned();
+        Self::start_in(data_dir, extra, Some(addr))
+    }
+
+    fn start_in(data_dir: PathBuf, extra: Vec<String>, listen: Option<String>) -> Server {
         let site = data_dir.join("site");
         std::fs::create_dir_all(&site).unwrap();
         let data = data_dir.join("data");
+        let key_file = data_dir.join("local.key");
+        let listen = listen.unwrap_or_else(|| "127.0.0.1:0".to_owned());
         let mut args = vec![
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--data-dir",
             data.to_str().unwrap(),
+            "--local-key-file",
+            key_file.to_str().unwrap(),
             "--p2p-port",
             "0",
             "--p2p-host",
@@ -175,10 +224,27 @@ impl Server {
             "--job-timeout-secs",
             "60",
         ];
-        args.extend_from_slice(extra);
+        args.extend(extra.iter().map(String::as_str));
         let proc = Proc::spawn(&server_bin(), &args);
         let url = proc.ready["http"].as_str().unwrap().to_owned();
-        Server { proc, url }
+        let public_url = proc.ready["public_url"].as_str().unwrap().to_owned();
+        let key = std::fs::read_to_string(&key_file)
+            .expect("the server writes the local account's key")
+            .trim()
+            .to_owned();
+        Server {
+            proc,
+            url,
+            public_url,
+            key,
+            data_dir,
+            extra,
+        }
+    }
+
+    /// A client that sends the local account's API key.
+    pub(crate) fn http(&self) -> reqwest::blocking::Client {
+        client_with_key(&self.key)
     }
 
     /// The server's libp2p TCP address, `/ip4/…/tcp/…/p2p/<id>`.
@@ -198,6 +264,16 @@ impl Server {
         self.proc.kill();
     }
 
+    /// What the server logged since the last look: for failure messages.
+    pub(crate) fn logs(&self) -> String {
+        self.proc.logs().join("\n")
+    }
+
+    /// The server's libp2p peer id.
+    pub(crate) fn peer_id(&self) -> wire::NodeId {
+        self.proc.ready["peer_id"].as_str().unwrap().parse().unwrap()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
@@ -206,33 +282,80 @@ impl Server {
 pub(crate) struct Node {
     pub(crate) proc: Proc,
     pub(crate) peer_id: String,
+    /// Its key: start it again with the same identity.
+    pub(crate) key_file: PathBuf,
 }
 
 impl Node {
     pub(crate) fn start(server: &Server, heartbeat_ms: u64) -> Node {
-        let dir = temp_dir("node");
-        let proc = Proc::spawn(
-            &sibling_bin("infernet-node"),
-            &[
-                "--server",
-                &server.url,
-                "--models-dir",
-                models_dir().to_str().unwrap(),
-                "--key-file",
-                dir.join("node.key").to_str().unwrap(),
-                "--p2p-host",
-                "127.0.0.1",
-                "--heartbeat-ms",
-                &heartbeat_ms.to_string(),
-                "--device",
-                "cpu",
-            ],
-        );
+        let key_file = temp_dir("node").join("node.key");
+        Self::start_with(server, heartbeat_ms, &key_file, &[])
+    }
+
+    /// A node with the key in `key_file` and `extra` flags.
+    pub(crate) fn start_with(
+        server: &Server,
+        heartbeat_ms: u64,
+        key_file: &Path,
+        extra: &[&str],
+    ) -> Node {
+        let proc = Proc::spawn(&sibling_bin("infernet-node"), &Self::args(server, heartbeat_ms, key_file, extra));
         let peer_id = proc.ready["peer_id"].as_str().unwrap().to_owned();
-        Node { proc, peer_id }
+        Node {
+            proc,
+            peer_id,
+            key_file: key_file.to_owned(),
+        }
+    }
+
+    /// A node expected to stop on its own: its exit code and stderr.
+    pub(crate) fn run_to_exit(
+        server: &Server,
+        key_file: &Path,
+        extra: &[&str],
+    ) -> (Option<i32>, Vec<String>) {
+        let (mut proc, _) = Proc::start(&sibling_bin("infernet-node"), &Self::args(server, 1000, key_file, extra));
+        proc.wait_exit(Duration::from_secs(120))
+    }
+
+    fn args(server: &Server, heartbeat_ms: u64, key_file: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--server",
+            &server.url,
+            "--models-dir",
+            models_dir().to_str().unwrap(),
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--p2p-host",
+            "127.0.0.1",
+            "--heartbeat-ms",
+            &heartbeat_ms.to_string(),
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
     }
 }
 
+/// A client that sends `key` as its bearer token.
+pub(crate) fn client_with_key(key: &str) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A client with no credentials.
 pub(crate) fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))

@@ -2,9 +2,12 @@
 //! SurrealDB on disk, libp2p on loopback) and the `node` binary (libtorch,
 //! the real all-MiniLM-L6-v2), on ports chosen by the OS.
 
+mod accounts;
+mod enrolment;
 mod harness;
 mod jobs;
 mod network;
 mod openai;
 mod registry;
 mod remote_db;
+mod wallet;

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 use wire::jobs::{cosine, JobRecord, JobStatus};
 
 use crate::harness::{http, Node, Server};
+use crate::wallet::{browser, create_key, sign_in, Wallet};
 
 fn post(server: &Server, path: &str, body: &Value) -> (StatusCode, Value) {
-    let r = http().post(server.url(path)).json(body).send().unwrap();
+    let r = server.http().post(server.url(path)).json(body).send().unwrap();
     (r.status(), r.json().unwrap_or(Value::Null))
 }
 
@@ -111,7 +112,7 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
         .unwrap()
         .to_owned();
     let job_id = done["infernet"]["job_id"].as_str().unwrap();
-    let record: JobRecord = http()
+    let record: JobRecord = server.http()
         .get(server.url(&format!("/api/v1/jobs/{job_id}")))
         .send()
         .unwrap()
@@ -125,7 +126,7 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
 
     // The same chat streamed: a role chunk, content chunks, a finish chunk,
     // then [DONE]; the pieces make the same text.
-    let streamed = http()
+    let streamed = server.http()
         .post(server.url("/v1/chat/completions"))
         .json(&chat_body(true))
         .send()
@@ -211,7 +212,7 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
             .is_some_and(|m| !m.is_empty()));
         assert!(err["error"]["type"].is_string());
     }
-    let garbage = http()
+    let garbage = server.http()
         .post(server.url("/v1/chat/completions"))
         .header("content-type", "application/json")
         .body("{not json")
@@ -237,11 +238,23 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
 fn the_official_openai_python_library_works_unchanged() {
     let server = Server::start();
     let _node = Node::start(&server, 1000);
+    // A key made in a signed-in session, and one made and revoked.
+    let page = browser(&server);
+    sign_in(&server, &page, &Wallet::from_seed(b"openai client test wallet seed 1"));
+    let (key, _) = create_key(&server, &page, "python", &["jobs"]);
+    let (revoked, revoked_id) = create_key(&server, &page, "old", &["jobs"]);
+    let r = page
+        .delete(server.url(&format!("/api/v1/account/keys/{revoked_id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let python = std::env::var("INFERNET_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/openai_client.py");
     let out = Command::new(&python)
         .arg(script)
         .arg(server.url("/v1"))
+        .arg(&key)
+        .arg(&revoked)
         .output()
         .unwrap_or_else(|e| panic!("could not run {python}: {e} (run scripts/setup.sh)"));
     assert!(
@@ -280,4 +293,11 @@ fn the_official_openai_python_library_works_unchanged() {
     assert_eq!(errors["bad_temperature"]["status"], 400);
     assert_eq!(errors["bad_temperature"]["param"], "temperature");
     assert_eq!(errors["wrong_task"]["status"], 400);
+    for case in ["none", "bad", "revoked"] {
+        assert_eq!(
+            got["auth"][case],
+            json!({ "status": 401, "code": "invalid_api_key", "type": "authentication_error" }),
+            "{case}"
+        );
+    }
 }

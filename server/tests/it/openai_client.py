@@ -1,13 +1,13 @@
 """Drives the server's OpenAI-compatible API with the official `openai`
 Python library, unchanged, and prints what it got as JSON for the Rust test
-to check. Usage: openai_client.py <base-url>"""
+to check. Usage: openai_client.py <base-url> <api-key> <revoked-api-key>"""
 
 import json
 import sys
 
 import openai
 
-client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-anything", max_retries=0)
+client = openai.OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0)
 out = {"version": openai.__version__}
 
 out["models"] = sorted(m.id for m in client.models.list())
@@ -71,5 +71,18 @@ try:
 except openai.BadRequestError as e:
     errors["wrong_task"] = {"status": e.status_code, "type": e.type}
 out["errors"] = errors
+
+# Without a key, with a made-up key, with a revoked key: the library's
+# AuthenticationError, with OpenAI's code.
+auth = {}
+for name, key in [("none", ""), ("bad", "sk-inf-notarealkey"), ("revoked", sys.argv[3])]:
+    try:
+        openai.OpenAI(base_url=sys.argv[1], api_key=key, max_retries=0).embeddings.create(
+            model="all-minilm-l6-v2", input="x"
+        )
+        auth[name] = "accepted"
+    except openai.AuthenticationError as e:
+        auth[name] = {"status": e.status_code, "code": e.code, "type": e.type}
+out["auth"] = auth
 
 json.dump(out, sys.stdout)
