@@ -1,7 +1,10 @@
 // The browser test: the real server (embedded SurrealDB), a real node serving
-// all-MiniLM-L6-v2 with libtorch, and Debian's Chromium. Loads the app, waits
-// for hydration, finds the node in the table, runs a job from the Run page,
-// reads the result and its verified receipt, and checks installability.
+// all-MiniLM-L6-v2 with libtorch, and Debian's Chromium. Signs up with a
+// passkey (a CDP virtual authenticator), makes an API key, signs out and in
+// again; loads the app, finds the node in the table, runs a job and a chat,
+// reads their verified receipts; checks installability; then revokes the key
+// and signs out everywhere. Passkeys need a domain name, so the app is
+// browsed at http://localhost:<port> (the server's public URL).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -23,6 +26,8 @@ const children = [];
 let browser; // a BrowserContext with a persistent profile
 let serverUrl;
 let nodeId;
+let apiKey; // made in Settings by the first test
+let passkeyPage; // the page holding the virtual authenticator
 
 /** Starts a binary and resolves with its one-line JSON "ready" event. */
 function startProcess(name, args) {
@@ -57,7 +62,7 @@ before(async () => {
     "--listen", "127.0.0.1:0", "--data-dir", join(data, "server"),
     "--p2p-port", "0", "--p2p-host", "127.0.0.1", "--site-root", siteRoot,
   ]);
-  serverUrl = server.http;
+  serverUrl = server.public_url;
   const node = await startProcess("infernet-node", [
     "--server", serverUrl, "--models-dir", modelsDir, "--key-file", join(data, "node.key"),
     "--p2p-host", "127.0.0.1", "--heartbeat-ms", "2000", "--device", "cpu",
@@ -76,6 +81,93 @@ before(async () => {
 after(async () => {
   await browser?.close();
   for (const c of children) c.kill("SIGTERM");
+});
+
+/** Errors the page logs: a test ends with none. */
+function watchErrors(page) {
+  const errors = [];
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return errors;
+}
+
+/** Whether the page fits a `width` px screen without sideways scrolling. */
+async function fits(page, width) {
+  await page.setViewportSize({ width, height: 780 });
+  return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+}
+
+/** `GET path` with `key` as the bearer token: the status. */
+async function withKey(path, key) {
+  const r = await fetch(`${serverUrl}${path}`, { headers: { authorization: `Bearer ${key}` } });
+  return r.status;
+}
+
+test("a visitor signs up with a passkey, makes an API key, signs out and in again", { timeout: 120_000 }, async () => {
+  const page = await browser.newPage();
+  passkeyPage = page;
+  const errors = watchErrors(page);
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2", transport: "internal", hasResidentKey: true,
+      hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+
+  // A page that needs an account sends a visitor to sign in, and back.
+  await page.goto(`${serverUrl}/settings`);
+  await page.waitForURL(/\/sign-in\?next=\/settings$/);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  assert.ok(await fits(page, 360), "the sign-in page fits a phone");
+  await page.screenshot({ path: join(artifacts, "sign-in-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // Lightning: a QR code and a wallet link, at once.
+  await page.locator("#lightning-sign-in").click();
+  await page.locator(".qr svg").waitFor();
+  assert.match(await page.locator("a.lnurl").getAttribute("href"), /^lightning:LNURL1[0-9A-Z]+$/);
+
+  // Sign up: a display name and a new passkey.
+  await page.locator("#display-name").fill("Ada");
+  await page.locator("#passkey-sign-up").click();
+  await page.waitForURL(/\/settings$/);
+  await page.locator("#account-name").waitFor();
+  assert.equal(await page.locator("#account-name").innerText(), "Ada");
+  assert.equal(await page.locator("#account-menu").innerText(), "Ada");
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1);
+  assert.ok(credentials[0].isResidentCredential, "the passkey is discoverable");
+
+  // An API key, shown once, that works on the API.
+  await page.locator("#key-name").fill("e2e");
+  await page.locator("#create-key").click();
+  await page.locator("#new-key").waitFor();
+  apiKey = (await page.locator("#new-key").innerText()).trim();
+  assert.match(apiKey, /^sk-inf-[a-z2-7]{52}$/);
+  assert.equal(await withKey("/api/v1/account", apiKey), 200);
+  await page.locator("li.api-key").first().waitFor();
+  assert.ok(await fits(page, 360), "Settings fits a phone");
+  await page.screenshot({ path: join(artifacts, "settings-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // Sign out, then in again with the passkey: no username typed.
+  await page.locator("#sign-out").click();
+  await page.locator("#sign-in-link").waitFor();
+  assert.equal(await page.evaluate(async () => (await fetch("/api/v1/account")).status), 401);
+  await page.locator("#sign-in-link").click();
+  await page.locator("#passkey-sign-in").click();
+  await page.locator("#account-menu").waitFor();
+  assert.equal(await page.locator("#account-menu").innerText(), "Ada");
+  assert.equal(await page.evaluate(async () => (await fetch("/api/v1/account")).status), 200);
+
+  // My nodes: none enrolled yet; the page fits a phone.
+  await page.getByRole("link", { name: "My nodes" }).click();
+  await page.locator("text=No nodes yet").waitFor();
+  assert.ok(await fits(page, 360), "My nodes fits a phone");
+  await page.setViewportSize({ width: 1280, height: 900 });
+  assert.deepEqual(errors, []);
 });
 
 test("a job submitted in the browser completes with a verified receipt", { timeout: 240_000 }, async () => {
@@ -158,6 +250,20 @@ test("a chat streams its reply in the browser and shows its cost and receipt", {
   assert.ok(growths > 3, `the reply streamed in pieces (${growths} updates)`);
   await page.screenshot({ path: join(artifacts, "chat.png"), fullPage: true });
   assert.deepEqual(consoleErrors, []);
+});
+
+test("revoking the key and signing out everywhere take effect at once", { timeout: 60_000 }, async () => {
+  const page = passkeyPage;
+  const errors = watchErrors(page);
+  await page.goto(`${serverUrl}/settings`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  await page.locator("button.revoke-key").first().click();
+  await page.locator("li.api-key .badge", { hasText: "revoked" }).waitFor();
+  assert.equal(await withKey("/api/v1/account", apiKey), 401);
+  await page.locator("#sign-out-everywhere").click();
+  await page.waitForURL(/\/sign-in/);
+  assert.equal(await page.evaluate(async () => (await fetch("/api/v1/account")).status), 401);
+  assert.deepEqual(errors, []);
 });
 
 test("the app is installable as a PWA and its service worker takes control", { timeout: 60_000 }, async () => {

@@ -20,8 +20,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# --local-key-file: a private single-user deployment's own account and an
+# API key for it (made once, reused; the file is 0600).
 "$CARGO_TARGET_DIR/debug/server" --listen "127.0.0.1:$port" --data-dir "$data/server" \
   --p2p-port "${INFERNET_P2P_PORT:-4001}" --site-root "$INFERNET_SITE_ROOT" \
+  --local-key-file "$data/server/local.key" \
   > "$data/server.out" 2> >(tee "$data/server.log" >&2) &
 pids+=($!)
 for _ in $(seq 1 120); do grep -q '"ready"' "$data/server.out" 2>/dev/null && break; sleep 0.5; done
@@ -33,11 +36,14 @@ pids+=($!)
 for _ in $(seq 1 240); do grep -q '"ready"' "$data/node.out" 2>/dev/null && break; sleep 0.5; done
 grep -q '"ready"' "$data/node.out" || { echo "the node did not start; see $data/node.log" >&2; exit 1; }
 
-url="http://127.0.0.1:$port"
+# Passkeys need a domain name: the app is at localhost, not 127.0.0.1.
+url="http://localhost:$port"
+key="$(cat "$data/server/local.key")"
 models="$(python3 -c 'import json, sys
 for line in sys.stdin:
     try: print(", ".join(json.loads(line)["models"]))
     except (ValueError, KeyError): pass' < "$data/node.out")"
-printf '\n\033[1mInfernet is up: %s\033[0m  (one CPU node serving %s; Ctrl-C stops)\n\n' "$url" "$models"
+printf '\n\033[1mInfernet is up: %s\033[0m  (one CPU node serving %s; Ctrl-C stops)\n' "$url" "$models"
+printf 'API key of the local account (also in %s):\n  export INFERNET_API_KEY=%s\n\n' "$data/server/local.key" "$key"
 if [ -n "${DISPLAY:-}" ] && command -v xdg-open >/dev/null; then xdg-open "$url" >/dev/null 2>&1 || true; fi
 wait -n "${pids[@]}"

@@ -106,18 +106,27 @@ pub async fn me() -> Result<Option<Account>, ServerFnError> {
 }
 
 #[server(input = Json, endpoint = "account_settings")]
-pub async fn load_settings() -> Result<AccountSettings, ServerFnError> {
-    backend()?.0.settings(&caller()?).await.map_err(err)
+pub async fn load_settings() -> Result<(AccountSettings, UnixMillis), ServerFnError> {
+    let settings = backend()?.0.settings(&caller()?).await.map_err(err)?;
+    Ok((settings, UnixMillis::now()))
 }
 
 #[server(input = Json, endpoint = "create_api_key")]
 pub async fn create_api_key(new: NewApiKey) -> Result<CreatedApiKey, ServerFnError> {
-    backend()?.0.create_api_key(&caller()?, new).await.map_err(err)
+    backend()?
+        .0
+        .create_api_key(&caller()?, new)
+        .await
+        .map_err(err)
 }
 
 #[server(input = Json, endpoint = "revoke_api_key")]
 pub async fn revoke_api_key(id: String) -> Result<(), ServerFnError> {
-    backend()?.0.revoke_api_key(&caller()?, id).await.map_err(err)
+    backend()?
+        .0
+        .revoke_api_key(&caller()?, id)
+        .await
+        .map_err(err)
 }
 
 #[server(input = Json, endpoint = "end_session")]
@@ -127,7 +136,11 @@ pub async fn end_session(id: String) -> Result<(), ServerFnError> {
 
 #[server(input = Json, endpoint = "remove_passkey")]
 pub async fn remove_passkey(id: String) -> Result<(), ServerFnError> {
-    backend()?.0.remove_passkey(&caller()?, id).await.map_err(err)
+    backend()?
+        .0
+        .remove_passkey(&caller()?, id)
+        .await
+        .map_err(err)
 }
 
 #[server(input = Json, endpoint = "remove_lightning_key")]

@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
+use wire::accounts::{
+    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
+};
 use wire::api::ErrorBody;
 use wire::catalog::ModelListing;
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
-use wire::accounts::{
-    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
-};
 use wire::{Caller, JobId, NodeId};
 
 #[async_trait::async_trait]
@@ -30,14 +30,20 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn account(&self, caller: &Caller) -> Result<Account, ErrorBody>;
     async fn settings(&self, caller: &Caller) -> Result<AccountSettings, ErrorBody>;
-    async fn create_api_key(&self, caller: &Caller, new: NewApiKey)
-        -> Result<CreatedApiKey, ErrorBody>;
+    async fn create_api_key(
+        &self,
+        caller: &Caller,
+        new: NewApiKey,
+    ) -> Result<CreatedApiKey, ErrorBody>;
     async fn revoke_api_key(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
     async fn end_session(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
     async fn remove_passkey(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
     async fn remove_lightning_key(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
-    async fn set_public_name(&self, caller: &Caller, name: Option<String>)
-        -> Result<Account, ErrorBody>;
+    async fn set_public_name(
+        &self,
+        caller: &Caller,
+        name: Option<String>,
+    ) -> Result<Account, ErrorBody>;
     async fn create_enrol_token(
         &self,
         caller: &Caller,

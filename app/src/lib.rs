@@ -8,8 +8,10 @@
 #![allow(unreachable_pub)]
 
 pub mod api;
+mod auth;
 #[cfg(feature = "ssr")]
 pub mod backend;
+mod browser;
 mod components;
 mod pages;
 
@@ -17,6 +19,8 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::path;
+
+use crate::auth::{Me, RequireAccount};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -49,6 +53,7 @@ pub fn App() -> impl IntoView {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     });
+    Me::provide();
     view! {
         <Stylesheet id="infernet" href="/pkg/app.css" />
         <Title text="Infernet" />
@@ -66,18 +71,74 @@ pub fn App() -> impl IntoView {
                     <A href="/">"Nodes"</A>
                     <A href="/run">"Run a job"</A>
                     <A href="/jobs">"Jobs"</A>
+                    <A href="/my-nodes">"My nodes"</A>
                 </nav>
+                <AccountMenu />
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                     <Route path=path!("/") view=pages::nodes::NodesPage />
                     <Route path=path!("/node/:id") view=pages::node::NodePage />
-                    <Route path=path!("/run") view=pages::run::RunPage />
-                    <Route path=path!("/jobs") view=pages::jobs::JobsPage />
-                    <Route path=path!("/jobs/:id") view=pages::jobs::JobPage />
+                    <Route
+                        path=path!("/run")
+                        view=|| view! { <RequireAccount><pages::run::RunPage /></RequireAccount> }
+                    />
+                    <Route
+                        path=path!("/jobs")
+                        view=|| view! { <RequireAccount><pages::jobs::JobsPage /></RequireAccount> }
+                    />
+                    <Route
+                        path=path!("/jobs/:id")
+                        view=|| view! { <RequireAccount><pages::jobs::JobPage /></RequireAccount> }
+                    />
+                    <Route path=path!("/sign-in") view=pages::sign_in::SignInPage />
+                    <Route path=path!("/settings") view=pages::settings::SettingsPage />
+                    <Route path=path!("/my-nodes") view=pages::my_nodes::MyNodesPage />
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// The top bar's account corner: who is signed in (to Settings) and sign
+/// out, or a link to sign in.
+#[component]
+fn AccountMenu() -> impl IntoView {
+    let me = Me::get();
+    let navigate = leptos_router::hooks::use_navigate();
+    let sign_out = move |_| {
+        let navigate = navigate.clone();
+        leptos::task::spawn_local(async move {
+            if auth::sign_out().await.is_ok() {
+                me.refresh();
+                navigate("/", Default::default());
+            }
+        });
+    };
+    view! {
+        <div class="account">
+            <Transition fallback=|| ()>
+                {move || {
+                    let sign_out = sign_out.clone();
+                    Suspend::new(async move {
+                    match me.0.await {
+                        Ok(Some(account)) => {
+                            view! {
+                                <A href="/settings" attr:id="account-menu">
+                                    {account.display_name}
+                                </A>
+                                <button id="sign-out" class="link" on:click=sign_out>
+                                    "Sign out"
+                                </button>
+                            }
+                                .into_any()
+                        }
+                        _ => view! { <A href="/sign-in" attr:id="sign-in-link">"Sign in"</A> }.into_any(),
+                    }
+                })
+                }}
+            </Transition>
+        </div>
     }
 }
 

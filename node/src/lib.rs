@@ -8,8 +8,8 @@ pub mod advertise;
 pub mod announce;
 pub mod config;
 pub mod distribute;
-pub mod enrol;
 pub mod engine;
+pub mod enrol;
 pub mod hardware;
 pub mod jobs;
 

@@ -158,10 +158,9 @@ fn enrol_status(e: &EnrolError) -> StatusCode {
         EnrolError::BadSignature(_) => StatusCode::UNAUTHORIZED,
         EnrolError::Stale(r) => registry_status(r),
         EnrolError::WrongServer(_) | EnrolError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        EnrolError::UnknownToken
-        | EnrolError::Revoked
-        | EnrolError::Expired
-        | EnrolError::Used => StatusCode::FORBIDDEN,
+        EnrolError::UnknownToken | EnrolError::Revoked | EnrolError::Expired | EnrolError::Used => {
+            StatusCode::FORBIDDEN
+        }
         EnrolError::ClaimedElsewhere(_) | EnrolError::Raced => StatusCode::CONFLICT,
         EnrolError::NotFound(_) => StatusCode::NOT_FOUND,
         EnrolError::Auth(a) => auth_status(a),

@@ -18,8 +18,8 @@ pub use config::Config;
 pub use startup::{Application, StartupError};
 
 use leptos::config::LeptosOptions;
-use wire::api::NetworkInfo;
 use wire::accounts::{AccountSettings, MyNode};
+use wire::api::NetworkInfo;
 use wire::catalog::ModelListing;
 use wire::{Caller, UnixMillis};
 
@@ -54,7 +54,10 @@ impl AppState {
 impl AppState {
     /// The Settings page: the account's ways in, sessions, keys and
     /// enrolment tokens.
-    pub(crate) async fn settings(&self, caller: &Caller) -> Result<AccountSettings, error::ApiError> {
+    pub(crate) async fn settings(
+        &self,
+        caller: &Caller,
+    ) -> Result<AccountSettings, error::ApiError> {
         let mut settings = self.accounts.settings(caller).await?;
         settings.enrol_tokens = self.enrolments.tokens(caller).await?;
         Ok(settings)

@@ -72,10 +72,12 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
-        let listen_addr = listener.local_addr().map_err(|source| StartupError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        let listen_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen {
+                addr: config.listen,
+                source,
+            })?;
         let site = accounts::Site::new(config.public_url.as_deref(), listen_addr)?;
         let keypair = p2p::identity::load_or_create(&config.data_dir.join("server.key"))?;
 

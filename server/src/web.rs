@@ -2,14 +2,14 @@
 //! server functions call, implemented over the registry and the job service.
 
 use app::backend::Backend;
-use wire::api::ErrorBody;
-use wire::catalog::ModelListing;
-use wire::jobs::{JobRecord, JobSummary, SubmitJob};
-use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::accounts::{
     Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
     Scope,
 };
+use wire::api::ErrorBody;
+use wire::catalog::ModelListing;
+use wire::jobs::{JobRecord, JobSummary, SubmitJob};
+use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::{Caller, JobId, NodeId, UnixMillis};
 
 use crate::error::ApiError;
@@ -74,7 +74,10 @@ impl Backend for AppState {
     }
 
     async fn remove_passkey(&self, caller: &Caller, id: String) -> Result<(), ErrorBody> {
-        self.accounts.remove_passkey(caller, &id).await.map_err(body)
+        self.accounts
+            .remove_passkey(caller, &id)
+            .await
+            .map_err(body)
     }
 
     async fn remove_lightning_key(&self, caller: &Caller, id: String) -> Result<(), ErrorBody> {
@@ -108,7 +111,10 @@ impl Backend for AppState {
     }
 
     async fn revoke_enrol_token(&self, caller: &Caller, id: String) -> Result<(), ErrorBody> {
-        self.enrolments.revoke_token(caller, &id).await.map_err(body)
+        self.enrolments
+            .revoke_token(caller, &id)
+            .await
+            .map_err(body)
     }
 
     async fn my_nodes(&self, caller: &Caller) -> Result<Vec<MyNode>, ErrorBody> {

@@ -109,7 +109,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Jobs, Scope::FleetRead, Scope::FleetWrite, Scope::Billing];
+    pub const ALL: [Scope; 4] = [
+        Scope::Jobs,
+        Scope::FleetRead,
+        Scope::FleetWrite,
+        Scope::Billing,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -418,7 +423,13 @@ mod tests {
         let id = AccountId::from_random([7; 16]);
         assert_eq!(id.as_str().len(), 5 + 26);
         assert_eq!(id.as_str().parse::<AccountId>().unwrap(), id);
-        for bad in ["", "acct_", "acct_ABC", "user_aaaaaaaaaaaaaaaaaaaaaaaaaa", "acct_1aaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        for bad in [
+            "",
+            "acct_",
+            "acct_ABC",
+            "user_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "acct_1aaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
             assert!(bad.parse::<AccountId>().is_err(), "{bad}");
         }
     }

@@ -2,9 +2,12 @@
 
 pub(crate) mod chat;
 pub(crate) mod jobs;
+pub(crate) mod my_nodes;
 pub(crate) mod node;
 pub(crate) mod nodes;
 pub(crate) mod run;
+pub(crate) mod settings;
+pub(crate) mod sign_in;
 
 use std::time::Duration;
 

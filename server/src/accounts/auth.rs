@@ -66,11 +66,11 @@ pub(crate) async fn authenticate(
     if path.starts_with("/pkg/") || path.starts_with("/icons/") {
         return next.run(request).await;
     }
-    let (authn, cookie) =
-        match resolve(&state.accounts, request.headers(), request.method()).await {
-            Ok(done) => done,
-            Err(e) => return ApiError::from(e).into_response(),
-        };
+    let (authn, cookie) = match resolve(&state.accounts, request.headers(), request.method()).await
+    {
+        Ok(done) => done,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     if let Authn::Caller(caller) = &authn {
         request.extensions_mut().insert(caller.clone());
     }
@@ -250,9 +250,15 @@ mod tests {
     fn only_this_site_s_origin_passes_the_csrf_check() {
         let mut h = HeaderMap::new();
         assert!(!same_origin(&h, "http://localhost:8080"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(!same_origin(&h, "http://localhost:8080"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://localhost:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://localhost:8080"),
+        );
         assert!(same_origin(&h, "http://localhost:8080"));
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));

@@ -114,7 +114,9 @@ impl FromRequestParts<AppState> for Session {
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// `body` with the new session's cookie.
@@ -260,7 +262,10 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     }
     Ok((
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie(state.accounts.site().secure()))],
+        [(
+            header::SET_COOKIE,
+            clear_cookie(state.accounts.site().secure()),
+        )],
     )
         .into_response())
 }
@@ -340,7 +345,10 @@ async fn sign_out_everywhere(
     state.accounts.sign_out_everywhere(&caller).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie(state.accounts.site().secure()))],
+        [(
+            header::SET_COOKIE,
+            clear_cookie(state.accounts.site().secure()),
+        )],
     )
         .into_response())
 }

@@ -171,7 +171,10 @@ impl Accounts {
 
     /// Signs out the session holding `token`.
     pub(crate) async fn sign_out(&self, token: &str) -> Result<(), AuthError> {
-        Ok(self.store.delete_session_by_hash(&hash_secret(token)).await?)
+        Ok(self
+            .store
+            .delete_session_by_hash(&hash_secret(token))
+            .await?)
     }
 
     /// Ends every session of the caller's account, the caller's own too.

@@ -58,7 +58,12 @@ impl Accounts {
                     .filter_map(|id| B64URL.decode(id).ok())
                     .map(Into::into)
                     .collect();
-                (handle, a.display_name, Some(c.account.clone()), Some(exclude))
+                (
+                    handle,
+                    a.display_name,
+                    Some(c.account.clone()),
+                    Some(exclude),
+                )
             }
             None => {
                 let name = start.display_name.unwrap_or_default().trim().to_owned();

@@ -27,7 +27,11 @@ pub enum SiteError {
         "--public-url `{url}` says port {public}, but the server listens on {listen}: \
          passkeys and sign-in cookies would not work; set --public-url http://localhost:{listen}"
     )]
-    PortMismatch { url: String, public: u16, listen: u16 },
+    PortMismatch {
+        url: String,
+        public: u16,
+        listen: u16,
+    },
     #[error("--public-url `{0}` must be the site's root, without a path, query or fragment")]
     HasPath(String),
     #[error("the WebAuthn relying party for `{url}` is invalid: {reason}")]

@@ -184,7 +184,9 @@ impl AccountStore {
         } else {
             "UPDATE type::record('account', $id) SET public_name = NONE"
         };
-        self.db.execute(sql, json!({ "id": id, "name": name })).await
+        self.db
+            .execute(sql, json!({ "id": id, "name": name }))
+            .await
     }
 
     /// A new account with its first passkey and session, all or nothing.
@@ -328,7 +330,10 @@ impl AccountStore {
         Ok(first(rows).and_then(|o| o.found.then_some(o.removed)))
     }
 
-    pub(super) async fn passkeys_of(&self, account: &AccountId) -> Result<Vec<PasskeyView>, DbError> {
+    pub(super) async fn passkeys_of(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<PasskeyView>, DbError> {
         #[derive(Deserialize)]
         struct Row {
             cred_id: String,
@@ -555,11 +560,7 @@ impl AccountStore {
         Ok(rows.iter().map(ApiKeyRow::view).collect())
     }
 
-    pub(super) async fn insert_challenge(
-        &self,
-        id: &str,
-        c: &ChallengeRow,
-    ) -> Result<(), DbError> {
+    pub(super) async fn insert_challenge(&self, id: &str, c: &ChallengeRow) -> Result<(), DbError> {
         self.db
             .execute(
                 "CREATE type::record('challenge', $id) CONTENT $challenge",
@@ -640,7 +641,10 @@ impl AccountStore {
     }
 
     /// Forgets ceremonies that expired before `cutoff`.
-    pub(super) async fn forget_expired_challenges(&self, cutoff: UnixMillis) -> Result<(), DbError> {
+    pub(super) async fn forget_expired_challenges(
+        &self,
+        cutoff: UnixMillis,
+    ) -> Result<(), DbError> {
         self.db
             .execute(
                 "DELETE challenge WHERE expires_at < $cutoff; \

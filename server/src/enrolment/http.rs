@@ -34,10 +34,7 @@ async fn enrol(
     State(state): State<AppState>,
     ApiJson(envelope): ApiJson<SignedEnvelope>,
 ) -> Result<Json<Enrolled>, ApiError> {
-    let (mut enrolled, account) = state
-        .enrolments
-        .enrol(&envelope, UnixMillis::now())
-        .await?;
+    let (mut enrolled, account) = state.enrolments.enrol(&envelope, UnixMillis::now()).await?;
     enrolled.account_name = state.accounts.account(&account).await?.display_name;
     Ok(Json(enrolled))
 }

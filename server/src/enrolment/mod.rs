@@ -44,9 +44,7 @@ pub(crate) enum EnrolError {
     Expired,
     #[error("this single-use enrolment token was already used")]
     Used,
-    #[error(
-        "node {0} is enrolled to another account; its operator must release it first"
-    )]
+    #[error("node {0} is enrolled to another account; its operator must release it first")]
     ClaimedElsewhere(NodeId),
     #[error("the token was used, or the node enrolled, at the same moment; try again")]
     Raced,

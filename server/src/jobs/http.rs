@@ -11,8 +11,8 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use wire::jobs::{JobInput, JobRecord, JobSummary, SubmitJob};
 use wire::accounts::{ReceiptCheck, Scope};
+use wire::jobs::{JobInput, JobRecord, JobSummary, SubmitJob};
 use wire::{AccountId, JobId};
 
 use super::{JobError, Order};

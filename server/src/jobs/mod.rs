@@ -21,13 +21,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
+use wire::accounts::ReceiptCheck;
 use wire::api::ErrorBody;
 use wire::jobs::{
     InputError, JobEvent, JobInput, JobRecord, JobRequest, JobStatus, JobSummary, ReceiptError,
     RefusalCode,
 };
 use wire::registry::ModelOffer;
-use wire::accounts::ReceiptCheck;
 use wire::{AccountId, JobId, MilliSats, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
@@ -179,7 +179,11 @@ impl Jobs {
         let end = tokio::spawn(
             async move {
                 let deadline = prepared.request.deadline;
-                if let Err(e) = jobs.store.insert(&prepared.record, deadline, &prepared.owner).await {
+                if let Err(e) = jobs
+                    .store
+                    .insert(&prepared.record, deadline, &prepared.owner)
+                    .await
+                {
                     let _ = recorded_tx.send(Err(e));
                     return Err(JobError::Internal("the job was not recorded".into()));
                 }

@@ -286,7 +286,10 @@ mod tests {
         let lost = dispatched(1, now);
         let running = dispatched(2, now);
         let me = AccountId::from_random([1; 16]);
-        store.insert(&lost, UnixMillis(now.0 - 1), &me).await.unwrap();
+        store
+            .insert(&lost, UnixMillis(now.0 - 1), &me)
+            .await
+            .unwrap();
         store
             .insert(&running, UnixMillis(now.0 + 60_000), &me)
             .await

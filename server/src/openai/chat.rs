@@ -22,9 +22,9 @@ use super::types::{
     Content, Delta, JobFacts, Stop,
 };
 use super::{receipt_of, require_task};
+use crate::accounts::OaiCaller;
 use crate::error::ApiError;
 use crate::jobs::JobError;
-use crate::accounts::OaiCaller;
 use crate::AppState;
 
 /// Server-sent events a stream may have waiting for a slow client.

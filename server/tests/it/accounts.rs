@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use wire::jobs::JobRecord;
 
 use crate::harness::{client_with_key, http, Node, Server};
-use crate::wallet::{browser, collect, create_key, decode_lnurl, sign, sign_in, start_login, Wallet};
+use crate::wallet::{
+    browser, collect, create_key, decode_lnurl, sign, sign_in, start_login, Wallet,
+};
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
@@ -23,7 +25,10 @@ fn a_wallet_signs_in_with_lnurl_auth_and_forgeries_and_replays_are_refused() {
     let login = start_login(&server, &page, false);
     let url = decode_lnurl(&login.lnurl);
     assert!(
-        url.starts_with(&format!("{}/api/v1/auth/lnurl/callback?tag=login&k1=", server.public_url)),
+        url.starts_with(&format!(
+            "{}/api/v1/auth/lnurl/callback?tag=login&k1=",
+            server.public_url
+        )),
         "{url}"
     );
     assert!(login.qr_svg.contains("<svg"));
@@ -34,11 +39,18 @@ fn a_wallet_signs_in_with_lnurl_auth_and_forgeries_and_replays_are_refused() {
     assert_eq!((status, body["state"].as_str()), (200, Some("pending")));
 
     // A signature by one key, presented as another's: refused, LUD-04 style.
-    let domain = reqwest::Url::parse(&url).unwrap().host_str().unwrap().to_owned();
+    let domain = reqwest::Url::parse(&url)
+        .unwrap()
+        .host_str()
+        .unwrap()
+        .to_owned();
     let k1 = login.id.clone();
     let mine = wallet.linking_key(&domain);
     let someone = PublicKey::from_secret_key(&SecretKey::from_secret_bytes([7; 32]).unwrap());
-    let forged = http().get(sign(&url, &k1, &mine, Some(&someone))).send().unwrap();
+    let forged = http()
+        .get(sign(&url, &k1, &mine, Some(&someone)))
+        .send()
+        .unwrap();
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
     let body: Value = forged.json().unwrap();
     assert_eq!(body["status"], "ERROR");
@@ -58,7 +70,10 @@ fn a_wallet_signs_in_with_lnurl_auth_and_forgeries_and_replays_are_refused() {
     // gets nothing.
     let thief = browser(&server);
     let stolen = thief
-        .get(server.url(&format!("/api/v1/auth/lnurl/{}?poll=guess&wait=0", login.id)))
+        .get(server.url(&format!(
+            "/api/v1/auth/lnurl/{}?poll=guess&wait=0",
+            login.id
+        )))
         .send()
         .unwrap();
     assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
@@ -83,13 +98,31 @@ fn a_wallet_signs_in_with_lnurl_auth_and_forgeries_and_replays_are_refused() {
 
     // The same wallet later: the same account.
     let again = browser(&server);
-    sign_in(&server, &again, &Wallet::from_seed(b"an infernet test wallet seed 001"));
-    let me2: Value = again.get(server.url("/api/v1/account")).send().unwrap().json().unwrap();
+    sign_in(
+        &server,
+        &again,
+        &Wallet::from_seed(b"an infernet test wallet seed 001"),
+    );
+    let me2: Value = again
+        .get(server.url("/api/v1/account"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(me2["id"], account.as_str());
     // Another wallet: another account.
     let stranger = browser(&server);
-    sign_in(&server, &stranger, &Wallet::from_seed(b"another wallet, another person!!"));
-    let me3: Value = stranger.get(server.url("/api/v1/account")).send().unwrap().json().unwrap();
+    sign_in(
+        &server,
+        &stranger,
+        &Wallet::from_seed(b"another wallet, another person!!"),
+    );
+    let me3: Value = stranger
+        .get(server.url("/api/v1/account"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_ne!(me3["id"], account.as_str());
 }
 
@@ -102,7 +135,10 @@ fn jobs_are_private_to_their_owner_and_receipts_stay_public() {
     // Anonymous: 401 on every route that runs or reads jobs.
     for (path, body) in [
         ("/api/v1/jobs", job.clone()),
-        ("/v1/embeddings", json!({ "model": "all-minilm-l6-v2", "input": "x" })),
+        (
+            "/v1/embeddings",
+            json!({ "model": "all-minilm-l6-v2", "input": "x" }),
+        ),
         (
             "/v1/chat/completions",
             json!({ "model": "tiny-gpt2", "messages": [{ "role": "user", "content": "hi" }] }),
@@ -111,20 +147,33 @@ fn jobs_are_private_to_their_owner_and_receipts_stay_public() {
         let r = http().post(server.url(path)).json(&body).send().unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
         let body: Value = r.json().unwrap();
-        let want = if path.starts_with("/v1") { "invalid_api_key" } else { "unauthenticated" };
+        let want = if path.starts_with("/v1") {
+            "invalid_api_key"
+        } else {
+            "unauthenticated"
+        };
         assert_eq!(code(&body), want, "{path}: {body}");
     }
     let r = http().get(server.url("/api/v1/jobs")).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // The local account runs a job.
-    let r = server.http().post(server.url("/api/v1/jobs")).json(&job).send().unwrap();
+    let r = server
+        .http()
+        .post(server.url("/api/v1/jobs"))
+        .json(&job)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let record: JobRecord = r.json().unwrap();
 
     // A second account cannot list or read it: 404, exactly as a missing job.
     let other = browser(&server);
-    sign_in(&server, &other, &Wallet::from_seed(b"the second account's wallet seed"));
+    sign_in(
+        &server,
+        &other,
+        &Wallet::from_seed(b"the second account's wallet seed"),
+    );
     let (other_key, _) = create_key(&server, &other, "other", &["jobs"]);
     let theirs = client_with_key(&other_key);
     let read = theirs
@@ -145,10 +194,21 @@ fn jobs_are_private_to_their_owner_and_receipts_stay_public() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let listed: Value = theirs.get(server.url("/api/v1/jobs")).send().unwrap().json().unwrap();
+    let listed: Value = theirs
+        .get(server.url("/api/v1/jobs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(listed["jobs"], json!([]));
     // Its owner lists and reads it.
-    let listed: Value = server.http().get(server.url("/api/v1/jobs")).send().unwrap().json().unwrap();
+    let listed: Value = server
+        .http()
+        .get(server.url("/api/v1/jobs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(listed["jobs"][0]["id"], record.id.to_string());
 
     // Anyone checks its receipt: terms and signature, no input or output.
@@ -185,20 +245,45 @@ fn jobs_are_private_to_their_owner_and_receipts_stay_public() {
 fn keys_and_sessions_end_on_the_next_request_and_survive_a_restart() {
     let server = Server::start();
     let page = browser(&server);
-    sign_in(&server, &page, &Wallet::from_seed(b"keys and sessions test wallet 01"));
+    sign_in(
+        &server,
+        &page,
+        &Wallet::from_seed(b"keys and sessions test wallet 01"),
+    );
     let (key, key_id) = create_key(&server, &page, "laptop", &["jobs", "fleet:read"]);
     assert!(key.starts_with("sk-inf-"));
-    let keys: Value = page.get(server.url("/api/v1/account/keys")).send().unwrap().json().unwrap();
+    let keys: Value = page
+        .get(server.url("/api/v1/account/keys"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let listed = &keys["keys"][0];
     assert_eq!(listed["prefix"], &key[..11]);
-    assert!(!keys.to_string().contains(&key), "a key's secret is shown once");
+    assert!(
+        !keys.to_string().contains(&key),
+        "a key's secret is shown once"
+    );
 
     // Bad key creation input is refused, and nothing is made.
-    for bad in [json!({ "name": "", "scopes": ["jobs"] }), json!({ "name": "x", "scopes": [] }), json!({ "name": "x", "scopes": ["root"] })] {
-        let r = page.post(server.url("/api/v1/account/keys")).json(&bad).send().unwrap();
+    for bad in [
+        json!({ "name": "", "scopes": ["jobs"] }),
+        json!({ "name": "x", "scopes": [] }),
+        json!({ "name": "x", "scopes": ["root"] }),
+    ] {
+        let r = page
+            .post(server.url("/api/v1/account/keys"))
+            .json(&bad)
+            .send()
+            .unwrap();
         assert!(r.status().is_client_error(), "{bad}");
     }
-    let keys: Value = page.get(server.url("/api/v1/account/keys")).send().unwrap().json().unwrap();
+    let keys: Value = page
+        .get(server.url("/api/v1/account/keys"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
 
     // A cookie request that changes state must come from the site itself.
@@ -229,7 +314,10 @@ fn keys_and_sessions_end_on_the_next_request_and_survive_a_restart() {
 
     // Both survive a restart: they live in the database.
     let server = server.restart();
-    let me = client_with_key(&key).get(server.url("/api/v1/account")).send().unwrap();
+    let me = client_with_key(&key)
+        .get(server.url("/api/v1/account"))
+        .send()
+        .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
     let r = http()
         .get(server.url("/api/v1/account/settings"))
@@ -249,7 +337,10 @@ fn keys_and_sessions_end_on_the_next_request_and_survive_a_restart() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = client_with_key(&key).get(server.url("/api/v1/account")).send().unwrap();
+    let r = client_with_key(&key)
+        .get(server.url("/api/v1/account"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(code(&r.json().unwrap()), "invalid_api_key");
     let r = client_with_key(&key)
@@ -283,7 +374,10 @@ fn keys_and_sessions_end_on_the_next_request_and_survive_a_restart() {
 fn new_session(server: &Server, seed: &[u8]) -> String {
     let login = start_login(server, &http(), false);
     let wallet = Wallet::from_seed(seed);
-    let r = http().get(wallet.signed_callback(&login.lnurl)).send().unwrap();
+    let r = http()
+        .get(wallet.signed_callback(&login.lnurl))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = http()
         .get(server.url(&format!(
@@ -299,7 +393,10 @@ fn new_session(server: &Server, seed: &[u8]) -> String {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
     set.trim_start_matches("infernet_session=")
         .split(';')
         .next()
@@ -311,10 +408,19 @@ fn new_session(server: &Server, seed: &[u8]) -> String {
 fn sign_in_attempts_from_one_address_are_rate_limited_with_retry_after() {
     let server = Server::start();
     let limited = (0..40)
-        .map(|_| http().post(server.url("/api/v1/auth/lnurl")).send().unwrap())
+        .map(|_| {
+            http()
+                .post(server.url("/api/v1/auth/lnurl"))
+                .send()
+                .unwrap()
+        })
         .find(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
         .expect("a burst of sign-ins is cut off");
-    let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(code(&limited.json().unwrap()), "rate_limited");
     // Bad passkey input gets a clear 4xx, not a crash.

@@ -17,7 +17,11 @@ fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
-fn create_token(server: &Server, page: &reqwest::blocking::Client, body: Value) -> (String, String) {
+fn create_token(
+    server: &Server,
+    page: &reqwest::blocking::Client,
+    body: Value,
+) -> (String, String) {
     let r = page
         .post(server.url("/api/v1/account/enrol-tokens"))
         .json(&body)
@@ -73,14 +77,35 @@ fn post_enrolment(server: &Server, envelope: &SignedEnvelope) -> (StatusCode, Va
 fn a_farm_token_enrols_real_nodes_which_move_only_once_released() {
     let server = Server::start();
     let farm = browser(&server);
-    sign_in(&server, &farm, &Wallet::from_seed(b"the farm operator's wallet seed!"));
-    let (token, token_id) = create_token(&server, &farm, json!({ "name": "rack 1", "reusable": true }));
+    sign_in(
+        &server,
+        &farm,
+        &Wallet::from_seed(b"the farm operator's wallet seed!"),
+    );
+    let (token, token_id) = create_token(
+        &server,
+        &farm,
+        json!({ "name": "rack 1", "reusable": true }),
+    );
 
     // Two real nodes enrolled with one reusable token.
-    let a = Node::start_with(&server, 1000, &temp_dir("node").join("node.key"), &["--enroll", &token]);
-    let b = Node::start_with(&server, 1000, &temp_dir("node").join("node.key"), &["--enroll", &token]);
+    let a = Node::start_with(
+        &server,
+        1000,
+        &temp_dir("node").join("node.key"),
+        &["--enroll", &token],
+    );
+    let b = Node::start_with(
+        &server,
+        1000,
+        &temp_dir("node").join("node.key"),
+        &["--enroll", &token],
+    );
     for n in [&a, &b] {
-        assert!(n.proc.ready["enrolled"]["account"].as_str().unwrap().starts_with("acct_"));
+        assert!(n.proc.ready["enrolled"]["account"]
+            .as_str()
+            .unwrap()
+            .starts_with("acct_"));
         assert_eq!(
             n.proc.ready["enrolled"]["server"].as_str().unwrap(),
             server.peer_id().to_string(),
@@ -111,14 +136,28 @@ fn a_farm_token_enrols_real_nodes_which_move_only_once_released() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let list: Value = http().get(server.url("/nodes")).send().unwrap().json().unwrap();
-    let shown: Vec<&Value> = list["nodes"].as_array().unwrap().iter().map(|n| &n["operator"]).collect();
+    let list: Value = http()
+        .get(server.url("/nodes"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let shown: Vec<&Value> = list["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["operator"])
+        .collect();
     assert_eq!(shown, [&json!("Rack Farm"), &json!("Rack Farm")]);
 
     // Another operator cannot take node a while it is claimed: the node
     // stops with a clear message and an exit code of its own.
     let other = browser(&server);
-    sign_in(&server, &other, &Wallet::from_seed(b"a different operator wallet seed"));
+    sign_in(
+        &server,
+        &other,
+        &Wallet::from_seed(b"a different operator wallet seed"),
+    );
     let (single, _) = create_token(&server, &other, json!({ "name": "one node" }));
     let key_a = a.key_file.clone();
     let peer_a = a.peer_id.clone();
@@ -126,7 +165,8 @@ fn a_farm_token_enrols_real_nodes_which_move_only_once_released() {
     let (exit, log) = Node::run_to_exit(&server, &key_a, &["--enroll", &single]);
     assert_eq!(exit, Some(5), "{log:?}");
     assert!(
-        log.iter().any(|l| l.contains("enrolled to another account")),
+        log.iter()
+            .any(|l| l.contains("enrolled to another account")),
         "{log:?}"
     );
     // Released by its operator, it enrols into the other account.
@@ -149,7 +189,11 @@ fn a_farm_token_enrols_real_nodes_which_move_only_once_released() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (exit, log) = Node::run_to_exit(&server, &temp_dir("node").join("node.key"), &["--enroll", &token]);
+    let (exit, log) = Node::run_to_exit(
+        &server,
+        &temp_dir("node").join("node.key"),
+        &["--enroll", &token],
+    );
     assert_eq!(exit, Some(5), "{log:?}");
     assert!(log.iter().any(|l| l.contains("revoked")), "{log:?}");
 }
@@ -158,12 +202,19 @@ fn a_farm_token_enrols_real_nodes_which_move_only_once_released() {
 fn forged_stale_and_expired_enrolments_are_refused() {
     let server = Server::start();
     let page = browser(&server);
-    sign_in(&server, &page, &Wallet::from_seed(b"forgery test operator wallet 001"));
+    sign_in(
+        &server,
+        &page,
+        &Wallet::from_seed(b"forgery test operator wallet 001"),
+    );
     let (token, _) = create_token(&server, &page, json!({ "name": "farm", "reusable": true }));
 
     // Signed by another key than the node it names.
     let (status, body) = post_enrolment(&server, &enrolment(&server, 1, 2, &token));
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "bad_signature"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "bad_signature")
+    );
     // For another server.
     let e = Enrolment {
         node_id: node_id(3),
@@ -172,10 +223,16 @@ fn forged_stale_and_expired_enrolments_are_refused() {
         timestamp: UnixMillis::now(),
     };
     let (status, body) = post_enrolment(&server, &SignedEnvelope::seal(&keypair(3), &e).unwrap());
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "wrong_server"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "wrong_server")
+    );
     // An unknown token.
     let (status, body) = post_enrolment(&server, &enrolment(&server, 4, 4, "enr-inf-nope"));
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "unknown_token"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "unknown_token")
+    );
     // Nothing above enrolled anything.
     assert!(my_nodes(&server, &page).is_empty());
     // A good one does, and sending it again changes nothing.
@@ -186,14 +243,25 @@ fn forged_stale_and_expired_enrolments_are_refused() {
     assert_eq!(my_nodes(&server, &page), vec![node_id(5).to_string()]);
 
     // An expired token.
-    let (short, _) = create_token(&server, &page, json!({ "name": "brief", "expires_in_secs": 1 }));
+    let (short, _) = create_token(
+        &server,
+        &page,
+        json!({ "name": "brief", "expires_in_secs": 1 }),
+    );
     std::thread::sleep(Duration::from_millis(1200));
     let (status, body) = post_enrolment(&server, &enrolment(&server, 6, 6, &short));
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "token_expired"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "token_expired")
+    );
 
     // Enrolments survive a restart.
     let server = server.restart();
     let page = browser(&server);
-    sign_in(&server, &page, &Wallet::from_seed(b"forgery test operator wallet 001"));
+    sign_in(
+        &server,
+        &page,
+        &Wallet::from_seed(b"forgery test operator wallet 001"),
+    );
     assert_eq!(my_nodes(&server, &page), vec![node_id(5).to_string()]);
 }

@@ -271,7 +271,11 @@ impl Server {
 
     /// The server's libp2p peer id.
     pub(crate) fn peer_id(&self) -> wire::NodeId {
-        self.proc.ready["peer_id"].as_str().unwrap().parse().unwrap()
+        self.proc.ready["peer_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -299,7 +303,10 @@ impl Node {
         key_file: &Path,
         extra: &[&str],
     ) -> Node {
-        let proc = Proc::spawn(&sibling_bin("infernet-node"), &Self::args(server, heartbeat_ms, key_file, extra));
+        let proc = Proc::spawn(
+            &sibling_bin("infernet-node"),
+            &Self::args(server, heartbeat_ms, key_file, extra),
+        );
         let peer_id = proc.ready["peer_id"].as_str().unwrap().to_owned();
         Node {
             proc,
@@ -314,7 +321,10 @@ impl Node {
         key_file: &Path,
         extra: &[&str],
     ) -> (Option<i32>, Vec<String>) {
-        let (mut proc, _) = Proc::start(&sibling_bin("infernet-node"), &Self::args(server, 1000, key_file, extra));
+        let (mut proc, _) = Proc::start(
+            &sibling_bin("infernet-node"),
+            &Self::args(server, 1000, key_file, extra),
+        );
         proc.wait_exit(Duration::from_secs(120))
     }
 

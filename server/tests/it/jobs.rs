@@ -11,7 +11,8 @@ use wire::jobs::{cosine, verify_receipt, JobOutput, JobRecord, JobStatus};
 use crate::harness::{Node, Server};
 
 fn submit(server: &Server, body: &Value) -> (StatusCode, Value) {
-    let r = server.http()
+    let r = server
+        .http()
         .post(server.url("/api/v1/jobs"))
         .json(body)
         .send()
@@ -95,7 +96,8 @@ fn embedding_job_matches_pytorch_and_carries_a_valid_signed_receipt() {
     assert_eq!(receipt.device, "cpu");
 
     // Read back from the database: the same job, with both status changes.
-    let stored: JobRecord = server.http()
+    let stored: JobRecord = server
+        .http()
         .get(server.url(&format!("/api/v1/jobs/{}", record.id)))
         .send()
         .unwrap()
@@ -105,7 +107,8 @@ fn embedding_job_matches_pytorch_and_carries_a_valid_signed_receipt() {
     assert_eq!(stored.receipt, record.receipt);
     let statuses: Vec<JobStatus> = stored.events.iter().map(|e| e.status).collect();
     assert_eq!(statuses, vec![JobStatus::Dispatched, JobStatus::Succeeded]);
-    let listed: Value = server.http()
+    let listed: Value = server
+        .http()
         .get(server.url("/api/v1/jobs"))
         .send()
         .unwrap()
@@ -174,7 +177,8 @@ fn bad_job_requests_get_clear_errors_and_store_nothing() {
         assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
     }
 
-    let r = server.http()
+    let r = server
+        .http()
         .post(server.url("/api/v1/jobs"))
         .header("content-type", "application/json")
         .body("{\"model\": \"all-minilm-l6-v2\", \"input\": ")
@@ -191,7 +195,8 @@ fn bad_job_requests_get_clear_errors_and_store_nothing() {
         (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
     );
 
-    let listed: Value = server.http()
+    let listed: Value = server
+        .http()
         .get(server.url("/api/v1/jobs"))
         .send()
         .unwrap()
@@ -199,12 +204,14 @@ fn bad_job_requests_get_clear_errors_and_store_nothing() {
         .unwrap();
     assert_eq!(listed["jobs"], json!([]), "a refused job was stored");
 
-    let r = server.http()
+    let r = server
+        .http()
         .get(server.url("/api/v1/jobs/not-a-job"))
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = server.http()
+    let r = server
+        .http()
         .get(server.url(&format!("/api/v1/jobs/{}", "0".repeat(32))))
         .send()
         .unwrap();
@@ -241,7 +248,8 @@ fn node_that_vanishes_mid_job_fails_the_job_with_a_complete_record() {
         .as_str()
         .expect("the error names the recorded job");
 
-    let stored: JobRecord = server.http()
+    let stored: JobRecord = server
+        .http()
         .get(server.url(&format!("/api/v1/jobs/{job_id}")))
         .send()
         .unwrap()

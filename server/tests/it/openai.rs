@@ -12,7 +12,12 @@ use crate::harness::{http, Node, Server};
 use crate::wallet::{browser, create_key, sign_in, Wallet};
 
 fn post(server: &Server, path: &str, body: &Value) -> (StatusCode, Value) {
-    let r = server.http().post(server.url(path)).json(body).send().unwrap();
+    let r = server
+        .http()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .unwrap();
     (r.status(), r.json().unwrap_or(Value::Null))
 }
 
@@ -112,7 +117,8 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
         .unwrap()
         .to_owned();
     let job_id = done["infernet"]["job_id"].as_str().unwrap();
-    let record: JobRecord = server.http()
+    let record: JobRecord = server
+        .http()
         .get(server.url(&format!("/api/v1/jobs/{job_id}")))
         .send()
         .unwrap()
@@ -126,7 +132,8 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
 
     // The same chat streamed: a role chunk, content chunks, a finish chunk,
     // then [DONE]; the pieces make the same text.
-    let streamed = server.http()
+    let streamed = server
+        .http()
         .post(server.url("/v1/chat/completions"))
         .json(&chat_body(true))
         .send()
@@ -212,7 +219,8 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
             .is_some_and(|m| !m.is_empty()));
         assert!(err["error"]["type"].is_string());
     }
-    let garbage = server.http()
+    let garbage = server
+        .http()
         .post(server.url("/v1/chat/completions"))
         .header("content-type", "application/json")
         .body("{not json")
@@ -240,7 +248,11 @@ fn the_official_openai_python_library_works_unchanged() {
     let _node = Node::start(&server, 1000);
     // A key made in a signed-in session, and one made and revoked.
     let page = browser(&server);
-    sign_in(&server, &page, &Wallet::from_seed(b"openai client test wallet seed 1"));
+    sign_in(
+        &server,
+        &page,
+        &Wallet::from_seed(b"openai client test wallet seed 1"),
+    );
     let (key, _) = create_key(&server, &page, "python", &["jobs"]);
     let (revoked, revoked_id) = create_key(&server, &page, "old", &["jobs"]);
     let r = page

@@ -74,12 +74,21 @@ out["errors"] = errors
 
 # Without a key, with a made-up key, with a revoked key: the library's
 # AuthenticationError, with OpenAI's code.
+def strip_auth(request):
+    request.headers.pop("Authorization", None)
+
+
 auth = {}
-for name, key in [("none", ""), ("bad", "sk-inf-notarealkey"), ("revoked", sys.argv[3])]:
+for name, key, http_client in [
+    # The library insists on a key; its transport drops the header.
+    ("none", "sk-dropped", openai.DefaultHttpxClient(event_hooks={"request": [strip_auth]})),
+    ("bad", "sk-inf-notarealkey", None),
+    ("revoked", sys.argv[3], None),
+]:
     try:
-        openai.OpenAI(base_url=sys.argv[1], api_key=key, max_retries=0).embeddings.create(
-            model="all-minilm-l6-v2", input="x"
-        )
+        openai.OpenAI(
+            base_url=sys.argv[1], api_key=key, max_retries=0, http_client=http_client
+        ).embeddings.create(model="all-minilm-l6-v2", input="x")
         auth[name] = "accepted"
     except openai.AuthenticationError as e:
         auth[name] = {"status": e.status_code, "code": e.code, "type": e.type}

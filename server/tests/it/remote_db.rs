@@ -50,7 +50,8 @@ fn server_keeps_registry_and_jobs_in_a_remote_surrealdb() {
 
     let server = Server::start_with(&flags);
     let node = Node::start(&server, 1000);
-    let r = server.http()
+    let r = server
+        .http()
         .post(server.url("/api/v1/jobs"))
         .json(&json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["remote"] } }))
         .send()
@@ -63,7 +64,8 @@ fn server_keeps_registry_and_jobs_in_a_remote_surrealdb() {
     // A second server with an empty data directory sees the same data: it
     // lives in the remote database.
     let again = Server::start_with(&flags);
-    let stored: JobRecord = again.http()
+    let stored: JobRecord = again
+        .http()
         .get(again.url(&format!("/api/v1/jobs/{}", job.id)))
         .send()
         .unwrap()
@@ -78,7 +80,8 @@ fn server_keeps_registry_and_jobs_in_a_remote_surrealdb() {
         .json()
         .unwrap();
     assert_eq!(nodes.nodes.len(), 1);
-    let listed: Value = again.http()
+    let listed: Value = again
+        .http()
         .get(again.url("/api/v1/jobs"))
         .send()
         .unwrap()

@@ -104,10 +104,7 @@ pub(crate) fn sign(url: &str, k1: &str, key: &SecretKey, claimed: Option<&Public
 /// on every request (as a page of the site sends it).
 pub(crate) fn browser(server: &Server) -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::ORIGIN,
-        server.public_url.parse().unwrap(),
-    );
+    headers.insert(reqwest::header::ORIGIN, server.public_url.parse().unwrap());
     Client::builder()
         .cookie_store(true)
         .default_headers(headers)
@@ -129,7 +126,12 @@ pub(crate) fn start_login(server: &Server, browser: &Client, link: bool) -> Lnur
 }
 
 /// The page's wait for its login, not waiting longer than `wait` seconds.
-pub(crate) fn collect(server: &Server, browser: &Client, login: &LnurlLogin, wait: u64) -> (u16, Value) {
+pub(crate) fn collect(
+    server: &Server,
+    browser: &Client,
+    login: &LnurlLogin,
+    wait: u64,
+) -> (u16, Value) {
     let r = browser
         .get(server.url(&format!(
             "/api/v1/auth/lnurl/{}?poll={}&wait={wait}",
@@ -143,7 +145,10 @@ pub(crate) fn collect(server: &Server, browser: &Client, login: &LnurlLogin, wai
 /// Signs `browser` in with `wallet`, as the sign-in page and the wallet do.
 pub(crate) fn sign_in(server: &Server, browser: &Client, wallet: &Wallet) {
     let login = start_login(server, browser, false);
-    let r = http().get(wallet.signed_callback(&login.lnurl)).send().unwrap();
+    let r = http()
+        .get(wallet.signed_callback(&login.lnurl))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
     let (status, body) = collect(server, browser, &login, 5);
     assert_eq!(
@@ -155,7 +160,12 @@ pub(crate) fn sign_in(server: &Server, browser: &Client, wallet: &Wallet) {
 }
 
 /// Makes an API key with `scopes` in a signed-in `browser`; its secret and id.
-pub(crate) fn create_key(server: &Server, browser: &Client, name: &str, scopes: &[&str]) -> (String, String) {
+pub(crate) fn create_key(
+    server: &Server,
+    browser: &Client,
+    name: &str,
+    scopes: &[&str],
+) -> (String, String) {
     let r = browser
         .post(server.url("/api/v1/account/keys"))
         .json(&serde_json::json!({ "name": name, "scopes": scopes }))
