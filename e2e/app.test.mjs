@@ -97,6 +97,12 @@ async function fits(page, width) {
   return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
 }
 
+/** `GET path` with the browser's cookies (not from the page, which would
+ * log the 401 it expects as a console error): the status. */
+async function withCookies(page, path) {
+  return (await page.context().request.get(`${serverUrl}${path}`)).status();
+}
+
 /** `GET path` with `key` as the bearer token: the status. */
 async function withKey(path, key) {
   const r = await fetch(`${serverUrl}${path}`, { headers: { authorization: `Bearer ${key}` } });
@@ -148,6 +154,7 @@ test("a visitor signs up with a passkey, makes an API key, signs out and in agai
   assert.match(apiKey, /^sk-inf-[a-z2-7]{52}$/);
   assert.equal(await withKey("/api/v1/account", apiKey), 200);
   await page.locator("li.api-key").first().waitFor();
+  assert.ok(await page.locator("#new-key").isVisible(), "the new key stays shown once the list reloads");
   assert.ok(await fits(page, 360), "Settings fits a phone");
   await page.screenshot({ path: join(artifacts, "settings-phone.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
@@ -155,12 +162,12 @@ test("a visitor signs up with a passkey, makes an API key, signs out and in agai
   // Sign out, then in again with the passkey: no username typed.
   await page.locator("#sign-out").click();
   await page.locator("#sign-in-link").waitFor();
-  assert.equal(await page.evaluate(async () => (await fetch("/api/v1/account")).status), 401);
+  assert.equal(await withCookies(page, "/api/v1/account"), 401);
   await page.locator("#sign-in-link").click();
   await page.locator("#passkey-sign-in").click();
   await page.locator("#account-menu").waitFor();
   assert.equal(await page.locator("#account-menu").innerText(), "Ada");
-  assert.equal(await page.evaluate(async () => (await fetch("/api/v1/account")).status), 200);
+  assert.equal(await withCookies(page, "/api/v1/account"), 200);
 
   // My nodes: none enrolled yet; the page fits a phone.
   await page.getByRole("link", { name: "My nodes" }).click();
@@ -262,7 +269,7 @@ test("revoking the key and signing out everywhere take effect at once", { timeou
   assert.equal(await withKey("/api/v1/account", apiKey), 401);
   await page.locator("#sign-out-everywhere").click();
   await page.waitForURL(/\/sign-in/);
-  assert.equal(await page.evaluate(async () => (await fetch("/api/v1/account")).status), 401);
+  assert.equal(await withCookies(page, "/api/v1/account"), 401);
   assert.deepEqual(errors, []);
 });
 

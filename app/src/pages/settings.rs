@@ -30,10 +30,14 @@ pub(crate) fn SettingsPage() -> impl IntoView {
 }
 
 /// What a section reports: a message for people, and whether to reload.
+/// The secrets just made live here, above the part that reloads, so that
+/// reloading the lists does not hide them.
 #[derive(Clone, Copy)]
 struct Feedback {
     error: RwSignal<Option<String>>,
     version: RwSignal<u32>,
+    new_key: RwSignal<Option<String>>,
+    new_token: RwSignal<Option<String>>,
 }
 
 impl Feedback {
@@ -68,6 +72,8 @@ fn Settings() -> impl IntoView {
     let feedback = Feedback {
         error: RwSignal::new(None),
         version: RwSignal::new(0),
+        new_key: RwSignal::new(None),
+        new_token: RwSignal::new(None),
     };
     let settings = Resource::new(move || feedback.version.get(), |_| load_settings());
     view! {
@@ -317,7 +323,7 @@ fn ApiKeys(
 ) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let scopes = RwSignal::new(vec![Scope::Jobs]);
-    let created = RwSignal::new(None::<String>);
+    let created = feedback.new_key;
     let create = move |ev: SubmitEvent| {
         ev.prevent_default();
         let new = NewApiKey {
@@ -452,7 +458,7 @@ fn EnrolTokens(
     let name = RwSignal::new(String::new());
     let reusable = RwSignal::new(false);
     let days = RwSignal::new(1u64);
-    let created = RwSignal::new(None::<String>);
+    let created = feedback.new_token;
     let create = move |ev: SubmitEvent| {
         ev.prevent_default();
         let new = NewEnrolToken {

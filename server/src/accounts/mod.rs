@@ -419,3 +419,112 @@ pub(crate) fn check_name(name: &str, what: &str) -> Result<(), AuthError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::ChallengeRow;
+
+    async fn accounts(tag: &str) -> Accounts {
+        let site = Site::new(None, std::net::SocketAddr::from(([127, 0, 0, 1], 8080))).unwrap();
+        Accounts::new(Db::temp(tag).await, site, Limits::standard()).unwrap()
+    }
+
+    fn past() -> UnixMillis {
+        UnixMillis(UnixMillis::now().0 - 1)
+    }
+
+    #[tokio::test]
+    async fn a_challenge_is_taken_once_and_refused_once_expired() {
+        let a = accounts("challenge").await;
+        let live = ChallengeRow {
+            kind: "passkey_sign_in".into(),
+            expires_at: UnixMillis::now().plus(CHALLENGE_TTL),
+            ..Default::default()
+        };
+        a.store.insert_challenge("chal_live", &live).await.unwrap();
+        assert!(a
+            .take_challenge("chal_live", "passkey_sign_in")
+            .await
+            .is_ok());
+        assert!(matches!(
+            a.take_challenge("chal_live", "passkey_sign_in").await,
+            Err(AuthError::UnknownChallenge)
+        ));
+        // Of another kind: not taken.
+        a.store.insert_challenge("chal_kind", &live).await.unwrap();
+        assert!(matches!(
+            a.take_challenge("chal_kind", "passkey_register").await,
+            Err(AuthError::UnknownChallenge)
+        ));
+        let old = ChallengeRow {
+            expires_at: past(),
+            ..live
+        };
+        a.store.insert_challenge("chal_old", &old).await.unwrap();
+        assert!(matches!(
+            a.take_challenge("chal_old", "passkey_sign_in").await,
+            Err(AuthError::ChallengeExpired)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_wallet_signature_over_an_expired_k1_is_refused_and_signs_nobody_in() {
+        use secp256k1::{ecdsa, Message, PublicKey, SecretKey};
+        let a = accounts("k1").await;
+        let login = a.lnurl_start(None).await.unwrap();
+        a.store.set_expiry(&login.id, past()).await.unwrap();
+        let key = SecretKey::from_secret_bytes([5; 32]).unwrap();
+        let k1: [u8; 32] = hex::decode(&login.id).unwrap().try_into().unwrap();
+        let sig = ecdsa::sign(Message::from_digest(k1), &key);
+        let callback = lnurl::Callback {
+            tag: Some("login".into()),
+            k1: login.id.clone(),
+            sig: hex::encode(sig.serialize_der()),
+            key: hex::encode(PublicKey::from_secret_key(&key).serialize()),
+            action: Some("login".into()),
+        };
+        assert!(matches!(
+            a.lnurl_callback(callback).await,
+            Err(AuthError::ChallengeExpired)
+        ));
+        let waited = a
+            .lnurl_collect(&login.id, &login.poll_token, Duration::ZERO, None)
+            .await
+            .unwrap();
+        assert!(matches!(waited, lnurl::Collected::Expired));
+    }
+
+    #[tokio::test]
+    async fn the_local_key_is_made_once_kept_private_and_remade_if_revoked() {
+        let a = accounts("local").await;
+        let dir = std::env::temp_dir().join(format!("infernet-local-key-{}", std::process::id()));
+        let path = dir.join("local.key");
+        let _ = std::fs::remove_file(&path);
+        let account = a.ensure_local_key(&path).await.unwrap();
+        let first = std::fs::read_to_string(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(a.ensure_local_key(&path).await.unwrap(), account);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "reused");
+        let key = a
+            .store
+            .key(&hash_secret(first.trim()))
+            .await
+            .unwrap()
+            .unwrap();
+        let caller = Caller {
+            account: account.clone(),
+            auth: wire::CallerAuth::Session {
+                session_id: "s".into(),
+            },
+        };
+        a.revoke_key(&caller, &key.key_id).await.unwrap();
+        assert_eq!(a.ensure_local_key(&path).await.unwrap(), account);
+        assert_ne!(std::fs::read_to_string(&path).unwrap(), first, "remade");
+    }
+}

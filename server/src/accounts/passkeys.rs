@@ -56,7 +56,6 @@ impl Accounts {
                     .await?
                     .iter()
                     .filter_map(|id| B64URL.decode(id).ok())
-                    .map(Into::into)
                     .collect();
                 (
                     handle,

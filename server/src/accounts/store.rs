@@ -99,7 +99,7 @@ impl ApiKeyRow {
 
 /// A ceremony in progress: a WebAuthn registration or authentication, or
 /// a Lightning login. Taken (deleted) exactly once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct ChallengeRow {
     pub(super) kind: String,
     pub(super) expires_at: UnixMillis,
@@ -650,6 +650,17 @@ impl AccountStore {
                 "DELETE challenge WHERE expires_at < $cutoff; \
                  DELETE session WHERE expires_at < $cutoff;",
                 json!({ "cutoff": cutoff }),
+            )
+            .await
+    }
+
+    /// Moves a ceremony's expiry: tests age challenges without waiting.
+    #[cfg(test)]
+    pub(super) async fn set_expiry(&self, id: &str, at: UnixMillis) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "UPDATE type::record('challenge', $id) SET expires_at = $at",
+                json!({ "id": id, "at": at }),
             )
             .await
     }
