@@ -43,6 +43,19 @@ pub fn is_signed_out(e: &ServerFnError) -> bool {
     e.to_string().contains(NOT_SIGNED_IN)
 }
 
+/// Whether this request comes from someone signed in: on the server, from
+/// the request; in the browser, `false` (the page's first answer says it).
+pub fn signed_in_now() -> bool {
+    #[cfg(feature = "ssr")]
+    {
+        caller().is_ok()
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        false
+    }
+}
+
 /// The signed-in caller of this request, as the server's authentication
 /// middleware found it.
 #[cfg(feature = "ssr")]

@@ -10,13 +10,27 @@ use wire::accounts::{
 
 use crate::browser::{call, create_passkey, get_passkey};
 
-/// The signed-in account (or `None`), for every page.
+/// Who is signed in, for every page: whether anyone is (known at once,
+/// from the request on the server and from the server's answer when the
+/// page hydrates) and the account (loaded).
+///
+/// Pages that need an account decide from `signed_in` without waiting:
+/// a `Suspense` over the account around a page's own `Suspense`s made the
+/// server's rendering deadlock (reactive_graph 0.2.16, two worker threads:
+/// the outer effect and an inner resource lock each other's nodes).
 #[derive(Clone, Copy)]
-pub(crate) struct Me(pub(crate) Resource<Result<Option<Account>, ServerFnError>>);
+pub(crate) struct Me {
+    pub(crate) account: Resource<Result<Option<Account>, ServerFnError>>,
+    signed_in: RwSignal<bool>,
+}
 
 impl Me {
     pub(crate) fn provide() -> Me {
-        let me = Me(Resource::new(|| (), |_| crate::api::me()));
+        let now = SharedValue::new(crate::api::signed_in_now).into_inner();
+        let me = Me {
+            account: Resource::new(|| (), |_| crate::api::me()),
+            signed_in: RwSignal::new(now),
+        };
         provide_context(me);
         me
     }
@@ -25,9 +39,14 @@ impl Me {
         expect_context::<Me>()
     }
 
-    /// Reads who is signed in again, after signing in or out.
-    pub(crate) fn refresh(self) {
-        self.0.refetch();
+    pub(crate) fn signed_in(self) -> bool {
+        self.signed_in.get()
+    }
+
+    /// After signing in (`true`) or out (`false`): reads the account again.
+    pub(crate) fn changed(self, signed_in: bool) {
+        self.signed_in.set(signed_in);
+        self.account.refetch();
     }
 }
 
@@ -156,34 +175,25 @@ pub(crate) fn sign_in_href(path: &str) -> String {
 pub(crate) fn RequireAccount(children: ChildrenFn) -> impl IntoView {
     let me = Me::get();
     let location = leptos_router::hooks::use_location();
-    view! {
-        <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
-            {move || {
-                let children = children.clone();
-                Suspend::new(async move {
-                    match me.0.await {
-                        Ok(Some(_)) => children().into_any(),
-                        _ => {
-                            let path = location.pathname.get_untracked();
-                            let query = location.search.get_untracked();
-                            let here = if query.is_empty() {
-                                path
-                            } else {
-                                format!("{path}?{}", query.trim_start_matches('?'))
-                            };
-                            view! {
-                                <leptos_router::components::Redirect path=sign_in_href(&here) />
-                                <p class="empty">
-                                    <a href=sign_in_href(&here)>"Sign in"</a>
-                                    " to see this page."
-                                </p>
-                            }
-                                .into_any()
-                        }
-                    }
-                })
-            }}
-        </Suspense>
+    move || {
+        if me.signed_in() {
+            return children().into_any();
+        }
+        let path = location.pathname.get_untracked();
+        let query = location.search.get_untracked();
+        let here = if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", query.trim_start_matches('?'))
+        };
+        view! {
+            <leptos_router::components::Redirect path=sign_in_href(&here) />
+            <p class="empty">
+                <a href=sign_in_href(&here)>"Sign in"</a>
+                " to see this page."
+            </p>
+        }
+        .into_any()
     }
 }
 

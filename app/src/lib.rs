@@ -110,7 +110,7 @@ fn AccountMenu() -> impl IntoView {
         let navigate = navigate.clone();
         leptos::task::spawn_local(async move {
             if auth::sign_out().await.is_ok() {
-                me.refresh();
+                me.changed(false);
                 navigate("/", Default::default());
             }
         });
@@ -121,7 +121,7 @@ fn AccountMenu() -> impl IntoView {
                 {move || {
                     let sign_out = sign_out.clone();
                     Suspend::new(async move {
-                    match me.0.await {
+                    match me.account.await {
                         Ok(Some(account)) => {
                             view! {
                                 <A href="/settings" attr:id="account-menu">

@@ -277,7 +277,7 @@ fn SignOutEverywhere(feedback: Feedback) -> impl IntoView {
         spawn_local(async move {
             match sign_out_everywhere().await {
                 Ok(()) => {
-                    me.refresh();
+                    me.changed(false);
                     navigate("/sign-in", Default::default());
                 }
                 Err(e) => feedback.error.set(Some(e)),

@@ -23,7 +23,7 @@ pub(crate) fn SignInPage() -> impl IntoView {
 
     // After any way in: who is signed in changes, then on to `next`.
     let done = move || {
-        me.refresh();
+        me.changed(true);
         let next = safe_next(query.read_untracked().get("next"));
         navigate(&next, Default::default());
     };
