@@ -257,8 +257,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             keypair.clone(),
             registration,
         ));
-        let info = announcer.register().await?;
-        tracing::info!(%node_id, models = info.models.len(), "registered");
+        // Enrolled before it registers: a node whose enrolment is refused
+        // stops before it does.
         pin = match &config.enroll {
             Some(token) => {
                 let network = announce::server_network(server, Duration::from_secs(30)).await?;
@@ -276,6 +276,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             }
             None => enrol::read_pin(&config.key_file),
         };
+        let info = announcer.register().await?;
+        tracing::info!(%node_id, models = info.models.len(), "registered");
         tasks.push(tokio::spawn(announcer.heartbeat_loop(
             config.heartbeat,
             active,

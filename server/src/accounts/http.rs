@@ -131,6 +131,9 @@ async fn register_start(
     ApiJson(start): ApiJson<PasskeyStart>,
 ) -> Result<Json<PasskeyCeremony>, ApiError> {
     state.accounts.limits().sign_in(ip)?;
+    // Adding a passkey takes a browser session; with an API key (or
+    // nothing) this is a sign-up.
+    let caller = caller.filter(|c| c.session_id().is_some());
     Ok(Json(
         state
             .accounts
@@ -145,6 +148,7 @@ async fn register_finish(
     headers: HeaderMap,
     ApiJson(finish): ApiJson<PasskeyFinish>,
 ) -> Result<Response, ApiError> {
+    let caller = caller.filter(|c| c.session_id().is_some());
     let (account, session) = state
         .accounts
         .passkey_register_finish(caller.as_ref(), finish, user_agent(&headers))

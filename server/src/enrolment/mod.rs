@@ -157,25 +157,28 @@ impl Enrolments {
             .token(&hash)
             .await?
             .ok_or(EnrolError::UnknownToken)?;
-        if token.revoked_at.is_some() {
-            return Err(EnrolError::Revoked);
-        }
-        if token.expires_at <= now {
-            return Err(EnrolError::Expired);
-        }
         let node = enrolment.node_id;
         let enrolled = |account: wire::AccountId| Enrolled {
             node_id: node,
             server: self.server,
-            account: account.clone(),
+            account,
             account_name: String::new(),
         };
+        // A node that restarts with the token it enrolled with (e.g. from
+        // its environment) starts, even once the token has ended: ending a
+        // token stops new enrolments, it does not release nodes.
         match self.store.claim(node).await? {
             Some(c) if c.account == token.account => {
                 return Ok((enrolled(c.account.clone()), c.account))
             }
             Some(_) => return Err(EnrolError::ClaimedElsewhere(node)),
             None => {}
+        }
+        if token.revoked_at.is_some() {
+            return Err(EnrolError::Revoked);
+        }
+        if token.expires_at <= now {
+            return Err(EnrolError::Expired);
         }
         if !token.reusable && token.uses > 0 {
             return Err(EnrolError::Used);

@@ -207,7 +207,8 @@ fn forged_stale_and_expired_enrolments_are_refused() {
         &page,
         &Wallet::from_seed(b"forgery test operator wallet 001"),
     );
-    let (token, _) = create_token(&server, &page, json!({ "name": "farm", "reusable": true }));
+    let (token, token_id) =
+        create_token(&server, &page, json!({ "name": "farm", "reusable": true }));
 
     // Signed by another key than the node it names.
     let (status, body) = post_enrolment(&server, &enrolment(&server, 1, 2, &token));
@@ -241,6 +242,20 @@ fn forged_stale_and_expired_enrolments_are_refused() {
     let (status, _) = post_enrolment(&server, &enrolment(&server, 5, 5, &token));
     assert_eq!(status, StatusCode::OK);
     assert_eq!(my_nodes(&server, &page), vec![node_id(5).to_string()]);
+    // Once the token is revoked, its nodes still start with it (a revoked
+    // token enrols nothing new; it releases nobody).
+    let r = page
+        .delete(server.url(&format!("/api/v1/account/enrol-tokens/{token_id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, _) = post_enrolment(&server, &enrolment(&server, 5, 5, &token));
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = post_enrolment(&server, &enrolment(&server, 7, 7, &token));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "token_revoked")
+    );
 
     // An expired token.
     let (short, _) = create_token(
