@@ -157,31 +157,39 @@ fn ceremony_error(e: wasm_bindgen::JsValue) -> String {
     }
 }
 
-/// Runs `navigator.credentials.create` on the server's options; the
-/// credential as the server reads it.
+/// Refuses at once where the browser has no WebAuthn.
+#[cfg(feature = "hydrate")]
+fn require_passkeys() -> Result<(), String> {
+    if js::passkeys_supported() {
+        Ok(())
+    } else {
+        Err("This browser has no passkeys.".into())
+    }
+}
+
+/// The credential a ceremony answered, as the server reads it.
+#[cfg(feature = "hydrate")]
+fn credential(
+    out: Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>,
+) -> Result<serde_json::Value, String> {
+    let out = out.map_err(ceremony_error)?;
+    serde_json::from_str(&out.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+}
+
+/// Runs `navigator.credentials.create` on the server's options.
 #[cfg(feature = "hydrate")]
 pub(crate) async fn create_passkey(
     options: &serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    if !js::passkeys_supported() {
-        return Err("This browser has no passkeys.".into());
-    }
-    let out = js::passkey_create(&options.to_string())
-        .await
-        .map_err(ceremony_error)?;
-    serde_json::from_str(&out.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+    require_passkeys()?;
+    credential(js::passkey_create(&options.to_string()).await)
 }
 
 /// Runs `navigator.credentials.get` on the server's options.
 #[cfg(feature = "hydrate")]
 pub(crate) async fn get_passkey(options: &serde_json::Value) -> Result<serde_json::Value, String> {
-    if !js::passkeys_supported() {
-        return Err("This browser has no passkeys.".into());
-    }
-    let out = js::passkey_get(&options.to_string())
-        .await
-        .map_err(ceremony_error)?;
-    serde_json::from_str(&out.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+    require_passkeys()?;
+    credential(js::passkey_get(&options.to_string()).await)
 }
 
 #[cfg(feature = "hydrate")]

@@ -286,6 +286,15 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// An id from a request's path (`JobId`, `NodeId`), or a 400 saying why not.
+pub(crate) fn parse_id<T>(text: &str) -> Result<T, ApiError>
+where
+    T: std::str::FromStr<Err = wire::ids::ParseIdError>,
+{
+    text.parse()
+        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))
+}
+
 /// `axum::Json`, with its rejections in our JSON error shape.
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

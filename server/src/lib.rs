@@ -18,7 +18,7 @@ pub use config::Config;
 pub use startup::{Application, StartupError};
 
 use leptos::config::LeptosOptions;
-use wire::accounts::{AccountSettings, MyNode};
+use wire::accounts::{AccountSettings, CreatedEnrolToken, MyNode, NewEnrolToken};
 use wire::api::NetworkInfo;
 use wire::catalog::ModelListing;
 use wire::{Caller, UnixMillis};
@@ -63,17 +63,38 @@ impl AppState {
         Ok(settings)
     }
 
+    /// Makes an enrolment token, within the caller's limit on making keys
+    /// and tokens: the one way in for the API and the app.
+    pub(crate) async fn create_enrol_token(
+        &self,
+        caller: &Caller,
+        new: NewEnrolToken,
+    ) -> Result<CreatedEnrolToken, error::ApiError> {
+        self.accounts.limits().key_creation(&caller.account)?;
+        Ok(self.enrolments.create_token(caller, new).await?)
+    }
+
     /// The caller's enrolled nodes, with what the registry knows of each.
     pub(crate) async fn my_nodes(&self, caller: &Caller) -> Result<Vec<MyNode>, error::ApiError> {
-        let now = UnixMillis::now();
-        let mut nodes = Vec::new();
-        for (node_id, enrolled_at) in self.enrolments.nodes_of(caller).await? {
-            nodes.push(MyNode {
+        let mine = self.enrolments.nodes_of(caller).await?;
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One read of the registry, not one per node.
+        let mut known: std::collections::HashMap<_, _> = self
+            .registry
+            .all(UnixMillis::now())
+            .await?
+            .into_iter()
+            .map(|n| (n.peer_id, n))
+            .collect();
+        Ok(mine
+            .into_iter()
+            .map(|(node_id, enrolled_at)| MyNode {
                 node_id,
                 enrolled_at,
-                info: self.registry.get(node_id, now).await?,
-            });
-        }
-        Ok(nodes)
+                info: known.remove(&node_id),
+            })
+            .collect())
     }
 }

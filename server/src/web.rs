@@ -100,12 +100,7 @@ impl Backend for AppState {
         caller: &Caller,
         new: NewEnrolToken,
     ) -> Result<CreatedEnrolToken, ErrorBody> {
-        self.accounts
-            .limits()
-            .key_creation(&caller.account)
-            .map_err(body)?;
-        self.enrolments
-            .create_token(caller, new)
+        AppState::create_enrol_token(self, caller, new)
             .await
             .map_err(body)
     }

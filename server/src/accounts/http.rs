@@ -79,19 +79,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// The caller if signed in; nobody if not or if the session is gone; a
-/// cross-site cookie request is refused.
-pub(crate) struct MaybeSignedIn(pub(crate) Option<Caller>);
+/// The caller if signed in in a browser session; nobody if not, if the
+/// session is gone, or for an API key (which may sign up, not add ways in
+/// to its account). A cross-site cookie request is refused.
+pub(crate) struct MaybeSession(pub(crate) Option<Caller>);
 
-impl FromRequestParts<AppState> for MaybeSignedIn {
+impl FromRequestParts<AppState> for MaybeSession {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         match parts.extensions.get::<Authn>() {
-            Some(Authn::Caller(c)) => Ok(MaybeSignedIn(Some(c.clone()))),
+            Some(Authn::Caller(c)) if c.session_id().is_some() => Ok(MaybeSession(Some(c.clone()))),
             Some(Authn::Refused(Refusal::Csrf)) => Err(AuthError::Csrf.into()),
             Some(Authn::Refused(Refusal::InvalidApiKey)) => Err(AuthError::InvalidApiKey.into()),
-            _ => Ok(MaybeSignedIn(None)),
+            _ => Ok(MaybeSession(None)),
         }
     }
 }
@@ -127,13 +128,10 @@ fn with_session<T: serde::Serialize>(session: &NewSession, body: T) -> Response 
 async fn register_start(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    MaybeSignedIn(caller): MaybeSignedIn,
+    MaybeSession(caller): MaybeSession,
     ApiJson(start): ApiJson<PasskeyStart>,
 ) -> Result<Json<PasskeyCeremony>, ApiError> {
     state.accounts.limits().sign_in(ip)?;
-    // Adding a passkey takes a browser session; with an API key (or
-    // nothing) this is a sign-up.
-    let caller = caller.filter(|c| c.session_id().is_some());
     Ok(Json(
         state
             .accounts
@@ -144,11 +142,10 @@ async fn register_start(
 
 async fn register_finish(
     State(state): State<AppState>,
-    MaybeSignedIn(caller): MaybeSignedIn,
+    MaybeSession(caller): MaybeSession,
     headers: HeaderMap,
     ApiJson(finish): ApiJson<PasskeyFinish>,
 ) -> Result<Response, ApiError> {
-    let caller = caller.filter(|c| c.session_id().is_some());
     let (account, session) = state
         .accounts
         .passkey_register_finish(caller.as_ref(), finish, user_agent(&headers))
@@ -189,13 +186,13 @@ struct LnurlStartQuery {
 async fn lnurl_start(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    MaybeSignedIn(caller): MaybeSignedIn,
+    MaybeSession(caller): MaybeSession,
     ApiQuery(q): ApiQuery<LnurlStartQuery>,
 ) -> Result<Json<LnurlLogin>, ApiError> {
     state.accounts.limits().sign_in(ip)?;
     let link = match (q.link, caller) {
         (false, _) => None,
-        (true, Some(c)) if c.session_id().is_some() => Some(c),
+        (true, Some(c)) => Some(c),
         (true, _) => return Err(AuthError::NotSignedIn.into()),
     };
     Ok(Json(state.accounts.lnurl_start(link.as_ref()).await?))

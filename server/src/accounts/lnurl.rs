@@ -87,13 +87,10 @@ impl Accounts {
         let row = ChallengeRow {
             kind: KIND.into(),
             expires_at,
-            state: None,
             account: link.map(|c| c.account.clone()),
-            display_name: None,
-            user_handle: None,
             label: Some(action.into()),
             poll_hash: Some(hash_secret(&poll_token)),
-            signed_account: None,
+            ..Default::default()
         };
         self.store.insert_challenge(&k1, &row).await?;
         Ok(LnurlLogin {

@@ -365,11 +365,7 @@ impl Accounts {
         loop {
             tick.tick().await;
             self.limits.shrink();
-            if let Err(e) = self
-                .store
-                .forget_expired_challenges(UnixMillis::now())
-                .await
-            {
+            if let Err(e) = self.store.forget_expired(UnixMillis::now()).await {
                 tracing::warn!(error = %e, "could not sweep expired sign-ins");
             }
         }

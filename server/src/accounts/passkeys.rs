@@ -90,8 +90,7 @@ impl Accounts {
             display_name: Some(display_name),
             user_handle: Some(handle.to_string()),
             label: Some(label),
-            poll_hash: None,
-            signed_account: None,
+            ..Default::default()
         };
         self.store.insert_challenge(&id, &row).await?;
         Ok(PasskeyCeremony {
@@ -180,12 +179,7 @@ impl Accounts {
             kind: SIGN_IN.into(),
             expires_at: UnixMillis::now().plus(CHALLENGE_TTL),
             state: Some(serde_json::to_value(&state).map_err(internal)?),
-            account: None,
-            display_name: None,
-            user_handle: None,
-            label: None,
-            poll_hash: None,
-            signed_account: None,
+            ..Default::default()
         };
         self.store.insert_challenge(&id, &row).await?;
         Ok(PasskeyCeremony {

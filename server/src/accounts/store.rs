@@ -640,11 +640,8 @@ impl AccountStore {
         ))
     }
 
-    /// Forgets ceremonies that expired before `cutoff`.
-    pub(super) async fn forget_expired_challenges(
-        &self,
-        cutoff: UnixMillis,
-    ) -> Result<(), DbError> {
+    /// Forgets ceremonies and sessions that expired before `cutoff`.
+    pub(super) async fn forget_expired(&self, cutoff: UnixMillis) -> Result<(), DbError> {
         self.db
             .execute(
                 "DELETE challenge WHERE expires_at < $cutoff; \

@@ -16,7 +16,7 @@ use wire::accounts::{CreatedEnrolToken, EnrolTokenView, Enrolled, MyNode, NewEnr
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 use crate::accounts::{require, Session, SignedIn};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{parse_id, ApiError, ApiJson};
 use crate::registry::MAX_SIGNED_BODY;
 use crate::AppState;
 
@@ -58,10 +58,9 @@ async fn create_token(
     Session(caller): Session,
     ApiJson(new): ApiJson<NewEnrolToken>,
 ) -> Result<(StatusCode, Json<CreatedEnrolToken>), ApiError> {
-    state.accounts.limits().key_creation(&caller.account)?;
     Ok((
         StatusCode::CREATED,
-        Json(state.enrolments.create_token(&caller, new).await?),
+        Json(state.create_enrol_token(&caller, new).await?),
     ))
 }
 
@@ -95,9 +94,7 @@ async fn release(
     Path(peer_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     require(&caller, Scope::FleetWrite)?;
-    let id: NodeId = peer_id
-        .parse()
-        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
+    let id: NodeId = parse_id(&peer_id)?;
     state.enrolments.release(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,7 @@ use wire::{AccountId, JobId};
 
 use super::{JobError, Order};
 use crate::accounts::{require, SignedIn};
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{parse_id, ApiError, ApiJson, ApiQuery};
 use crate::AppState;
 
 /// Body limit of a job submission.
@@ -98,9 +98,7 @@ async fn fetch(
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
     require(&caller, Scope::Jobs)?;
-    let id: JobId = id
-        .parse()
-        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
+    let id: JobId = parse_id(&id)?;
     state
         .jobs
         .get(&caller.account, &id)
@@ -113,9 +111,7 @@ async fn receipt(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ReceiptCheck>, ApiError> {
-    let id: JobId = id
-        .parse()
-        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
+    let id: JobId = parse_id(&id)?;
     state
         .jobs
         .receipt(&id)

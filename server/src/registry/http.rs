@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use wire::registry::{HeartbeatAck, NodeInfo, NodeQuery};
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{parse_id, ApiError, ApiJson, ApiQuery};
 use crate::AppState;
 
 /// Body limit of registration and heartbeat requests.
@@ -70,9 +70,7 @@ async fn get_node(
     State(state): State<AppState>,
     Path(peer_id): Path<String>,
 ) -> Result<Json<NodeInfo>, ApiError> {
-    let id: NodeId = peer_id
-        .parse()
-        .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))?;
+    let id: NodeId = parse_id(&peer_id)?;
     state
         .registry
         .get(id, UnixMillis::now())

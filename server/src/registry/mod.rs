@@ -123,31 +123,19 @@ impl Registry {
         let Some(row) = self.store.get(id).await? else {
             return Ok(None);
         };
-        let mut info = row.into_info(now);
-        let claims = self.store.claims().await?;
-        if let Some(operator) = claims.get(&id) {
-            info.claimed = true;
-            info.operator = operator.clone();
-        }
-        Ok(Some(info))
+        let claims = self.store.claims(Some(id)).await?;
+        Ok(Some(claimed(row.into_info(now), &claims)))
     }
 
     /// Every node, sorted by peer id, with its status as of `now`.
     pub(crate) async fn all(&self, now: UnixMillis) -> Result<Vec<NodeInfo>, RegistryError> {
-        let claims = self.store.claims().await?;
+        let claims = self.store.claims(None).await?;
         Ok(self
             .store
             .all()
             .await?
             .into_iter()
-            .map(|r| {
-                let mut info = r.into_info(now);
-                if let Some(operator) = claims.get(&info.peer_id) {
-                    info.claimed = true;
-                    info.operator = operator.clone();
-                }
-                info
-            })
+            .map(|r| claimed(r.into_info(now), &claims))
             .collect())
     }
 
@@ -166,6 +154,19 @@ impl Registry {
             .collect();
         Ok(query::paginate(nodes, after.as_deref(), limit))
     }
+}
+
+/// `info`, marked claimed (with its operator's public name) if `claims`
+/// holds it.
+fn claimed(
+    mut info: NodeInfo,
+    claims: &std::collections::HashMap<NodeId, Option<String>>,
+) -> NodeInfo {
+    if let Some(operator) = claims.get(&info.peer_id) {
+        info.claimed = true;
+        info.operator = operator.clone();
+    }
+    info
 }
 
 #[cfg(test)]

@@ -261,10 +261,11 @@ impl NodeStore {
     }
 
     /// Forgets nodes not heard from since `cutoff`. Returns how many.
-    /// Every node an operator has enrolled (the `claim` table), with the
-    /// operator's public name if they show it.
+    /// The nodes an operator has enrolled (the `claim` table): every one,
+    /// or `only` that one; with the operator's public name if they show it.
     pub(super) async fn claims(
         &self,
+        only: Option<NodeId>,
     ) -> Result<std::collections::HashMap<NodeId, Option<String>>, DbError> {
         #[derive(Deserialize)]
         struct Row {
@@ -272,14 +273,13 @@ impl NodeStore {
             #[serde(default)]
             operator: Option<String>,
         }
-        let rows: Vec<Row> = self
-            .db
-            .rows(
-                "SELECT peer_id, type::record('account', account).public_name AS operator FROM claim",
-                json!({}),
-                0,
-            )
-            .await?;
+        let sql = if only.is_some() {
+            "SELECT peer_id, type::record('account', account).public_name AS operator \
+             FROM type::record('claim', $id)"
+        } else {
+            "SELECT peer_id, type::record('account', account).public_name AS operator FROM claim"
+        };
+        let rows: Vec<Row> = self.db.rows(sql, json!({ "id": only }), 0).await?;
         Ok(rows.into_iter().map(|r| (r.peer_id, r.operator)).collect())
     }
 
