@@ -7,7 +7,7 @@
 // browsed at http://localhost:<port> (the server's public URL).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -28,6 +28,13 @@ let serverUrl;
 let nodeId;
 let apiKey; // made in Settings by the first test
 let passkeyPage; // the page holding the virtual authenticator
+let serverData; // the server's data dir: its admin socket
+
+/** `server admin <args>` against the running server: its JSON answer. */
+function admin(...args) {
+  const out = execFileSync(join(targetDir, "debug", "server"), ["--data-dir", serverData, "admin", ...args]);
+  return JSON.parse(out.toString());
+}
 
 /** Starts a binary and resolves with its one-line JSON "ready" event. */
 function startProcess(name, args) {
@@ -58,8 +65,9 @@ function startProcess(name, args) {
 before(async () => {
   assert.ok(modelsDir, "INFERNET_MODELS_DIR must point at the exported models (run scripts/setup.sh)");
   const data = mkdtempSync(join(tmpdir(), "infernet-e2e-"));
+  serverData = join(data, "server");
   const server = await startProcess("server", [
-    "--listen", "127.0.0.1:0", "--data-dir", join(data, "server"),
+    "--listen", "127.0.0.1:0", "--data-dir", serverData,
     "--p2p-port", "0", "--p2p-host", "127.0.0.1", "--site-root", siteRoot,
   ]);
   serverUrl = server.public_url;
@@ -153,6 +161,9 @@ test("a visitor signs up with a passkey, makes an API key, signs out and in agai
   apiKey = (await page.locator("#new-key").innerText()).trim();
   assert.match(apiKey, /^sk-inf-[a-z2-7]{52}$/);
   assert.equal(await withKey("/api/v1/account", apiKey), 200);
+  // Jobs cost money: the server's operator grants the new account some.
+  const me = await (await fetch(`${serverUrl}/api/v1/account`, { headers: { authorization: `Bearer ${apiKey}` } })).json();
+  assert.equal(admin("credit", me.id, "100000000", "--key", "e2e").credited, true);
   await page.locator("li.api-key").first().waitFor();
   assert.ok(await page.locator("#new-key").isVisible(), "the new key stays shown once the list reloads");
   assert.ok(await fits(page, 360), "Settings fits a phone");

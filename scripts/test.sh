@@ -29,7 +29,8 @@ step "build the binaries"
 cargo build --workspace --bins
 
 step "unit and integration tests"
-cargo test --workspace
+# The ledger's property test at full size: 10 000 random concurrent movements.
+INFERNET_LEDGER_OPS=10000 cargo test --workspace
 
 step "benchmarks, quick smoke (full size: cargo bench -p p2p; cargo bench -p node)"
 cargo bench --profile dev -p p2p --bench ad_propagation -- --nodes 20 --ads 5 --settle-secs 2

@@ -39,6 +39,14 @@ grep -q '"ready"' "$data/node.out" || { echo "the node did not start; see $data/
 # Passkeys need a domain name: the app is at localhost, not 127.0.0.1.
 url="http://localhost:$port"
 key="$(cat "$data/server/local.key")"
+# Jobs are paid from a balance. Without Lightning, the server's operator
+# grants credit: the local account gets 100 000 sat once (the same key on
+# the next start credits nothing). More: server --data-dir … admin credit.
+acct="$(python3 -c 'import json, sys, urllib.request
+r = urllib.request.Request(sys.argv[1] + "/api/v1/account", headers={"Authorization": "Bearer " + sys.argv[2]})
+print(json.load(urllib.request.urlopen(r))["id"])' "http://127.0.0.1:$port" "$key")"
+"$CARGO_TARGET_DIR/debug/server" --data-dir "$data/server" admin credit "$acct" 100000000 \
+  --key up-initial-credit --memo "scripts/up.sh: starting credit" >/dev/null
 models="$(python3 -c 'import json, sys
 for line in sys.stdin:
     try: print(", ".join(json.loads(line)["models"]))

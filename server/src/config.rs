@@ -76,6 +76,45 @@ struct Cli {
     /// account in this file (0600), making both if need be.
     #[arg(long, env = "INFERNET_LOCAL_KEY_FILE")]
     local_key_file: Option<PathBuf>,
+    /// The platform's fee on every job's price, in basis points (100 =
+    /// 1 %), kept from what the node's operator earns [default: 0].
+    #[arg(long, env = "INFERNET_PLATFORM_FEE_BPS")]
+    platform_fee_bps: Option<u32>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What the server binary does besides serving.
+#[derive(Debug, clap::Subcommand, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Commands for the running server's operator, over the admin socket
+    /// in its data dir (only whoever may read the data dir can use it).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// The operator's commands.
+#[derive(Debug, clap::Subcommand, Clone, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// Grants credit to an account (a private instance without
+    /// Lightning): recorded in the ledger like any other movement, once
+    /// per --key.
+    Credit {
+        /// The account (`acct_…`).
+        account: String,
+        /// Millisatoshis.
+        amount_msat: u64,
+        /// Idempotency key: the same key never credits twice [default: a new one].
+        #[arg(long)]
+        key: Option<String>,
+        /// A note shown in the account's history.
+        #[arg(long)]
+        memo: Option<String>,
+    },
+    /// Checks the whole ledger: postings sum to zero, balances match.
+    Audit,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -97,6 +136,7 @@ struct FileConfig {
     node_retention_secs: Option<u64>,
     public_url: Option<String>,
     local_key_file: Option<PathBuf>,
+    platform_fee_bps: Option<u32>,
 }
 
 /// The resolved configuration.
@@ -118,6 +158,9 @@ pub struct Config {
     pub node_retention: Duration,
     pub public_url: Option<String>,
     pub local_key_file: Option<PathBuf>,
+    pub platform_fee_bps: u32,
+    /// An admin command to run against the running server, instead of serving.
+    pub command: Option<Command>,
 }
 
 impl std::fmt::Debug for Config {
@@ -139,6 +182,7 @@ impl std::fmt::Debug for Config {
             .field("node_retention", &self.node_retention)
             .field("public_url", &self.public_url)
             .field("local_key_file", &self.local_key_file)
+            .field("platform_fee_bps", &self.platform_fee_bps)
             .finish()
     }
 }
@@ -185,6 +229,8 @@ impl Config {
             node_retention: Duration::from_secs(7 * 24 * 3600),
             public_url: None,
             local_key_file: None,
+            platform_fee_bps: 0,
+            command: None,
         }
     }
 
@@ -247,7 +293,15 @@ impl Config {
                 )));
             }
         }
+        let platform_fee_bps = cli.platform_fee_bps.or(file.platform_fee_bps).unwrap_or(0);
+        if platform_fee_bps > 5000 {
+            return Err(ConfigError::Invalid(
+                "platform_fee_bps must be 0 to 5000 (50 %)".into(),
+            ));
+        }
         Ok(Config {
+            platform_fee_bps,
+            command: cli.command,
             listen: cli
                 .listen
                 .or(file.listen)

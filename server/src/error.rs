@@ -14,6 +14,7 @@ use crate::accounts::AuthError;
 use crate::db::DbError;
 use crate::enrolment::EnrolError;
 use crate::jobs::JobError;
+use crate::ledger::LedgerError;
 use crate::registry::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub(crate) enum ApiError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Job(#[from] JobError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error("internal error")]
     Db(#[from] DbError),
     #[error("internal error")]
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::Enrol(e) => enrol_status(e),
             ApiError::Registry(e) => registry_status(e),
             ApiError::Job(e) => job_status(e),
+            ApiError::Ledger(e) => ledger_status(e),
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +75,7 @@ impl ApiError {
             ApiError::Enrol(e) => enrol_code(e),
             ApiError::Registry(e) => registry_code(e),
             ApiError::Job(e) => job_code(e),
+            ApiError::Ledger(e) => ledger_code(e),
             ApiError::Db(_) | ApiError::Internal(_) => "internal",
         }
     }
@@ -211,9 +216,26 @@ fn registry_code(e: &RegistryError) -> &'static str {
     }
 }
 
+fn ledger_status(e: &LedgerError) -> StatusCode {
+    match e {
+        LedgerError::InsufficientFunds(_) => StatusCode::PAYMENT_REQUIRED,
+        LedgerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        LedgerError::Unbalanced(_) | LedgerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn ledger_code(e: &LedgerError) -> &'static str {
+    match e {
+        LedgerError::InsufficientFunds(_) => "insufficient_funds",
+        LedgerError::BadRequest(_) => "bad_request",
+        LedgerError::Unbalanced(_) | LedgerError::Store(_) => "internal",
+    }
+}
+
 fn job_status(e: &JobError) -> StatusCode {
     match e {
         JobError::ModelName | JobError::BadInput(_) => StatusCode::BAD_REQUEST,
+        JobError::InsufficientFunds { .. } => StatusCode::PAYMENT_REQUIRED,
         JobError::UnknownModel(_) => StatusCode::NOT_FOUND,
         JobError::NoNodeAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         JobError::NodeRefused {
@@ -233,6 +255,7 @@ fn job_status(e: &JobError) -> StatusCode {
         JobError::NodeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         JobError::Failed { cause, .. } => job_status(cause),
         JobError::Registry(e) => registry_status(e),
+        JobError::Ledger(e) => ledger_status(e),
         JobError::Store(_) | JobError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -241,6 +264,7 @@ fn job_code(e: &JobError) -> &'static str {
     match e {
         JobError::ModelName => "bad_request",
         JobError::BadInput(_) => "invalid_input",
+        JobError::InsufficientFunds { .. } => "insufficient_funds",
         JobError::UnknownModel(_) => "unknown_model",
         JobError::NoNodeAvailable(_) => "no_node_available",
         JobError::NodeRefused { .. } => "node_refused",
@@ -251,6 +275,7 @@ fn job_code(e: &JobError) -> &'static str {
         JobError::BadReceipt(_) => "bad_receipt",
         JobError::Failed { cause, .. } => job_code(cause),
         JobError::Registry(e) => registry_code(e),
+        JobError::Ledger(e) => ledger_code(e),
         JobError::Store(_) | JobError::Internal(_) => "internal",
     }
 }

@@ -2,11 +2,13 @@
 //! and the web app (Leptos SSR + hydration), over SurrealDB.
 
 mod accounts;
+pub mod admin;
 pub mod config;
 mod db;
 mod enrolment;
 mod error;
 mod jobs;
+mod ledger;
 mod network;
 mod openai;
 mod registry;
@@ -14,7 +16,7 @@ mod startup;
 mod web;
 
 pub use accounts::{LocalKeyError, SiteError};
-pub use config::Config;
+pub use config::{AdminCommand, Command, Config};
 pub use startup::{Application, StartupError};
 
 use leptos::config::LeptosOptions;
@@ -28,6 +30,7 @@ use wire::{Caller, UnixMillis};
 pub struct AppState {
     registry: registry::Registry,
     jobs: jobs::Jobs,
+    ledger: ledger::Ledger,
     accounts: accounts::Accounts,
     enrolments: enrolment::Enrolments,
     network_info: NetworkInfo,

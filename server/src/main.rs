@@ -19,6 +19,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(server::Command::Admin { command }) = config.command.clone() {
+        return match server::admin::client(&config.data_dir, command).await {
+            Ok(answer) => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{answer}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     tracing::info!(?config, "starting");
     let app = match Application::build(config).await {
         Ok(app) => app,

@@ -20,7 +20,7 @@ use wire::api::{ErrorBody, NetworkInfo};
 
 use crate::db::{Db, DbConfig, DbError};
 use crate::registry::Registry;
-use crate::{accounts, enrolment, jobs, network, openai, registry, AppState, Config};
+use crate::{accounts, enrolment, jobs, ledger, network, openai, registry, AppState, Config};
 
 /// No request body anywhere may be larger than this; routes set lower limits.
 const MAX_ANY_BODY: usize = 2 * 1024 * 1024;
@@ -124,11 +124,25 @@ impl Application {
                 .clone()
                 .follow_network(network.clone(), config.node_retention),
         );
+        let enrolments = enrolment::Enrolments::new(db.clone(), peer_id.into());
+        let ledger = ledger::Ledger::new(db.clone(), config.platform_fee_bps, false);
+        crate::admin::serve(&config.data_dir, ledger.clone()).map_err(|source| {
+            StartupError::DataDir {
+                path: config
+                    .data_dir
+                    .join(crate::admin::SOCKET)
+                    .display()
+                    .to_string(),
+                source,
+            }
+        })?;
         let jobs = jobs::Jobs::new(
             db.clone(),
             registry.clone(),
             network.clone(),
             config.job_timeout,
+            ledger.clone(),
+            enrolments.clone(),
         );
         let public_url = site.origin().to_owned();
         let accounts = accounts::Accounts::new(db.clone(), site, accounts::Limits::standard())?;
@@ -137,7 +151,6 @@ impl Application {
             tracing::info!(%account, path = %path.display(), "local account's API key is ready");
         }
         tokio::spawn(accounts.clone().sweep_forever());
-        let enrolments = enrolment::Enrolments::new(db, peer_id.into());
         // Jobs left dispatched by an earlier run (or whose end could not be
         // written) are failed once they are surely over.
         tokio::spawn(
@@ -149,6 +162,7 @@ impl Application {
         );
         let state = AppState {
             jobs,
+            ledger,
             registry,
             accounts,
             enrolments,
@@ -231,6 +245,7 @@ fn router(state: AppState) -> Router {
         .merge(network::router())
         .merge(accounts::router())
         .merge(enrolment::router())
+        .merge(ledger::router())
         .fallback(api_not_found);
     let cors = CorsLayer::new()
         .allow_origin(Any)

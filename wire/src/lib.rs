@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod ads;
 pub mod api;
+pub mod billing;
 pub mod catalog;
 pub mod ids;
 pub mod jobs;

@@ -35,6 +35,14 @@ async fn enrol(
     ApiJson(envelope): ApiJson<SignedEnvelope>,
 ) -> Result<Json<Enrolled>, ApiError> {
     let (mut enrolled, account) = state.enrolments.enrol(&envelope, UnixMillis::now()).await?;
+    // What the node earned before it was enrolled is its operator's now.
+    let moved = state
+        .ledger
+        .claim_pending(&enrolled.node_id, &account)
+        .await?;
+    if moved.0 > 0 {
+        tracing::info!(peer_id = %enrolled.node_id, %account, amount = %moved, "pending earnings moved to the operator");
+    }
     enrolled.account_name = state.accounts.account(&account).await?.display_name;
     Ok(Json(enrolled))
 }

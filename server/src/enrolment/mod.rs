@@ -207,6 +207,14 @@ impl Enrolments {
         }
     }
 
+    /// The account a node is enrolled to, if any: who its jobs pay.
+    pub(crate) async fn operator_of(
+        &self,
+        node: NodeId,
+    ) -> Result<Option<wire::AccountId>, EnrolError> {
+        Ok(self.store.claim(node).await?.map(|c| c.account))
+    }
+
     /// The caller's nodes and when each was enrolled.
     pub(crate) async fn nodes_of(
         &self,

@@ -9,9 +9,10 @@ use wire::jobs::{
     verify_receipt, JobEvent, JobOutput, JobRecord, JobRequest, JobStatus, JobTerms, OutputPart,
     Receipt,
 };
-use wire::{SignedEnvelope, UnixMillis};
+use wire::{AccountId, SignedEnvelope, UnixMillis};
 
 use super::{JobError, Jobs, Prepared, FINAL_WRITE_TRIES};
+use crate::ledger::{Movement, Payee};
 
 /// Where a job's streamed text goes: to its reader as fast as the reader
 /// takes it, never holding up the node. Text the reader has no room for
@@ -53,7 +54,7 @@ impl Jobs {
             mut record,
             addrs,
             request,
-            owner: _,
+            owner,
         } = prepared;
         tracing::info!(model = %record.model, "job dispatched");
         let mut text = TextOut {
@@ -74,7 +75,8 @@ impl Jobs {
                     at: finished,
                     message: Some(format!("{} ms compute", receipt.compute_ms)),
                 };
-                self.record_end(&record, &event).await;
+                let settle = self.charge(&record, &owner, finished).await;
+                self.record_end(&record, &event, &settle).await;
                 record.events.push(event);
                 tracing::info!(compute_ms = receipt.compute_ms, "job succeeded");
                 Ok(record)
@@ -87,7 +89,9 @@ impl Jobs {
                     at: finished,
                     message: Some(error.to_string()),
                 };
-                self.record_end(&record, &event).await;
+                let release =
+                    Movement::release(&record.id, &owner, record.max_price_msat, finished);
+                self.record_end(&record, &event, &release).await;
                 tracing::warn!(%error, "job failed");
                 Err(JobError::Failed {
                     job_id: record.id,
@@ -99,12 +103,41 @@ impl Jobs {
         ended
     }
 
-    /// Writes a job's end, trying a few times. If the database stays away,
-    /// the caller still gets the job's outcome, and the record stays
-    /// dispatched until the reconciler fails it as lost.
-    async fn record_end(&self, record: &JobRecord, event: &JobEvent) {
+    /// How a succeeded job pays: its price from its hold to the node's
+    /// operator (or, for a node nobody has enrolled, to its pending
+    /// earnings), less the platform's fee; the rest back to the owner.
+    async fn charge(&self, record: &JobRecord, owner: &AccountId, at: UnixMillis) -> Movement {
+        let payee = match self.enrolments.operator_of(record.node_id).await {
+            Ok(Some(operator)) => Payee::Operator(operator),
+            Ok(None) => Payee::Node(record.node_id),
+            Err(e) => {
+                // Nothing is lost: a node's pending earnings move to its
+                // operator at the next sweep.
+                tracing::warn!(error = %e, "could not read the node's operator; paying its pending earnings");
+                Payee::Node(record.node_id)
+            }
+        };
+        Movement::charge(
+            &record.id,
+            owner,
+            record.max_price_msat,
+            record.price_msat,
+            &payee,
+            self.ledger.fee_bps(),
+            at,
+        )
+        // The receipt was checked against the budget: a price above it
+        // cannot get here. Should it, the consumer pays nothing.
+        .unwrap_or_else(|_| Movement::release(&record.id, owner, record.max_price_msat, at))
+    }
+
+    /// Writes a job's end and settles its hold, trying a few times. If the
+    /// database stays away, the caller still gets the job's outcome, and
+    /// the record stays dispatched until the reconciler fails it as lost
+    /// (releasing the hold).
+    async fn record_end(&self, record: &JobRecord, event: &JobEvent, settle: &Movement) {
         for tries in 1..=FINAL_WRITE_TRIES {
-            match self.store.finish(record, event).await {
+            match self.store.finish(record, event, settle).await {
                 Ok(true) => return,
                 Ok(false) => {
                     // Only a job far past its deadline is given up on.

@@ -31,6 +31,8 @@ use wire::registry::ModelOffer;
 use wire::{AccountId, JobId, MilliSats, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
+use crate::enrolment::Enrolments;
+use crate::ledger::{Book, Ledger, LedgerError, Movement};
 use crate::registry::{Registry, RegistryError};
 use choose::choose_node;
 use store::JobStore;
@@ -53,6 +55,15 @@ pub(crate) enum JobError {
     ModelName,
     #[error(transparent)]
     BadInput(#[from] InputError),
+    /// The caller's balance cannot cover the job's budget.
+    #[error(
+        "insufficient funds: this job may cost up to {budget} and your balance is {balance}; \
+         top up on the Wallet page or POST /api/v1/billing/topups, or set a lower max price"
+    )]
+    InsufficientFunds {
+        budget: MilliSats,
+        balance: MilliSats,
+    },
     #[error("no node offers model `{0}`")]
     UnknownModel(String),
     #[error("{0}")]
@@ -77,8 +88,19 @@ pub(crate) enum JobError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] DbError),
+    #[error(transparent)]
+    Ledger(LedgerError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<LedgerError> for JobError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Store(db) => JobError::Store(db),
+            e => JobError::Ledger(e),
+        }
+    }
 }
 
 /// What to run a job on.
@@ -142,15 +164,26 @@ pub(crate) struct Jobs {
     registry: Registry,
     network: p2p::Client,
     timeout: Duration,
+    ledger: Ledger,
+    enrolments: Enrolments,
 }
 
 impl Jobs {
-    pub(crate) fn new(db: Db, registry: Registry, network: p2p::Client, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        db: Db,
+        registry: Registry,
+        network: p2p::Client,
+        timeout: Duration,
+        ledger: Ledger,
+        enrolments: Enrolments,
+    ) -> Self {
         Jobs {
             store: JobStore::new(db),
             registry,
             network,
             timeout,
+            ledger,
+            enrolments,
         }
     }
 
@@ -168,6 +201,7 @@ impl Jobs {
         F: FnOnce(&ModelOffer) -> Result<JobInput, E>,
     {
         let prepared = self.prepare(order, input).await?;
+        let budget = prepared.record.max_price_msat;
         let (recorded_tx, recorded) = oneshot::channel();
         let (text_tx, text) = mpsc::channel(TEXT_BUFFER);
         let jobs = self.clone();
@@ -179,9 +213,15 @@ impl Jobs {
         let end = tokio::spawn(
             async move {
                 let deadline = prepared.request.deadline;
+                let hold = Movement::hold(
+                    &prepared.record.id,
+                    &prepared.owner,
+                    prepared.record.max_price_msat,
+                    prepared.record.created_at,
+                );
                 if let Err(e) = jobs
                     .store
-                    .insert(&prepared.record, deadline, &prepared.owner)
+                    .insert(&prepared.record, deadline, &prepared.owner, &hold)
                     .await
                 {
                     let _ = recorded_tx.send(Err(e));
@@ -192,10 +232,25 @@ impl Jobs {
             }
             .instrument(span),
         );
-        let record = recorded
+        let record = match recorded
             .await
             .map_err(|_| JobError::Internal("the job's task stopped".into()))?
-            .map_err(JobError::from)?;
+        {
+            Ok(record) => record,
+            Err(LedgerError::InsufficientFunds(_)) => {
+                let balance = self
+                    .ledger
+                    .book_balance(&Book::Balance(order.owner.clone()))
+                    .await
+                    .map_err(JobError::from)?;
+                return Err(JobError::InsufficientFunds {
+                    budget,
+                    balance: MilliSats(u64::try_from(balance).unwrap_or(0)),
+                }
+                .into());
+            }
+            Err(e) => return Err(JobError::from(e).into()),
+        };
         Ok(Started { record, text, end })
     }
 
@@ -302,7 +357,15 @@ impl Jobs {
     /// ended. Returns how many. (Leases and retries replace this guess once
     /// jobs move between nodes; until then it keeps a job from staying in
     /// flight for ever.)
-    pub(crate) async fn reconcile(&self, now: UnixMillis) -> Result<usize, JobError> {
+    ///
+    /// A job that an earlier run of this server sent (created before
+    /// `started`) has nobody left to record its end: it is failed as soon
+    /// as its deadline passes, without the grace a running job gets.
+    pub(crate) async fn reconcile(
+        &self,
+        now: UnixMillis,
+        started: UnixMillis,
+    ) -> Result<usize, JobError> {
         let ago = |d: Duration| {
             UnixMillis(
                 now.0
@@ -317,11 +380,24 @@ impl Jobs {
         let mut failed = 0;
         let overdue = self
             .store
-            .overdue(ago(LOST_AFTER), ago(LOST_WITHOUT_DEADLINE))
+            .overdue(ago(LOST_AFTER), ago(LOST_WITHOUT_DEADLINE), started, now)
             .await?;
-        for id in overdue {
-            if self.store.fail_if_dispatched(&id, &error, now).await? {
-                tracing::warn!(job_id = %id, "job lost; marked failed");
+        for job in overdue {
+            // Rows from before accounts have no owner and held nothing; the
+            // store releases only a hold that exists.
+            let owner = job.owner.unwrap_or_else(|| AccountId::from_random([0; 16]));
+            let release = Movement::release(
+                &job.job_id,
+                &owner,
+                job.max_price_msat.unwrap_or(MilliSats(0)),
+                now,
+            );
+            if self
+                .store
+                .fail_if_dispatched(&job.job_id, &error, now, &release)
+                .await?
+            {
+                tracing::warn!(job_id = %job.job_id, "job lost; marked failed, its hold released");
                 failed += 1;
             }
         }
@@ -330,11 +406,12 @@ impl Jobs {
 
     /// Reconciles at once, then every interval, until the server stops.
     pub(crate) async fn reconcile_forever(self, every: Duration) {
+        let started = UnixMillis::now();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = self.reconcile(UnixMillis::now()).await {
+            if let Err(e) = self.reconcile(UnixMillis::now(), started).await {
                 tracing::warn!(error = %e, "could not reconcile jobs");
             }
         }

@@ -10,6 +10,17 @@ use wire::registry::Task;
 use wire::{AccountId, JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
 
 use crate::db::{Db, DbError};
+use crate::ledger::{move_sql, Applied, LedgerError, Movement};
+
+/// A job still dispatched past its deadline, and what to release.
+#[derive(Debug, Deserialize)]
+pub(super) struct Overdue {
+    pub(super) job_id: JobId,
+    #[serde(default)]
+    pub(super) owner: Option<AccountId>,
+    #[serde(default)]
+    pub(super) max_price_msat: Option<MilliSats>,
+}
 
 /// A job as stored in the `job` table.
 #[derive(Debug, Deserialize)]
@@ -53,14 +64,15 @@ impl JobStore {
         JobStore { db }
     }
 
-    /// Records a new job and its first events; the node gives up on it at
-    /// `deadline`.
+    /// Records a new job and its first events and holds its budget
+    /// (`hold`), all or nothing; the node gives up on it at `deadline`.
     pub(super) async fn insert(
         &self,
         r: &JobRecord,
         deadline: UnixMillis,
         owner: &AccountId,
-    ) -> Result<(), DbError> {
+        hold: &Movement,
+    ) -> Result<(), LedgerError> {
         let job = json!({
             "job_id": r.id,
             "model": r.model,
@@ -81,21 +93,35 @@ impl JobStore {
             .enumerate()
             .map(|(i, e)| event_row(&r.id, i, e))
             .collect();
-        self.db
-            .execute(
-                "BEGIN TRANSACTION; \
-                 CREATE type::record('job', $id) CONTENT $job; \
-                 INSERT INTO job_event $events; \
-                 COMMIT TRANSACTION;",
-                json!({ "id": r.id, "job": job, "events": events }),
-            )
-            .await
+        let sql = format!(
+            "BEGIN TRANSACTION; \
+             CREATE type::record('job', $id) CONTENT $job; \
+             INSERT INTO job_event $events; \
+             {} \
+             COMMIT TRANSACTION;",
+            move_sql("hold")
+        );
+        let vars = json!({ "id": r.id, "job": job, "events": events, "hold": hold.to_json()? });
+        match self.db.transact::<serde_json::Value>(&sql, vars, 0).await {
+            Ok(_) => Ok(()),
+            Err(e) => match LedgerError::from_db(e)? {
+                // A new job's hold is new: its key cannot have been used.
+                Applied::AlreadyDone => Err(LedgerError::Unbalanced(format!("hold:{}", r.id))),
+                Applied::Moved => Ok(()),
+            },
+        }
     }
 
-    /// Writes the job's final state and its event together, or neither.
+    /// Writes the job's final state, its event and the settling of its
+    /// hold (`settle`: charged or released) together, or none of them.
     /// Only a job still dispatched is finished: one the reconciler has
     /// already given up on stays as it says. Returns whether it was.
-    pub(super) async fn finish(&self, r: &JobRecord, event: &JobEvent) -> Result<bool, DbError> {
+    pub(super) async fn finish(
+        &self,
+        r: &JobRecord,
+        event: &JobEvent,
+        settle: &Movement,
+    ) -> Result<bool, LedgerError> {
         let mut patch = json!({ "status": r.status, "price_msat": r.price_msat });
         if let Some(o) = &r.output {
             patch["output"] = json!(o);
@@ -109,33 +135,32 @@ impl JobStore {
         if let Some(f) = r.finished_at {
             patch["finished_at"] = json!(f);
         }
-        self.end_if_dispatched(&r.id, patch, event_row(&r.id, 0, event))
+        self.end_if_dispatched(&r.id, patch, event_row(&r.id, 0, event), settle)
             .await
     }
 
-    /// Jobs still dispatched whose deadline passed before `cutoff`, or,
-    /// for rows from before deadlines were kept, that were created before
-    /// `created_before`.
+    /// Jobs still dispatched whose deadline passed before `cutoff`, or
+    /// that were created before `orphaned_before` and whose deadline passed
+    /// before `now`, or, for rows from before deadlines were kept, that
+    /// were created before `created_before`.
     pub(super) async fn overdue(
         &self,
         cutoff: UnixMillis,
         created_before: UnixMillis,
-    ) -> Result<Vec<JobId>, DbError> {
-        #[derive(Deserialize)]
-        struct Id {
-            job_id: JobId,
-        }
-        let rows: Vec<Id> = self
-            .db
+        orphaned_before: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<Overdue>, DbError> {
+        self.db
             .rows(
-                "SELECT job_id FROM job WHERE status = 'dispatched' AND \
+                "SELECT job_id, owner, max_price_msat FROM job WHERE status = 'dispatched' AND \
                  ((deadline != NONE AND deadline < $cutoff) OR \
+                  (deadline != NONE AND deadline < $now AND created_at < $orphaned) OR \
                   (deadline = NONE AND created_at < $created_before))",
-                json!({ "cutoff": cutoff, "created_before": created_before }),
+                json!({ "cutoff": cutoff, "created_before": created_before,
+                        "orphaned": orphaned_before, "now": now }),
                 0,
             )
-            .await?;
-        Ok(rows.into_iter().map(|r| r.job_id).collect())
+            .await
     }
 
     /// Fails a job that is still dispatched, with `error`, and records the
@@ -146,7 +171,8 @@ impl JobStore {
         id: &JobId,
         error: &ErrorBody,
         now: UnixMillis,
-    ) -> Result<bool, DbError> {
+        release: &Movement,
+    ) -> Result<bool, LedgerError> {
         let patch = json!({ "status": JobStatus::Failed, "error": error, "finished_at": now });
         let event = json!({
             "job_id": id,
@@ -154,36 +180,45 @@ impl JobStore {
             "at": now,
             "message": error.error.message,
         });
-        self.end_if_dispatched(id, patch, event).await
+        self.end_if_dispatched(id, patch, event, release).await
     }
 
-    /// Merges `patch` into a job that is still dispatched and creates
-    /// `event` (its `seq` the next of the job's), in one transaction; does
-    /// neither if the job has ended. Returns whether it did.
+    /// Merges `patch` into a job that is still dispatched, creates `event`
+    /// (its `seq` the next of the job's) and applies `settle` to its hold,
+    /// in one transaction; does none of it if the job has ended. (A job
+    /// from before the ledger has no hold, and nothing to settle.) Returns
+    /// whether it did.
     async fn end_if_dispatched(
         &self,
         id: &JobId,
         patch: serde_json::Value,
         event: serde_json::Value,
-    ) -> Result<bool, DbError> {
-        let ended: Vec<serde_json::Value> = self
-            .db
-            .rows(
-                "BEGIN TRANSACTION; \
-                 LET $ended = (UPDATE type::record('job', $id) MERGE $patch \
-                     WHERE status = 'dispatched' RETURN job_id); \
-                 IF array::len($ended) > 0 { \
-                     LET $seq = array::len((SELECT seq FROM job_event WHERE job_id = $id)); \
-                     CREATE job_event CONTENT object::extend($event, { seq: $seq }); \
-                 }; \
-                 RETURN $ended; \
-                 COMMIT TRANSACTION;",
-                json!({ "id": id, "patch": patch, "event": event }),
-                // The results of BEGIN, LET, IF, then RETURN's.
-                3,
-            )
-            .await?;
-        Ok(!ended.is_empty())
+        settle: &Movement,
+    ) -> Result<bool, LedgerError> {
+        let sql = format!(
+            "BEGIN TRANSACTION; \
+             LET $ended = (UPDATE type::record('job', $id) MERGE $patch \
+                 WHERE status = 'dispatched' RETURN job_id); \
+             IF array::len($ended) > 0 {{ \
+                 LET $seq = array::len((SELECT seq FROM job_event WHERE job_id = $id)); \
+                 CREATE job_event CONTENT object::extend($event, {{ seq: $seq }}); \
+                 IF record::exists(type::record('movement', 'hold:' + $id)) {{ {} }}; \
+             }}; \
+             RETURN $ended; \
+             COMMIT TRANSACTION;",
+            move_sql("settle")
+        );
+        let vars = json!({ "id": id, "patch": patch, "event": event, "settle": settle.to_json()? });
+        // The results of BEGIN, LET, IF, then RETURN's.
+        match self.db.transact::<serde_json::Value>(&sql, vars, 3).await {
+            Ok(ended) => Ok(!ended.is_empty()),
+            Err(e) => match LedgerError::from_db(e)? {
+                // Settled already (a retry of a write that did commit):
+                // the job's end is as written then.
+                Applied::AlreadyDone => Ok(false),
+                Applied::Moved => Ok(true),
+            },
+        }
     }
 
     /// A job by id; with `owner`, only if it is theirs.
@@ -251,6 +286,7 @@ impl JobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::{Book, Ledger, Payee};
     use testkit::fixtures::node_id;
 
     fn dispatched(n: u8, now: UnixMillis) -> JobRecord {
@@ -279,78 +315,149 @@ mod tests {
         }
     }
 
+    fn hold(r: &JobRecord, owner: &AccountId) -> Movement {
+        Movement::hold(&r.id, owner, r.max_price_msat, r.created_at)
+    }
+
     #[tokio::test]
-    async fn a_job_left_dispatched_past_its_deadline_is_failed_once_with_its_event() {
-        let store = JobStore::new(Db::temp("overdue").await);
+    async fn a_job_left_dispatched_past_its_deadline_is_failed_once_with_its_event_and_released() {
+        let db = Db::temp("overdue").await;
+        let store = JobStore::new(db.clone());
+        let ledger = Ledger::new(db, 0, false);
         let now = UnixMillis::now();
         let lost = dispatched(1, now);
         let running = dispatched(2, now);
         let me = AccountId::from_random([1; 16]);
-        store
-            .insert(&lost, UnixMillis(now.0 - 1), &me)
+        ledger
+            .credit(&me, MilliSats(2500), "start", None)
             .await
             .unwrap();
         store
-            .insert(&running, UnixMillis(now.0 + 60_000), &me)
+            .insert(&lost, UnixMillis(now.0 - 1), &me, &hold(&lost, &me))
             .await
             .unwrap();
-        assert_eq!(
-            store.overdue(now, UnixMillis(0)).await.unwrap(),
-            vec![lost.id.clone()]
-        );
+        store
+            .insert(
+                &running,
+                UnixMillis(now.0 + 60_000),
+                &me,
+                &hold(&running, &me),
+            )
+            .await
+            .unwrap();
+        let my_balance = Book::Balance(me.clone());
+        let balance = || ledger.book_balance(&my_balance);
+        assert_eq!(balance().await.unwrap(), 500, "two budgets held");
+        // A third job's budget is more than what is left: not recorded.
+        let broke = dispatched(3, now);
+        assert!(matches!(
+            store.insert(&broke, now, &me, &hold(&broke, &me)).await,
+            Err(LedgerError::InsufficientFunds(_))
+        ));
+        assert!(store.get(&broke.id, None).await.unwrap().is_none());
+        let overdue = store
+            .overdue(now, UnixMillis(0), UnixMillis(0), now)
+            .await
+            .unwrap();
+        assert_eq!(overdue.len(), 1);
+        assert_eq!(overdue[0].job_id, lost.id);
+        assert_eq!(overdue[0].owner.as_ref(), Some(&me));
         let error = ErrorBody::new("lost", "the server lost track of this job");
+        let release = Movement::release(&lost.id, &me, lost.max_price_msat, now);
         assert!(store
-            .fail_if_dispatched(&lost.id, &error, now)
+            .fail_if_dispatched(&lost.id, &error, now, &release)
             .await
             .unwrap());
+        assert_eq!(
+            balance().await.unwrap(),
+            1500,
+            "the lost job's hold is back"
+        );
         assert!(
             !store
-                .fail_if_dispatched(&lost.id, &error, now)
+                .fail_if_dispatched(&lost.id, &error, now, &release)
                 .await
                 .unwrap(),
             "a job is failed once"
         );
+        assert_eq!(balance().await.unwrap(), 1500, "and released once");
         let record = store.get(&lost.id, Some(&me)).await.unwrap().unwrap();
         assert_eq!(record.status, JobStatus::Failed);
         assert_eq!(record.error, Some(error));
         assert_eq!(record.max_price_msat, MilliSats(1000), "the budget is kept");
         let statuses: Vec<JobStatus> = record.events.iter().map(|e| e.status).collect();
         assert_eq!(statuses, [JobStatus::Dispatched, JobStatus::Failed]);
-        assert!(store.overdue(now, UnixMillis(0)).await.unwrap().is_empty());
+        assert!(store
+            .overdue(now, UnixMillis(0), UnixMillis(0), now)
+            .await
+            .unwrap()
+            .is_empty());
         let still = store.get(&running.id, Some(&me)).await.unwrap().unwrap();
         assert_eq!(still.status, JobStatus::Dispatched, "not yet overdue");
-        // The job's own end, arriving after all, leaves the record as it is.
+        // The job's own end, arriving after all, leaves the record (and the
+        // money) as it is.
         let mut late = lost.clone();
         late.status = JobStatus::Succeeded;
+        late.price_msat = MilliSats(400);
         let event = JobEvent {
             status: JobStatus::Succeeded,
             at: now,
             message: None,
         };
-        assert!(!store.finish(&late, &event).await.unwrap());
+        let payee = Payee::Node(node_id(1));
+        let charge = |r: &JobRecord| {
+            Movement::charge(&r.id, &me, r.max_price_msat, r.price_msat, &payee, 0, now).unwrap()
+        };
+        assert!(!store.finish(&late, &event, &charge(&late)).await.unwrap());
         let record = store.get(&lost.id, Some(&me)).await.unwrap().unwrap();
         assert_eq!(record.status, JobStatus::Failed);
         assert_eq!(record.events.len(), 2);
-        // A job still running ends normally, with its event next in line.
+        assert_eq!(balance().await.unwrap(), 1500);
+        // A job still running ends normally, with its event next in line,
+        // and pays its price.
         let mut done = running.clone();
         done.status = JobStatus::Succeeded;
-        assert!(store.finish(&done, &event).await.unwrap());
+        done.price_msat = MilliSats(400);
+        assert!(store.finish(&done, &event, &charge(&done)).await.unwrap());
         let record = store.get(&running.id, Some(&me)).await.unwrap().unwrap();
         assert_eq!(record.status, JobStatus::Succeeded);
         let seqs: Vec<JobStatus> = record.events.iter().map(|e| e.status).collect();
         assert_eq!(seqs, [JobStatus::Dispatched, JobStatus::Succeeded]);
+        assert_eq!(balance().await.unwrap(), 2100);
+        assert_eq!(
+            ledger
+                .book_balance(&Book::Pending(node_id(1)))
+                .await
+                .unwrap(),
+            400
+        );
+        assert!(ledger.audit().await.unwrap().is_clean());
     }
 
     #[tokio::test]
     async fn a_job_is_read_and_listed_only_by_its_owner() {
-        let store = JobStore::new(Db::temp("owner").await);
+        let db = Db::temp("owner").await;
+        let store = JobStore::new(db.clone());
+        let ledger = Ledger::new(db, 0, false);
         let now = UnixMillis::now();
         let mine = dispatched(1, now);
         let theirs = dispatched(2, now);
         let me = AccountId::from_random([1; 16]);
         let them = AccountId::from_random([2; 16]);
-        store.insert(&mine, now, &me).await.unwrap();
-        store.insert(&theirs, now, &them).await.unwrap();
+        for who in [&me, &them] {
+            ledger
+                .credit(who, MilliSats(1000), "start", None)
+                .await
+                .unwrap();
+        }
+        store
+            .insert(&mine, now, &me, &hold(&mine, &me))
+            .await
+            .unwrap();
+        store
+            .insert(&theirs, now, &them, &hold(&theirs, &them))
+            .await
+            .unwrap();
         assert!(store.get(&mine.id, Some(&me)).await.unwrap().is_some());
         assert!(store.get(&theirs.id, Some(&me)).await.unwrap().is_none());
         assert!(store.get(&theirs.id, None).await.unwrap().is_some());

@@ -91,6 +91,7 @@ impl OpenAiError {
         };
         let code = match self.error.code() {
             "unknown_model" => "model_not_found",
+            "insufficient_funds" => "insufficient_quota",
             // OpenAI's clients know one code for every 401.
             _ if status.as_u16() == 401 => "invalid_api_key",
             other => other,

@@ -162,6 +162,9 @@ impl Drop for Proc {
     }
 }
 
+/// What the local account of every test server starts with: 1 000 000 sat.
+pub(crate) const LOCAL_CREDIT_MSAT: u64 = 1_000_000_000;
+
 pub(crate) struct Server {
     /// Kept for its `Drop`, which stops the server.
     proc: Proc,
@@ -221,9 +224,10 @@ impl Server {
             "127.0.0.1",
             "--site-root",
             site.to_str().unwrap(),
-            "--job-timeout-secs",
-            "60",
         ];
+        if !extra.iter().any(|a| a == "--job-timeout-secs") {
+            args.extend(["--job-timeout-secs", "60"]);
+        }
         args.extend(extra.iter().map(String::as_str));
         let proc = Proc::spawn(&server_bin(), &args);
         let url = proc.ready["http"].as_str().unwrap().to_owned();
@@ -232,14 +236,57 @@ impl Server {
             .expect("the server writes the local account's key")
             .trim()
             .to_owned();
-        Server {
+        let server = Server {
             proc,
             url,
             public_url,
             key,
             data_dir,
             extra,
-        }
+        };
+        // Jobs need funds: the local account starts with credit (once:
+        // the same key on a restart credits nothing).
+        let account = server.account_of(&server.http());
+        server.credit_with_key(&account, LOCAL_CREDIT_MSAT, "harness");
+        server
+    }
+
+    /// The id of the account `client` is signed in to.
+    pub(crate) fn account_of(&self, client: &reqwest::blocking::Client) -> String {
+        let me: serde_json::Value = client
+            .get(format!("{}/api/v1/account", self.url))
+            .send()
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .unwrap();
+        me["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs `server admin <args>` against this server; its exit status
+    /// and what it printed.
+    pub(crate) fn admin(&self, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+        let data = self.data_dir.join("data");
+        let out = std::process::Command::new(server_bin())
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("admin")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Grants `account` credit with the admin command, once per `key`.
+    pub(crate) fn credit_with_key(&self, account: &str, msat: u64, key: &str) -> serde_json::Value {
+        let (status, out, err) = self.admin(&["credit", account, &msat.to_string(), "--key", key]);
+        assert!(status.success(), "admin credit failed: {err}");
+        serde_json::from_str(out.trim()).unwrap()
     }
 
     /// A client that sends the local account's API key.

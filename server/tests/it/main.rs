@@ -3,6 +3,7 @@
 //! the real all-MiniLM-L6-v2), on ports chosen by the OS.
 
 mod accounts;
+mod billing;
 mod enrolment;
 mod harness;
 mod jobs;

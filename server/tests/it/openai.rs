@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wire::jobs::{cosine, JobRecord, JobStatus};
 
-use crate::harness::{http, Node, Server};
+use crate::harness::{client_with_key, http, Node, Server};
 use crate::wallet::{browser, create_key, sign_in, Wallet};
 
 fn post(server: &Server, path: &str, body: &Value) -> (StatusCode, Value) {
@@ -254,7 +254,20 @@ fn the_official_openai_python_library_works_unchanged() {
         &Wallet::from_seed(b"openai client test wallet seed 1"),
     );
     let (key, _) = create_key(&server, &page, "python", &["jobs"]);
+    server.credit_with_key(
+        &server.account_of(&client_with_key(&key)),
+        10_000_000,
+        "python",
+    );
     let (revoked, revoked_id) = create_key(&server, &page, "old", &["jobs"]);
+    // And an account with no money.
+    let poor = browser(&server);
+    sign_in(
+        &server,
+        &poor,
+        &Wallet::from_seed(b"openai client test: broke wallet"),
+    );
+    let (broke, _) = create_key(&server, &poor, "python", &["jobs"]);
     let r = page
         .delete(server.url(&format!("/api/v1/account/keys/{revoked_id}")))
         .send()
@@ -267,6 +280,7 @@ fn the_official_openai_python_library_works_unchanged() {
         .arg(server.url("/v1"))
         .arg(&key)
         .arg(&revoked)
+        .arg(&broke)
         .output()
         .unwrap_or_else(|e| panic!("could not run {python}: {e} (run scripts/setup.sh)"));
     assert!(
@@ -312,4 +326,35 @@ fn the_official_openai_python_library_works_unchanged() {
             "{case}"
         );
     }
+    assert_eq!(
+        got["broke"],
+        json!({ "status": 402, "code": "insufficient_quota", "type": "insufficient_quota" })
+    );
+    // What the jobs cost is in the account's billing history.
+    let billing: Value = page
+        .get(server.url("/api/v1/billing"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let spent = billing["spent_msat"].as_u64().unwrap();
+    assert!(spent > 0, "{billing}");
+    assert_eq!(
+        billing["balance_msat"].as_u64().unwrap(),
+        10_000_000 - spent
+    );
+    let history: Value = page
+        .get(server.url("/api/v1/billing/history?limit=1000"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let charged: i64 = history["postings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["book"] == "balance" && p["kind"] != "credit")
+        .map(|p| p["amount_msat"].as_i64().unwrap())
+        .sum();
+    assert_eq!(-charged, spent as i64);
 }

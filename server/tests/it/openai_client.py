@@ -1,6 +1,7 @@
 """Drives the server's OpenAI-compatible API with the official `openai`
 Python library, unchanged, and prints what it got as JSON for the Rust test
-to check. Usage: openai_client.py <base-url> <api-key> <revoked-api-key>"""
+to check. Usage: openai_client.py <base-url> <api-key> <revoked-api-key>
+<key-of-an-account-without-funds>"""
 
 import json
 import sys
@@ -93,5 +94,14 @@ for name, key, http_client in [
     except openai.AuthenticationError as e:
         auth[name] = {"status": e.status_code, "code": e.code, "type": e.type}
 out["auth"] = auth
+
+# An account without funds: 402, OpenAI's insufficient_quota.
+try:
+    openai.OpenAI(base_url=sys.argv[1], api_key=sys.argv[4], max_retries=0).embeddings.create(
+        model="all-minilm-l6-v2", input="x"
+    )
+    out["broke"] = "accepted"
+except openai.APIStatusError as e:
+    out["broke"] = {"status": e.status_code, "code": e.code, "type": e.type}
 
 json.dump(out, sys.stdout)

@@ -1,0 +1,290 @@
+//! Money through real processes: the admin credit command, per-job holds
+//! charged from signed receipts, operators paid, unenrolled nodes' pending
+//! earnings, billing history and its CSV, and a server killed mid-load.
+
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{client_with_key, eventually, temp_dir, Node, Server};
+use crate::wallet::{browser, create_key, sign_in, Wallet};
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no code>")
+}
+
+fn get(client: &Client, server: &Server, path: &str) -> Value {
+    let r = client.get(server.url(path)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path}: {}", r.text().unwrap());
+    r.json().unwrap()
+}
+
+fn msat(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} in {v}"))
+}
+
+fn embed(client: &Client, server: &Server, max_price: Option<u64>) -> (StatusCode, Value) {
+    let mut body = json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["a cat", "a dog"] } });
+    if let Some(p) = max_price {
+        body["max_price_msat"] = json!(p);
+    }
+    let r = client
+        .post(server.url("/api/v1/jobs"))
+        .json(&body)
+        .send()
+        .unwrap();
+    (r.status(), r.json().unwrap_or(Value::Null))
+}
+
+/// A new account signed in with a wallet of its own, and an API key of it.
+fn account(server: &Server, seed: &[u8; 32]) -> (Client, Client, String) {
+    let page = browser(server);
+    sign_in(server, &page, &Wallet::from_seed(seed));
+    let (key, _) = create_key(server, &page, "billing", &["jobs", "billing"]);
+    let api = client_with_key(&key);
+    let id = server.account_of(&api);
+    (page, api, id)
+}
+
+#[test]
+fn jobs_hold_their_budget_pay_their_price_and_operators_are_paid() {
+    let server = Server::start();
+    let node_key = temp_dir("node").join("node.key");
+    let node = Node::start_with(&server, 1000, &node_key, &[]);
+    let (_page, consumer, consumer_id) = account(&server, b"billing test: a consumer wallet!");
+
+    // No money: 402, and nothing is recorded.
+    let (status, body) = embed(&consumer, &server, None);
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(code(&body), "insufficient_funds");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("top up"),
+        "{body}"
+    );
+    assert_eq!(get(&consumer, &server, "/api/v1/jobs")["jobs"], json!([]));
+    let summary = get(&consumer, &server, "/api/v1/billing");
+    assert_eq!(msat(&summary, "balance_msat"), 0);
+
+    // Credit from the operator of the server, once per key.
+    let first = server.credit_with_key(&consumer_id, 50_000_000, "grant-1");
+    assert_eq!(first["credited"], true);
+    let again = server.credit_with_key(&consumer_id, 50_000_000, "grant-1");
+    assert_eq!(again["already_credited"], true, "{again}");
+    assert_eq!(msat(&again, "balance_msat"), 50_000_000);
+    let (status, _, err) = server.admin(&["credit", "acct_nobody", "5"]);
+    assert!(!status.success());
+    assert!(err.contains("account"), "{err}");
+
+    // A job: its budget held while it runs, its price charged from the
+    // node's signed receipt, the rest released.
+    let (status, job) = embed(&consumer, &server, Some(25_000));
+    assert_eq!(status, StatusCode::OK, "{job}");
+    let price = msat(&job, "price_msat");
+    let budget = msat(&job, "max_price_msat");
+    assert!(price > 0 && budget == 25_000 && budget > price, "{job}");
+    let summary = get(&consumer, &server, "/api/v1/billing");
+    assert_eq!(msat(&summary, "balance_msat"), 50_000_000 - price);
+    assert_eq!(msat(&summary, "held_msat"), 0);
+    assert_eq!(msat(&summary, "spent_msat"), price);
+    assert_eq!(msat(&summary, "topped_up_msat"), 50_000_000);
+    let history = get(&consumer, &server, "/api/v1/billing/history");
+    let kinds: Vec<(&str, &str, i64)> = history["postings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap(),
+                p["book"].as_str().unwrap(),
+                p["amount_msat"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let (budget_i, price_i) = (budget as i64, price as i64);
+    assert_eq!(
+        kinds,
+        [
+            ("charge", "balance", budget_i - price_i),
+            ("charge", "escrow", -budget_i),
+            ("hold", "escrow", budget_i),
+            ("hold", "balance", -budget_i),
+            ("credit", "balance", 50_000_000),
+        ]
+    );
+    assert_eq!(history["postings"][0]["job_id"], job["id"]);
+
+    // The node is nobody's yet: it earns into its pending balance, which
+    // its operator gets when they enrol it.
+    let (farm, _, farm_id) = account(&server, b"billing test: the operator walle");
+    let r = farm
+        .post(server.url("/api/v1/account/enrol-tokens"))
+        .json(&json!({ "name": "rack" }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token: Value = r.json().unwrap();
+    drop(node);
+    let node = Node::start_with(
+        &server,
+        1000,
+        &node_key,
+        &["--enroll", token["secret"].as_str().unwrap()],
+    );
+    assert_eq!(
+        node.proc.ready["enrolled"]["account"].as_str(),
+        Some(farm_id.as_str())
+    );
+    let earnings = get(&farm, &server, "/api/v1/billing");
+    assert_eq!(msat(&earnings, "earnings_msat"), price, "{earnings}");
+    // And from now on the node's jobs pay its operator directly. (The
+    // node's ad must show it online again before a job can choose it.)
+    let (status, second) = eventually(Duration::from_secs(30), "the node back online", || {
+        let (s, b) = embed(&consumer, &server, Some(budget));
+        (s != StatusCode::SERVICE_UNAVAILABLE).then_some((s, b))
+    });
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let price2 = msat(&second, "price_msat");
+    let earnings = get(&farm, &server, "/api/v1/billing");
+    assert_eq!(msat(&earnings, "earnings_msat"), price + price2);
+    assert_eq!(msat(&earnings, "earned_total_msat"), price + price2);
+    let history = get(&farm, &server, "/api/v1/billing/history");
+    let kinds: Vec<&str> = history["postings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["charge", "claim"]);
+
+    // The CSV export: every posting of the consumer, summing to the balance.
+    let r = consumer
+        .get(server.url("/api/v1/billing/history?format=csv"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = r.text().unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,at_ms,kind,book,amount_msat,balance_after_msat,job_id,payment_id,memo")
+    );
+    let balance_sum: i64 = lines
+        .filter(|l| l.split(',').nth(3) == Some("balance"))
+        .map(|l| l.split(',').nth(4).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(balance_sum, (50_000_000 - price - price2) as i64);
+    // Pages: one posting at a time, to the end.
+    let mut seen = 0;
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            Some(c) => format!("/api/v1/billing/history?limit=1&before={c}"),
+            None => "/api/v1/billing/history?limit=1".into(),
+        };
+        let page = get(&consumer, &server, &path);
+        seen += page["postings"].as_array().unwrap().len();
+        match page["next"].as_str() {
+            Some(c) => before = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 9);
+    let r = consumer
+        .get(server.url("/api/v1/billing/history?before=nonsense"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Someone else's billing is their own: a key without the billing
+    // scope may not read it at all.
+    let (_, jobs_only) = {
+        let page = browser(&server);
+        sign_in(
+            &server,
+            &page,
+            &Wallet::from_seed(b"billing test: jobs-only key wal!"),
+        );
+        let (key, _) = create_key(&server, &page, "jobs", &["jobs"]);
+        (page, client_with_key(&key))
+    };
+    let r = jobs_only.get(server.url("/api/v1/billing")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let (status, audit, _) = server.admin(&["audit"]);
+    assert!(status.success());
+    let audit: Value = serde_json::from_str(audit.trim()).unwrap();
+    assert_eq!(audit["clean"], true, "{audit}");
+    assert_eq!(audit["total_msat"], 0);
+    let _ = consumer_id;
+}
+
+#[test]
+fn a_server_killed_mid_load_loses_and_doubles_nothing() {
+    // A short job timeout, so that the jobs cut off by the kill are over
+    // (and their holds released) soon after the restart.
+    let mut server = Server::start_with(&["--job-timeout-secs", "4"]);
+    let _node = Node::start(&server, 1000);
+    let (_page, consumer, consumer_id) = account(&server, b"billing test: killed mid load!!!");
+    server.credit_with_key(&consumer_id, 10_000_000, "before");
+    // Generation jobs running, and credits arriving, as the server dies.
+    let jobs: Vec<_> = (0..6)
+        .map(|i| {
+            let (c, url) = (consumer.clone(), server.url("/api/v1/jobs"));
+            std::thread::spawn(move || {
+                c.post(url)
+                    .json(&json!({ "model": "tiny-gpt2", "input": {
+                        "prompt": format!("story {i}"), "max_tokens": 400 } }))
+                    .send()
+            })
+        })
+        .collect();
+    let credits: Vec<_> = (0..4)
+        .map(|i| server.credit_with_key(&consumer_id, 1_000, &format!("during-{i}")))
+        .collect();
+    assert!(credits.iter().all(|c| c["credited"] == true));
+    eventually(Duration::from_secs(20), "jobs running", || {
+        let s = get(&consumer, &server, "/api/v1/billing");
+        (msat(&s, "held_msat") > 0).then_some(())
+    });
+    server.kill();
+    for j in jobs {
+        let _ = j.join();
+    }
+    let server = server.restart();
+    // Credits sent again after the restart are not applied twice.
+    for i in 0..4 {
+        let again = server.credit_with_key(&consumer_id, 1_000, &format!("during-{i}"));
+        assert_eq!(again["already_credited"], true);
+    }
+    // Every hold of a job that did not finish is released once its
+    // deadline has passed; nothing stays held.
+    let summary = eventually(Duration::from_secs(30), "every hold released", || {
+        let s = get(&consumer, &server, "/api/v1/billing");
+        (msat(&s, "held_msat") == 0).then_some(s)
+    });
+    let spent = msat(&summary, "spent_msat");
+    assert_eq!(
+        msat(&summary, "balance_msat"),
+        10_000_000 + 4_000 - spent,
+        "{summary}"
+    );
+    let listed = get(&consumer, &server, "/api/v1/jobs");
+    for job in listed["jobs"].as_array().unwrap() {
+        assert_ne!(job["status"], "dispatched", "{job}");
+    }
+    let (status, audit, _) = server.admin(&["audit"]);
+    assert!(status.success());
+    let audit: Value = serde_json::from_str(audit.trim()).unwrap();
+    assert_eq!(audit["clean"], true, "{audit}");
+}

@@ -1,0 +1,216 @@
+//! Money as the billing API shows it: an account's balances, its ledger
+//! history, top-ups and payouts. Amounts are integer millisatoshis; a
+//! posting's amount is signed (money into the book is positive).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{JobId, MilliSats, UnixMillis};
+
+/// `GET /api/v1/billing`: where an account's money is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingSummary {
+    /// What the account may spend on jobs or withdraw.
+    pub balance_msat: MilliSats,
+    /// Held for jobs that are running: released or charged when they end.
+    pub held_msat: MilliSats,
+    /// What the account's nodes earned and is not yet paid out.
+    pub earnings_msat: MilliSats,
+    /// Everything its nodes ever earned.
+    pub earned_total_msat: MilliSats,
+    /// Everything paid out or withdrawn over Lightning.
+    pub paid_out_msat: MilliSats,
+    /// Everything topped up (Lightning and credit).
+    pub topped_up_msat: MilliSats,
+    /// Everything its jobs cost.
+    pub spent_msat: MilliSats,
+    /// Payouts or withdrawals on their way (Lightning in flight).
+    pub in_flight_msat: MilliSats,
+    /// The platform's fee on earnings, in basis points (100 = 1 %).
+    pub fee_bps: u32,
+    /// Whether this server can take Lightning top-ups.
+    pub lightning: bool,
+}
+
+/// Which of an account's books a posting changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookKind {
+    /// Spendable balance.
+    Balance,
+    /// Money held for a running job.
+    Escrow,
+    /// A node operator's earnings.
+    Earnings,
+    /// A payout or withdrawal in flight.
+    Payout,
+    /// A top-up invoice being paid.
+    Topup,
+    /// Earnings of a node that no operator has enrolled yet.
+    Pending,
+    /// The platform's fees.
+    Fees,
+    /// Lightning: money entering or leaving the ledger.
+    Lightning,
+    /// Credit granted by the operator of the server.
+    Grants,
+}
+
+impl BookKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookKind::Balance => "balance",
+            BookKind::Escrow => "escrow",
+            BookKind::Earnings => "earnings",
+            BookKind::Payout => "payout",
+            BookKind::Topup => "topup",
+            BookKind::Pending => "pending",
+            BookKind::Fees => "fees",
+            BookKind::Lightning => "lightning",
+            BookKind::Grants => "grants",
+        }
+    }
+}
+
+/// What a movement of money was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementKind {
+    /// A paid Lightning top-up.
+    Topup,
+    /// Credit granted by the server's operator.
+    Credit,
+    /// A job's budget held before it ran.
+    Hold,
+    /// A job's price charged from its hold, the rest released.
+    Charge,
+    /// A job's whole hold released (it failed or was refused).
+    Release,
+    /// A node's pending earnings moved to its new operator.
+    Claim,
+    /// Money leaving for a Lightning payout or withdrawal.
+    Payout,
+    /// A payout that Lightning confirmed.
+    PayoutSettled,
+    /// A payout that failed: its money back.
+    PayoutFailed,
+}
+
+impl MovementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::Topup => "topup",
+            MovementKind::Credit => "credit",
+            MovementKind::Hold => "hold",
+            MovementKind::Charge => "charge",
+            MovementKind::Release => "release",
+            MovementKind::Claim => "claim",
+            MovementKind::Payout => "payout",
+            MovementKind::PayoutSettled => "payout_settled",
+            MovementKind::PayoutFailed => "payout_failed",
+        }
+    }
+}
+
+/// One line of an account's history: a change of one of its books.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    /// Opaque, stable: the movement's key and the posting's place in it.
+    pub id: String,
+    pub at: UnixMillis,
+    pub kind: MovementKind,
+    pub book: BookKind,
+    /// Signed: positive into the book.
+    pub amount_msat: i64,
+    /// The book's balance after this posting.
+    pub balance_after_msat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<JobId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+}
+
+/// `GET /api/v1/billing/history`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub postings: Vec<Posting>,
+    /// Pass as `before` for the next (older) page; none at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `POST /api/v1/billing/topups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopup {
+    pub amount_msat: MilliSats,
+}
+
+/// Where a top-up or payout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Expired,
+}
+
+/// A top-up: a Lightning invoice that credits the account once paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topup {
+    pub id: String,
+    pub amount_msat: MilliSats,
+    /// BOLT11.
+    pub invoice: String,
+    pub payment_hash: String,
+    pub status: PaymentStatus,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_at: Option<UnixMillis>,
+    /// The invoice as a QR code (SVG), for wallets that scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_svg: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_serialise_as_their_names() {
+        for k in [
+            MovementKind::Topup,
+            MovementKind::Credit,
+            MovementKind::Hold,
+            MovementKind::Charge,
+            MovementKind::Release,
+            MovementKind::Claim,
+            MovementKind::Payout,
+            MovementKind::PayoutSettled,
+            MovementKind::PayoutFailed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::json!(k.as_str())
+            );
+        }
+        for b in [
+            BookKind::Balance,
+            BookKind::Escrow,
+            BookKind::Earnings,
+            BookKind::Payout,
+            BookKind::Topup,
+            BookKind::Pending,
+            BookKind::Fees,
+            BookKind::Lightning,
+            BookKind::Grants,
+        ] {
+            assert_eq!(
+                serde_json::to_value(b).unwrap(),
+                serde_json::json!(b.as_str())
+            );
+        }
+    }
+}
