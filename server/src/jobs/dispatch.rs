@@ -137,7 +137,10 @@ impl Jobs {
     /// (releasing the hold).
     async fn record_end(&self, record: &JobRecord, event: &JobEvent, settle: &Movement) {
         for tries in 1..=FINAL_WRITE_TRIES {
-            match self.store.finish(record, event, settle).await {
+            let locked = self.ledger.lock(&[settle]).await;
+            let finished = self.store.finish(record, event, settle).await;
+            drop(locked);
+            match finished {
                 Ok(true) => return,
                 Ok(false) => {
                     // Only a job far past its deadline is given up on.

@@ -219,11 +219,13 @@ impl Jobs {
                     prepared.record.max_price_msat,
                     prepared.record.created_at,
                 );
-                if let Err(e) = jobs
+                let locked = jobs.ledger.lock(&[&hold]).await;
+                let inserted = jobs
                     .store
                     .insert(&prepared.record, deadline, &prepared.owner, &hold)
-                    .await
-                {
+                    .await;
+                drop(locked);
+                if let Err(e) = inserted {
                     let _ = recorded_tx.send(Err(e));
                     return Err(JobError::Internal("the job was not recorded".into()));
                 }
@@ -392,11 +394,13 @@ impl Jobs {
                 job.max_price_msat.unwrap_or(MilliSats(0)),
                 now,
             );
-            if self
+            let locked = self.ledger.lock(&[&release]).await;
+            let failed_now = self
                 .store
                 .fail_if_dispatched(&job.job_id, &error, now, &release)
-                .await?
-            {
+                .await;
+            drop(locked);
+            if failed_now? {
                 tracing::warn!(job_id = %job.job_id, "job lost; marked failed, its hold released");
                 failed += 1;
             }

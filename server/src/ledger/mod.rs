@@ -23,6 +23,8 @@ pub(crate) use http::router;
 pub(crate) use movement::{Book, Movement, Payee};
 pub(crate) use store::{move_sql, Audit};
 
+use std::sync::Arc;
+
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::{AccountId, MilliSats, NodeId, UnixMillis};
 
@@ -73,10 +75,59 @@ pub(crate) enum Applied {
     AlreadyDone,
 }
 
+/// How many locks the books are spread over.
+const STRIPES: usize = 256;
+
+/// In-process locks over books, spread over a fixed set of stripes: a
+/// movement takes the stripes of the books it changes (in order, so two
+/// never wait on each other) for as long as its transaction runs. The
+/// database would refuse one of two concurrent writes of a balance anyway
+/// (and `Db::transact` would run it again), but a busy account (many jobs
+/// at once) would then lose most of its transactions to each other; here
+/// they queue instead.
+pub(crate) struct BookLocks {
+    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// Held while a movement's transaction runs.
+pub(crate) struct BooksLocked {
+    _guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl BookLocks {
+    fn new() -> Self {
+        BookLocks {
+            stripes: (0..STRIPES)
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .collect(),
+        }
+    }
+
+    async fn lock(&self, movements: &[&Movement]) -> BooksLocked {
+        let mut stripes: Vec<usize> = movements
+            .iter()
+            .flat_map(|m| m.books())
+            .filter(|b| !b.shared())
+            .map(|b| {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(b.key().as_bytes());
+                usize::from(digest[0]) % STRIPES
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            guards.push(self.stripes[i].clone().lock_owned().await);
+        }
+        BooksLocked { _guards: guards }
+    }
+}
+
 /// The ledger; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Ledger {
     store: LedgerStore,
+    locks: Arc<BookLocks>,
     /// The platform's fee on every job's price, in basis points.
     fee_bps: u32,
     /// Whether top-ups over Lightning are possible here.
@@ -87,6 +138,7 @@ impl Ledger {
     pub(crate) fn new(db: Db, fee_bps: u32, lightning: bool) -> Self {
         Ledger {
             store: LedgerStore::new(db),
+            locks: Arc::new(BookLocks::new()),
             fee_bps,
             lightning,
         }
@@ -98,7 +150,15 @@ impl Ledger {
 
     /// Applies a movement in a transaction of its own.
     pub(crate) async fn apply(&self, movement: &Movement) -> Result<Applied, LedgerError> {
+        let _locked = self.lock(&[movement]).await;
         self.store.apply(movement).await
+    }
+
+    /// Takes the locks of the books `movements` change: whoever applies
+    /// them in a transaction of their own (a job's record) holds this
+    /// while it runs.
+    pub(crate) async fn lock(&self, movements: &[&Movement]) -> BooksLocked {
+        self.locks.lock(movements).await
     }
 
     /// Grants `amount` of credit to `account` (an operator's admin command

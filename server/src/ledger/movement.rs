@@ -312,6 +312,11 @@ impl Movement {
         m
     }
 
+    /// The books it changes.
+    pub(crate) fn books(&self) -> impl Iterator<Item = &Book> {
+        self.postings.iter().map(|(b, _)| b)
+    }
+
     /// Its postings: each book and the signed amount into it.
     #[cfg(test)]
     pub(crate) fn postings(&self) -> &[(Book, i64)] {
