@@ -29,6 +29,10 @@ enum Request {
         memo: Option<String>,
     },
     Audit,
+    TestPay {
+        invoice: String,
+        silently: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,8 +42,16 @@ enum Answer {
     Error(String),
 }
 
+/// What the admin commands act on.
+#[derive(Clone)]
+pub(crate) struct Admin {
+    pub(crate) ledger: Ledger,
+    /// The test Lightning backend, on a server started with `--lightning test`.
+    pub(crate) test_lightning: Option<payments::test_backend::TestLightning>,
+}
+
 /// Serves the admin socket until the server stops.
-pub(crate) fn serve(data_dir: &Path, ledger: Ledger) -> std::io::Result<()> {
+pub(crate) fn serve(data_dir: &Path, admin: Admin) -> std::io::Result<()> {
     let path = data_dir.join(SOCKET);
     // A socket left by an earlier run (this process owns the data dir).
     let _ = std::fs::remove_file(&path);
@@ -49,9 +61,9 @@ pub(crate) fn serve(data_dir: &Path, ledger: Ledger) -> std::io::Result<()> {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    let ledger = ledger.clone();
+                    let admin = admin.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &ledger).await {
+                        if let Err(e) = answer(stream, &admin).await {
                             tracing::warn!(error = %e, "admin connection failed");
                         }
                     });
@@ -72,14 +84,14 @@ fn restrict(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
-async fn answer(stream: UnixStream, ledger: &Ledger) -> std::io::Result<()> {
+async fn answer(stream: UnixStream, admin: &Admin) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_LINE as u64 + 1)).lines();
     let Some(line) = lines.next_line().await? else {
         return Ok(());
     };
     let answer = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => run(request, ledger).await,
+        Ok(request) => run(request, admin).await,
         Err(e) => Answer::Error(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&answer).unwrap_or_default();
@@ -87,7 +99,8 @@ async fn answer(stream: UnixStream, ledger: &Ledger) -> std::io::Result<()> {
     write.write_all(&out).await
 }
 
-async fn run(request: Request, ledger: &Ledger) -> Answer {
+async fn run(request: Request, admin: &Admin) -> Answer {
+    let ledger = &admin.ledger;
     match request {
         Request::Credit {
             account,
@@ -129,6 +142,26 @@ async fn run(request: Request, ledger: &Ledger) -> Answer {
             })),
             Err(e) => Answer::Error(e.to_string()),
         },
+        Request::TestPay { invoice, silently } => {
+            let Some(test) = &admin.test_lightning else {
+                return Answer::Error(
+                    "test-pay needs a server started with --lightning test".into(),
+                );
+            };
+            let paid = if silently {
+                test.settle_silently(&invoice).map(|()| None)
+            } else {
+                test.settle(&invoice).map(Some)
+            };
+            match paid {
+                Ok(preimage) => Answer::Ok(serde_json::json!({
+                    "paid": true,
+                    "preimage": preimage.map(hex::encode),
+                    "event_sent": !silently,
+                })),
+                Err(e) => Answer::Error(e.to_string()),
+            }
+        }
     }
 }
 
@@ -167,6 +200,7 @@ pub async fn client(
             memo,
         },
         AdminCommand::Audit => Request::Audit,
+        AdminCommand::TestPay { invoice, silently } => Request::TestPay { invoice, silently },
     };
     let path = data_dir.join(SOCKET);
     let stream = UnixStream::connect(&path)

@@ -80,8 +80,55 @@ struct Cli {
     /// 1 %), kept from what the node's operator earns [default: 0].
     #[arg(long, env = "INFERNET_PLATFORM_FEE_BPS")]
     platform_fee_bps: Option<u32>,
+    /// Lightning for top-ups and payouts: `none` (credit by admin command
+    /// only), `breez` (the Breez SDK, Spark), or `test` (a stand-in that
+    /// settles invoices when `admin test-pay` says so: tests only, never
+    /// real money) [default: none].
+    #[arg(long, env = "INFERNET_LIGHTNING")]
+    lightning: Option<String>,
+    /// The Lightning network: bitcoin, signet or regtest [default: bitcoin].
+    #[arg(long, env = "INFERNET_LIGHTNING_NETWORK")]
+    lightning_network: Option<String>,
+    /// The Breez API key (needed on bitcoin mainnet).
+    #[arg(long, env = "INFERNET_BREEZ_API_KEY", hide_env_values = true)]
+    breez_api_key: Option<String>,
+    /// The Breez wallet's seed (BIP39 words), kept 0600; made if missing
+    /// [default: <data dir>/breez.seed].
+    #[arg(long, env = "INFERNET_BREEZ_SEED_FILE")]
+    breez_seed_file: Option<PathBuf>,
+    /// The Python that runs the Breez worker, with the `breez-sdk-spark`
+    /// package installed [default: python3].
+    #[arg(long, env = "INFERNET_BREEZ_PYTHON")]
+    breez_python: Option<PathBuf>,
+    /// How often unpaid top-ups and unfinished payouts are checked with
+    /// the Lightning backend, in seconds [default: 30].
+    #[arg(long, env = "INFERNET_LIGHTNING_RECONCILE_SECS")]
+    lightning_reconcile_secs: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Which Lightning backend the server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LightningBackend {
+    None,
+    Breez,
+    Test,
+}
+
+impl std::str::FromStr for LightningBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(LightningBackend::None),
+            "breez" => Ok(LightningBackend::Breez),
+            "test" => Ok(LightningBackend::Test),
+            other => Err(format!(
+                "--lightning must be none, breez or test, not `{other}`"
+            )),
+        }
+    }
 }
 
 /// What the server binary does besides serving.
@@ -115,6 +162,16 @@ pub enum AdminCommand {
     },
     /// Checks the whole ledger: postings sum to zero, balances match.
     Audit,
+    /// Pays a top-up invoice from the test Lightning backend (a server
+    /// started with `--lightning test`; for tests, never real money).
+    TestPay {
+        /// The BOLT11 invoice.
+        invoice: String,
+        /// Settle it without telling the server (as if the payment's event
+        /// were lost): only the reconciliation credits it.
+        #[arg(long)]
+        silently: bool,
+    },
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -137,6 +194,12 @@ struct FileConfig {
     public_url: Option<String>,
     local_key_file: Option<PathBuf>,
     platform_fee_bps: Option<u32>,
+    lightning: Option<String>,
+    lightning_network: Option<String>,
+    breez_api_key: Option<String>,
+    breez_seed_file: Option<PathBuf>,
+    breez_python: Option<PathBuf>,
+    lightning_reconcile_secs: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -159,6 +222,13 @@ pub struct Config {
     pub public_url: Option<String>,
     pub local_key_file: Option<PathBuf>,
     pub platform_fee_bps: u32,
+    pub lightning: LightningBackend,
+    /// bitcoin, signet or regtest.
+    pub lightning_network: String,
+    pub breez_api_key: Option<String>,
+    pub breez_seed_file: Option<PathBuf>,
+    pub breez_python: PathBuf,
+    pub lightning_reconcile: Duration,
     /// An admin command to run against the running server, instead of serving.
     pub command: Option<Command>,
 }
@@ -183,6 +253,15 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("local_key_file", &self.local_key_file)
             .field("platform_fee_bps", &self.platform_fee_bps)
+            .field("lightning", &self.lightning)
+            .field("lightning_network", &self.lightning_network)
+            .field(
+                "breez_api_key",
+                &self.breez_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("breez_seed_file", &self.breez_seed_file)
+            .field("breez_python", &self.breez_python)
+            .field("lightning_reconcile", &self.lightning_reconcile)
             .finish()
     }
 }
@@ -230,6 +309,12 @@ impl Config {
             public_url: None,
             local_key_file: None,
             platform_fee_bps: 0,
+            lightning: LightningBackend::None,
+            lightning_network: "regtest".into(),
+            breez_api_key: None,
+            breez_seed_file: None,
+            breez_python: PathBuf::from("python3"),
+            lightning_reconcile: Duration::from_secs(30),
             command: None,
         }
     }
@@ -299,8 +384,51 @@ impl Config {
                 "platform_fee_bps must be 0 to 5000 (50 %)".into(),
             ));
         }
+        let lightning = cli
+            .lightning
+            .or(file.lightning)
+            .unwrap_or_else(|| "none".into())
+            .parse()
+            .map_err(ConfigError::Invalid)?;
+        let lightning_network = cli
+            .lightning_network
+            .or(file.lightning_network)
+            .unwrap_or_else(|| "bitcoin".into());
+        if !["bitcoin", "signet", "regtest"].contains(&lightning_network.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "lightning_network must be bitcoin, signet or regtest, not `{lightning_network}`"
+            )));
+        }
+        let breez_api_key = cli.breez_api_key.or(file.breez_api_key);
+        if lightning == LightningBackend::Breez
+            && lightning_network == "bitcoin"
+            && breez_api_key.is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "--lightning breez on bitcoin (mainnet) needs --breez-api-key (INFERNET_BREEZ_API_KEY)"
+                    .into(),
+            ));
+        }
+        let reconcile = cli
+            .lightning_reconcile_secs
+            .or(file.lightning_reconcile_secs)
+            .unwrap_or(30);
+        if reconcile == 0 || reconcile > 3600 {
+            return Err(ConfigError::Invalid(
+                "lightning_reconcile_secs must be 1 to 3600".into(),
+            ));
+        }
         Ok(Config {
             platform_fee_bps,
+            lightning,
+            lightning_network,
+            breez_api_key,
+            breez_seed_file: cli.breez_seed_file.or(file.breez_seed_file),
+            breez_python: cli
+                .breez_python
+                .or(file.breez_python)
+                .unwrap_or_else(|| PathBuf::from("python3")),
+            lightning_reconcile: Duration::from_secs(reconcile),
             command: cli.command,
             listen: cli
                 .listen

@@ -7,6 +7,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use payments::LightningError;
 use wire::api::ErrorBody;
 use wire::jobs::RefusalCode;
 
@@ -16,6 +17,7 @@ use crate::enrolment::EnrolError;
 use crate::jobs::JobError;
 use crate::ledger::LedgerError;
 use crate::registry::RegistryError;
+use crate::topups::TopupError;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
@@ -37,6 +39,8 @@ pub(crate) enum ApiError {
     Job(#[from] JobError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Topup(#[from] TopupError),
     #[error("internal error")]
     Db(#[from] DbError),
     #[error("internal error")]
@@ -55,6 +59,7 @@ impl ApiError {
             ApiError::Registry(e) => registry_status(e),
             ApiError::Job(e) => job_status(e),
             ApiError::Ledger(e) => ledger_status(e),
+            ApiError::Topup(e) => topup_status(e),
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +81,7 @@ impl ApiError {
             ApiError::Registry(e) => registry_code(e),
             ApiError::Job(e) => job_code(e),
             ApiError::Ledger(e) => ledger_code(e),
+            ApiError::Topup(e) => topup_code(e),
             ApiError::Db(_) | ApiError::Internal(_) => "internal",
         }
     }
@@ -221,6 +227,36 @@ fn ledger_status(e: &LedgerError) -> StatusCode {
         LedgerError::InsufficientFunds(_) => StatusCode::PAYMENT_REQUIRED,
         LedgerError::BadRequest(_) => StatusCode::BAD_REQUEST,
         LedgerError::Unbalanced(_) | LedgerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn topup_status(e: &TopupError) -> StatusCode {
+    match e {
+        TopupError::Disabled | TopupError::Lightning(LightningError::Disabled) => {
+            StatusCode::NOT_IMPLEMENTED
+        }
+        TopupError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        TopupError::NotFound(_) => StatusCode::NOT_FOUND,
+        TopupError::TooManyOpen(_) => StatusCode::TOO_MANY_REQUESTS,
+        TopupError::Lightning(LightningError::Unreachable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        TopupError::Lightning(_) => StatusCode::BAD_GATEWAY,
+        TopupError::Ledger(e) => ledger_status(e),
+        TopupError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn topup_code(e: &TopupError) -> &'static str {
+    match e {
+        TopupError::Disabled | TopupError::Lightning(LightningError::Disabled) => {
+            "lightning_disabled"
+        }
+        TopupError::BadRequest(_) => "bad_request",
+        TopupError::NotFound(_) => "not_found",
+        TopupError::TooManyOpen(_) => "too_many_open_topups",
+        TopupError::Lightning(LightningError::Unreachable(_)) => "lightning_unavailable",
+        TopupError::Lightning(_) => "lightning_error",
+        TopupError::Ledger(e) => ledger_code(e),
+        TopupError::Store(_) => "internal",
     }
 }
 

@@ -9,14 +9,17 @@ mod enrolment;
 mod error;
 mod jobs;
 mod ledger;
+mod lightning;
 mod network;
 mod openai;
 mod registry;
 mod startup;
+mod topups;
 mod web;
 
 pub use accounts::{LocalKeyError, SiteError};
-pub use config::{AdminCommand, Command, Config};
+pub use config::{AdminCommand, Command, Config, LightningBackend};
+pub use lightning::LightningStartError;
 pub use startup::{Application, StartupError};
 
 use leptos::config::LeptosOptions;
@@ -31,6 +34,7 @@ pub struct AppState {
     registry: registry::Registry,
     jobs: jobs::Jobs,
     ledger: ledger::Ledger,
+    topups: topups::Topups,
     accounts: accounts::Accounts,
     enrolments: enrolment::Enrolments,
     network_info: NetworkInfo,

@@ -20,7 +20,9 @@ use wire::api::{ErrorBody, NetworkInfo};
 
 use crate::db::{Db, DbConfig, DbError};
 use crate::registry::Registry;
-use crate::{accounts, enrolment, jobs, ledger, network, openai, registry, AppState, Config};
+use crate::{
+    accounts, enrolment, jobs, ledger, network, openai, registry, topups, AppState, Config,
+};
 
 /// No request body anywhere may be larger than this; routes set lower limits.
 const MAX_ANY_BODY: usize = 2 * 1024 * 1024;
@@ -47,6 +49,8 @@ pub enum StartupError {
     Site(#[from] accounts::SiteError),
     #[error(transparent)]
     LocalKey(#[from] accounts::LocalKeyError),
+    #[error(transparent)]
+    Lightning(#[from] crate::lightning::LightningStartError),
 }
 
 pub struct Application {
@@ -125,16 +129,25 @@ impl Application {
                 .follow_network(network.clone(), config.node_retention),
         );
         let enrolments = enrolment::Enrolments::new(db.clone(), peer_id.into());
-        let ledger = ledger::Ledger::new(db.clone(), config.platform_fee_bps, false);
-        crate::admin::serve(&config.data_dir, ledger.clone()).map_err(|source| {
-            StartupError::DataDir {
-                path: config
-                    .data_dir
-                    .join(crate::admin::SOCKET)
-                    .display()
-                    .to_string(),
-                source,
-            }
+        let lightning = crate::lightning::start(&config).await?;
+        let ledger = ledger::Ledger::new(
+            db.clone(),
+            config.platform_fee_bps,
+            lightning.backend.is_some(),
+        );
+        let topups = topups::Topups::new(db.clone(), ledger.clone(), lightning.backend.clone());
+        tokio::spawn(topups.clone().follow(config.lightning_reconcile));
+        let admin = crate::admin::Admin {
+            ledger: ledger.clone(),
+            test_lightning: lightning.test.clone(),
+        };
+        crate::admin::serve(&config.data_dir, admin).map_err(|source| StartupError::DataDir {
+            path: config
+                .data_dir
+                .join(crate::admin::SOCKET)
+                .display()
+                .to_string(),
+            source,
         })?;
         let jobs = jobs::Jobs::new(
             db.clone(),
@@ -163,6 +176,7 @@ impl Application {
         let state = AppState {
             jobs,
             ledger,
+            topups,
             registry,
             accounts,
             enrolments,
@@ -246,6 +260,7 @@ fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(enrolment::router())
         .merge(ledger::router())
+        .merge(topups::router())
         .fallback(api_not_found);
     let cors = CorsLayer::new()
         .allow_origin(Any)
