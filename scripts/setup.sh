@@ -46,6 +46,15 @@ if [ "$(cat "$INFERNET_VENV/.requirements" 2>/dev/null)" != "$req_hash" ]; then
   source "$INFERNET_ROOT/scripts/env.sh"
 fi
 
+# 3b. The Breez SDK's Python binding, for the server's Lightning worker
+#     (apart from the torch requirements, so adding it re-exports no model).
+breez_hash="$(sha256sum scripts/requirements-breez.txt | cut -c1-16)"
+if [ "$(cat "$INFERNET_VENV/.requirements-breez" 2>/dev/null)" != "$breez_hash" ]; then
+  say "installing the Breez SDK (Spark) Python binding"
+  "$INFERNET_PYTHON" -m pip install -q -r scripts/requirements-breez.txt
+  echo "$breez_hash" > "$INFERNET_VENV/.requirements-breez"
+fi
+
 # 4. wasm-bindgen, exactly the version in Cargo.lock.
 wb_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
 if [ "$("$INFERNET_TOOLS/bin/wasm-bindgen" --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then

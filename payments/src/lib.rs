@@ -9,6 +9,7 @@
 //! cannot be reached from here). Payment state lives in the server's
 //! ledger, never only in a backend.
 
+pub mod breez;
 pub mod invoice;
 pub mod test_backend;
 

@@ -36,6 +36,31 @@ pub(crate) async fn start(config: &Config) -> Result<LightningSetup, LightningSt
                 test: Some(test),
             })
         }
-        LightningBackend::Breez => Err(LightningStartError::Breez("not built yet".into())),
+        LightningBackend::Breez => {
+            let storage_dir = config.data_dir.join("breez");
+            let breez = payments::breez::BreezConfig {
+                python: config.breez_python.clone(),
+                network: config.lightning_network.clone(),
+                api_key: config.breez_api_key.clone(),
+                seed_file: config
+                    .breez_seed_file
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("breez.seed")),
+                storage_dir,
+            };
+            let (worker, ready) = payments::breez::BreezWorker::start(breez)
+                .await
+                .map_err(|e| LightningStartError::Breez(e.to_string()))?;
+            tracing::info!(
+                network = %config.lightning_network,
+                pubkey = ?ready.pubkey,
+                balance_sat = ?ready.balance_sat,
+                "Lightning: the Breez SDK (Spark) worker is connected"
+            );
+            Ok(LightningSetup {
+                backend: Some(Arc::new(worker)),
+                test: None,
+            })
+        }
     }
 }

@@ -38,6 +38,10 @@ const EXPIRY_SECS: u32 = 3600;
 const MAX_OPEN: usize = 20;
 /// How far back the reconciliation looks for unpaid invoices.
 const RECONCILE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long after its expiry an invoice the backend still calls pending
+/// (Breez keeps no record of an unpaid one) is marked expired: a payment
+/// in flight at the deadline has settled by then.
+const EXPIRY_GRACE: Duration = Duration::from_secs(600);
 /// The longest a caller may wait for a top-up to change.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -238,9 +242,13 @@ impl Topups {
                     self.store.expire(&row.topup_id).await?;
                     done.expired += 1;
                 }
-                // The backend forgot it (a wallet restored elsewhere): once
-                // it cannot be paid any more, it never will be.
-                Err(LightningError::UnknownPayment(_)) if row.expires_at < now => {
+                // Unpaid (or forgotten by the backend: a wallet restored
+                // elsewhere) well past its expiry: it can no longer be
+                // paid. (Should a late payment still be reported, `paid`
+                // credits it all the same.)
+                Ok(InvoiceState::Pending) | Err(LightningError::UnknownPayment(_))
+                    if row.expires_at.plus(EXPIRY_GRACE) < now =>
+                {
                     self.store.expire(&row.topup_id).await?;
                     done.expired += 1;
                 }

@@ -431,3 +431,50 @@ fn lightning_top_ups_are_credited_once_live_and_after_a_missed_event() {
     assert!(!status.success());
     assert!(err.contains("--lightning test"), "{err}");
 }
+
+/// The server with the real Breez worker (regtest, no key, offline): it
+/// starts, says it takes Lightning, and a top-up fails with a clear 503
+/// because Breez's operators cannot be reached from here (not a hang).
+#[test]
+fn a_server_on_breez_offline_says_lightning_is_unreachable() {
+    let Some(python) = std::env::var_os("INFERNET_PYTHON") else {
+        eprintln!("SKIPPED: INFERNET_PYTHON is not set (run through scripts/test.sh)");
+        return;
+    };
+    let python = python.to_string_lossy().into_owned();
+    let server = Server::start_with(&[
+        "--lightning",
+        "breez",
+        "--lightning-network",
+        "regtest",
+        "--breez-python",
+        &python,
+    ]);
+    let me = server.http();
+    assert_eq!(get(&me, &server, "/api/v1/billing")["lightning"], true);
+    let seed = server.data_dir.join("data").join("breez.seed");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&seed).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let words = std::fs::read_to_string(&seed).unwrap();
+    assert!(
+        !server.logs().contains(words.trim()),
+        "the seed must never be logged"
+    );
+    let started = std::time::Instant::now();
+    let r = me
+        .post(server.url("/api/v1/billing/topups"))
+        .json(&json!({ "amount_msat": 10_000 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().unwrap();
+    assert_eq!(code(&body), "lightning_unavailable", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(
+        get(&me, &server, "/api/v1/billing/topups")["topups"],
+        json!([])
+    );
+}
