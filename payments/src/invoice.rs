@@ -17,6 +17,9 @@ pub struct ParsedInvoice {
     /// `bitcoin`, `testnet`, `signet`, `regtest` or `simnet`.
     pub network: &'static str,
     pub description: Option<String>,
+    /// Hex SHA-256 of a description given by hash instead (LNURL-pay's
+    /// metadata).
+    pub description_hash: Option<String>,
     /// The payee's node key (hex).
     pub payee: String,
 }
@@ -41,8 +44,8 @@ pub fn parse_invoice(bolt11: &str) -> Result<ParsedInvoice, LightningError> {
     if text.len() > 4096 {
         return Err(LightningError::InvalidInvoice("too long".into()));
     }
-    let invoice =
-        Bolt11Invoice::from_str(text).map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
+    let invoice = Bolt11Invoice::from_str(&text.to_lowercase())
+        .map_err(|e| LightningError::InvalidInvoice(e.to_string()))?;
     let created = invoice.duration_since_epoch();
     let expires = created.saturating_add(invoice.expiry_time());
     Ok(ParsedInvoice {
@@ -53,6 +56,12 @@ pub fn parse_invoice(bolt11: &str) -> Result<ParsedInvoice, LightningError> {
         description: match invoice.description() {
             lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) => Some(d.to_string()),
             lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_) => None,
+        },
+        description_hash: match invoice.description() {
+            lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(_) => None,
+            lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(h) => {
+                Some(hex::encode(AsRef::<[u8]>::as_ref(&h.0)))
+            }
         },
         payee: invoice.get_payee_pub_key().to_string(),
     })

@@ -36,6 +36,43 @@ struct State {
     sent: HashMap<String, SentPayment>,
     /// The next outgoing payments fail with this, while set.
     failing: Option<String>,
+    /// The network cannot be reached, while set: payments neither fail
+    /// nor succeed.
+    unreachable: bool,
+    /// The routing fee every payment out costs.
+    fee: MilliSats,
+}
+
+/// What every test backend derives an invoice's preimage from: its payment
+/// secret, under a constant of the test "network". So one test backend can
+/// pay another's invoice (in another process, too) and learn the real
+/// preimage, as routing would give it; an invoice from anywhere else has no
+/// route.
+const TEST_NETWORK: &[u8] = b"infernet test lightning network";
+
+fn network_preimage(secret: &PaymentSecret) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(TEST_NETWORK);
+    h.update(secret.0);
+    h.finalize().into()
+}
+
+/// The preimage of a test backend's invoice, from the invoice alone; `None`
+/// for an invoice no test backend issued.
+fn routed_preimage(bolt11: &str) -> Option<[u8; 32]> {
+    let text = bolt11.trim();
+    let text = text
+        .strip_prefix("lightning:")
+        .or_else(|| text.strip_prefix("LIGHTNING:"))
+        .unwrap_or(text);
+    let invoice: lightning_invoice::Bolt11Invoice = text.to_lowercase().parse().ok()?;
+    let preimage = network_preimage(invoice.payment_secret());
+    (sha256::Hash::hash(&preimage) == *invoice.payment_hash()).then_some(preimage)
+}
+
+enum Description {
+    Text(String),
+    Hash([u8; 32]),
 }
 
 /// The test backend; cheap to clone, all clones share one wallet.
@@ -116,9 +153,44 @@ impl TestLightning {
         self.lock().failing = reason.map(str::to_owned);
     }
 
+    /// Makes the network unreachable (or reachable again).
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.lock().unreachable = unreachable;
+    }
+
+    /// The routing fee of every payment out from now on.
+    pub fn set_fee(&self, fee: MilliSats) {
+        self.lock().fee = fee;
+    }
+
     /// The invoices paid out so far.
     pub fn sent(&self) -> Vec<SentPayment> {
         self.lock().sent.values().cloned().collect()
+    }
+
+    /// Issues an invoice whose description is given by its hash (an
+    /// LNURL-pay service's, for the SHA-256 of its metadata).
+    pub fn create_invoice_for_hash(
+        &self,
+        amount: MilliSats,
+        description_hash: [u8; 32],
+        expiry_secs: u32,
+    ) -> Result<Invoice, LightningError> {
+        let (invoice, preimage) = self.issue_with(
+            amount,
+            Description::Hash(description_hash),
+            Duration::from_secs(expiry_secs.into()),
+        )?;
+        self.lock().issued.insert(
+            invoice.payment_hash.clone(),
+            Issued {
+                preimage,
+                amount,
+                expires_at: invoice.expires_at,
+                paid_at: None,
+            },
+        );
+        Ok(invoice)
     }
 
     /// A regtest invoice signed by this backend's key.
@@ -128,11 +200,24 @@ impl TestLightning {
         description: &str,
         expiry: Duration,
     ) -> Result<(Invoice, [u8; 32]), LightningError> {
-        let preimage: [u8; 32] = Sha256::digest(uuid::Uuid::new_v4().as_bytes()).into();
-        let hash = sha256::Hash::hash(&preimage);
+        self.issue_with(amount, Description::Text(description.to_owned()), expiry)
+    }
+
+    fn issue_with(
+        &self,
+        amount: MilliSats,
+        description: Description,
+        expiry: Duration,
+    ) -> Result<(Invoice, [u8; 32]), LightningError> {
         let secret = PaymentSecret(Sha256::digest(uuid::Uuid::new_v4().as_bytes()).into());
-        let invoice = InvoiceBuilder::new(Currency::Regtest)
-            .description(description.to_owned())
+        let preimage = network_preimage(&secret);
+        let hash = sha256::Hash::hash(&preimage);
+        let builder = InvoiceBuilder::new(Currency::Regtest);
+        let builder = match description {
+            Description::Text(text) => builder.description(text),
+            Description::Hash(h) => builder.description_hash(sha256::Hash::from_byte_array(h)),
+        };
+        let invoice = builder
             .payment_hash(hash)
             .payment_secret(secret)
             .duration_since_epoch(
@@ -214,6 +299,7 @@ impl Lightning for TestLightning {
         amount: Option<MilliSats>,
     ) -> BoxFuture<'_, Result<SentPayment, LightningError>> {
         let parsed = parse_invoice(bolt11);
+        let bolt11 = bolt11.to_owned();
         Box::pin(async move {
             let parsed = parsed?;
             let amount = match (parsed.amount, amount) {
@@ -231,31 +317,37 @@ impl Lightning for TestLightning {
                     ))
                 }
             };
+            let mut state = self.lock();
+            if state.unreachable {
+                return Err(LightningError::Unreachable(
+                    "test network switched off".into(),
+                ));
+            }
+            if let Some(done) = state.sent.get(&parsed.payment_hash) {
+                // Paying the same invoice again returns the first payment
+                // (expired or not by now).
+                return Ok(done.clone());
+            }
             if parsed.expires_at <= UnixMillis::now() {
                 return Err(LightningError::InvalidInvoice("the invoice expired".into()));
-            }
-            let mut state = self.lock();
-            if let Some(done) = state.sent.get(&parsed.payment_hash) {
-                // Paying the same invoice again returns the first payment.
-                return Ok(done.clone());
             }
             if let Some(reason) = &state.failing {
                 return Err(LightningError::PaymentFailed(reason.clone()));
             }
-            // The payee's preimage, had we routed to it: ours if it is our
-            // own invoice, else one derived from the hash (a stand-in).
+            // The payee's preimage, as routing to it would reveal it.
             let preimage = match state.issued.get_mut(&parsed.payment_hash) {
                 Some(own) => {
                     own.paid_at.get_or_insert_with(UnixMillis::now);
                     own.preimage
                 }
-                None => Sha256::digest(parsed.payment_hash.as_bytes()).into(),
+                None => routed_preimage(bolt11.as_str())
+                    .ok_or_else(|| LightningError::PaymentFailed("no route to the payee".into()))?,
             };
             let sent = SentPayment {
                 payment_hash: parsed.payment_hash.clone(),
                 preimage: hex::encode(preimage),
                 amount,
-                fee: MilliSats(0),
+                fee: state.fee,
             };
             state.sent.insert(parsed.payment_hash, sent.clone());
             Ok(sent)
@@ -333,6 +425,11 @@ mod tests {
         ours.fail_payments(None);
         let sent = ours.pay_invoice(&invoice.bolt11, None).await.unwrap();
         assert_eq!(sent.amount, MilliSats(5_000));
+        // The payee's real preimage, as routing reveals it.
+        assert_eq!(
+            hex::encode(Sha256::digest(hex::decode(&sent.preimage).unwrap())),
+            invoice.payment_hash
+        );
         let again = ours.pay_invoice(&invoice.bolt11, None).await.unwrap();
         assert_eq!(again, sent, "an invoice is paid once");
         assert_eq!(ours.sent().len(), 1);

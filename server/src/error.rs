@@ -16,6 +16,7 @@ use crate::db::DbError;
 use crate::enrolment::EnrolError;
 use crate::jobs::JobError;
 use crate::ledger::LedgerError;
+use crate::payouts::PayoutError;
 use crate::registry::RegistryError;
 use crate::topups::TopupError;
 
@@ -41,6 +42,8 @@ pub(crate) enum ApiError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Topup(#[from] TopupError),
+    #[error(transparent)]
+    Payout(#[from] PayoutError),
     #[error("internal error")]
     Db(#[from] DbError),
     #[error("internal error")]
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::Job(e) => job_status(e),
             ApiError::Ledger(e) => ledger_status(e),
             ApiError::Topup(e) => topup_status(e),
+            ApiError::Payout(e) => payout_status(e),
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +86,7 @@ impl ApiError {
             ApiError::Job(e) => job_code(e),
             ApiError::Ledger(e) => ledger_code(e),
             ApiError::Topup(e) => topup_code(e),
+            ApiError::Payout(e) => payout_code(e),
             ApiError::Db(_) | ApiError::Internal(_) => "internal",
         }
     }
@@ -242,6 +247,38 @@ fn topup_status(e: &TopupError) -> StatusCode {
         TopupError::Lightning(_) => StatusCode::BAD_GATEWAY,
         TopupError::Ledger(e) => ledger_status(e),
         TopupError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn payout_status(e: &PayoutError) -> StatusCode {
+    match e {
+        PayoutError::Disabled | PayoutError::Lightning(LightningError::Disabled) => {
+            StatusCode::NOT_IMPLEMENTED
+        }
+        PayoutError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        PayoutError::NotFound(_) => StatusCode::NOT_FOUND,
+        PayoutError::Duplicate => StatusCode::CONFLICT,
+        PayoutError::Address(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        PayoutError::Lightning(LightningError::Unreachable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        PayoutError::Lightning(_) => StatusCode::BAD_GATEWAY,
+        PayoutError::Ledger(e) => ledger_status(e),
+        PayoutError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn payout_code(e: &PayoutError) -> &'static str {
+    match e {
+        PayoutError::Disabled | PayoutError::Lightning(LightningError::Disabled) => {
+            "lightning_disabled"
+        }
+        PayoutError::BadRequest(_) => "bad_request",
+        PayoutError::NotFound(_) => "not_found",
+        PayoutError::Duplicate => "already_paid_out",
+        PayoutError::Address(_) => "lightning_address_failed",
+        PayoutError::Lightning(LightningError::Unreachable(_)) => "lightning_unavailable",
+        PayoutError::Lightning(_) => "lightning_error",
+        PayoutError::Ledger(e) => ledger_code(e),
+        PayoutError::Store(_) => "internal",
     }
 }
 

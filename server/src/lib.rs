@@ -12,6 +12,7 @@ mod ledger;
 mod lightning;
 mod network;
 mod openai;
+mod payouts;
 mod registry;
 mod startup;
 mod topups;
@@ -35,6 +36,7 @@ pub struct AppState {
     jobs: jobs::Jobs,
     ledger: ledger::Ledger,
     topups: topups::Topups,
+    payouts: payouts::Payouts,
     accounts: accounts::Accounts,
     enrolments: enrolment::Enrolments,
     network_info: NetworkInfo,

@@ -21,7 +21,7 @@ use wire::api::{ErrorBody, NetworkInfo};
 use crate::db::{Db, DbConfig, DbError};
 use crate::registry::Registry;
 use crate::{
-    accounts, enrolment, jobs, ledger, network, openai, registry, topups, AppState, Config,
+    accounts, enrolment, jobs, ledger, network, openai, payouts, registry, topups, AppState, Config,
 };
 
 /// No request body anywhere may be larger than this; routes set lower limits.
@@ -137,6 +137,8 @@ impl Application {
         );
         let topups = topups::Topups::new(db.clone(), ledger.clone(), lightning.backend.clone());
         tokio::spawn(topups.clone().follow(config.lightning_reconcile));
+        let payouts = payouts::Payouts::new(db.clone(), ledger.clone(), lightning.backend.clone());
+        tokio::spawn(payouts.clone().follow(config.lightning_reconcile));
         let admin = crate::admin::Admin {
             ledger: ledger.clone(),
             test_lightning: lightning.test.clone(),
@@ -177,6 +179,7 @@ impl Application {
             jobs,
             ledger,
             topups,
+            payouts,
             registry,
             accounts,
             enrolments,
@@ -261,6 +264,7 @@ fn router(state: AppState) -> Router {
         .merge(enrolment::router())
         .merge(ledger::router())
         .merge(topups::router())
+        .merge(payouts::router())
         .fallback(api_not_found);
     let cors = CorsLayer::new()
         .allow_origin(Any)

@@ -174,6 +174,85 @@ pub struct Topup {
     pub qr_svg: Option<String>,
 }
 
+/// Which of an account's books a payout is paid from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutSource {
+    /// What its nodes earned.
+    #[default]
+    Earnings,
+    /// Its unspent balance (a withdrawal).
+    Balance,
+}
+
+/// `POST /api/v1/billing/payouts`: pay out (or withdraw) to a BOLT11
+/// invoice or a Lightning address. Exactly one of `invoice` and `address`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPayout {
+    #[serde(default)]
+    pub from: PayoutSource,
+    /// Needed for an address or an invoice that names no amount; must
+    /// match an invoice that names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_msat: Option<MilliSats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<String>,
+    /// A Lightning address (LUD-16), `name@domain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// A payout or withdrawal over Lightning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    pub id: String,
+    pub from: PayoutSource,
+    /// What the payee gets.
+    pub amount_msat: MilliSats,
+    /// Held for the routing fee while it is sent; the unused part returns.
+    pub fee_reserve_msat: MilliSats,
+    /// The routing fee it cost, once sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_msat: Option<MilliSats>,
+    /// The Lightning address it went to, if it went to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The BOLT11 invoice paid.
+    pub invoice: String,
+    pub payment_hash: String,
+    /// Proof of payment (hex), once sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preimage: Option<String>,
+    pub status: PaymentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the payee's LNURL service confirmed it settled (LUD-21):
+    /// `None` where it offers no verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// Made by the automatic payout of earnings above the threshold.
+    pub automatic: bool,
+    pub attempts: u32,
+    pub created_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<UnixMillis>,
+}
+
+/// `GET/PUT /api/v1/billing/payout-settings`: where and when earnings are
+/// paid out automatically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutSettings {
+    /// The Lightning address (LUD-16) earnings go to; none: no automatic
+    /// payouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Earnings are paid out once they reach this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_msat: Option<MilliSats>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

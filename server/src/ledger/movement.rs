@@ -20,15 +20,12 @@ pub(crate) enum Book {
         owner: AccountId,
     },
     /// A payout or withdrawal in flight.
-    // Lightning payouts (the `payments` worker) are what move money here.
-    #[cfg_attr(not(test), allow(dead_code))]
     Payout {
         id: String,
         owner: Option<AccountId>,
     },
     Fees,
     /// Lightning: money entering (negative) or leaving (positive).
-    #[cfg_attr(not(test), allow(dead_code))]
     Lightning,
     /// Credit the server's operator granted.
     Grants,
@@ -219,7 +216,6 @@ impl Movement {
     }
 
     /// A paid top-up invoice: Lightning into the account's balance.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn topup(
         account: &AccountId,
         payment_id: &str,
@@ -244,7 +240,6 @@ impl Movement {
     }
 
     /// Money leaving `from` for a payout in flight.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn payout(from: Book, payment_id: &str, amount: MilliSats, at: UnixMillis) -> Self {
         let owner = from.owner().cloned();
         let mut m = Movement::new(format!("payout:{payment_id}"), MovementKind::Payout, at)
@@ -260,14 +255,19 @@ impl Movement {
         m
     }
 
-    /// A payout Lightning confirmed: it leaves the ledger.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// A payout Lightning confirmed: what it cost (`paid`: the amount and
+    /// the routing fee) leaves the ledger, and the rest of what was
+    /// `reserved` for it returns to `back_to`. A fee beyond the reserve
+    /// is the platform's cost.
     pub(crate) fn payout_settled(
         payment_id: &str,
-        owner: Option<&AccountId>,
-        amount: MilliSats,
+        reserved: MilliSats,
+        paid: MilliSats,
+        back_to: Book,
         at: UnixMillis,
     ) -> Self {
+        let owner = back_to.owner().cloned();
+        let (reserved, paid) = (signed(reserved), signed(paid));
         let mut m = Movement::new(
             format!("payout-end:{payment_id}"),
             MovementKind::PayoutSettled,
@@ -276,18 +276,19 @@ impl Movement {
         .post(
             Book::Payout {
                 id: payment_id.to_owned(),
-                owner: owner.cloned(),
+                owner,
             },
-            -signed(amount),
+            -reserved,
         )
-        .post(Book::Lightning, signed(amount));
+        .post(Book::Lightning, paid)
+        .post(back_to, reserved - paid.min(reserved))
+        .post(Book::Fees, -(paid - reserved).max(0));
         m.payment_id = Some(payment_id.to_owned());
         m
     }
 
     /// A payout that failed: its money back where it came from. Shares its
     /// key with [`Movement::payout_settled`]: a payout ends once.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn payout_failed(
         payment_id: &str,
         back_to: Book,

@@ -192,7 +192,12 @@ impl LedgerStore {
             held_msat: positive(book(B::Escrow)),
             earnings_msat: positive(book(B::Earnings)),
             earned_total_msat: positive(flow(&[M::Charge, M::Claim], &[B::Earnings])),
-            paid_out_msat: positive(-flow(&[M::PayoutSettled], &[B::Payout])),
+            // What settled payouts took (amount and fee): their books'
+            // debit less the unused fee reserve returned.
+            paid_out_msat: positive(
+                -flow(&[M::PayoutSettled], &[B::Payout])
+                    - flow(&[M::PayoutSettled], &[B::Balance, B::Earnings]),
+            ),
             topped_up_msat: positive(flow(&[M::Topup, M::Credit], &[B::Balance])),
             // What left the balance and escrow for good through jobs.
             spent_msat: positive(-flow(

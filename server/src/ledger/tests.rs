@@ -278,7 +278,13 @@ async fn many_concurrent_random_movements_keep_the_books_exact() {
                             Err(LedgerError::InsufficientFunds(_)) => continue,
                             other => panic!("payout: {other:?}"),
                         }
-                        let ok = Movement::payout_settled(&id, Some(op), amount, now);
+                        let ok = Movement::payout_settled(
+                            &id,
+                            amount,
+                            amount,
+                            Book::Earnings(op.clone()),
+                            now,
+                        );
                         let failed =
                             Movement::payout_failed(&id, Book::Earnings(op.clone()), amount, now);
                         let (ra, rb) = if rng.below(2) == 0 {

@@ -478,3 +478,89 @@ fn a_server_on_breez_offline_says_lightning_is_unreachable() {
         json!([])
     );
 }
+
+#[test]
+fn withdrawals_over_http_are_paid_once_and_private() {
+    use payments::Lightning;
+    let server = Server::start_with(&["--lightning", "test"]);
+    let (_page, me, me_id) = account(&server, b"billing test: withdrawer wallet!");
+    server.credit_with_key(&me_id, 100_000, "w");
+    let payee = payments::test_backend::TestLightning::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let invoice = |msat: u64| {
+        rt.block_on(payee.create_invoice(wire::MilliSats(msat), "withdrawal", 600))
+            .unwrap()
+    };
+    let post = |body: Value| {
+        let r = me
+            .post(server.url("/api/v1/billing/payouts"))
+            .json(&body)
+            .send()
+            .unwrap();
+        (r.status(), r.json::<Value>().unwrap())
+    };
+
+    // More than the balance (with the fee reserve): 402, nothing recorded.
+    let big = invoice(95_000);
+    let (status, body) = post(json!({ "from": "balance", "invoice": big.bolt11 }));
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(code(&body), "insufficient_funds");
+    let (status, body) = post(json!({ "from": "balance" }));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = post(json!({ "from": "everything", "invoice": big.bolt11 }));
+    assert!(status.is_client_error(), "{body}");
+    assert_eq!(
+        get(&me, &server, "/api/v1/billing/payouts")["payouts"],
+        json!([])
+    );
+
+    let ok = invoice(60_000);
+    let (status, payout) = post(json!({ "from": "balance", "invoice": ok.bolt11 }));
+    assert_eq!(status, StatusCode::CREATED, "{payout}");
+    let id = payout["id"].as_str().unwrap();
+    let done = get(
+        &me,
+        &server,
+        &format!("/api/v1/billing/payouts/{id}?wait_secs=30"),
+    );
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["preimage"].as_str().is_some());
+    let summary = get(&me, &server, "/api/v1/billing");
+    assert_eq!(msat(&summary, "balance_msat"), 40_000);
+    assert_eq!(msat(&summary, "paid_out_msat"), 60_000);
+    assert_eq!(msat(&summary, "in_flight_msat"), 0);
+    // Twice: 409, nothing moves.
+    let (status, body) = post(json!({ "from": "balance", "invoice": ok.bolt11 }));
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code(&body), "already_paid_out");
+    assert_eq!(get(&me, &server, "/api/v1/billing")["balance_msat"], 40_000);
+
+    // Somebody else sees none of it.
+    let other = server.http();
+    let r = other
+        .get(server.url(&format!("/api/v1/billing/payouts/{id}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Payout settings: checked, kept.
+    let r = me
+        .put(server.url("/api/v1/billing/payout-settings"))
+        .json(&json!({ "address": "not an address", "threshold_msat": 50_000 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = me
+        .put(server.url("/api/v1/billing/payout-settings"))
+        .json(&json!({ "address": "alice@example.com", "threshold_msat": 50_000 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        get(&me, &server, "/api/v1/billing/payout-settings"),
+        json!({ "address": "alice@example.com", "threshold_msat": 50_000 })
+    );
+    let (status, audit, _) = server.admin(&["audit"]);
+    assert!(status.success());
+    assert!(audit.contains("\"clean\":true"), "{audit}");
+}
