@@ -34,6 +34,8 @@ pub struct Advertiser {
     /// Every change is advertised at once.
     pub catalog: watch::Receiver<Catalog>,
     pub schedule: Vec<AvailabilityWindow>,
+    /// Where earnings go while nobody has enrolled the node.
+    pub payout_address: Option<String>,
     pub interval: Duration,
     pub active: Arc<AtomicU32>,
     /// Whether the node takes jobs; every change is advertised at once.
@@ -98,6 +100,7 @@ impl Advertiser {
                 .into_iter()
                 .take(wire::registry::MAX_FETCHING)
                 .collect(),
+            payout_address: self.payout_address.clone(),
         })
     }
 

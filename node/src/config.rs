@@ -61,6 +61,11 @@ struct Cli {
     /// the app: Settings, enrolment tokens). Needs --server.
     #[arg(long, env = "INFERNET_ENROLL_TOKEN", hide_env_values = true)]
     enroll: Option<String>,
+    /// A Lightning address (name@domain) the node's earnings are paid to
+    /// while no operator has enrolled it; signed into its registration
+    /// and ads.
+    #[arg(long, env = "INFERNET_PAYOUT_ADDRESS")]
+    payout_address: Option<String>,
     /// libp2p port for TCP and QUIC; 0 picks free ports [default: 0].
     #[arg(long, env = "INFERNET_NODE_P2P_PORT")]
     p2p_port: Option<u16>,
@@ -116,6 +121,7 @@ struct FileConfig {
     models_dir: Option<PathBuf>,
     key_file: Option<PathBuf>,
     enroll: Option<String>,
+    payout_address: Option<String>,
     p2p_port: Option<u16>,
     p2p_host: Option<IpAddr>,
     heartbeat_ms: Option<u64>,
@@ -143,6 +149,8 @@ pub struct Config {
     pub key_file: PathBuf,
     /// `--enroll`: the operator's enrolment token.
     pub enroll: Option<EnrolToken>,
+    /// `--payout-address`: a Lightning address, checked.
+    pub payout_address: Option<String>,
     pub p2p_port: u16,
     pub p2p_host: IpAddr,
     pub heartbeat: Duration,
@@ -316,8 +324,18 @@ impl Config {
                 "--enroll needs --server: a node enrols with the server that made the token".into(),
             ));
         }
+        let payout_address = cli
+            .payout_address
+            .or(file.payout_address)
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty());
+        if let Some(address) = &payout_address {
+            wire::billing::check_lightning_address(address)
+                .map_err(|e| invalid(format!("--payout-address: {e}")))?;
+        }
         Ok(Config {
             enroll,
+            payout_address,
             server,
             bootstrap,
             reachability,

@@ -206,6 +206,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         hardware: hardware.clone(),
         catalog: catalog_rx,
         schedule: Vec::new(),
+        payout_address: config.payout_address.clone(),
         interval: config.ad_interval,
         active: active.clone(),
         admission: admission.clone(),
@@ -251,6 +252,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             models: models.clone(),
             version: wire::VERSION.to_owned(),
             heartbeat_interval_ms: u64::try_from(config.heartbeat.as_millis()).unwrap_or(u64::MAX),
+            payout_address: config.payout_address.clone(),
         };
         let announcer = Arc::new(Announcer::new(
             server.clone(),

@@ -104,6 +104,11 @@ struct Cli {
     /// the Lightning backend, in seconds [default: 30].
     #[arg(long, env = "INFERNET_LIGHTNING_RECONCILE_SECS")]
     lightning_reconcile_secs: Option<u64>,
+    /// An unenrolled node that names a payout address (`node
+    /// --payout-address`) is paid its pending earnings once they reach
+    /// this, in millisatoshis [default: 1000000, 1000 sat].
+    #[arg(long, env = "INFERNET_NODE_PAYOUT_THRESHOLD_MSAT")]
+    node_payout_threshold_msat: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -200,6 +205,7 @@ struct FileConfig {
     breez_seed_file: Option<PathBuf>,
     breez_python: Option<PathBuf>,
     lightning_reconcile_secs: Option<u64>,
+    node_payout_threshold_msat: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -229,6 +235,7 @@ pub struct Config {
     pub breez_seed_file: Option<PathBuf>,
     pub breez_python: PathBuf,
     pub lightning_reconcile: Duration,
+    pub node_payout_threshold_msat: u64,
     /// An admin command to run against the running server, instead of serving.
     pub command: Option<Command>,
 }
@@ -262,6 +269,10 @@ impl std::fmt::Debug for Config {
             .field("breez_seed_file", &self.breez_seed_file)
             .field("breez_python", &self.breez_python)
             .field("lightning_reconcile", &self.lightning_reconcile)
+            .field(
+                "node_payout_threshold_msat",
+                &self.node_payout_threshold_msat,
+            )
             .finish()
     }
 }
@@ -315,6 +326,7 @@ impl Config {
             breez_seed_file: None,
             breez_python: PathBuf::from("python3"),
             lightning_reconcile: Duration::from_secs(30),
+            node_payout_threshold_msat: 1_000_000,
             command: None,
         }
     }
@@ -418,8 +430,18 @@ impl Config {
                 "lightning_reconcile_secs must be 1 to 3600".into(),
             ));
         }
+        let node_payout_threshold_msat = cli
+            .node_payout_threshold_msat
+            .or(file.node_payout_threshold_msat)
+            .unwrap_or(1_000_000);
+        if !(11_000..=10_000_000_000).contains(&node_payout_threshold_msat) {
+            return Err(ConfigError::Invalid(
+                "node_payout_threshold_msat must be 11000 to 10000000000".into(),
+            ));
+        }
         Ok(Config {
             platform_fee_bps,
+            node_payout_threshold_msat,
             lightning,
             lightning_network,
             breez_api_key,

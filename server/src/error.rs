@@ -262,7 +262,7 @@ fn payout_status(e: &PayoutError) -> StatusCode {
         PayoutError::Lightning(LightningError::Unreachable(_)) => StatusCode::SERVICE_UNAVAILABLE,
         PayoutError::Lightning(_) => StatusCode::BAD_GATEWAY,
         PayoutError::Ledger(e) => ledger_status(e),
-        PayoutError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        PayoutError::Store(_) | PayoutError::Registry(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -278,7 +278,7 @@ fn payout_code(e: &PayoutError) -> &'static str {
         PayoutError::Lightning(LightningError::Unreachable(_)) => "lightning_unavailable",
         PayoutError::Lightning(_) => "lightning_error",
         PayoutError::Ledger(e) => ledger_code(e),
-        PayoutError::Store(_) => "internal",
+        PayoutError::Store(_) | PayoutError::Registry(_) => "internal",
     }
 }
 

@@ -137,7 +137,11 @@ impl Application {
         );
         let topups = topups::Topups::new(db.clone(), ledger.clone(), lightning.backend.clone());
         tokio::spawn(topups.clone().follow(config.lightning_reconcile));
-        let payouts = payouts::Payouts::new(db.clone(), ledger.clone(), lightning.backend.clone());
+        let payouts = payouts::Payouts::new(db.clone(), ledger.clone(), lightning.backend.clone())
+            .paying_nodes(
+                registry.clone(),
+                wire::MilliSats(config.node_payout_threshold_msat),
+            );
         tokio::spawn(payouts.clone().follow(config.lightning_reconcile));
         let admin = crate::admin::Admin {
             ledger: ledger.clone(),

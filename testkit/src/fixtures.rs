@@ -73,6 +73,7 @@ pub fn node_info(seed: u8, models: Vec<ModelOffer>) -> NodeInfo {
         fetching: Vec::new(),
         claimed: false,
         operator: None,
+        payout_address: None,
     }
 }
 
@@ -96,5 +97,6 @@ pub fn ad(key: &Keypair, seq: u64, issued_at: UnixMillis, ttl_ms: u64) -> Capabi
         },
         accepting_jobs: true,
         fetching: Vec::new(),
+        payout_address: None,
     }
 }

@@ -111,6 +111,10 @@ pub struct CapabilityAd {
     /// Models the node is downloading, with their progress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fetching: Vec<crate::registry::ModelFetch>,
+    /// A Lightning address (LUD-16) its earnings are paid to while no
+    /// operator has enrolled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
 }
 
 impl Signable for CapabilityAd {
@@ -164,6 +168,9 @@ impl CapabilityAd {
                 "{} addresses; at most {MAX_MULTIADDRS}",
                 self.multiaddrs.len()
             ));
+        }
+        if let Some(address) = &self.payout_address {
+            crate::billing::check_lightning_address(address).map_err(AdError::Invalid)?;
         }
         if self.fetching.len() > crate::registry::MAX_FETCHING
             || self.fetching.iter().any(|f| f.done_bytes > f.total_bytes)

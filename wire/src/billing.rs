@@ -174,6 +174,31 @@ pub struct Topup {
     pub qr_svg: Option<String>,
 }
 
+/// Checks a Lightning address (LUD-16): `name@domain`, with the name in
+/// lower case letters, digits and `-_.+`, and a domain name (with an
+/// optional port, for local services).
+pub fn check_lightning_address(address: &str) -> Result<(), String> {
+    let bad = || format!("`{address}` is not a Lightning address (name@domain)");
+    let (name, domain) = address.split_once('@').ok_or_else(bad)?;
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.+".contains(c));
+    let host = domain.split(':').next().unwrap_or_default();
+    let domain_ok = !host.is_empty()
+        && domain.len() <= 253
+        && !domain.contains("..")
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+    if name_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 /// Which of an account's books a payout is paid from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

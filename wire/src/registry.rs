@@ -124,6 +124,10 @@ pub struct Registration {
     pub models: Vec<ModelOffer>,
     pub version: String,
     pub heartbeat_interval_ms: u64,
+    /// A Lightning address (LUD-16) the node's earnings are paid to while
+    /// no operator has enrolled it (`node --payout-address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
 }
 
 impl Signable for Registration {
@@ -185,6 +189,10 @@ pub struct NodeInfo {
     /// The operator's public name, when they chose to show it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// Where the node's earnings are paid while nobody has enrolled it
+    /// (a Lightning address it signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
 }
 
 fn yes() -> bool {

@@ -23,6 +23,7 @@ fn config(models_dir: std::path::PathBuf, key_file: std::path::PathBuf) -> Confi
         models_dir,
         key_file,
         enroll: None,
+        payout_address: None,
         p2p_port: 0,
         p2p_host: std::net::IpAddr::from([127, 0, 0, 1]),
         heartbeat: Duration::from_secs(10),

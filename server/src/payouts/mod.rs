@@ -33,7 +33,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use wire::billing::{NewPayout, PaymentStatus, Payout, PayoutSettings, PayoutSource};
-use wire::{AccountId, MilliSats, UnixMillis};
+use wire::{AccountId, MilliSats, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
 use crate::ledger::{Applied, Book, Ledger, LedgerError, Movement};
@@ -73,6 +73,8 @@ pub(crate) enum PayoutError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Store(#[from] DbError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// What is held for a payment's routing fee: 1 %, at least 10 sat.
@@ -94,6 +96,13 @@ fn backoff(first: Duration, max: Duration, failures: u32) -> Duration {
     first.saturating_mul(1u32 << failures.min(16)).min(max)
 }
 
+/// Whose money a payout is.
+enum Payer {
+    Account(AccountId),
+    /// A node nobody has enrolled, paid to the address it signed.
+    Node(NodeId),
+}
+
 /// Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Payouts {
@@ -104,6 +113,9 @@ pub(crate) struct Payouts {
     changed: Arc<Notify>,
     /// Payouts being sent by this process now: not sent twice at once.
     sending: Arc<Mutex<HashSet<String>>>,
+    /// Unenrolled nodes' payout addresses, and the pending earnings at
+    /// which they are paid out.
+    nodes: Option<(crate::registry::Registry, MilliSats)>,
 }
 
 impl Payouts {
@@ -120,7 +132,19 @@ impl Payouts {
             http,
             changed: Arc::new(Notify::new()),
             sending: Arc::new(Mutex::new(HashSet::new())),
+            nodes: None,
         }
+    }
+
+    /// Also pays unenrolled nodes' pending earnings, once they reach
+    /// `threshold`, to the payout address each signed.
+    pub(crate) fn paying_nodes(
+        mut self,
+        registry: crate::registry::Registry,
+        threshold: MilliSats,
+    ) -> Self {
+        self.nodes = Some((registry, threshold));
+        self
     }
 
     fn backend(&self) -> Result<&Arc<dyn Lightning>, PayoutError> {
@@ -134,7 +158,9 @@ impl Payouts {
         account: &AccountId,
         new: NewPayout,
     ) -> Result<Payout, PayoutError> {
-        let row = self.prepare(account, new, false).await?;
+        let row = self
+            .prepare(Payer::Account(account.clone()), new, false)
+            .await?;
         self.record(&row).await?;
         let wire = row.to_wire();
         let this = self.clone();
@@ -145,7 +171,7 @@ impl Payouts {
     /// Checks a new payout and fetches its invoice; records nothing.
     async fn prepare(
         &self,
-        account: &AccountId,
+        payer: Payer,
         new: NewPayout,
         automatic: bool,
     ) -> Result<PayoutRow, PayoutError> {
@@ -205,9 +231,14 @@ impl Payouts {
             .map_err(|e| PayoutError::BadRequest(e.to_string()))?
             .payment_hash;
         let now = UnixMillis::now();
+        let (account, node_id) = match payer {
+            Payer::Account(a) => (Some(a), None),
+            Payer::Node(n) => (None, Some(n)),
+        };
         Ok(PayoutRow {
             payout_id: format!("pay_{}", uuid::Uuid::new_v4().simple()),
-            account: account.clone(),
+            account,
+            node_id,
             source: new.from,
             amount_msat: amount,
             fee_reserve_msat: fee_reserve(amount),
@@ -229,17 +260,23 @@ impl Payouts {
         })
     }
 
-    fn source_book(row: &PayoutRow) -> Book {
-        match row.source {
-            PayoutSource::Earnings => Book::Earnings(row.account.clone()),
-            PayoutSource::Balance => Book::Balance(row.account.clone()),
+    /// The book a payout's money comes from (and returns to).
+    fn source_book(row: &PayoutRow) -> Result<Book, PayoutError> {
+        match (&row.node_id, &row.account, row.source) {
+            (Some(node), _, _) => Ok(Book::Pending(*node)),
+            (None, Some(a), PayoutSource::Earnings) => Ok(Book::Earnings(a.clone())),
+            (None, Some(a), PayoutSource::Balance) => Ok(Book::Balance(a.clone())),
+            (None, None, _) => Err(PayoutError::BadRequest(format!(
+                "payout {} has nobody to pay from",
+                row.payout_id
+            ))),
         }
     }
 
     async fn record(&self, row: &PayoutRow) -> Result<(), PayoutError> {
         let reserved = MilliSats(row.amount_msat.0 + row.fee_reserve_msat.0);
         let take = Movement::payout(
-            Self::source_book(row),
+            Self::source_book(row)?,
             &row.payout_id,
             reserved,
             row.created_at,
@@ -247,7 +284,7 @@ impl Payouts {
         let _locked = self.ledger.lock(&[&take]).await;
         match self.store.insert(row, &take).await {
             Ok(()) => {
-                tracing::info!(payout = %row.payout_id, account = %row.account, amount_msat = row.amount_msat.0, automatic = row.automatic, "payout recorded");
+                tracing::info!(payout = %row.payout_id, account = ?row.account, node = ?row.node_id, amount_msat = row.amount_msat.0, automatic = row.automatic, "payout recorded");
                 Ok(())
             }
             Err(InsertError::Duplicate) => Err(PayoutError::Duplicate),
@@ -340,7 +377,7 @@ impl Payouts {
         let reserved = MilliSats(row.amount_msat.0 + row.fee_reserve_msat.0);
         let paid = MilliSats(row.amount_msat.0 + fee.0);
         let end =
-            Movement::payout_settled(&row.payout_id, reserved, paid, Self::source_book(row), now);
+            Movement::payout_settled(&row.payout_id, reserved, paid, Self::source_book(row)?, now);
         let mut patch = json!({
             "status": PaymentStatus::Succeeded,
             "preimage": preimage,
@@ -357,8 +394,8 @@ impl Payouts {
         };
         if applied == Applied::Moved {
             tracing::info!(payout = %row.payout_id, amount_msat = row.amount_msat.0, fee_msat = fee.0, ?verified, "payout sent");
-            if row.automatic {
-                self.store.back_off(&row.account, 0, UnixMillis(0)).await?;
+            if let (true, Some(account)) = (row.automatic, &row.account) {
+                self.store.back_off(account, 0, UnixMillis(0)).await?;
             }
         }
         Ok(())
@@ -367,7 +404,7 @@ impl Payouts {
     async fn failed(&self, row: &PayoutRow, error: &str) -> Result<(), PayoutError> {
         let now = UnixMillis::now();
         let reserved = MilliSats(row.amount_msat.0 + row.fee_reserve_msat.0);
-        let end = Movement::payout_failed(&row.payout_id, Self::source_book(row), reserved, now);
+        let end = Movement::payout_failed(&row.payout_id, Self::source_book(row)?, reserved, now);
         let patch = json!({
             "status": PaymentStatus::Failed,
             "error": error,
@@ -380,11 +417,11 @@ impl Payouts {
         };
         if applied == Applied::Moved {
             tracing::warn!(payout = %row.payout_id, error, "payout failed; its money is back");
-            if row.automatic {
-                let failures = self.store.failures(&row.account).await?.saturating_add(1);
+            if let (true, Some(account)) = (row.automatic, &row.account) {
+                let failures = self.store.failures(account).await?.saturating_add(1);
                 let wait = backoff(AUTO_BACKOFF_FIRST, AUTO_BACKOFF_MAX, failures);
                 self.store
-                    .back_off(&row.account, failures, now.plus(wait))
+                    .back_off(account, failures, now.plus(wait))
                     .await?;
             }
         }
@@ -498,7 +535,10 @@ impl Payouts {
                 invoice: None,
                 address: Some(due.address.clone()),
             };
-            let prepared = match self.prepare(&due.account, new, true).await {
+            let prepared = match self
+                .prepare(Payer::Account(due.account.clone()), new, true)
+                .await
+            {
                 Ok(row) => row,
                 Err(e) => {
                     let failures = due.failures.saturating_add(1);
@@ -515,6 +555,54 @@ impl Payouts {
                 // Spent meanwhile: next round.
                 Err(PayoutError::Ledger(LedgerError::InsufficientFunds(_))) => {}
                 Err(e) => return Err(e),
+            }
+        }
+        self.pay_nodes(now).await
+    }
+
+    /// Pays out unenrolled nodes' pending earnings over the threshold to
+    /// their signed payout addresses, backing off after failures.
+    async fn pay_nodes(&self, now: UnixMillis) -> Result<(), PayoutError> {
+        let Some((registry, threshold)) = &self.nodes else {
+            return Ok(());
+        };
+        let day_ago = UnixMillis(now.0.saturating_sub(24 * 3600 * 1000));
+        for (node, address) in registry.payout_addresses().await? {
+            let pending = self.ledger.book_balance(&Book::Pending(node)).await?;
+            let pending = u64::try_from(pending).unwrap_or(0);
+            if pending < threshold.0 {
+                continue;
+            }
+            let (latest, failed) = self.store.node_history(&node, day_ago).await?;
+            if let Some(latest) = latest {
+                let waiting = match latest.status {
+                    PaymentStatus::Pending => true,
+                    PaymentStatus::Failed => {
+                        let wait = backoff(AUTO_BACKOFF_FIRST, AUTO_BACKOFF_MAX, failed);
+                        latest.finished_at.unwrap_or(now).plus(wait) > now
+                    }
+                    _ => false,
+                };
+                if waiting {
+                    continue;
+                }
+            }
+            let Some(amount) = largest_payout(pending) else {
+                continue;
+            };
+            let new = NewPayout {
+                from: PayoutSource::Earnings,
+                amount_msat: Some(amount),
+                invoice: None,
+                address: Some(address),
+            };
+            match self.prepare(Payer::Node(node), new, true).await {
+                Ok(row) => match self.record(&row).await {
+                    Ok(()) => self.send_logged(row).await,
+                    Err(PayoutError::Ledger(LedgerError::InsufficientFunds(_))) => {}
+                    Err(e) => return Err(e),
+                },
+                Err(e) => tracing::warn!(%node, error = %e, "node payout could not start"),
             }
         }
         Ok(())

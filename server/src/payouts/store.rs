@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wire::billing::{PaymentStatus, Payout, PayoutSettings, PayoutSource};
-use wire::{AccountId, MilliSats, UnixMillis};
+use wire::{AccountId, MilliSats, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
 use crate::ledger::{move_sql, Applied, LedgerError, Movement};
@@ -13,7 +13,12 @@ use crate::ledger::{move_sql, Applied, LedgerError, Movement};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct PayoutRow {
     pub(super) payout_id: String,
-    pub(super) account: AccountId,
+    /// Whose money: an account's, or (with no account) a node's pending
+    /// earnings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) account: Option<AccountId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) node_id: Option<NodeId>,
     pub(super) source: PayoutSource,
     pub(super) amount_msat: MilliSats,
     pub(super) fee_reserve_msat: MilliSats,
@@ -93,7 +98,8 @@ pub(super) struct PayoutStore {
     db: Db,
 }
 
-const FIELDS: &str = "payout_id, account, source, amount_msat, fee_reserve_msat, fee_msat, \
+const FIELDS: &str =
+    "payout_id, account, node_id, source, amount_msat, fee_reserve_msat, fee_msat, \
     address, invoice, payment_hash, preimage, status, error, verify_url, verified, automatic, \
     attempts, next_attempt_at, created_at, finished_at";
 
@@ -178,6 +184,34 @@ impl PayoutStore {
             )
             .await?;
         Ok(!rows.is_empty())
+    }
+
+    /// The latest payout of a node's pending earnings, and how many of
+    /// them failed since `since`.
+    pub(super) async fn node_history(
+        &self,
+        node: &NodeId,
+        since: UnixMillis,
+    ) -> Result<(Option<PayoutRow>, u32), DbError> {
+        #[derive(Deserialize)]
+        struct Count {
+            n: u32,
+        }
+        let sql = format!(
+            "SELECT {FIELDS} FROM payout WHERE node_id = $node ORDER BY created_at DESC LIMIT 1"
+        );
+        let vars = json!({ "node": node, "since": since });
+        let latest: Vec<PayoutRow> = self.db.rows(&sql, vars.clone(), 0).await?;
+        let failed: Vec<Count> = self
+            .db
+            .rows(
+                "SELECT count() AS n FROM payout WHERE node_id = $node AND status = 'failed' \
+                 AND created_at >= $since GROUP ALL",
+                vars,
+                0,
+            )
+            .await?;
+        Ok((latest.into_iter().next(), failed.first().map_or(0, |c| c.n)))
     }
 
     /// Ends a pending payout: its new fields and the movement that settles

@@ -466,3 +466,70 @@ fn the_largest_payout_leaves_room_for_its_fee_reserve() {
         assert_eq!(a.0 % 1000, 0);
     }
 }
+
+#[tokio::test]
+async fn an_unenrolled_node_is_paid_at_its_signed_address() {
+    let db = Db::temp("payout-node").await;
+    let ledger = Ledger::new(db.clone(), 0, true);
+    let ours = TestLightning::new();
+    let registry = crate::registry::Registry::new(db.clone());
+    let payouts = Payouts::new(db, ledger.clone(), Some(Arc::new(ours.clone())))
+        .paying_nodes(registry.clone(), MilliSats(50_000));
+    let host = lnurl_service(TestLightning::new(), ours.clone()).await;
+    let node = testkit::fixtures::node_id(7);
+    let registration = wire::registry::Registration {
+        node_id: node,
+        timestamp: UnixMillis::now(),
+        multiaddrs: vec![],
+        hardware: testkit::fixtures::hardware(),
+        models: vec![],
+        version: wire::VERSION.to_owned(),
+        heartbeat_interval_ms: 1000,
+        payout_address: Some(format!("alice@{host}")),
+    };
+    let info = registry
+        .register(&registration, UnixMillis::now())
+        .await
+        .unwrap();
+    assert_eq!(info.payout_address, registration.payout_address);
+
+    // Its jobs earn into its pending book.
+    let consumer = acct(9);
+    ledger
+        .credit(&consumer, MilliSats(100_000), "k", None)
+        .await
+        .unwrap();
+    let job = JobId::from_random([7; 16]);
+    let held = MilliSats(80_000);
+    ledger
+        .apply(&Movement::hold(&job, &consumer, held, UnixMillis::now()))
+        .await
+        .unwrap();
+    ledger
+        .apply(
+            &Movement::charge(
+                &job,
+                &consumer,
+                held,
+                held,
+                &Payee::Node(node),
+                0,
+                UnixMillis::now(),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance(&ledger, Book::Pending(node)).await, 80_000);
+
+    payouts.tick(UnixMillis::now()).await.unwrap();
+    // Paid: all that fits with the fee reserve (fee 0 here, so the reserve
+    // returns to its pending book).
+    assert_eq!(ours.sent().len(), 1);
+    assert_eq!(ours.sent()[0].amount, MilliSats(70_000));
+    assert_eq!(balance(&ledger, Book::Pending(node)).await, 10_000);
+    // Under the threshold now: nothing more.
+    payouts.tick(UnixMillis::now()).await.unwrap();
+    assert_eq!(ours.sent().len(), 1);
+    assert!(ledger.audit().await.unwrap().is_clean());
+}

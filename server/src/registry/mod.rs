@@ -127,6 +127,19 @@ impl Registry {
         Ok(Some(claimed(row.into_info(now), &claims)))
     }
 
+    /// Nodes nobody has enrolled that name a payout address, and the
+    /// address: where their pending earnings are paid.
+    pub(crate) async fn payout_addresses(&self) -> Result<Vec<(NodeId, String)>, RegistryError> {
+        let claims = self.store.claims(None).await?;
+        Ok(self
+            .store
+            .payout_addresses()
+            .await?
+            .into_iter()
+            .filter(|(node, _)| !claims.contains_key(node))
+            .collect())
+    }
+
     /// Every node, sorted by peer id, with its status as of `now`.
     pub(crate) async fn all(&self, now: UnixMillis) -> Result<Vec<NodeInfo>, RegistryError> {
         let claims = self.store.claims(None).await?;
@@ -188,6 +201,7 @@ mod tests {
             models: vec![offer("m", Task::Embedding, 100)],
             version: "0".into(),
             heartbeat_interval_ms: 1000,
+            payout_address: None,
         }
     }
 

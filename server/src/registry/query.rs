@@ -43,6 +43,10 @@ pub(crate) fn validate_registration(r: &Registration) -> Result<(), RegistryErro
     if r.models.len() > MAX_MODELS_PER_NODE {
         return bad(format!("at most {MAX_MODELS_PER_NODE} models"));
     }
+    if let Some(address) = &r.payout_address {
+        wire::billing::check_lightning_address(address)
+            .map_err(RegistryError::InvalidRegistration)?;
+    }
     for m in &r.models {
         if m.name.is_empty() || m.name.len() > 128 {
             return bad("model names must be 1 to 128 bytes".into());

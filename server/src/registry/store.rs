@@ -30,6 +30,9 @@ pub(super) struct NodeRow {
     accepting_jobs: bool,
     #[serde(default)]
     fetching: Vec<ModelFetch>,
+    /// The node's signed payout address; "" for none.
+    #[serde(default)]
+    payout_address: Option<String>,
 }
 
 fn yes() -> bool {
@@ -53,6 +56,7 @@ impl NodeRow {
             fetching: self.fetching,
             claimed: false,
             operator: None,
+            payout_address: self.payout_address.filter(|a| !a.is_empty()),
         }
     }
 }
@@ -101,6 +105,7 @@ impl NodeStore {
             "models": r.models,
             "version": r.version,
             "heartbeat_interval_ms": r.heartbeat_interval_ms,
+            "payout_address": r.payout_address.clone().unwrap_or_default(),
             "active_jobs": 0,
             "last_seen": now,
             "last_signed": r.timestamp,
@@ -136,6 +141,7 @@ impl NodeStore {
             "last_seen": now,
             "last_ad_seq": ad.seq,
             "fetching": ad.fetching,
+            "payout_address": ad.payout_address.clone().unwrap_or_default(),
         });
         let stored = self
             .merge_or_create(
@@ -251,6 +257,28 @@ impl NodeStore {
             )
             .await?;
         Ok(rows.into_iter().next())
+    }
+
+    /// Nodes that name a payout address, and the address.
+    pub(super) async fn payout_addresses(&self) -> Result<Vec<(NodeId, String)>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            peer_id: NodeId,
+            payout_address: String,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT peer_id, payout_address FROM node \
+                 WHERE payout_address != NONE AND payout_address != ''",
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.peer_id, r.payout_address))
+            .collect())
     }
 
     /// Every node, sorted by peer id.

@@ -54,8 +54,26 @@ fn account(server: &Server, seed: &[u8; 32]) -> (Client, Client, String) {
 fn jobs_hold_their_budget_pay_their_price_and_operators_are_paid() {
     let server = Server::start();
     let node_key = temp_dir("node").join("node.key");
-    let node = Node::start_with(&server, 1000, &node_key, &[]);
+    // A payout address must be one.
+    let (code_, logs) = Node::run_to_exit(&server, &node_key, &["--payout-address", "nope"]);
+    assert_ne!(code_, Some(0));
+    assert!(
+        logs.join("\n").contains("not a Lightning address"),
+        "{logs:?}"
+    );
+    let node = Node::start_with(
+        &server,
+        1000,
+        &node_key,
+        &["--payout-address", "node-owner@example.com"],
+    );
     let (_page, consumer, consumer_id) = account(&server, b"billing test: a consumer wallet!");
+    // The address the node signed is public, with its registration.
+    let listed = get(&consumer, &server, "/nodes");
+    assert_eq!(
+        listed["nodes"][0]["payout_address"], "node-owner@example.com",
+        "{listed}"
+    );
 
     // No money: 402, and nothing is recorded.
     let (status, body) = embed(&consumer, &server, None);

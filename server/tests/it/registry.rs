@@ -19,6 +19,7 @@ fn registration(key: &p2p::Keypair, heartbeat_ms: u64) -> Registration {
         models: vec![fixtures::offer("tiny", Task::Embedding, 10)],
         version: "test".into(),
         heartbeat_interval_ms: heartbeat_ms,
+        payout_address: None,
     }
 }
 
