@@ -308,7 +308,9 @@ fn ledger_code(e: &LedgerError) -> &'static str {
 fn job_status(e: &JobError) -> StatusCode {
     match e {
         JobError::ModelName | JobError::BadInput(_) => StatusCode::BAD_REQUEST,
-        JobError::InsufficientFunds { .. } => StatusCode::PAYMENT_REQUIRED,
+        JobError::InsufficientFunds { .. } | JobError::SpendingCap { .. } => {
+            StatusCode::PAYMENT_REQUIRED
+        }
         JobError::UnknownModel(_) => StatusCode::NOT_FOUND,
         JobError::NoNodeAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         JobError::NodeRefused {
@@ -338,6 +340,7 @@ fn job_code(e: &JobError) -> &'static str {
         JobError::ModelName => "bad_request",
         JobError::BadInput(_) => "invalid_input",
         JobError::InsufficientFunds { .. } => "insufficient_funds",
+        JobError::SpendingCap { .. } => "spending_cap_exceeded",
         JobError::UnknownModel(_) => "unknown_model",
         JobError::NoNodeAvailable(_) => "no_node_available",
         JobError::NodeRefused { .. } => "node_refused",

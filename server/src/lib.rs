@@ -69,7 +69,32 @@ impl AppState {
     ) -> Result<AccountSettings, error::ApiError> {
         let mut settings = self.accounts.settings(caller).await?;
         settings.enrol_tokens = self.enrolments.tokens(caller).await?;
+        self.with_spending(&mut settings.api_keys).await?;
         Ok(settings)
+    }
+
+    /// The caller's API keys, each with what its jobs spent.
+    pub(crate) async fn api_keys(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<wire::accounts::ApiKeyView>, error::ApiError> {
+        let mut keys = self.accounts.keys(caller).await?;
+        self.with_spending(&mut keys).await?;
+        Ok(keys)
+    }
+
+    /// Fills in what each key's jobs spent today (UTC) and in all.
+    async fn with_spending(
+        &self,
+        keys: &mut [wire::accounts::ApiKeyView],
+    ) -> Result<(), error::ApiError> {
+        let now = UnixMillis::now();
+        let today = UnixMillis(now.0 - now.0 % (24 * 3600 * 1000));
+        for key in keys.iter_mut().filter(|k| k.revoked_at.is_none()) {
+            key.spent_today_msat = self.jobs.spent_by_key(&key.id, today).await?;
+            key.spent_total_msat = self.jobs.spent_by_key(&key.id, UnixMillis(0)).await?;
+        }
+        Ok(())
     }
 
     /// Makes an enrolment token, within the caller's limit on making keys

@@ -155,6 +155,8 @@ impl Application {
                 .to_string(),
             source,
         })?;
+        let public_url = site.origin().to_owned();
+        let accounts = accounts::Accounts::new(db.clone(), site, accounts::Limits::standard())?;
         let jobs = jobs::Jobs::new(
             db.clone(),
             registry.clone(),
@@ -162,9 +164,8 @@ impl Application {
             config.job_timeout,
             ledger.clone(),
             enrolments.clone(),
+            accounts.clone(),
         );
-        let public_url = site.origin().to_owned();
-        let accounts = accounts::Accounts::new(db.clone(), site, accounts::Limits::standard())?;
         if let Some(path) = &config.local_key_file {
             let account = accounts.ensure_local_key(path).await?;
             tracing::info!(%account, path = %path.display(), "local account's API key is ready");

@@ -38,7 +38,7 @@ impl Backend for AppState {
 
     async fn submit_job(&self, caller: &Caller, job: SubmitJob) -> Result<JobRecord, ErrorBody> {
         crate::accounts::require(caller, Scope::Jobs).map_err(body)?;
-        self.jobs.submit(&caller.account, job).await.map_err(body)
+        self.jobs.submit(caller, job).await.map_err(body)
     }
 
     async fn list_jobs(&self, caller: &Caller, limit: u32) -> Result<Vec<JobSummary>, ErrorBody> {

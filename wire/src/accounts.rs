@@ -187,6 +187,9 @@ pub struct Account {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_name: Option<String>,
     pub created_at: UnixMillis,
+    /// The most a job may cost when it names no maximum itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_max_price_msat: Option<MilliSats>,
 }
 
 /// Everything the Settings page shows.
@@ -245,6 +248,23 @@ pub struct ApiKeyView {
     pub last_used: Option<UnixMillis>,
     #[serde(default)]
     pub revoked_at: Option<UnixMillis>,
+    /// What the key's jobs may cost in one UTC day, and in all.
+    #[serde(default, flatten)]
+    pub caps: KeyCaps,
+    /// What its jobs cost (or hold, while they run) today (UTC) and in all.
+    #[serde(default)]
+    pub spent_today_msat: MilliSats,
+    #[serde(default)]
+    pub spent_total_msat: MilliSats,
+}
+
+/// A key's spending caps; none: no cap. `PUT /api/v1/account/keys/{id}/caps`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCaps {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cap_msat: Option<MilliSats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_cap_msat: Option<MilliSats>,
 }
 
 /// `POST /api/v1/account/keys`.
@@ -253,6 +273,10 @@ pub struct ApiKeyView {
 pub struct NewApiKey {
     pub name: String,
     pub scopes: Vec<Scope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cap_msat: Option<MilliSats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_cap_msat: Option<MilliSats>,
 }
 
 /// The answer that creates a key: the only time its secret is shown.

@@ -327,6 +327,8 @@ fn ApiKeys(
     let create = move |ev: SubmitEvent| {
         ev.prevent_default();
         let new = NewApiKey {
+            daily_cap_msat: None,
+            total_cap_msat: None,
             name: name.get_untracked(),
             scopes: scopes.get_untracked(),
         };

@@ -9,8 +9,9 @@
 //! | `GET /auth/lnurl/{k1}?poll=` | the page holding the poll token |
 //! | `POST /auth/sign-out` | anyone (ends the cookie's session) |
 //! | `GET /account`, `GET /account/settings` | signed in |
-//! | `PATCH /account` | signed-in session |
+//! | `PATCH /account` (public name, default max price per job) | signed-in session |
 //! | `GET`/`POST /account/keys`, `DELETE /account/keys/{id}` | signed-in session |
+//! | `PUT /account/keys/{id}/caps` (per-day and total spending caps) | signed-in session |
 //! | `DELETE /account/sessions[/{id}]` | signed-in session |
 //! | `DELETE /account/passkeys/{id}`, `/account/lightning-keys/{id}` | signed-in session |
 //!
@@ -23,14 +24,14 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use wire::accounts::{
-    Account, AccountSettings, ApiKeyView, CreatedApiKey, LnurlLogin, LnurlStatus, NewApiKey,
-    PasskeyCeremony, PasskeyFinish, PasskeyStart,
+    Account, AccountSettings, ApiKeyView, CreatedApiKey, KeyCaps, LnurlLogin, LnurlStatus,
+    NewApiKey, PasskeyCeremony, PasskeyFinish, PasskeyStart,
 };
-use wire::Caller;
+use wire::{Caller, MilliSats};
 
 use super::auth::{clear_cookie, cookie, Authn, Refusal, SESSION_COOKIE};
 use super::lnurl::{Callback, Collected, LONG_POLL};
@@ -55,6 +56,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/account/settings", get(settings))
         .route("/account/keys", get(keys).post(create_key))
         .route("/account/keys/{id}", delete(revoke_key))
+        .route("/account/keys/{id}/caps", put(set_key_caps))
         .route("/account/sessions", delete(sign_out_everywhere))
         .route("/account/sessions/{id}", delete(end_session))
         .route("/account/passkeys/{id}", delete(remove_passkey))
@@ -282,7 +284,31 @@ async fn me(
 #[serde(deny_unknown_fields)]
 struct AccountPatch {
     /// Shown next to the account's nodes on `/nodes`; `null` hides it.
-    public_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    public_name: Option<Option<String>>,
+    /// The most a job may cost when it names no maximum; `null`: none.
+    #[serde(default, deserialize_with = "present")]
+    default_max_price_msat: Option<Option<MilliSats>>,
+}
+
+/// A field that is present (`Some`, its value possibly `null`), as
+/// opposed to absent (`None`, left as it is).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+async fn set_key_caps(
+    State(state): State<AppState>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+    ApiJson(caps): ApiJson<KeyCaps>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.set_key_caps(&caller, &id, caps).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn update(
@@ -290,12 +316,17 @@ async fn update(
     Session(caller): Session,
     ApiJson(patch): ApiJson<AccountPatch>,
 ) -> Result<Json<Account>, ApiError> {
-    Ok(Json(
-        state
-            .accounts
-            .set_public_name(&caller, patch.public_name)
-            .await?,
-    ))
+    let mut account = None;
+    if let Some(name) = patch.public_name {
+        account = Some(state.accounts.set_public_name(&caller, name).await?);
+    }
+    if let Some(max) = patch.default_max_price_msat {
+        account = Some(state.accounts.set_default_max_price(&caller, max).await?);
+    }
+    match account {
+        Some(a) => Ok(Json(a)),
+        None => Ok(Json(state.accounts.account(&caller.account).await?)),
+    }
 }
 
 async fn settings(
@@ -315,7 +346,7 @@ async fn keys(
     Session(caller): Session,
 ) -> Result<Json<KeyList>, ApiError> {
     Ok(Json(KeyList {
-        keys: state.accounts.keys(&caller).await?,
+        keys: state.api_keys(&caller).await?,
     }))
 }
 

@@ -176,6 +176,7 @@ impl Accounts {
             user_handle: webauthn_rs::prelude::Uuid::new_v4().to_string(),
             created_at: now,
             local: None,
+            default_max_price_msat: None,
         };
         let key = LnKeyRow {
             pubkey: pubkey.to_owned(),

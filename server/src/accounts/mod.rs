@@ -30,8 +30,10 @@ pub use site::SiteError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wire::accounts::{Account, AccountSettings, ApiKeyView, CreatedApiKey, NewApiKey, Scope};
-use wire::{AccountId, Caller, UnixMillis};
+use wire::accounts::{
+    Account, AccountSettings, ApiKeyView, CreatedApiKey, KeyCaps, NewApiKey, Scope,
+};
+use wire::{AccountId, Caller, MilliSats, UnixMillis};
 
 use crate::db::{Db, DbError};
 use store::{AccountRow, AccountStore, ApiKeyRow, SessionRow};
@@ -47,6 +49,31 @@ const KEY_TOUCH_EVERY: Duration = Duration::from_secs(60);
 const API_KEY_PREFIX: &str = "sk-inf-";
 const MAX_KEYS: usize = 100;
 const MAX_NAME: usize = 64;
+/// The largest cap or default maximum price: 1 BTC.
+const MAX_CAP_MSAT: u64 = 100_000_000_000;
+
+/// What a job runs under: see [`Accounts::spending_limits`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SpendingLimits {
+    /// The account's default maximum price per job.
+    pub(crate) default_max_price: Option<MilliSats>,
+    /// The key the job came with, and its caps (none for a session).
+    pub(crate) caps: Option<(String, KeyCaps)>,
+}
+
+fn check_caps(caps: &KeyCaps) -> Result<(), AuthError> {
+    for (name, cap) in [
+        ("daily_cap_msat", caps.daily_cap_msat),
+        ("total_cap_msat", caps.total_cap_msat),
+    ] {
+        if cap.is_some_and(|c| c.0 > MAX_CAP_MSAT) {
+            return Err(AuthError::BadRequest(format!(
+                "{name} must be at most {MAX_CAP_MSAT}"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Why signing in, or a signed-in request, was refused.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +247,67 @@ impl Accounts {
         self.account(&caller.account).await
     }
 
+    /// Sets the most a job of the caller's may cost when it names no
+    /// maximum; `None`: the input's worst case on the chosen model.
+    pub(crate) async fn set_default_max_price(
+        &self,
+        caller: &Caller,
+        max: Option<MilliSats>,
+    ) -> Result<Account, AuthError> {
+        if max.is_some_and(|m| m.0 == 0 || m.0 > MAX_CAP_MSAT) {
+            return Err(AuthError::BadRequest(format!(
+                "default_max_price_msat must be 1 to {MAX_CAP_MSAT}"
+            )));
+        }
+        self.store
+            .set_default_max_price(&caller.account, max)
+            .await?;
+        self.account(&caller.account).await
+    }
+
+    /// Sets a key's spending caps (per UTC day and in all).
+    pub(crate) async fn set_key_caps(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        caps: KeyCaps,
+    ) -> Result<(), AuthError> {
+        check_caps(&caps)?;
+        if self
+            .store
+            .set_key_caps(&caller.account, key_id, &caps)
+            .await?
+        {
+            tracing::info!(account = %caller.account, key = key_id, ?caps, "API key caps set");
+            Ok(())
+        } else {
+            Err(AuthError::NotFound("key"))
+        }
+    }
+
+    /// What limits a job of `caller` runs under: the account's default
+    /// maximum, and the caps of the key it came with.
+    pub(crate) async fn spending_limits(
+        &self,
+        caller: &Caller,
+    ) -> Result<SpendingLimits, AuthError> {
+        let default_max_price = self
+            .store
+            .account(&caller.account)
+            .await?
+            .and_then(|a| a.default_max_price_msat);
+        let caps = match &caller.auth {
+            wire::accounts::CallerAuth::ApiKey { key_id, .. } => {
+                Some((key_id.clone(), self.store.key_caps(key_id).await?))
+            }
+            wire::accounts::CallerAuth::Session { .. } => None,
+        };
+        Ok(SpendingLimits {
+            default_max_price,
+            caps,
+        })
+    }
+
     pub(crate) async fn keys(&self, caller: &Caller) -> Result<Vec<ApiKeyView>, AuthError> {
         Ok(self.store.keys_of(&caller.account).await?)
     }
@@ -250,10 +338,15 @@ impl Accounts {
                 "an account may hold {MAX_KEYS} live keys; revoke one first"
             )));
         }
+        let caps = KeyCaps {
+            daily_cap_msat: new.daily_cap_msat,
+            total_cap_msat: new.total_cap_msat,
+        };
+        check_caps(&caps)?;
         let mut scopes = new.scopes;
         scopes.sort();
         scopes.dedup();
-        self.insert_key(&caller.account, name, scopes).await
+        self.insert_key(&caller.account, name, scopes, caps).await
     }
 
     async fn insert_key(
@@ -261,6 +354,7 @@ impl Accounts {
         account: &AccountId,
         name: String,
         scopes: Vec<Scope>,
+        caps: KeyCaps,
     ) -> Result<CreatedApiKey, AuthError> {
         let secret = new_secret(API_KEY_PREFIX);
         let row = ApiKeyRow {
@@ -272,6 +366,8 @@ impl Accounts {
             created_at: UnixMillis::now(),
             last_used: None,
             revoked_at: None,
+            daily_cap_msat: caps.daily_cap_msat,
+            total_cap_msat: caps.total_cap_msat,
         };
         self.store.insert_key(&hash_secret(&secret), &row).await?;
         tracing::info!(account = %account, key = %row.key_id, "API key created");
@@ -335,6 +431,7 @@ impl Accounts {
                     user_handle: uuid::Uuid::new_v4().to_string(),
                     created_at: UnixMillis::now(),
                     local: Some(true),
+                    default_max_price_msat: None,
                 };
                 self.store.create_local_account(&row).await?;
                 row
@@ -349,7 +446,12 @@ impl Accounts {
             }
         }
         let created = self
-            .insert_key(&account.account_id, "local".into(), Scope::ALL.to_vec())
+            .insert_key(
+                &account.account_id,
+                "local".into(),
+                Scope::ALL.to_vec(),
+                KeyCaps::default(),
+            )
             .await
             .map_err(|e| LocalKeyError::Key(e.to_string()))?;
         write_private(path, &created.secret).map_err(|source| LocalKeyError::Write {

@@ -151,6 +151,7 @@ impl Accounts {
             user_handle: row.user_handle.clone().unwrap_or_default(),
             created_at: now,
             local: None,
+            default_max_price_msat: None,
         };
         let (token, hash, session) = self.session_row(&account.account_id, "passkey", user_agent);
         self.store

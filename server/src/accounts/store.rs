@@ -5,8 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use wire::accounts::{Account, ApiKeyView, LightningKeyView, PasskeyView, Scope, SessionView};
-use wire::{AccountId, UnixMillis};
+use wire::accounts::{
+    Account, ApiKeyView, KeyCaps, LightningKeyView, PasskeyView, Scope, SessionView,
+};
+use wire::{AccountId, MilliSats, UnixMillis};
 
 use crate::db::{Db, DbError};
 
@@ -21,6 +23,8 @@ pub(super) struct AccountRow {
     pub(super) created_at: UnixMillis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) local: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) default_max_price_msat: Option<MilliSats>,
 }
 
 impl AccountRow {
@@ -30,6 +34,7 @@ impl AccountRow {
             display_name: self.display_name.clone(),
             public_name: self.public_name.clone(),
             created_at: self.created_at,
+            default_max_price_msat: self.default_max_price_msat,
         }
     }
 }
@@ -81,6 +86,10 @@ pub(super) struct ApiKeyRow {
     pub(super) last_used: Option<UnixMillis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) revoked_at: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) daily_cap_msat: Option<MilliSats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) total_cap_msat: Option<MilliSats>,
 }
 
 impl ApiKeyRow {
@@ -93,6 +102,12 @@ impl ApiKeyRow {
             created_at: self.created_at,
             last_used: self.last_used,
             revoked_at: self.revoked_at,
+            caps: KeyCaps {
+                daily_cap_msat: self.daily_cap_msat,
+                total_cap_msat: self.total_cap_msat,
+            },
+            spent_today_msat: MilliSats(0),
+            spent_total_msat: MilliSats(0),
         }
     }
 }
@@ -187,6 +202,71 @@ impl AccountStore {
         self.db
             .execute(sql, json!({ "id": id, "name": name }))
             .await
+    }
+
+    pub(super) async fn set_default_max_price(
+        &self,
+        id: &AccountId,
+        max: Option<MilliSats>,
+    ) -> Result<(), DbError> {
+        let sql = if max.is_some() {
+            "UPDATE type::record('account', $id) SET default_max_price_msat = $max"
+        } else {
+            "UPDATE type::record('account', $id) SET default_max_price_msat = NONE"
+        };
+        self.db.execute(sql, json!({ "id": id, "max": max })).await
+    }
+
+    /// Sets the caps of one of the account's live keys. Returns whether
+    /// it had it.
+    pub(super) async fn set_key_caps(
+        &self,
+        account: &AccountId,
+        key_id: &str,
+        caps: &KeyCaps,
+    ) -> Result<bool, DbError> {
+        let hit: Vec<serde_json::Value> = self
+            .db
+            .rows(
+                "UPDATE api_key SET daily_cap_msat = $daily ?? NONE, total_cap_msat = $total ?? NONE \
+                 WHERE account = $account AND key_id = $kid AND revoked_at = NONE RETURN key_id",
+                json!({
+                    "account": account,
+                    "kid": key_id,
+                    "daily": caps.daily_cap_msat,
+                    "total": caps.total_cap_msat,
+                }),
+                0,
+            )
+            .await?;
+        Ok(!hit.is_empty())
+    }
+
+    /// The caps of a key, by its id.
+    pub(super) async fn key_caps(&self, key_id: &str) -> Result<KeyCaps, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[serde(default)]
+            daily_cap_msat: Option<MilliSats>,
+            #[serde(default)]
+            total_cap_msat: Option<MilliSats>,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT daily_cap_msat, total_cap_msat FROM api_key WHERE key_id = $kid",
+                json!({ "kid": key_id }),
+                0,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|r| KeyCaps {
+                daily_cap_msat: r.daily_cap_msat,
+                total_cap_msat: r.total_cap_msat,
+            })
+            .unwrap_or_default())
     }
 
     /// A new account with its first passkey and session, all or nothing.

@@ -55,6 +55,7 @@ impl Jobs {
             addrs,
             request,
             owner,
+            ..
         } = prepared;
         tracing::info!(model = %record.model, "job dispatched");
         let mut text = TextOut {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use wire::accounts::{ReceiptCheck, Scope};
 use wire::jobs::{JobInput, JobRecord, JobSummary, SubmitJob};
-use wire::{AccountId, JobId};
+use wire::{Caller, JobId};
 
 use super::{JobError, Order};
 use crate::accounts::{require, SignedIn};
@@ -36,14 +36,14 @@ impl super::Jobs {
     /// Runs a submission of the job API (and the app) to its end.
     pub(crate) async fn submit(
         &self,
-        owner: &AccountId,
+        caller: &Caller,
         job: SubmitJob,
     ) -> Result<JobRecord, JobError> {
         let order = Order {
             model: &job.model,
             node: job.node,
             max_price: job.max_price_msat,
-            owner,
+            caller,
         };
         let input = job.input;
         self.start(order, |offer| {
@@ -61,7 +61,7 @@ async fn submit(
     ApiJson(job): ApiJson<SubmitJob>,
 ) -> Result<Json<JobRecord>, ApiError> {
     require(&caller, Scope::Jobs)?;
-    Ok(Json(state.jobs.submit(&caller.account, job).await?))
+    Ok(Json(state.jobs.submit(&caller, job).await?))
 }
 
 #[derive(Debug, Deserialize)]

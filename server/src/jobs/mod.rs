@@ -28,8 +28,9 @@ use wire::jobs::{
     RefusalCode,
 };
 use wire::registry::ModelOffer;
-use wire::{AccountId, JobId, MilliSats, NodeId, UnixMillis};
+use wire::{AccountId, Caller, JobId, MilliSats, NodeId, UnixMillis};
 
+use crate::accounts::{Accounts, SpendingLimits};
 use crate::db::{Db, DbError};
 use crate::enrolment::Enrolments;
 use crate::ledger::{Book, Ledger, LedgerError, Movement};
@@ -63,6 +64,17 @@ pub(crate) enum JobError {
     InsufficientFunds {
         budget: MilliSats,
         balance: MilliSats,
+    },
+    /// The API key's spending cap would be passed.
+    #[error(
+        "this API key's {period} spending cap is {cap}: {spent} is spent or held, and this job \
+         may cost up to {budget}; raise the cap in Settings or set a lower max price"
+    )]
+    SpendingCap {
+        period: &'static str,
+        cap: MilliSats,
+        spent: MilliSats,
+        budget: MilliSats,
     },
     #[error("no node offers model `{0}`")]
     UnknownModel(String),
@@ -113,8 +125,9 @@ pub(crate) struct Order<'a> {
     /// The most the consumer pays; without it, the most the input can cost
     /// on the chosen model.
     pub(crate) max_price: Option<MilliSats>,
-    /// Whose job it is: only they may read it.
-    pub(crate) owner: &'a AccountId,
+    /// Whose job it is (only they may read it), and how they came: an API
+    /// key's spending caps count its jobs.
+    pub(crate) caller: &'a Caller,
 }
 
 /// A recorded job on its way: its record as dispatched, the text it
@@ -153,6 +166,7 @@ impl Started {
 struct Prepared {
     record: JobRecord,
     owner: AccountId,
+    limits: SpendingLimits,
     addrs: Vec<p2p::Multiaddr>,
     request: JobRequest,
 }
@@ -166,6 +180,13 @@ pub(crate) struct Jobs {
     timeout: Duration,
     ledger: Ledger,
     enrolments: Enrolments,
+    accounts: Accounts,
+}
+
+/// Why a job was not recorded.
+enum NotRecorded {
+    Ledger(LedgerError),
+    Job(JobError),
 }
 
 impl Jobs {
@@ -176,6 +197,7 @@ impl Jobs {
         timeout: Duration,
         ledger: Ledger,
         enrolments: Enrolments,
+        accounts: Accounts,
     ) -> Self {
         Jobs {
             store: JobStore::new(db),
@@ -184,7 +206,45 @@ impl Jobs {
             timeout,
             ledger,
             enrolments,
+            accounts,
         }
+    }
+
+    /// What jobs submitted with API key `key` since `since` cost or hold.
+    pub(crate) async fn spent_by_key(
+        &self,
+        key: &str,
+        since: UnixMillis,
+    ) -> Result<MilliSats, JobError> {
+        Ok(self.store.spent_by_key(key, since).await?)
+    }
+
+    /// Whether the job's budget fits its key's caps, with what the key's
+    /// jobs spent (checked while the account's books are locked: the jobs
+    /// of one account are recorded one at a time).
+    async fn check_caps(&self, prepared: &Prepared) -> Result<(), JobError> {
+        let Some((key, caps)) = &prepared.limits.caps else {
+            return Ok(());
+        };
+        let budget = prepared.record.max_price_msat;
+        let now = prepared.record.created_at;
+        let today = UnixMillis(now.0 - now.0 % (24 * 3600 * 1000));
+        for (period, cap, since) in [
+            ("daily", caps.daily_cap_msat, today),
+            ("total", caps.total_cap_msat, UnixMillis(0)),
+        ] {
+            let Some(cap) = cap else { continue };
+            let spent = self.store.spent_by_key(key, since).await?;
+            if spent.0.saturating_add(budget.0) > cap.0 {
+                return Err(JobError::SpendingCap {
+                    period,
+                    cap,
+                    spent,
+                    budget,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Runs a job: chooses its node, builds its input for the chosen model
@@ -200,7 +260,16 @@ impl Jobs {
         E: From<JobError>,
         F: FnOnce(&ModelOffer) -> Result<JobInput, E>,
     {
-        let prepared = self.prepare(order, input).await?;
+        let limits = self
+            .accounts
+            .spending_limits(order.caller)
+            .await
+            .map_err(|e| JobError::Internal(format!("reading the spending limits: {e}")))?;
+        let order = Order {
+            max_price: order.max_price.or(limits.default_max_price),
+            ..order
+        };
+        let prepared = self.prepare(order, input, limits).await?;
         let budget = prepared.record.max_price_msat;
         let (recorded_tx, recorded) = oneshot::channel();
         let (text_tx, text) = mpsc::channel(TEXT_BUFFER);
@@ -220,10 +289,20 @@ impl Jobs {
                     prepared.record.created_at,
                 );
                 let locked = jobs.ledger.lock(&[&hold]).await;
-                let inserted = jobs
-                    .store
-                    .insert(&prepared.record, deadline, &prepared.owner, &hold)
-                    .await;
+                let inserted = match jobs.check_caps(&prepared).await {
+                    Ok(()) => jobs
+                        .store
+                        .insert(
+                            &prepared.record,
+                            deadline,
+                            &prepared.owner,
+                            prepared.limits.caps.as_ref().map(|(k, _)| k.as_str()),
+                            &hold,
+                        )
+                        .await
+                        .map_err(NotRecorded::Ledger),
+                    Err(e) => Err(NotRecorded::Job(e)),
+                };
                 drop(locked);
                 if let Err(e) = inserted {
                     let _ = recorded_tx.send(Err(e));
@@ -239,10 +318,11 @@ impl Jobs {
             .map_err(|_| JobError::Internal("the job's task stopped".into()))?
         {
             Ok(record) => record,
-            Err(LedgerError::InsufficientFunds(_)) => {
+            Err(NotRecorded::Job(e)) => return Err(e.into()),
+            Err(NotRecorded::Ledger(LedgerError::InsufficientFunds(_))) => {
                 let balance = self
                     .ledger
-                    .book_balance(&Book::Balance(order.owner.clone()))
+                    .book_balance(&Book::Balance(order.caller.account.clone()))
                     .await
                     .map_err(JobError::from)?;
                 return Err(JobError::InsufficientFunds {
@@ -251,14 +331,19 @@ impl Jobs {
                 }
                 .into());
             }
-            Err(e) => return Err(JobError::from(e).into()),
+            Err(NotRecorded::Ledger(e)) => return Err(JobError::from(e).into()),
         };
         Ok(Started { record, text, end })
     }
 
     /// Chooses the node for a job and builds its input and record; stores
     /// nothing.
-    async fn prepare<E, F>(&self, order: Order<'_>, input: F) -> Result<Prepared, E>
+    async fn prepare<E, F>(
+        &self,
+        order: Order<'_>,
+        input: F,
+        limits: SpendingLimits,
+    ) -> Result<Prepared, E>
     where
         E: From<JobError>,
         F: FnOnce(&ModelOffer) -> Result<JobInput, E>,
@@ -313,7 +398,8 @@ impl Jobs {
         };
         Ok(Prepared {
             record,
-            owner: order.owner.clone(),
+            owner: order.caller.account.clone(),
+            limits,
             addrs,
             request,
         })

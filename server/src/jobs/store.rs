@@ -71,9 +71,10 @@ impl JobStore {
         r: &JobRecord,
         deadline: UnixMillis,
         owner: &AccountId,
+        api_key: Option<&str>,
         hold: &Movement,
     ) -> Result<(), LedgerError> {
-        let job = json!({
+        let mut job = json!({
             "job_id": r.id,
             "model": r.model,
             "model_hash": r.model_hash,
@@ -87,6 +88,9 @@ impl JobStore {
             "deadline": deadline,
             "owner": owner,
         });
+        if let Some(key) = api_key {
+            job["api_key"] = json!(key);
+        }
         let events: Vec<_> = r
             .events
             .iter()
@@ -110,6 +114,33 @@ impl JobStore {
                 Applied::Moved => Ok(()),
             },
         }
+    }
+
+    /// What jobs submitted with API key `key` since `since` cost: their
+    /// price once ended, their budget (held) while they run.
+    pub(super) async fn spent_by_key(
+        &self,
+        key: &str,
+        since: UnixMillis,
+    ) -> Result<MilliSats, DbError> {
+        #[derive(Deserialize)]
+        struct Sum {
+            total: i64,
+        }
+        let rows: Vec<Sum> = self
+            .db
+            .rows(
+                "SELECT math::sum(IF status = 'dispatched' { max_price_msat ?? 0 } \
+                 ELSE { price_msat }) AS total FROM job \
+                 WHERE api_key = $key AND created_at >= $since GROUP ALL",
+                json!({ "key": key, "since": since }),
+                0,
+            )
+            .await?;
+        Ok(MilliSats(
+            rows.first()
+                .map_or(0, |s| u64::try_from(s.total).unwrap_or(0)),
+        ))
     }
 
     /// Writes the job's final state, its event and the settling of its
@@ -333,7 +364,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .insert(&lost, UnixMillis(now.0 - 1), &me, &hold(&lost, &me))
+            .insert(&lost, UnixMillis(now.0 - 1), &me, None, &hold(&lost, &me))
             .await
             .unwrap();
         store
@@ -341,6 +372,7 @@ mod tests {
                 &running,
                 UnixMillis(now.0 + 60_000),
                 &me,
+                None,
                 &hold(&running, &me),
             )
             .await
@@ -351,7 +383,9 @@ mod tests {
         // A third job's budget is more than what is left: not recorded.
         let broke = dispatched(3, now);
         assert!(matches!(
-            store.insert(&broke, now, &me, &hold(&broke, &me)).await,
+            store
+                .insert(&broke, now, &me, None, &hold(&broke, &me))
+                .await,
             Err(LedgerError::InsufficientFunds(_))
         ));
         assert!(store.get(&broke.id, None).await.unwrap().is_none());
@@ -451,11 +485,11 @@ mod tests {
                 .unwrap();
         }
         store
-            .insert(&mine, now, &me, &hold(&mine, &me))
+            .insert(&mine, now, &me, None, &hold(&mine, &me))
             .await
             .unwrap();
         store
-            .insert(&theirs, now, &them, &hold(&theirs, &them))
+            .insert(&theirs, now, &them, None, &hold(&theirs, &them))
             .await
             .unwrap();
         assert!(store.get(&mine.id, Some(&me)).await.unwrap().is_some());

@@ -28,7 +28,7 @@ use crate::jobs::{Order, MAX_JOB_BODY};
 use crate::AppState;
 use error::invalid;
 use wire::accounts::Scope;
-use wire::{AccountId, Caller, MilliSats};
+use wire::{Caller, MilliSats};
 
 pub(crate) use error::OpenAiError;
 
@@ -42,12 +42,12 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// `owner`'s job on `model` for at most `max_price_msat`, on any node.
-fn order<'a>(model: &'a str, max_price_msat: Option<u64>, owner: &'a AccountId) -> Order<'a> {
+fn order<'a>(model: &'a str, max_price_msat: Option<u64>, caller: &'a Caller) -> Order<'a> {
     Order {
         model,
         node: None,
         max_price: max_price_msat.map(MilliSats),
-        owner,
+        caller,
     }
 }
 

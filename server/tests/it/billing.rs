@@ -582,3 +582,114 @@ fn withdrawals_over_http_are_paid_once_and_private() {
     assert!(status.success());
     assert!(audit.contains("\"clean\":true"), "{audit}");
 }
+
+#[test]
+fn spending_caps_per_key_and_a_default_max_price_hold_jobs_back() {
+    let server = Server::start();
+    let _node = Node::start(&server, 1000);
+    let page = browser(&server);
+    sign_in(
+        &server,
+        &page,
+        &Wallet::from_seed(b"billing test: spending caps wal!"),
+    );
+    let (key, key_id) = create_key(&server, &page, "capped", &["jobs", "billing"]);
+    let api = client_with_key(&key);
+    let me = server.account_of(&api);
+    server.credit_with_key(&me, 10_000_000, "caps");
+
+    // A daily cap of 20 500 msat: a job that may cost 20 000 fits; once it
+    // has cost its price, a second that may cost 20 000 would pass the cap
+    // and is refused, recording nothing.
+    let r = page
+        .put(server.url(&format!("/api/v1/account/keys/{key_id}/caps")))
+        .json(&json!({ "daily_cap_msat": 20_500, "total_cap_msat": 1_000_000 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, first) = embed(&api, &server, Some(20_000));
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let price = msat(&first, "price_msat");
+    let (status, body) = embed(&api, &server, Some(20_000));
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(code(&body), "spending_cap_exceeded");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("daily spending cap"), "{message}");
+    assert_eq!(
+        get(&api, &server, "/api/v1/jobs")["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // What the key spent is its jobs' price, shown with its caps.
+    let keys = get(&page, &server, "/api/v1/account/keys");
+    let shown = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == key_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(shown["daily_cap_msat"], 20_500);
+    assert_eq!(shown["spent_today_msat"], price);
+    assert_eq!(shown["spent_total_msat"], price);
+    // A job that fits what is left still runs; the browser session has no
+    // key caps at all.
+    let (status, _) = embed(&api, &server, Some(20_500 - price));
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = embed(&page, &server, Some(25_000));
+    assert_eq!(status, StatusCode::OK);
+    // Caps of someone else's key, or a key that is not one: 404.
+    let r = page
+        .put(server.url("/api/v1/account/keys/key_nope/caps"))
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // An API key cannot change caps (not even its own).
+    let r = api
+        .put(server.url(&format!("/api/v1/account/keys/{key_id}/caps")))
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_client_error());
+
+    // A default max price per job: a job that names none gets it, and a
+    // node dearer than it is not chosen.
+    let r = page
+        .patch(server.url("/api/v1/account"))
+        .json(&json!({ "default_max_price_msat": 1 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let account: Value = r.json().unwrap();
+    assert_eq!(account["default_max_price_msat"], 1);
+    let (status, body) = embed(&page, &server, None);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(code(&body), "no_node_available");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at or below 1 msat"),
+        "{body}"
+    );
+    let r = page
+        .patch(server.url("/api/v1/account"))
+        .json(&json!({ "default_max_price_msat": 20_000 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, job) = embed(&page, &server, None);
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(msat(&job, "max_price_msat"), 20_000);
+    // Clearing it leaves the public name alone.
+    let r = page
+        .patch(server.url("/api/v1/account"))
+        .json(&json!({ "default_max_price_msat": null }))
+        .send()
+        .unwrap();
+    let account: Value = r.json().unwrap();
+    assert!(account.get("default_max_price_msat").is_none(), "{account}");
+}
