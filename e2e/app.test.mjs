@@ -69,6 +69,9 @@ before(async () => {
   const server = await startProcess("server", [
     "--listen", "127.0.0.1:0", "--data-dir", serverData,
     "--p2p-port", "0", "--p2p-host", "127.0.0.1", "--site-root", siteRoot,
+    // Lightning's network cannot be reached from here: the test stand-in
+    // issues real regtest invoices and `admin test-pay` settles them.
+    "--lightning", "test",
   ]);
   serverUrl = server.public_url;
   const node = await startProcess("infernet-node", [
@@ -268,6 +271,80 @@ test("a chat streams its reply in the browser and shows its cost and receipt", {
   assert.ok(growths > 3, `the reply streamed in pieces (${growths} updates)`);
   await page.screenshot({ path: join(artifacts, "chat.png"), fullPage: true });
   assert.deepEqual(consoleErrors, []);
+});
+
+test("the wallet: top-ups are credited live, the Lightning SDK loads only when opened, a chat's cost leaves the balance", { timeout: 240_000 }, async () => {
+  const page = await browser.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  const balance = async () => Number(await page.locator("#balance").getAttribute("data-msat"));
+
+  await page.goto(`${serverUrl}/wallet`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  const start = await balance();
+  assert.ok(start > 0, "the account has its credit");
+  assert.equal(await page.locator("#lightning-network").textContent(), "regtest");
+  assert.ok(!requests.some((u) => u.includes("/vendor/breez-sdk-spark/")), "the Lightning SDK is not loaded on first paint");
+  assert.ok(await fits(page, 360), "the Wallet page fits a phone");
+  await page.screenshot({ path: join(artifacts, "wallet-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // A top-up: an invoice with its QR code; paid (by the test backend),
+  // it is credited and the balance on screen changes without a reload.
+  await page.locator("#topup-amount").fill("5000");
+  await page.locator("#topup-create").click();
+  await page.locator("#topup-qr svg").waitFor();
+  const invoice = (await page.locator("#topup-invoice").innerText()).trim();
+  assert.match(invoice, /^lnbcrt50u1/);
+  assert.equal(admin("test-pay", invoice).paid, true);
+  await page.locator("#topup-status", { hasText: "Paid" }).waitFor({ timeout: 30_000 });
+  await page.waitForFunction(
+    (want) => Number(document.querySelector("#balance")?.dataset.msat) === want,
+    start + 5_000_000,
+    { timeout: 30_000 },
+  );
+  assert.equal(await page.locator("#history li").first().getAttribute("data-kind"), "topup");
+
+  // The browser wallet: its SDK loads now; a new regtest wallet, backed up,
+  // with balance 0.
+  await page.locator("#wallet-open").click();
+  await page.locator("#wallet-create").waitFor({ timeout: 60_000 });
+  assert.ok(requests.some((u) => u.endsWith("/vendor/breez-sdk-spark/breez_sdk_spark_wasm_bg.wasm")), "the SDK loaded when opened");
+  await page.locator("#wallet-create").click();
+  await page.locator("#wallet-words li").nth(11).waitFor();
+  assert.equal(await page.locator("#wallet-words li").count(), 12);
+  await page.locator("#wallet-backed-up").click();
+  await page.locator("#wallet-balance", { hasText: "0 sat" }).waitFor({ timeout: 60_000 });
+  await page.screenshot({ path: join(artifacts, "wallet.png"), fullPage: true });
+  const topped = await balance();
+
+  // A chat: its cost leaves the balance, and the history says which job.
+  await page.getByRole("link", { name: "Run a job" }).click();
+  await page.locator("select[name=model] option[value=tiny-gpt2]").waitFor({ state: "attached" });
+  await page.locator("select[name=model]").selectOption("tiny-gpt2");
+  await page.getByTestId("chat").waitFor();
+  await page.locator("textarea[name=message]").fill("Hello.");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.getByTestId("receipt").waitFor({ timeout: 120_000 });
+  await page.getByRole("link", { name: "Wallet" }).click();
+  await page.locator("#balance").waitFor();
+  const history = await (await page.context().request.get(`${serverUrl}/api/v1/billing/history?limit=5`)).json();
+  const job = history.postings[0].job_id;
+  assert.ok(job, "the newest posting is the chat's");
+  const cost = -history.postings
+    .filter((p) => p.job_id === job && p.book === "balance")
+    .reduce((sum, p) => sum + p.amount_msat, 0);
+  assert.ok(cost > 0, `the chat cost ${cost} msat`);
+  await page.waitForFunction(
+    (want) => Number(document.querySelector("#balance")?.dataset.msat) === want,
+    topped - cost,
+    { timeout: 30_000 },
+  );
+  assert.equal(await page.locator("#history li").first().getAttribute("data-kind"), "charge");
+  assert.deepEqual(pageErrors, []);
 });
 
 test("revoking the key and signing out everywhere take effect at once", { timeout: 60_000 }, async () => {

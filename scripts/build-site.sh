@@ -19,6 +19,12 @@ wasm-bindgen --target web --no-typescript --out-dir "$site.tmp/pkg" --out-name a
 mv "$site.tmp/pkg/app_bg.opt.wasm" "$site.tmp/pkg/app_bg.wasm"
 cp style/main.css "$site.tmp/pkg/app.css"
 cp -R public/. "$site.tmp/"
+# The browser wallet's SDK (Breez, Spark; web build) and a QR encoder, from
+# npm (scripts/npm, pinned): loaded only by the Wallet page, when opened.
+npm_modules="$INFERNET_ROOT/scripts/npm/node_modules"
+mkdir -p "$site.tmp/vendor/breez-sdk-spark" "$site.tmp/vendor/qrcode"
+cp -R "$npm_modules/@breeztech/breez-sdk-spark/web/." "$site.tmp/vendor/breez-sdk-spark/"
+cp "$npm_modules/qrcode-generator/dist/qrcode.mjs" "$site.tmp/vendor/qrcode/"
 # The service worker's cache is named after this build, so a new build
 # replaces the cached shell.
 build_id="$(cat "$site.tmp/pkg/app_bg.wasm" "$site.tmp/pkg/app.js" "$site.tmp/pkg/app.css" | sha256sum | cut -c1-12)"

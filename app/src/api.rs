@@ -206,3 +206,27 @@ pub async fn release_node(id: String) -> Result<(), ServerFnError> {
         .map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
     backend()?.0.release_node(&caller()?, id).await.map_err(err)
 }
+
+/// The signed-in account's balances and its newest postings, with the
+/// server's clock.
+#[server(input = Json, endpoint = "billing_view")]
+pub async fn billing_view(
+    limit: u32,
+) -> Result<
+    (
+        wire::billing::BillingSummary,
+        wire::billing::HistoryPage,
+        UnixMillis,
+    ),
+    ServerFnError,
+> {
+    let caller = caller()?;
+    let backend = backend()?;
+    let summary = backend.0.billing(&caller).await.map_err(err)?;
+    let history = backend
+        .0
+        .billing_history(&caller, limit)
+        .await
+        .map_err(err)?;
+    Ok((summary, history, UnixMillis::now()))
+}

@@ -11,6 +11,7 @@ use wire::accounts::{
     Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
 };
 use wire::api::ErrorBody;
+use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
@@ -52,6 +53,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn revoke_enrol_token(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
     async fn my_nodes(&self, caller: &Caller) -> Result<Vec<MyNode>, ErrorBody>;
     async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody>;
+    /// The caller's balances (the `billing` scope).
+    async fn billing(&self, caller: &Caller) -> Result<BillingSummary, ErrorBody>;
+    /// The caller's newest postings.
+    async fn billing_history(&self, caller: &Caller, limit: u32) -> Result<HistoryPage, ErrorBody>;
 }
 
 #[derive(Clone)]

@@ -126,6 +126,10 @@ export async function passkeyGet(json) {
 export async function copyText(text) {
   await navigator.clipboard.writeText(text);
 }
+export async function openWallet(id, network) {
+  const m = await import("/wallet/wallet.js");
+  await m.mount(document.getElementById(id), { network });
+}
 "#)]
     extern "C" {
         #[wasm_bindgen(js_name = passkeysSupported)]
@@ -136,6 +140,8 @@ export async function copyText(text) {
         pub(super) async fn passkey_get(json: &str) -> Result<JsValue, JsValue>;
         #[wasm_bindgen(js_name = copyText, catch)]
         pub(super) async fn copy_text(text: &str) -> Result<JsValue, JsValue>;
+        #[wasm_bindgen(js_name = openWallet, catch)]
+        pub(super) async fn open_wallet(id: &str, network: &str) -> Result<JsValue, JsValue>;
     }
 }
 
@@ -212,5 +218,22 @@ pub(crate) async fn get_passkey(_: &serde_json::Value) -> Result<serde_json::Val
 
 #[cfg(not(feature = "hydrate"))]
 pub(crate) async fn copy(_: &str) -> Result<(), String> {
+    Err("only in the browser".into())
+}
+
+/// Loads the browser wallet (and with it the Lightning SDK, only now) into
+/// the element `id`, on `network`.
+#[cfg(feature = "hydrate")]
+pub(crate) async fn open_wallet(id: &str, network: &str) -> Result<(), String> {
+    js::open_wallet(id, network).await.map(|_| ()).map_err(|e| {
+        js_sys::Reflect::get(&e, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+            .unwrap_or_else(|| "The wallet could not load.".into())
+    })
+}
+
+#[cfg(not(feature = "hydrate"))]
+pub(crate) async fn open_wallet(_: &str, _: &str) -> Result<(), String> {
     Err("only in the browser".into())
 }

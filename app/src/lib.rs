@@ -72,6 +72,7 @@ pub fn App() -> impl IntoView {
                     <A href="/run">"Run a job"</A>
                     <A href="/jobs">"Jobs"</A>
                     <A href="/my-nodes">"My nodes"</A>
+                    <A href="/wallet">"Wallet"</A>
                 </nav>
                 <AccountMenu />
             </header>
@@ -94,6 +95,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/sign-in") view=pages::sign_in::SignInPage />
                     <Route path=path!("/settings") view=pages::settings::SettingsPage />
                     <Route path=path!("/my-nodes") view=pages::my_nodes::MyNodesPage />
+                    <Route path=path!("/wallet") view=pages::wallet::WalletPage />
                 </Routes>
             </main>
         </Router>

@@ -445,6 +445,12 @@ fn dispatch(
     let _ = reply.send(result);
 }
 
+/// The BIP39 English word list, one word per line: what the browser wallet
+/// makes and checks its backup words with.
+pub fn bip39_english() -> String {
+    bip39::Language::English.word_list().join("\n")
+}
+
 /// The wallet's mnemonic from `path`, or a new 12-word one written there
 /// (0600) if there is none.
 pub fn load_or_create_seed(path: &Path) -> Result<String, LightningError> {

@@ -134,7 +134,12 @@ impl Application {
             db.clone(),
             config.platform_fee_bps,
             lightning.backend.is_some(),
-        );
+        )
+        .on_network(match config.lightning {
+            // The test stand-in issues regtest invoices.
+            crate::config::LightningBackend::Test => "regtest",
+            _ => &config.lightning_network,
+        });
         let topups = topups::Topups::new(db.clone(), ledger.clone(), lightning.backend.clone());
         tokio::spawn(topups.clone().follow(config.lightning_reconcile));
         let payouts = payouts::Payouts::new(db.clone(), ledger.clone(), lightning.backend.clone())
@@ -235,6 +240,18 @@ impl Application {
     }
 }
 
+/// The BIP39 word list for the browser wallet's backup words (public; the
+/// same for everyone, for ever).
+async fn bip39_words() -> impl axum::response::IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        payments::breez::bip39_english(),
+    )
+}
+
 async fn api_not_found() -> (axum::http::StatusCode, axum::Json<ErrorBody>) {
     (
         axum::http::StatusCode::NOT_FOUND,
@@ -285,6 +302,7 @@ fn router(state: AppState) -> Router {
         .merge(registry::public_router())
         .merge(openai::router())
         .route("/healthz", get(network::healthz))
+        .route("/wallet/bip39-english.txt", get(bip39_words))
         .layer(cors)
         .with_state(state.clone());
 

@@ -7,6 +7,7 @@ use wire::accounts::{
     Scope,
 };
 use wire::api::ErrorBody;
+use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
@@ -118,5 +119,18 @@ impl Backend for AppState {
 
     async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody> {
         self.enrolments.release(caller, id).await.map_err(body)
+    }
+
+    async fn billing(&self, caller: &Caller) -> Result<BillingSummary, ErrorBody> {
+        crate::accounts::require(caller, Scope::Billing).map_err(body)?;
+        self.ledger.summary(&caller.account).await.map_err(body)
+    }
+
+    async fn billing_history(&self, caller: &Caller, limit: u32) -> Result<HistoryPage, ErrorBody> {
+        crate::accounts::require(caller, Scope::Billing).map_err(body)?;
+        self.ledger
+            .history(&caller.account, None, limit.clamp(1, 200))
+            .await
+            .map_err(body)
     }
 }

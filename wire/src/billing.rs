@@ -29,6 +29,10 @@ pub struct BillingSummary {
     pub fee_bps: u32,
     /// Whether this server can take Lightning top-ups.
     pub lightning: bool,
+    /// Which Lightning network it takes them on: `bitcoin`, `signet` or
+    /// `regtest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lightning_network: Option<String>,
 }
 
 /// Which of an account's books a posting changed.

@@ -18,6 +18,30 @@ pub(crate) fn ago(now: UnixMillis, then: UnixMillis) -> String {
     }
 }
 
+/// Millisatoshis as satoshis: `12,345 sat`, or `12,345.678 sat` when
+/// there are millisatoshis.
+pub(crate) fn sats(msat: u64) -> String {
+    let whole = msat / 1000;
+    let mut digits = whole.to_string();
+    let mut grouped = String::new();
+    while digits.len() > 3 {
+        let tail = digits.split_off(digits.len() - 3);
+        grouped = format!(",{tail}{grouped}");
+    }
+    let frac = msat % 1000;
+    if frac == 0 {
+        format!("{digits}{grouped} sat")
+    } else {
+        format!("{digits}{grouped}.{frac:03} sat")
+    }
+}
+
+/// A signed amount: `+12 sat`, `−3.5 sat`.
+pub(crate) fn signed_sats(msat: i64) -> String {
+    let sign = if msat < 0 { "−" } else { "+" };
+    format!("{sign}{}", sats(msat.unsigned_abs()))
+}
+
 pub(crate) fn gib(mb: u64) -> String {
     format!("{:.1} GiB", mb as f64 / 1024.0)
 }
@@ -31,6 +55,16 @@ mod tests {
         let id = "12D3KooWGzBvN9sEkFc1Lk2mPq7nX3r5t6y8u9i0o1p2";
         assert_eq!(short_id(id), "12D3KooWGz…i0o1p2");
         assert_eq!(short_id("short"), "short");
+    }
+
+    #[test]
+    fn amounts_read_as_satoshis() {
+        assert_eq!(sats(0), "0 sat");
+        assert_eq!(sats(1_000), "1 sat");
+        assert_eq!(sats(12_345_678), "12,345.678 sat");
+        assert_eq!(sats(1_234_567_000), "1,234,567 sat");
+        assert_eq!(signed_sats(-3_500), "−3.500 sat");
+        assert_eq!(signed_sats(2_000), "+2 sat");
     }
 
     #[test]

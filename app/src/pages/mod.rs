@@ -8,6 +8,7 @@ pub(crate) mod nodes;
 pub(crate) mod run;
 pub(crate) mod settings;
 pub(crate) mod sign_in;
+pub(crate) mod wallet;
 
 use std::time::Duration;
 

@@ -132,6 +132,8 @@ pub(crate) struct Ledger {
     fee_bps: u32,
     /// Whether top-ups over Lightning are possible here.
     lightning: bool,
+    /// On which network.
+    network: Option<String>,
 }
 
 impl Ledger {
@@ -141,7 +143,14 @@ impl Ledger {
             locks: Arc::new(BookLocks::new()),
             fee_bps,
             lightning,
+            network: None,
         }
+    }
+
+    /// Says which Lightning network top-ups are taken on.
+    pub(crate) fn on_network(mut self, network: &str) -> Self {
+        self.network = Some(network.to_owned());
+        self
     }
 
     pub(crate) fn fee_bps(&self) -> u32 {
@@ -205,6 +214,7 @@ impl Ledger {
         let mut summary = self.store.summary(account).await?;
         summary.fee_bps = self.fee_bps;
         summary.lightning = self.lightning;
+        summary.lightning_network = self.network.clone().filter(|_| self.lightning);
         Ok(summary)
     }
 

@@ -207,6 +207,7 @@ impl LedgerStore {
             in_flight_msat: positive(book(B::Payout)),
             fee_bps: 0,
             lightning: false,
+            lightning_network: None,
         })
     }
 
