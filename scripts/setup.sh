@@ -92,8 +92,9 @@ if [ "$(cat "$tensor_dir/.export" 2>/dev/null)" != "$tensor_hash" ] || [ ! -f "$
 fi
 
 # 6. npm packages: binaryen's wasm-opt for the web build (Debian 12's is too
-#    old), and playwright-core, which drives Debian's Chromium and downloads
-#    no browser of its own.
+#    old) and the browser wallet's Breez SDK and QR encoder (scripts/npm), and
+#    playwright-core, which drives Debian's Chromium and downloads no browser
+#    of its own (e2e).
 for dir in scripts/npm e2e; do
   lock_hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
   if [ "$(cat "$dir/node_modules/.lock-hash" 2>/dev/null)" != "$lock_hash" ]; then

@@ -32,10 +32,11 @@ step "unit and integration tests"
 # The ledger's property test at full size: 10 000 random concurrent movements.
 INFERNET_LEDGER_OPS=10000 cargo test --workspace
 
-step "benchmarks, quick smoke (full size: cargo bench -p p2p; cargo bench -p node)"
+step "benchmarks, quick smoke (full size: cargo bench -p p2p; cargo bench -p node; cargo bench -p server)"
 cargo bench --profile dev -p p2p --bench ad_propagation -- --nodes 20 --ads 5 --settle-secs 2
 cargo bench --profile dev -p node --bench job_round_trip -- --jobs 30
 cargo bench --profile dev -p node --bench engine_vs_torch -- --requests 64 --rounds 1
+cargo bench --profile dev -p server --bench billing -- --jobs 50 --movements 200
 
 step "browser test"
 (cd e2e && node --test --test-reporter=spec app.test.mjs)

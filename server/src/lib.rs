@@ -23,6 +23,10 @@ pub use config::{AdminCommand, Command, Config, LightningBackend};
 pub use lightning::LightningStartError;
 pub use startup::{Application, StartupError};
 
+/// Benchmarks' entry points (`cargo bench -p server`): not an API.
+#[doc(hidden)]
+pub use jobs::bench;
+
 use leptos::config::LeptosOptions;
 use wire::accounts::{AccountSettings, CreatedEnrolToken, MyNode, NewEnrolToken};
 use wire::api::NetworkInfo;

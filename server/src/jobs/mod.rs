@@ -9,6 +9,8 @@
 //! Every caller (the job API, the OpenAI API, the app) runs jobs through
 //! one entry point, [`Jobs::start`].
 
+#[doc(hidden)]
+pub mod bench;
 mod choose;
 mod dispatch;
 mod http;
@@ -297,7 +299,7 @@ impl Jobs {
                             deadline,
                             &prepared.owner,
                             prepared.limits.caps.as_ref().map(|(k, _)| k.as_str()),
-                            &hold,
+                            Some(&hold),
                         )
                         .await
                         .map_err(NotRecorded::Ledger),

@@ -66,13 +66,15 @@ impl JobStore {
 
     /// Records a new job and its first events and holds its budget
     /// (`hold`), all or nothing; the node gives up on it at `deadline`.
+    /// (Without a hold, the job is recorded with no money moved: only the
+    /// billing benchmark's baseline does that.)
     pub(super) async fn insert(
         &self,
         r: &JobRecord,
         deadline: UnixMillis,
         owner: &AccountId,
         api_key: Option<&str>,
-        hold: &Movement,
+        hold: Option<&Movement>,
     ) -> Result<(), LedgerError> {
         let mut job = json!({
             "job_id": r.id,
@@ -103,9 +105,17 @@ impl JobStore {
              INSERT INTO job_event $events; \
              {} \
              COMMIT TRANSACTION;",
-            move_sql("hold")
+            if hold.is_some() {
+                move_sql("hold")
+            } else {
+                String::new()
+            }
         );
-        let vars = json!({ "id": r.id, "job": job, "events": events, "hold": hold.to_json()? });
+        let hold = match hold {
+            Some(h) => h.to_json()?,
+            None => serde_json::Value::Null,
+        };
+        let vars = json!({ "id": r.id, "job": job, "events": events, "hold": hold });
         match self.db.transact::<serde_json::Value>(&sql, vars, 0).await {
             Ok(_) => Ok(()),
             Err(e) => match LedgerError::from_db(e)? {
@@ -364,7 +374,13 @@ mod tests {
             .await
             .unwrap();
         store
-            .insert(&lost, UnixMillis(now.0 - 1), &me, None, &hold(&lost, &me))
+            .insert(
+                &lost,
+                UnixMillis(now.0 - 1),
+                &me,
+                None,
+                Some(&hold(&lost, &me)),
+            )
             .await
             .unwrap();
         store
@@ -373,7 +389,7 @@ mod tests {
                 UnixMillis(now.0 + 60_000),
                 &me,
                 None,
-                &hold(&running, &me),
+                Some(&hold(&running, &me)),
             )
             .await
             .unwrap();
@@ -384,7 +400,7 @@ mod tests {
         let broke = dispatched(3, now);
         assert!(matches!(
             store
-                .insert(&broke, now, &me, None, &hold(&broke, &me))
+                .insert(&broke, now, &me, None, Some(&hold(&broke, &me)))
                 .await,
             Err(LedgerError::InsufficientFunds(_))
         ));
@@ -485,11 +501,11 @@ mod tests {
                 .unwrap();
         }
         store
-            .insert(&mine, now, &me, None, &hold(&mine, &me))
+            .insert(&mine, now, &me, None, Some(&hold(&mine, &me)))
             .await
             .unwrap();
         store
-            .insert(&theirs, now, &them, None, &hold(&theirs, &them))
+            .insert(&theirs, now, &them, None, Some(&hold(&theirs, &them)))
             .await
             .unwrap();
         assert!(store.get(&mine.id, Some(&me)).await.unwrap().is_some());
