@@ -257,6 +257,7 @@ impl Consumer {
                     .max_price
                     .unwrap_or_else(|| candidate.offer.worst_case_price(&spec.input)),
                 deadline,
+                bid_msat: wire::MilliSats(0),
             };
             let outcome = self.try_provider(&candidate, request, &mut progress).await;
             match outcome {

@@ -79,6 +79,7 @@ fn answer(
                 compute_ms: 1,
                 device: "cpu".into(),
                 usage: Usage::default(),
+                priority_msat: MilliSats(0),
             };
             let receipt = SignedEnvelope::seal(&key, &receipt).unwrap();
             let _ = job.responder.accepted(0).await;

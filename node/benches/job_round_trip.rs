@@ -78,6 +78,7 @@ async fn main() {
         keypair: provider_key,
         active: Arc::new(AtomicU32::new(0)),
         admission: node::admission::Gate::default(),
+        bids: Default::default(),
     });
     tokio::spawn(server.run(inbound));
     let addrs = provider.listen_addrs().await.unwrap();
@@ -97,6 +98,7 @@ async fn main() {
         input: input.clone(),
         max_price_msat: offer.price_msat,
         deadline: UnixMillis(UnixMillis::now().0 + 60_000),
+        bid_msat: wire::MilliSats(0),
     };
     for n in 0..5 {
         consumer.send_job(peer, vec![], request(n)).await.unwrap();

@@ -40,6 +40,8 @@ pub struct Advertiser {
     pub active: Arc<AtomicU32>,
     /// Whether the node takes jobs; every change is advertised at once.
     pub admission: Gate,
+    /// The bids of the jobs it holds: the highest is advertised.
+    pub bids: crate::jobs::Bids,
     pub(crate) last_seq: u64,
 }
 
@@ -93,6 +95,7 @@ impl Advertiser {
                 active_jobs: active.min(capacity),
                 queued_jobs: active.saturating_sub(capacity),
                 capacity,
+                top_bid_msat: self.bids.top(),
             },
             accepting_jobs: self.admission.accepting(),
             fetching: catalog

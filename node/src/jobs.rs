@@ -9,7 +9,7 @@ use p2p::{InboundJob, JobResponse};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use wire::jobs::{JobRequest, Receipt, RefusalCode};
-use wire::{NodeId, SignedEnvelope, UnixMillis};
+use wire::{JobId, MilliSats, NodeId, SignedEnvelope, UnixMillis};
 
 use crate::admission::{Admission, Gate};
 use crate::engine::{Engine, EngineError, DELTA_BUFFER};
@@ -22,6 +22,45 @@ pub struct JobServer {
     pub active: Arc<AtomicU32>,
     /// Jobs are refused unless it is open.
     pub admission: Gate,
+    /// The bids of the jobs the node holds now (its ads show the highest).
+    pub bids: Bids,
+}
+
+/// The bids of the jobs a node is running or queueing; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Bids(Arc<std::sync::Mutex<Vec<(JobId, MilliSats)>>>);
+
+impl Bids {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(JobId, MilliSats)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds `bid` for `job` until the guard is dropped.
+    fn hold(&self, job: JobId, bid: MilliSats) -> BidHeld {
+        if !bid.is_zero() {
+            self.lock().push((job.clone(), bid));
+        }
+        BidHeld {
+            bids: self.clone(),
+            job,
+        }
+    }
+
+    /// The highest bid held now, if any job bids.
+    pub fn top(&self) -> Option<MilliSats> {
+        self.lock().iter().map(|(_, b)| *b).max()
+    }
+}
+
+struct BidHeld {
+    bids: Bids,
+    job: JobId,
+}
+
+impl Drop for BidHeld {
+    fn drop(&mut self) {
+        self.bids.lock().retain(|(j, _)| j != &self.job);
+    }
 }
 
 impl JobServer {
@@ -128,12 +167,23 @@ impl JobServer {
                 format!("this node has no model with hash {}", request.model_hash),
             );
         };
-        if offer.price_msat > request.max_price_msat {
+        // The bid comes out of the budget: what is left pays for the job.
+        let Some(budget) = request.max_price_msat.0.checked_sub(request.bid_msat.0) else {
             return refuse(
                 RefusalCode::PriceTooLow,
                 format!(
-                    "{} costs {} a job here; the job offers at most {}",
-                    offer.name, offer.price_msat, request.max_price_msat
+                    "the job bids {} but offers at most {} in all",
+                    request.bid_msat, request.max_price_msat
+                ),
+            );
+        };
+        let budget = MilliSats(budget);
+        if offer.price_msat > budget {
+            return refuse(
+                RefusalCode::PriceTooLow,
+                format!(
+                    "{} costs {} a job here; the job offers at most {} besides its bid",
+                    offer.name, offer.price_msat, budget
                 ),
             );
         }
@@ -168,10 +218,12 @@ impl JobServer {
                 )
             }
         };
-        tracing::info!(model = %offer.name, "running job");
-        let run = model.run(
+        tracing::info!(model = %offer.name, bid = %request.bid_msat, "running job");
+        let _bid = self.bids.hold(request.job_id.clone(), request.bid_msat);
+        let run = model.run_bidding(
             request.input.clone(),
-            request.max_price_msat,
+            budget,
+            request.bid_msat,
             Instant::now() + left,
             deltas,
         );
@@ -197,13 +249,22 @@ impl JobServer {
             }
             Ok(Ok(done)) => done,
         };
+        // The bid buys a place ahead of jobs that bid less: it is charged
+        // only if the job took one.
+        let priority = if done.overtook > 0 {
+            request.bid_msat
+        } else {
+            MilliSats(0)
+        };
+        let price = offer.price_for(done.usage.input_tokens, done.usage.output_tokens);
         let receipt = Receipt {
             job_id: request.job_id,
             node_id: self.node_id,
             model_hash: offer.hash,
             input_hash: request.input.digest(),
             output_hash: done.output.digest(),
-            price_msat: offer.price_for(done.usage.input_tokens, done.usage.output_tokens),
+            price_msat: MilliSats(price.0.saturating_add(priority.0)),
+            priority_msat: priority,
             received_at: received,
             finished_at: UnixMillis::now(),
             queue_ms: done.queue_ms,
@@ -255,6 +316,7 @@ mod tests {
             keypair,
             active: Arc::new(AtomicU32::new(0)),
             admission,
+            bids: Bids::default(),
         }
     }
 
@@ -267,6 +329,7 @@ mod tests {
             },
             max_price_msat: MilliSats(1000),
             deadline: UnixMillis(UnixMillis::now().0 + 60_000),
+            bid_msat: wire::MilliSats(0),
         }
     }
 

@@ -199,6 +199,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     // Advertise from the start, so that downloads show in the operator's
     // view; the models join the ads once loaded.
     let (catalog, catalog_rx) = watch::channel(Catalog::default());
+    let bids = jobs::Bids::default();
     let advertiser = Advertiser {
         network: network.clone(),
         keypair: keypair.clone(),
@@ -210,6 +211,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         interval: config.ad_interval,
         active: active.clone(),
         admission: admission.clone(),
+        bids: bids.clone(),
         last_seq: 0,
     };
     tasks.push(tokio::spawn(advertiser.run()));
@@ -233,6 +235,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         node_id,
         active: active.clone(),
         admission: admission.clone(),
+        bids: bids.clone(),
     });
     tasks.push(tokio::spawn(job_server.run(inbound)));
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::{Hardware, ModelOffer, MAX_MODELS_PER_NODE, MAX_MULTIADDRS};
 use crate::signing::{Signable, SignedEnvelope, SigningError};
-use crate::{ModelHash, NodeId, UnixMillis};
+use crate::{MilliSats, ModelHash, NodeId, UnixMillis};
 
 /// The gossipsub topic that carries ads.
 pub const ADS_TOPIC: &str = "/infernet/ads/1";
@@ -79,6 +79,10 @@ pub struct Load {
     pub queued_jobs: u32,
     /// Jobs the node runs at once before it queues.
     pub capacity: u32,
+    /// The highest bid among the jobs it holds: what a job must outbid to
+    /// go ahead of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_bid_msat: Option<MilliSats>,
 }
 
 impl Load {

@@ -144,6 +144,10 @@ impl MilliSats {
     pub fn sats_floor(self) -> u64 {
         self.0 / 1000
     }
+
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
 }
 
 impl fmt::Display for MilliSats {

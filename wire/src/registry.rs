@@ -176,6 +176,13 @@ pub struct NodeInfo {
     pub version: String,
     pub heartbeat_interval_ms: u64,
     pub active_jobs: u32,
+    /// Jobs waiting behind the running ones (from its latest ad).
+    #[serde(default)]
+    pub queued_jobs: u32,
+    /// The highest bid among the jobs it holds: a job that bids more goes
+    /// ahead of them while the node is busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_bid_msat: Option<MilliSats>,
     /// False while the node's operator has paused or is draining it: it
     /// refuses new jobs, so nothing is routed to it.
     #[serde(default = "yes")]

@@ -96,6 +96,16 @@ pub(crate) fn NodePage() -> impl IntoView {
                                     n.version,
                                 )}
                             </p>
+                            <p id="node-queue">
+                                {match (n.queued_jobs, n.top_bid_msat) {
+                                    (0, None) => "Queue: empty: jobs start at once.".to_owned(),
+                                    (q, None) => format!("Queue: {q} waiting, none bidding."),
+                                    (q, Some(b)) => format!(
+                                        "Queue: {q} waiting; bid more than {} (bid_msat) to go ahead of them.",
+                                        crate::components::sats(b.0)
+                                    ),
+                                }}
+                            </p>
                             <h2>"Hardware"</h2>
                             <p>
                                 {format!(

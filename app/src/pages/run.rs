@@ -122,6 +122,7 @@ fn EmbeddingForm(model: Signal<String>, node: Signal<Option<NodeId>>) -> impl In
             input: serde_json::json!({ "texts": [text_a.get_untracked(), text_b.get_untracked()] }),
             node: node.get_untracked(),
             max_price_msat: None,
+            bid_msat: None,
         });
     };
     view! {
@@ -158,6 +159,7 @@ fn TensorForm(model: Signal<String>, node: Signal<Option<NodeId>>) -> impl IntoV
                     input: serde_json::json!({ "inputs": list }),
                     node: node.get_untracked(),
                     max_price_msat: None,
+                    bid_msat: None,
                 });
             }
             Err(e) => bad_json.set(Some(format!("inputs are not JSON: {e}"))),

@@ -183,6 +183,7 @@ impl Embedder {
                     .unwrap_or(u64::MAX),
                 compute_ms: elapsed_ms(started),
                 tokens: Vec::new(),
+                overtook: 0,
             };
             let _ = w.reply.send(Ok(finished));
         }

@@ -154,6 +154,8 @@ pub struct Finished {
     pub compute_ms: u64,
     /// For generation: the generated token ids (what metering counted).
     pub tokens: Vec<u32>,
+    /// Waiting jobs with lower bids that this one went ahead of.
+    pub overtook: usize,
 }
 
 /// How the engine runs its models.
@@ -187,7 +189,7 @@ impl Default for EngineConfig {
 /// A model loaded on a device, with its worker.
 pub struct LoadedModel {
     pub offer: ModelOffer,
-    queue: std::sync::mpsc::SyncSender<Work>,
+    queue: queue::QueueTx,
 }
 
 impl LoadedModel {
@@ -206,6 +208,21 @@ impl LoadedModel {
         deadline: Instant,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Finished, EngineError> {
+        self.run_bidding(input, budget, MilliSats(0), deadline, deltas)
+            .await
+    }
+
+    /// [`LoadedModel::run`] for a job that offers `bid` on top of its price
+    /// to be served before jobs that offer less: it waits in the queue
+    /// ahead of them.
+    pub async fn run_bidding(
+        &self,
+        input: JobInput,
+        budget: MilliSats,
+        bid: MilliSats,
+        deadline: Instant,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<Finished, EngineError> {
         let (reply, rx) = oneshot::channel();
         let work = Work {
             input,
@@ -214,12 +231,17 @@ impl LoadedModel {
             deadline,
             deltas,
             reply,
+            bid,
         };
-        self.queue.try_send(work).map_err(|e| match e {
-            std::sync::mpsc::TrySendError::Full(_) => EngineError::Overloaded,
-            std::sync::mpsc::TrySendError::Disconnected(_) => EngineError::WorkerGone,
-        })?;
-        rx.await.map_err(|_| EngineError::WorkerGone)?
+        let queued = self.queue.push(work)?;
+        let mut finished = rx.await.map_err(|_| EngineError::WorkerGone)??;
+        finished.overtook = queued.overtook;
+        Ok(finished)
+    }
+
+    /// Jobs waiting for this model now, and the highest bid among them.
+    pub fn waiting(&self) -> (usize, Option<MilliSats>) {
+        self.queue.waiting()
     }
 }
 

@@ -99,6 +99,7 @@ impl TensorModel {
                     .unwrap_or(u64::MAX),
                 compute_ms,
                 tokens: Vec::new(),
+                overtook: 0,
             }
         });
         let _ = work.reply.send(result);

@@ -63,6 +63,7 @@ async fn a_paused_node_refuses_jobs_and_advertises_it_until_resumed() {
             texts: vec!["paused or not".into()],
         }),
         deadline: UnixMillis(UnixMillis::now().0 + 60_000),
+        bid_msat: wire::MilliSats(0),
     };
     let send = |n: u8| consumer.send_job(peer, node.p2p_addrs.clone(), job(n));
     // The ad the node answers with on the ad protocol, once it says `open`.

@@ -35,6 +35,7 @@ fn server() -> JobServer {
         keypair,
         active: Arc::new(AtomicU32::new(0)),
         admission: Gate::default(),
+        bids: Default::default(),
     }
 }
 
@@ -53,6 +54,7 @@ fn request(server: &JobServer, texts: &[&str]) -> JobRequest {
         },
         max_price_msat: offer.price_msat,
         deadline: UnixMillis(UnixMillis::now().0 + 60_000),
+        bid_msat: wire::MilliSats(0),
     }
 }
 

@@ -3,6 +3,7 @@
 //! `cargo test -p node --lib` needs neither.
 
 mod admission;
+mod bids;
 mod engine;
 mod generation;
 mod jobs;

@@ -34,6 +34,7 @@ fn request(n: u8) -> JobRequest {
         },
         max_price_msat: MilliSats(5),
         deadline: UnixMillis(UnixMillis::now().0 + 30_000),
+        bid_msat: wire::MilliSats(0),
     }
 }
 

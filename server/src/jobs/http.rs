@@ -43,6 +43,7 @@ impl super::Jobs {
             model: &job.model,
             node: job.node,
             max_price: job.max_price_msat,
+            bid: job.bid_msat.unwrap_or_default(),
             caller,
         };
         let input = job.input;

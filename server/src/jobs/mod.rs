@@ -127,6 +127,9 @@ pub(crate) struct Order<'a> {
     /// The most the consumer pays; without it, the most the input can cost
     /// on the chosen model.
     pub(crate) max_price: Option<MilliSats>,
+    /// Offered on top of the price to jump a busy node's queue: held with
+    /// the budget, charged only if the node says the job went ahead.
+    pub(crate) bid: MilliSats,
     /// Whose job it is (only they may read it), and how they came: an API
     /// key's spending caps count its jobs.
     pub(crate) caller: &'a Caller,
@@ -368,6 +371,7 @@ impl Jobs {
         let budget = order
             .max_price
             .unwrap_or_else(|| offer.worst_case_price(&input));
+        let budget = MilliSats(budget.0.saturating_add(order.bid.0));
         let job_id = JobId::from_random(uuid::Uuid::new_v4().into_bytes());
         let record = JobRecord {
             id: job_id.clone(),
@@ -397,6 +401,7 @@ impl Jobs {
             input,
             max_price_msat: budget,
             deadline: UnixMillis(now.0.saturating_add(timeout_ms)),
+            bid_msat: order.bid,
         };
         Ok(Prepared {
             record,

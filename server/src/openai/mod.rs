@@ -42,11 +42,17 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// `owner`'s job on `model` for at most `max_price_msat`, on any node.
-fn order<'a>(model: &'a str, max_price_msat: Option<u64>, caller: &'a Caller) -> Order<'a> {
+fn order<'a>(
+    model: &'a str,
+    max_price_msat: Option<u64>,
+    bid_msat: Option<u64>,
+    caller: &'a Caller,
+) -> Order<'a> {
     Order {
         model,
         node: None,
         max_price: max_price_msat.map(MilliSats),
+        bid: MilliSats(bid_msat.unwrap_or_default()),
         caller,
     }
 }

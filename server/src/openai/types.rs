@@ -84,6 +84,10 @@ pub(super) struct EmbeddingsRequest {
     /// Infernet's addition: the most to pay, in millisatoshis.
     #[serde(default)]
     pub(super) max_price_msat: Option<u64>,
+    /// Infernet's addition: offered on top of the price to jump a busy
+    /// node's queue, in millisatoshis.
+    #[serde(default)]
+    pub(super) bid_msat: Option<u64>,
     // Other fields (`user`) are taken and ignored, as OpenAI's clients send them.
 }
 
@@ -152,6 +156,10 @@ pub(super) struct ChatRequest {
     /// Infernet's addition: the most to pay, in millisatoshis.
     #[serde(default)]
     pub(super) max_price_msat: Option<u64>,
+    /// Infernet's addition: offered on top of the price to jump a busy
+    /// node's queue, in millisatoshis.
+    #[serde(default)]
+    pub(super) bid_msat: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -229,6 +229,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_busy_node_s_queue_and_top_bid_are_shown_from_its_ad() {
+        let registry = registry("queue").await;
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        let now = UnixMillis::now();
+        let mut busy = ad(&key, now.0, now, 30_000);
+        busy.load.active_jobs = 1;
+        busy.load.queued_jobs = 3;
+        busy.load.top_bid_msat = Some(wire::MilliSats(5_000));
+        registry.ingest_ad(&busy, now).await.unwrap();
+        let got = registry.get(id, now).await.unwrap().unwrap();
+        assert_eq!((got.active_jobs, got.queued_jobs), (1, 3));
+        assert_eq!(got.top_bid_msat, Some(wire::MilliSats(5_000)));
+        let json = serde_json::to_value(&got).unwrap();
+        assert_eq!(json["queued_jobs"], 3);
+        assert_eq!(json["top_bid_msat"], 5_000);
+        // Idle again: no bid to beat.
+        let idle = ad(&key, now.0 + 1, now, 30_000);
+        registry.ingest_ad(&idle, now).await.unwrap();
+        let got = registry.get(id, now).await.unwrap().unwrap();
+        assert_eq!((got.queued_jobs, got.top_bid_msat), (0, None));
+    }
+
+    #[tokio::test]
     async fn a_paused_node_s_ad_marks_it_not_accepting_until_it_resumes() {
         let registry = registry("accepting").await;
         let key = p2p::Keypair::generate_ed25519();

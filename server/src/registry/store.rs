@@ -8,7 +8,7 @@ use wire::ads::CapabilityAd;
 use wire::registry::{
     Hardware, Heartbeat, ModelFetch, ModelOffer, NodeInfo, Registration, MISSED_HEARTBEATS_OFFLINE,
 };
-use wire::{NodeId, UnixMillis};
+use wire::{MilliSats, NodeId, UnixMillis};
 
 use super::query::status_at;
 use crate::db::{Db, DbError};
@@ -30,6 +30,10 @@ pub(super) struct NodeRow {
     accepting_jobs: bool,
     #[serde(default)]
     fetching: Vec<ModelFetch>,
+    #[serde(default)]
+    queued_jobs: u32,
+    #[serde(default)]
+    top_bid_msat: Option<MilliSats>,
     /// The node's signed payout address; "" for none.
     #[serde(default)]
     payout_address: Option<String>,
@@ -52,6 +56,8 @@ impl NodeRow {
             version: self.version,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             active_jobs: self.active_jobs,
+            queued_jobs: self.queued_jobs,
+            top_bid_msat: self.top_bid_msat.filter(|b| !b.is_zero()),
             accepting_jobs: self.accepting_jobs,
             fetching: self.fetching,
             claimed: false,
@@ -137,6 +143,8 @@ impl NodeStore {
             "version": ad.version,
             "heartbeat_interval_ms": interval,
             "active_jobs": ad.load.active_jobs,
+            "queued_jobs": ad.load.queued_jobs,
+            "top_bid_msat": ad.load.top_bid_msat.unwrap_or_default(),
             "accepting_jobs": ad.accepting_jobs,
             "last_seen": now,
             "last_ad_seq": ad.seq,

@@ -684,6 +684,22 @@ fn spending_caps_per_key_and_a_default_max_price_hold_jobs_back() {
     let (status, job) = embed(&page, &server, None);
     assert_eq!(status, StatusCode::OK, "{job}");
     assert_eq!(msat(&job, "max_price_msat"), 20_000);
+    // A bid on an idle node: held with the budget, jumps nobody, costs
+    // nothing more.
+    let r = page
+        .post(server.url("/api/v1/jobs"))
+        .json(&json!({
+            "model": "all-minilm-l6-v2",
+            "input": { "texts": ["a cat"] },
+            "max_price_msat": 5_000,
+            "bid_msat": 2_000,
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let bid_job: Value = r.json().unwrap();
+    assert_eq!(msat(&bid_job, "max_price_msat"), 7_000);
+    assert_eq!(msat(&bid_job, "price_msat"), price, "{bid_job}");
     // Clearing it leaves the public name alone.
     let r = page
         .patch(server.url("/api/v1/account"))

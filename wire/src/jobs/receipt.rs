@@ -36,6 +36,10 @@ pub struct Receipt {
     /// What the job used; `price_msat` is computed from it.
     #[serde(default)]
     pub usage: Usage,
+    /// The job's bid, charged (and part of `price_msat`) because it went
+    /// ahead of jobs that bid less.
+    #[serde(default, skip_serializing_if = "MilliSats::is_zero")]
+    pub priority_msat: MilliSats,
 }
 
 impl Signable for Receipt {
@@ -157,6 +161,7 @@ mod tests {
             compute_ms: 1,
             device: "cpu".into(),
             usage: Usage::default(),
+            priority_msat: MilliSats(0),
         };
         Done {
             job_id,

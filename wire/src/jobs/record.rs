@@ -21,6 +21,10 @@ pub struct SubmitJob {
     pub node: Option<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_price_msat: Option<MilliSats>,
+    /// Offered on top of the price to jump a busy node's queue (held with
+    /// the budget; charged only if the job went ahead of another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid_msat: Option<MilliSats>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

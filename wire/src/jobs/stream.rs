@@ -17,6 +17,11 @@ pub struct JobRequest {
     pub max_price_msat: MilliSats,
     /// The node gives up on the job after this time.
     pub deadline: UnixMillis,
+    /// Offered on top of the node's price (and within `max_price_msat`)
+    /// to be served before jobs that offer less while the node is busy;
+    /// charged only if the job went ahead of one.
+    #[serde(default, skip_serializing_if = "MilliSats::is_zero")]
+    pub bid_msat: MilliSats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,6 @@
 //! every forward pass takes views of the cache, never copies of it.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
@@ -25,7 +24,7 @@ use wire::jobs::{FinishReason, GenerationParams, JobInput, JobOutput, Prompt, Us
 use wire::registry::ModelOffer;
 
 use super::manifest::{ChatTemplate, ModelFiles};
-use super::queue::{spawn_worker, Work};
+use super::queue::{spawn_worker, QueueRx, Work};
 use super::{elapsed_ms, EngineConfig, EngineError, Finished, LoadedModel};
 
 mod sampling;
@@ -152,20 +151,20 @@ impl Generator {
     }
 
     /// Serves jobs until the queue closes.
-    fn serve(mut self, rx: Receiver<Work>) {
+    fn serve(mut self, rx: QueueRx) {
         let mut active: Vec<Seq> = Vec::new();
         loop {
             let mut incoming = Vec::new();
             if active.is_empty() {
                 match rx.recv() {
-                    Ok(w) => incoming.push(w),
-                    Err(_) => return,
+                    Some(w) => incoming.push(w),
+                    None => return,
                 }
             }
             while active.len() + incoming.len() < self.max_batch {
                 match rx.try_recv() {
-                    Ok(w) => incoming.push(w),
-                    Err(_) => break,
+                    Some(w) => incoming.push(w),
+                    None => break,
                 }
             }
             let now = Instant::now();
@@ -474,6 +473,7 @@ impl Seq {
             compute_ms: u64::try_from(now.duration_since(admitted).as_millis())
                 .unwrap_or(elapsed_ms(admitted)),
             tokens: generated,
+            overtook: 0,
         };
         let _ = work.reply.send(Ok(finished));
     }
