@@ -1,7 +1,7 @@
 //! Serving jobs that arrive over libp2p: check them, run them on the engine,
 //! sign a receipt, answer.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,8 @@ impl JobServer {
                     }
                     let ahead = server.active.fetch_add(1, Ordering::Relaxed);
                     let mut cancel = responder.cancel_signal();
+                    let mut stop = responder.stop_signal();
+                    let stop_flag = Arc::new(AtomicBool::new(false));
                     if let Err(e) = responder.accepted(ahead).await {
                         tracing::info!(error = %e, "consumer gone before the job started");
                         server.active.fetch_sub(1, Ordering::Relaxed);
@@ -94,7 +96,8 @@ impl JobServer {
                     // Generated text streams to the consumer as it is decoded;
                     // while the consumer is slow the engine holds it back.
                     let (deltas, mut streamed) = mpsc::channel(DELTA_BUFFER);
-                    let answer = server.answer(request, Some(deltas));
+                    let answer =
+                        server.answer_stoppable(request, Some(deltas), Some(stop_flag.clone()));
                     tokio::pin!(answer);
                     let cancelled = JobResponse::Refused {
                         code: RefusalCode::Cancelled,
@@ -109,6 +112,12 @@ impl JobServer {
                                 }
                             }
                             () = cancel.cancelled() => break cancelled,
+                            // The consumer's reader went away: end with
+                            // what was generated, and a receipt for it.
+                            () = stop.stopped(), if !stop_flag.load(Ordering::Relaxed) => {
+                                tracing::info!("the consumer asked the job to stop");
+                                stop_flag.store(true, Ordering::Relaxed);
+                            }
                         }
                     };
                     server.active.fetch_sub(1, Ordering::Relaxed);
@@ -152,6 +161,18 @@ impl JobServer {
         &self,
         request: JobRequest,
         deltas: Option<mpsc::Sender<String>>,
+    ) -> JobResponse {
+        self.answer_stoppable(request, deltas, None).await
+    }
+
+    /// [`JobServer::answer`], which setting `stop` ends early: a
+    /// generation answers with what it has generated, and its receipt
+    /// charges just that.
+    pub async fn answer_stoppable(
+        &self,
+        request: JobRequest,
+        deltas: Option<mpsc::Sender<String>>,
+        stop: Option<Arc<AtomicBool>>,
     ) -> JobResponse {
         let received = UnixMillis::now();
         let refuse = |code: RefusalCode, message: String| {
@@ -226,6 +247,7 @@ impl JobServer {
             request.bid_msat,
             Instant::now() + left,
             deltas,
+            stop,
         );
         let done = match tokio::time::timeout(left, run).await {
             Err(_) | Ok(Err(EngineError::DeadlineExceeded)) => {

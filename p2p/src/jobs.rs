@@ -77,6 +77,21 @@ impl CancelSignal {
     }
 }
 
+/// Resolves once the consumer asks the job to stop early and answer with
+/// what it has (a consumer whose reader went away).
+#[derive(Debug, Clone)]
+pub struct StopSignal(watch::Receiver<bool>);
+
+impl StopSignal {
+    pub async fn stopped(&mut self) {
+        // The watcher ends with the stream: the job is cancelled then,
+        // which its own signal says; a stop never comes.
+        if self.0.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// A job a peer sent us. Answer it through `responder`.
 #[derive(Debug)]
 pub struct InboundJob {
@@ -89,6 +104,7 @@ pub struct InboundJob {
 pub struct Responder {
     writer: WriteHalf<Stream>,
     cancel: CancelSignal,
+    stop: StopSignal,
     /// Text already sent with [`Responder::stream_text`], and its parts.
     streamed: String,
     parts: u32,
@@ -106,6 +122,11 @@ impl Responder {
     /// Resolves when the consumer cancels the job.
     pub fn cancel_signal(&self) -> CancelSignal {
         self.cancel.clone()
+    }
+
+    /// Resolves when the consumer asks the job to stop and settle.
+    pub fn stop_signal(&self) -> StopSignal {
+        self.stop.clone()
     }
 
     /// Tells the consumer the job is taken, and its place in the queue.
@@ -238,7 +259,7 @@ async fn take_request(peer: PeerId, stream: Stream, inbound: mpsc::Sender<Inboun
     .await;
     let request = match first {
         Ok(Ok(Some(ConsumerFrame::Request { request }))) => request,
-        Ok(Ok(Some(ConsumerFrame::Cancel) | None)) => return,
+        Ok(Ok(Some(ConsumerFrame::Cancel | ConsumerFrame::Stop) | None)) => return,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "bad job request");
             let mut writer = writer;
@@ -259,13 +280,15 @@ async fn take_request(peer: PeerId, stream: Stream, inbound: mpsc::Sender<Inboun
         }
     };
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    tokio::spawn(watch_for_cancel(reader, cancel_tx));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(watch_for_cancel(reader, cancel_tx, stop_tx));
     let job = InboundJob {
         from: peer,
         request,
         responder: Responder {
             writer,
             cancel: CancelSignal(cancel_rx),
+            stop: StopSignal(stop_rx),
             streamed: String::new(),
             parts: 0,
         },
@@ -285,11 +308,19 @@ async fn take_request(peer: PeerId, stream: Stream, inbound: mpsc::Sender<Inboun
     }
 }
 
-/// Reads what else the consumer sends: a `Cancel`, or the end of the stream.
-async fn watch_for_cancel(mut reader: ReadHalf<Stream>, cancel: watch::Sender<bool>) {
+/// Reads what else the consumer sends: a `Stop`, a `Cancel`, or the end of
+/// the stream.
+async fn watch_for_cancel(
+    mut reader: ReadHalf<Stream>,
+    cancel: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+) {
     loop {
         match framing::read::<ConsumerFrame, _>(&mut reader, wire::MAX_JOB_REQUEST_BYTES).await {
             Ok(Some(ConsumerFrame::Request { .. })) => continue,
+            Ok(Some(ConsumerFrame::Stop)) => {
+                let _ = stop.send(true);
+            }
             Ok(Some(ConsumerFrame::Cancel)) | Ok(None) | Err(_) => {
                 let _ = cancel.send(true);
                 return;
@@ -503,6 +534,18 @@ impl JobCall {
                 None => return Err(NetworkError::Protocol("the job has no answer".into())),
             }
         }
+    }
+
+    /// Asks the provider to stop early and answer with what it has (and a
+    /// receipt for it); keep reading for the answer.
+    pub async fn stop(&mut self) -> Result<(), NetworkError> {
+        framing::write(
+            &mut self.writer,
+            &ConsumerFrame::Stop,
+            wire::MAX_JOB_REQUEST_BYTES,
+        )
+        .await
+        .map_err(frame_err)
     }
 
     /// Tells the provider to stop, and closes the stream.

@@ -34,7 +34,7 @@ pub mod models;
 
 pub use client::{Client, NetworkEvent, Reachability};
 pub use event_loop::EventLoop;
-pub use jobs::{CancelSignal, InboundJob, JobCall, JobResponse, JobUpdate, Responder};
+pub use jobs::{CancelSignal, InboundJob, JobCall, JobResponse, JobUpdate, Responder, StopSignal};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};

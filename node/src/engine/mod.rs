@@ -208,13 +208,14 @@ impl LoadedModel {
         deadline: Instant,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Finished, EngineError> {
-        self.run_bidding(input, budget, MilliSats(0), deadline, deltas)
+        self.run_bidding(input, budget, MilliSats(0), deadline, deltas, None)
             .await
     }
 
     /// [`LoadedModel::run`] for a job that offers `bid` on top of its price
     /// to be served before jobs that offer less: it waits in the queue
-    /// ahead of them.
+    /// ahead of them. Setting `stop` ends a generation early with what it
+    /// has generated (finish reason `stopped`), metered as usual.
     pub async fn run_bidding(
         &self,
         input: JobInput,
@@ -222,6 +223,7 @@ impl LoadedModel {
         bid: MilliSats,
         deadline: Instant,
         deltas: Option<mpsc::Sender<String>>,
+        stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     ) -> Result<Finished, EngineError> {
         let (reply, rx) = oneshot::channel();
         let work = Work {
@@ -232,6 +234,7 @@ impl LoadedModel {
             deltas,
             reply,
             bid,
+            stop,
         };
         let queued = self.queue.push(work)?;
         let mut finished = rx.await.map_err(|_| EngineError::WorkerGone)??;

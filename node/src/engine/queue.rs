@@ -23,6 +23,9 @@ pub(crate) struct Work {
     pub(crate) reply: oneshot::Sender<Result<Finished, EngineError>>,
     /// What the job offers on top of its price to be served first.
     pub(crate) bid: MilliSats,
+    /// Set when the consumer asks the job to stop early and settle: a
+    /// generation ends with what it has.
+    pub(crate) stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A job waiting, in the queue's order: the highest bid first, and among
@@ -193,6 +196,13 @@ impl Work {
         now >= self.deadline
     }
 
+    /// The consumer asked it to stop and answer with what it has.
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Answers jobs that should not run: `None` when the job was abandoned
     /// or is past its deadline (an expired job is told so).
     pub(crate) fn keep(self, now: Instant) -> Option<Work> {
@@ -295,6 +305,7 @@ mod tests {
                 deltas: None,
                 reply,
                 bid: MilliSats(0),
+                stop: None,
             },
             rx,
         )

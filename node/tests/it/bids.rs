@@ -120,3 +120,46 @@ async fn a_higher_bid_is_served_first_and_pays_its_bid_only_when_it_jumped() {
         offer.price_for(idle.usage.input_tokens, idle.usage.output_tokens)
     );
 }
+
+#[tokio::test]
+async fn a_stopped_generation_answers_with_what_it_made_and_charges_just_that() {
+    let server = server();
+    let offer = server.engine.offers()[0].clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, mut deltas) = mpsc::channel(1024);
+    let job = {
+        let server = server.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            server
+                .answer_stoppable(request(&server, 9, 200, 0), Some(tx), Some(stop))
+                .await
+        })
+    };
+    let mut streamed = deltas.recv().await.expect("it streams");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (output, receipt) = match job.await.unwrap() {
+        JobResponse::Done { output, receipt } => (output, receipt.open::<Receipt>().unwrap()),
+        other => panic!("{other:?}"),
+    };
+    while let Ok(d) = deltas.try_recv() {
+        streamed.push_str(&d);
+    }
+    let wire::jobs::JobOutput::TextGeneration {
+        text,
+        finish_reason,
+    } = &output
+    else {
+        panic!("{output:?}")
+    };
+    assert_eq!(*finish_reason, wire::jobs::FinishReason::Stopped);
+    assert_eq!(text, &streamed, "the output is what was streamed");
+    let tokens = receipt.usage.output_tokens;
+    assert!(tokens >= 1 && tokens < 200, "{tokens} tokens");
+    assert_eq!(
+        receipt.price_msat,
+        offer.price_for(receipt.usage.input_tokens, tokens),
+        "it charges what it generated"
+    );
+    assert_eq!(receipt.output_hash, output.digest());
+}

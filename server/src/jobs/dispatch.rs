@@ -2,6 +2,8 @@
 //! forwarded while it streams, the receipt checked against the job's terms,
 //! and the end written with its event.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -20,6 +22,9 @@ use crate::ledger::{Movement, Payee};
 struct TextOut {
     tx: Option<mpsc::Sender<String>>,
     held: String,
+    /// Someone reads the text as it streams (else the text is not wanted
+    /// and its channel closes at once).
+    streaming: Arc<AtomicBool>,
 }
 
 impl TextOut {
@@ -31,6 +36,12 @@ impl TextOut {
             Err(TrySendError::Full(text)) => self.held = text,
             Err(TrySendError::Closed(_)) => self.tx = None,
         }
+    }
+
+    /// A reader that was reading the stream went away (a closed HTTP
+    /// connection): the job should stop and settle what was delivered.
+    fn reader_left(&self) -> bool {
+        self.tx.is_none() && self.streaming.load(Ordering::Relaxed)
     }
 
     /// Sends what is held, waiting for the reader: called once the job's
@@ -49,6 +60,7 @@ impl Jobs {
         &self,
         prepared: Prepared,
         text: mpsc::Sender<String>,
+        streaming: Arc<AtomicBool>,
     ) -> Result<JobRecord, JobError> {
         let Prepared {
             mut record,
@@ -61,6 +73,7 @@ impl Jobs {
         let mut text = TextOut {
             tx: Some(text),
             held: String::new(),
+            streaming,
         };
         let outcome = self.dispatch(&record, addrs, request, &mut text).await;
         let finished = UnixMillis::now();
@@ -181,10 +194,18 @@ impl Jobs {
                 .call_job(peer.peer_id(), addrs, request.clone())
                 .await
                 .map_err(network_err)?;
+            let mut stopping = false;
             loop {
                 match call.next().await.map_err(network_err)? {
                     Some(p2p::JobUpdate::Output(OutputPart::Text { delta, .. })) => {
-                        text.push(delta)
+                        text.push(delta);
+                        if !stopping && text.reader_left() {
+                            // The consumer went away: the node stops and
+                            // signs a receipt for what it generated.
+                            tracing::info!("the reader left: asking the node to stop");
+                            stopping = true;
+                            call.stop().await.map_err(network_err)?;
+                        }
                     }
                     Some(p2p::JobUpdate::Finished(response)) => return Ok(response),
                     Some(_) => {}
@@ -217,6 +238,7 @@ mod tests {
         let mut out = TextOut {
             tx: Some(tx),
             held: String::new(),
+            streaming: Arc::new(AtomicBool::new(true)),
         };
         for piece in ["one ", "two ", "three"] {
             out.push(piece.into());
@@ -244,6 +266,7 @@ mod tests {
         let mut out = TextOut {
             tx: Some(tx),
             held: String::new(),
+            streaming: Arc::new(AtomicBool::new(true)),
         };
         out.push("lost".into());
         assert!(out.tx.is_none());

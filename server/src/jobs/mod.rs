@@ -18,6 +18,8 @@ mod store;
 
 pub(crate) use http::{router, MAX_JOB_BODY};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -140,6 +142,9 @@ pub(crate) struct Order<'a> {
 pub(crate) struct Started {
     pub(crate) record: JobRecord,
     text: mpsc::Receiver<String>,
+    /// Whether someone reads the text as it streams: a reader that goes
+    /// away then stops the job (it pays for what it got).
+    streaming: Arc<AtomicBool>,
     end: JoinHandle<Result<JobRecord, JobError>>,
 }
 
@@ -147,6 +152,7 @@ impl Started {
     /// How the job ended. (Its streamed text is not read: the record holds
     /// all of it.)
     pub(crate) async fn finish(self) -> Result<JobRecord, JobError> {
+        self.streaming.store(false, Ordering::Relaxed);
         drop(self.text);
         Self::ended(self.end).await
     }
@@ -278,6 +284,8 @@ impl Jobs {
         let budget = prepared.record.max_price_msat;
         let (recorded_tx, recorded) = oneshot::channel();
         let (text_tx, text) = mpsc::channel(TEXT_BUFFER);
+        let streaming = Arc::new(AtomicBool::new(true));
+        let reader_wanted = streaming.clone();
         let jobs = self.clone();
         let span = tracing::info_span!(
             "job",
@@ -314,7 +322,7 @@ impl Jobs {
                     return Err(JobError::Internal("the job was not recorded".into()));
                 }
                 let _ = recorded_tx.send(Ok(prepared.record.clone()));
-                jobs.run(prepared, text_tx).await
+                jobs.run(prepared, text_tx, reader_wanted).await
             }
             .instrument(span),
         );
@@ -338,7 +346,12 @@ impl Jobs {
             }
             Err(NotRecorded::Ledger(e)) => return Err(JobError::from(e).into()),
         };
-        Ok(Started { record, text, end })
+        Ok(Started {
+            record,
+            text,
+            streaming,
+            end,
+        })
     }
 
     /// Chooses the node for a job and builds its input and record; stores

@@ -358,3 +358,79 @@ fn the_official_openai_python_library_works_unchanged() {
         .sum();
     assert_eq!(-charged, spent as i64);
 }
+
+/// A streaming chat whose client hangs up mid-way: the server asks the
+/// node to stop, the node signs a receipt for what it generated, and the
+/// consumer pays for that, not for the whole reply.
+#[test]
+fn a_client_that_hangs_up_mid_stream_pays_only_for_what_was_generated() {
+    use std::io::Read;
+    let server = Server::start();
+    let _node = Node::start(&server, 1000);
+    let client = server.http();
+    let before: Value = client
+        .get(server.url("/api/v1/billing"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut r = client
+        .post(server.url("/v1/chat/completions"))
+        .json(&json!({
+            "model": "tiny-gpt2",
+            "messages": [{"role": "user", "content": "Tell me a long story."}],
+            "max_tokens": 120,
+            "temperature": 0,
+            "stream": true,
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Read until the first text arrives, then hang up.
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("\"content\":\"") || seen.matches("data:").count() < 3 {
+        let n = r.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(r);
+
+    // The job ends, stopped, with a receipt for what the node generated.
+    let job =
+        crate::harness::eventually(std::time::Duration::from_secs(60), "the job's end", || {
+            let list: Value = client
+                .get(server.url("/api/v1/jobs?limit=1"))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            let id = list["jobs"][0]["id"].as_str()?.to_owned();
+            let job: JobRecord = client
+                .get(server.url(&format!("/api/v1/jobs/{id}")))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            (job.status != JobStatus::Dispatched).then_some(job)
+        });
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    let Some(wire::jobs::JobOutput::TextGeneration { finish_reason, .. }) = &job.output else {
+        panic!("{job:?}")
+    };
+    assert_eq!(finish_reason.as_str(), "stopped");
+    let receipt: wire::jobs::Receipt = job.receipt.as_ref().unwrap().open().unwrap();
+    assert!(receipt.usage.output_tokens < 120, "{receipt:?}");
+    assert_eq!(job.price_msat, receipt.price_msat);
+    // What left the balance is that price, no more.
+    let after: Value = client
+        .get(server.url("/api/v1/billing"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        before["balance_msat"].as_u64().unwrap() - after["balance_msat"].as_u64().unwrap(),
+        receipt.price_msat.0
+    );
+}

@@ -13,6 +13,9 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens`, the context window, or the job's budget.
     Length,
+    /// The consumer stopped it (its reader went away): the output is what
+    /// was generated until then, and that is what the receipt charges.
+    Stopped,
 }
 
 impl FinishReason {
@@ -20,6 +23,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::Stopped => "stopped",
         }
     }
 }

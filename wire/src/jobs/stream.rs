@@ -60,7 +60,12 @@ impl RefusalCode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "frame", rename_all = "snake_case")]
 pub enum ConsumerFrame {
-    Request { request: JobRequest },
+    Request {
+        request: JobRequest,
+    },
+    /// Stop now and answer with what was generated so far, with a receipt
+    /// for it (the stream stays open for the answer).
+    Stop,
     Cancel,
 }
 

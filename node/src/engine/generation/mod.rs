@@ -403,6 +403,14 @@ impl Generator {
     fn retire(&mut self, active: &mut Vec<Seq>) {
         let now = Instant::now();
         for i in (0..active.len()).rev() {
+            // Asked to stop: it ends here, with what it has.
+            if active[i].finish.is_none() && active[i].work.stop_requested() {
+                let s = &mut active[i];
+                s.finish = Some(FinishReason::Stopped);
+                if let Some(tx) = &s.work.deltas {
+                    s.text.offer(tx, &s.params.stop, true);
+                }
+            }
             let s = &active[i];
             let done = s.finish.is_some()
                 || s.failed.is_some()
