@@ -155,7 +155,7 @@ async fn a_stopped_generation_answers_with_what_it_made_and_charges_just_that() 
     assert_eq!(*finish_reason, wire::jobs::FinishReason::Stopped);
     assert_eq!(text, &streamed, "the output is what was streamed");
     let tokens = receipt.usage.output_tokens;
-    assert!(tokens >= 1 && tokens < 200, "{tokens} tokens");
+    assert!((1..120).contains(&tokens), "{tokens} tokens");
     assert_eq!(
         receipt.price_msat,
         offer.price_for(receipt.usage.input_tokens, tokens),
