@@ -6,6 +6,9 @@
 
 // `#[component]` expands to `pub` items inside private modules.
 #![allow(unreachable_pub)]
+// The Settings page's view type is deep: the compiler's default of 128
+// nested queries is not enough for it in the browser build.
+#![recursion_limit = "256"]
 
 pub mod api;
 mod auth;

@@ -125,6 +125,7 @@ fn SettingsView(settings: AccountSettings, feedback: Feedback, now: UnixMillis) 
                 </label>
                 <button type="submit">"Save"</button>
             </form>
+            <DefaultMaxPrice current=account.default_max_price_msat feedback />
         </section>
 
         <section class="card" id="passkeys">
@@ -229,6 +230,127 @@ fn SettingsView(settings: AccountSettings, feedback: Feedback, now: UnixMillis) 
     }
 }
 
+/// Whole satoshis typed in a field, as millisatoshis; empty is none.
+fn sat_field(text: &str) -> Result<Option<wire::MilliSats>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<u64>()
+        .map(|sat| Some(wire::MilliSats(sat.saturating_mul(1000))))
+        .map_err(|_| format!("`{text}` is not a number of sat"))
+}
+
+fn sat_text(m: Option<wire::MilliSats>) -> String {
+    m.map(|m| (m.0 / 1000).to_string()).unwrap_or_default()
+}
+
+/// The most a job may cost when it names no maximum itself.
+#[component]
+fn DefaultMaxPrice(current: Option<wire::MilliSats>, feedback: Feedback) -> impl IntoView {
+    let value = RwSignal::new(sat_text(current));
+    let save = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let max = match sat_field(&value.get_untracked()) {
+            Ok(m) => m,
+            Err(e) => return feedback.error.set(Some(e)),
+        };
+        feedback.run(async move {
+            crate::browser::call::<serde_json::Value>(
+                "PATCH",
+                "/api/v1/account",
+                Some(&serde_json::json!({ "default_max_price_msat": max })),
+            )
+            .await
+            .map(|_| ())
+        });
+    };
+    view! {
+        <form class="inline" on:submit=save>
+            <label>
+                "Default max price per job (sat; empty: the input's worst case)"
+                <input
+                    id="default-max-price"
+                    type="number"
+                    min="1"
+                    inputmode="numeric"
+                    prop:value=move || value.get()
+                    on:input:target=move |ev| value.set(ev.target().value())
+                />
+            </label>
+            <button type="submit" id="save-default-max-price">"Save"</button>
+        </form>
+    }
+}
+
+/// A key's spending caps, and a form to change them.
+#[component]
+fn KeyCapsForm(key: wire::accounts::ApiKeyView, feedback: Feedback) -> impl IntoView {
+    let daily = RwSignal::new(sat_text(key.caps.daily_cap_msat));
+    let total = RwSignal::new(sat_text(key.caps.total_cap_msat));
+    let id = key.id.clone();
+    let save = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let (d, t) = match (
+            sat_field(&daily.get_untracked()),
+            sat_field(&total.get_untracked()),
+        ) {
+            (Ok(d), Ok(t)) => (d, t),
+            (Err(e), _) | (_, Err(e)) => return feedback.error.set(Some(e)),
+        };
+        let url = format!("/api/v1/account/keys/{id}/caps");
+        feedback.run(async move {
+            crate::browser::call::<serde_json::Value>(
+                "PUT",
+                &url,
+                Some(&serde_json::json!({ "daily_cap_msat": d, "total_cap_msat": t })),
+            )
+            .await
+            .map(|_| ())
+        });
+    };
+    let cap = |c: Option<wire::MilliSats>| {
+        c.map(|c| crate::components::sats(c.0))
+            .unwrap_or_else(|| "no cap".into())
+    };
+    view! {
+        <details class="caps">
+            <summary>
+                {format!(
+                    "Spent today {} ({}), in all {} ({})",
+                    crate::components::sats(key.spent_today_msat.0),
+                    cap(key.caps.daily_cap_msat),
+                    crate::components::sats(key.spent_total_msat.0),
+                    cap(key.caps.total_cap_msat),
+                )}
+            </summary>
+            <form class="inline" on:submit=save>
+                <label>
+                    "Per day (sat)"
+                    <input
+                        type="number"
+                        min="0"
+                        inputmode="numeric"
+                        prop:value=move || daily.get()
+                        on:input:target=move |ev| daily.set(ev.target().value())
+                    />
+                </label>
+                <label>
+                    "In all (sat)"
+                    <input
+                        type="number"
+                        min="0"
+                        inputmode="numeric"
+                        prop:value=move || total.get()
+                        on:input:target=move |ev| total.set(ev.target().value())
+                    />
+                </label>
+                <button type="submit" class="secondary">"Set caps"</button>
+            </form>
+        </details>
+    }
+}
+
 #[component]
 fn LinkWallet(feedback: Feedback) -> impl IntoView {
     let login = RwSignal::new(None::<LnurlLogin>);
@@ -323,12 +445,21 @@ fn ApiKeys(
 ) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let scopes = RwSignal::new(vec![Scope::Jobs]);
+    let daily = RwSignal::new(String::new());
+    let total = RwSignal::new(String::new());
     let created = feedback.new_key;
     let create = move |ev: SubmitEvent| {
         ev.prevent_default();
+        let (daily_cap_msat, total_cap_msat) = match (
+            sat_field(&daily.get_untracked()),
+            sat_field(&total.get_untracked()),
+        ) {
+            (Ok(d), Ok(t)) => (d, t),
+            (Err(e), _) | (_, Err(e)) => return feedback.error.set(Some(e)),
+        };
         let new = NewApiKey {
-            daily_cap_msat: None,
-            total_cap_msat: None,
+            daily_cap_msat,
+            total_cap_msat,
             name: name.get_untracked(),
             scopes: scopes.get_untracked(),
         };
@@ -389,6 +520,30 @@ fn ApiKeys(
                         })
                         .collect_view()}
                 </fieldset>
+                <div class="row">
+                    <label>
+                        "Spending cap per day (sat, optional)"
+                        <input
+                            id="key-daily-cap"
+                            type="number"
+                            min="0"
+                            inputmode="numeric"
+                            prop:value=move || daily.get()
+                            on:input:target=move |ev| daily.set(ev.target().value())
+                        />
+                    </label>
+                    <label>
+                        "In all (sat, optional)"
+                        <input
+                            id="key-total-cap"
+                            type="number"
+                            min="0"
+                            inputmode="numeric"
+                            prop:value=move || total.get()
+                            on:input:target=move |ev| total.set(ev.target().value())
+                        />
+                    </label>
+                </div>
                 <button id="create-key" type="submit">"Create key"</button>
             </form>
             {move || {
@@ -410,6 +565,8 @@ fn ApiKeys(
                     .map(|k| {
                         let id = k.id.clone();
                         let revoked = k.revoked_at.is_some();
+                        let caps_form = (!revoked)
+                            .then(|| view! { <KeyCapsForm key=k.clone() feedback /> });
                         let scopes = k
                             .scopes
                             .iter()
@@ -426,6 +583,7 @@ fn ApiKeys(
                                 <span class="muted">
                                     {scopes} ", used " {when(k.last_used, now)}
                                 </span>
+                                {caps_form}
                                 {if revoked {
                                     view! { <span class="badge offline">"revoked"</span> }.into_any()
                                 } else {
