@@ -36,6 +36,17 @@ pub(crate) fn sats(msat: u64) -> String {
     }
 }
 
+/// Whole satoshis typed in a field, as millisatoshis; empty is none.
+pub(crate) fn sats_field(text: &str) -> Result<Option<wire::MilliSats>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<u64>()
+        .map(|sat| Some(wire::MilliSats(sat.saturating_mul(1000))))
+        .map_err(|_| format!("`{text}` is not a number of sat"))
+}
+
 /// A signed amount: `+12 sat`, `−3.5 sat`.
 pub(crate) fn signed_sats(msat: i64) -> String {
     let sign = if msat < 0 { "−" } else { "+" };
@@ -65,6 +76,9 @@ mod tests {
         assert_eq!(sats(1_234_567_000), "1,234,567 sat");
         assert_eq!(signed_sats(-3_500), "−3.500 sat");
         assert_eq!(signed_sats(2_000), "+2 sat");
+        assert_eq!(sats_field(" 12 "), Ok(Some(wire::MilliSats(12_000))));
+        assert_eq!(sats_field(""), Ok(None));
+        assert!(sats_field("1.5").is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ mod format;
 mod node_table;
 mod receipt;
 
-pub(crate) use format::{ago, gib, sats, short_id, signed_sats};
+pub(crate) use format::{ago, gib, sats, sats_field, short_id, signed_sats};
 pub(crate) use node_table::NodeTable;
 pub(crate) use receipt::JobResult;
 

@@ -15,7 +15,7 @@ use wire::UnixMillis;
 use crate::api::billing_view;
 use crate::auth::RequireAccount;
 use crate::browser::{call, copy, open_wallet};
-use crate::components::{ago, sats, signed_sats};
+use crate::components::{ago, sats, sats_field, signed_sats};
 
 /// Postings the page shows.
 const HISTORY: u32 = 20;
@@ -173,14 +173,27 @@ where
     }
 }
 
+/// What a form reports: how it is going (`true`) or what went wrong.
+type FormState = RwSignal<Option<(bool, String)>>;
+
+/// A form's report, read out to screen readers as it changes.
+#[component]
+fn Status(state: FormState, id: &'static str) -> impl IntoView {
+    move || {
+        state.get().map(|(ok, text)| {
+            view! { <p class=if ok { "muted" } else { "error" } id=id role="status">{text}</p> }
+        })
+    }
+}
+
 #[component]
 fn TopUp(version: RwSignal<u32>) -> impl IntoView {
     let amount = RwSignal::new("10000".to_owned());
     let topup = RwSignal::new(None::<Topup>);
-    let state = RwSignal::new(None::<(bool, String)>);
+    let state: FormState = RwSignal::new(None);
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        let Ok(sat) = amount.get_untracked().trim().parse::<u64>() else {
+        let Ok(Some(amount_msat)) = sats_field(&amount.get_untracked()) else {
             state.set(Some((false, "Say how many sat, in digits.".into())));
             return;
         };
@@ -190,7 +203,7 @@ fn TopUp(version: RwSignal<u32>) -> impl IntoView {
             let made: Result<Topup, String> = call(
                 "POST",
                 "/api/v1/billing/topups",
-                Some(&json!({ "amount_msat": sat.saturating_mul(1000) })),
+                Some(&json!({ "amount_msat": amount_msat })),
             )
             .await;
             let made = match made {
@@ -236,17 +249,7 @@ fn TopUp(version: RwSignal<u32>) -> impl IntoView {
                 </label>
                 <button type="submit" id="topup-create">"Get an invoice"</button>
             </form>
-            {move || {
-                state
-                    .get()
-                    .map(|(ok, text)| {
-                        view! {
-                            <p class=if ok { "muted" } else { "error" } id="topup-status" role="status">
-                                {text}
-                            </p>
-                        }
-                    })
-            }}
+            <Status state id="topup-status" />
             {move || {
                 topup
                     .get()
@@ -279,7 +282,7 @@ fn Withdraw(version: RwSignal<u32>) -> impl IntoView {
     let from = RwSignal::new("balance".to_owned());
     let to = RwSignal::new(String::new());
     let amount = RwSignal::new(String::new());
-    let state = RwSignal::new(None::<(bool, String)>);
+    let state: FormState = RwSignal::new(None);
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         let dest = to.get_untracked().trim().to_owned();
@@ -289,12 +292,10 @@ fn Withdraw(version: RwSignal<u32>) -> impl IntoView {
         } else {
             body["invoice"] = json!(dest);
         }
-        let amount_text = amount.get_untracked();
-        if !amount_text.trim().is_empty() {
-            match amount_text.trim().parse::<u64>() {
-                Ok(sat) => body["amount_msat"] = json!(sat.saturating_mul(1000)),
-                Err(_) => return state.set(Some((false, "Say how many sat, in digits.".into()))),
-            }
+        match sats_field(&amount.get_untracked()) {
+            Ok(Some(m)) => body["amount_msat"] = json!(m),
+            Ok(None) => {}
+            Err(e) => return state.set(Some((false, e))),
         }
         state.set(Some((true, "Sending…".into())));
         spawn_local(async move {
@@ -356,13 +357,7 @@ fn Withdraw(version: RwSignal<u32>) -> impl IntoView {
                 </label>
                 <button type="submit" id="payout-send">"Send"</button>
             </form>
-            {move || {
-                state
-                    .get()
-                    .map(|(ok, text)| {
-                        view! { <p class=if ok { "muted" } else { "error" } id="payout-status" role="status">{text}</p> }
-                    })
-            }}
+            <Status state id="payout-status" />
             <p class="muted">
                 "A routing-fee reserve (1 %, at least 10 sat) is held while a payment is sent; what it does not cost comes back."
             </p>
@@ -374,7 +369,7 @@ fn Withdraw(version: RwSignal<u32>) -> impl IntoView {
 fn AutoPayouts() -> impl IntoView {
     let address = RwSignal::new(String::new());
     let threshold = RwSignal::new(String::new());
-    let state = RwSignal::new(None::<(bool, String)>);
+    let state: FormState = RwSignal::new(None);
     // Filled in once the page runs in the browser.
     Effect::new(move |_| {
         spawn_local(async move {
@@ -398,11 +393,10 @@ fn AutoPayouts() -> impl IntoView {
         if !address_text.is_empty() {
             body["address"] = json!(address_text);
         }
-        if !threshold_text.is_empty() {
-            match threshold_text.parse::<u64>() {
-                Ok(sat) => body["threshold_msat"] = json!(sat.saturating_mul(1000)),
-                Err(_) => return state.set(Some((false, "Say how many sat, in digits.".into()))),
-            }
+        match sats_field(&threshold_text) {
+            Ok(Some(m)) => body["threshold_msat"] = json!(m),
+            Ok(None) => {}
+            Err(e) => return state.set(Some((false, e))),
         }
         spawn_local(async move {
             let saved: Result<PayoutSettings, String> =
@@ -441,11 +435,7 @@ fn AutoPayouts() -> impl IntoView {
                 </label>
                 <button type="submit" id="auto-save">"Save"</button>
             </form>
-            {move || {
-                state
-                    .get()
-                    .map(|(ok, text)| view! { <p class=if ok { "muted" } else { "error" } role="status">{text}</p> })
-            }}
+            <Status state id="auto-status" />
         </section>
     }
 }

@@ -7,18 +7,16 @@
 //! | `GET /billing/payouts/{id}?wait_secs=` (one's own) | signed in (`billing`) |
 //! | `GET`/`PUT /billing/payout-settings` (address, threshold) | signed in (`billing`) |
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use wire::accounts::Scope;
 use wire::billing::{NewPayout, Payout, PayoutSettings};
 
 use crate::accounts::{require, SignedIn};
 use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::lightning::{ListQuery, WaitQuery};
 use crate::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -38,12 +36,6 @@ async fn create(
     Ok((StatusCode::CREATED, Json(payout)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<u32>,
-}
-
 #[derive(Debug, serde::Serialize)]
 struct PayoutList {
     payouts: Vec<Payout>,
@@ -55,34 +47,19 @@ async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<PayoutList>, ApiError> {
     require(&caller, Scope::Billing)?;
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > 500 {
-        return Err(ApiError::BadRequest("limit must be 1 to 500".into()));
-    }
+    let limit = q.limit()?;
     let payouts = state.payouts.list(&caller.account, limit).await?;
     Ok(Json(PayoutList { payouts }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OneQuery {
-    wait_secs: Option<u64>,
 }
 
 async fn one(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<OneQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<Payout>, ApiError> {
     require(&caller, Scope::Billing)?;
-    let wait = q.wait_secs.map(Duration::from_secs);
-    if wait.is_some_and(|w| w > super::MAX_WAIT) {
-        return Err(ApiError::BadRequest(format!(
-            "wait_secs must be at most {}",
-            super::MAX_WAIT.as_secs()
-        )));
-    }
+    let wait = q.wait()?;
     Ok(Json(state.payouts.get(&caller.account, &id, wait).await?))
 }
 

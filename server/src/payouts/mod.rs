@@ -31,12 +31,12 @@ use std::time::Duration;
 use payments::{Lightning, LightningError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 use wire::billing::{NewPayout, PaymentStatus, Payout, PayoutSettings, PayoutSource};
 use wire::{AccountId, MilliSats, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
 use crate::ledger::{Applied, Book, Ledger, LedgerError, Movement};
+use crate::lightning::PaymentChanges;
 use store::{InsertError, PayoutRow, PayoutStore};
 
 /// The smallest payout (1 sat) and the largest (0.1 BTC).
@@ -44,8 +44,6 @@ const MIN_PAYOUT: u64 = 1_000;
 const MAX_PAYOUT: u64 = 10_000_000_000;
 /// The smallest fee reserve: 10 sat.
 const MIN_FEE_RESERVE: u64 = 10_000;
-/// The longest a caller may wait for a payout to change.
-pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Retries of a payout the backend could not answer for: 5 s doubling to
 /// an hour.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
@@ -110,7 +108,7 @@ pub(crate) struct Payouts {
     ledger: Ledger,
     lightning: Option<Arc<dyn Lightning>>,
     http: reqwest::Client,
-    changed: Arc<Notify>,
+    changed: PaymentChanges,
     /// Payouts being sent by this process now: not sent twice at once.
     sending: Arc<Mutex<HashSet<String>>>,
     /// Unenrolled nodes' payout addresses, and the pending earnings at
@@ -130,7 +128,7 @@ impl Payouts {
             ledger,
             lightning,
             http,
-            changed: Arc::new(Notify::new()),
+            changed: PaymentChanges::default(),
             sending: Arc::new(Mutex::new(HashSet::new())),
             nodes: None,
         }
@@ -314,7 +312,7 @@ impl Payouts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&row.payout_id);
-        self.changed.notify_waiters();
+        self.changed.notify();
         result
     }
 
@@ -436,24 +434,20 @@ impl Payouts {
         id: &str,
         wait: Option<Duration>,
     ) -> Result<Payout, PayoutError> {
-        let deadline = tokio::time::Instant::now() + wait.unwrap_or_default().min(MAX_WAIT);
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let row = self
-                .store
-                .get(account, id)
-                .await?
-                .ok_or_else(|| PayoutError::NotFound(id.to_owned()))?;
-            if row.status != PaymentStatus::Pending || tokio::time::Instant::now() >= deadline {
-                return Ok(row.to_wire());
-            }
-            tokio::select! {
-                () = &mut changed => {}
-                () = tokio::time::sleep_until(deadline) => {}
-            }
-        }
+        let row = self
+            .changed
+            .read_until_settled(
+                wait,
+                || async {
+                    self.store
+                        .get(account, id)
+                        .await?
+                        .ok_or_else(|| PayoutError::NotFound(id.to_owned()))
+                },
+                |row: &PayoutRow| row.status,
+            )
+            .await?;
+        Ok(row.to_wire())
     }
 
     pub(crate) async fn list(

@@ -6,18 +6,16 @@
 //! | `GET /billing/topups` (one's own, newest first) | signed in (`billing`) |
 //! | `GET /billing/topups/{id}?wait_secs=` (one's own; waits for a pending one to change) | signed in (`billing`) |
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use wire::accounts::Scope;
 use wire::billing::{NewTopup, Topup};
 
 use crate::accounts::{require, SignedIn};
 use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::lightning::{ListQuery, WaitQuery};
 use crate::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -39,12 +37,6 @@ async fn create(
     Ok((StatusCode::CREATED, Json(topup)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<u32>,
-}
-
 #[derive(Debug, serde::Serialize)]
 struct TopupList {
     topups: Vec<Topup>,
@@ -56,33 +48,18 @@ async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<TopupList>, ApiError> {
     require(&caller, Scope::Billing)?;
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > 500 {
-        return Err(ApiError::BadRequest("limit must be 1 to 500".into()));
-    }
+    let limit = q.limit()?;
     let topups = state.topups.list(&caller.account, limit).await?;
     Ok(Json(TopupList { topups }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OneQuery {
-    wait_secs: Option<u64>,
 }
 
 async fn one(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<OneQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<Topup>, ApiError> {
     require(&caller, Scope::Billing)?;
-    let wait = q.wait_secs.map(Duration::from_secs);
-    if wait.is_some_and(|w| w > super::MAX_WAIT) {
-        return Err(ApiError::BadRequest(format!(
-            "wait_secs must be at most {}",
-            super::MAX_WAIT.as_secs()
-        )));
-    }
+    let wait = q.wait()?;
     Ok(Json(state.topups.get(&caller.account, &id, wait).await?))
 }

@@ -21,12 +21,13 @@ use std::time::Duration;
 use payments::{InvoiceState, Lightning, LightningError, LightningEvent};
 use qrcode::render::svg;
 use qrcode::QrCode;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::broadcast;
 use wire::billing::{PaymentStatus, Topup};
 use wire::{AccountId, MilliSats, UnixMillis};
 
 use crate::db::{Db, DbError};
 use crate::ledger::{Applied, Ledger, LedgerError, Movement};
+use crate::lightning::PaymentChanges;
 use store::{TopupRow, TopupStore};
 
 /// The smallest and largest top-up, in millisatoshis (1 sat to 0.1 BTC).
@@ -42,8 +43,6 @@ const RECONCILE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// (Breez keeps no record of an unpaid one) is marked expired: a payment
 /// in flight at the deadline has settled by then.
 const EXPIRY_GRACE: Duration = Duration::from_secs(600);
-/// The longest a caller may wait for a top-up to change.
-pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TopupError {
@@ -77,7 +76,7 @@ pub(crate) struct Topups {
     ledger: Ledger,
     lightning: Option<Arc<dyn Lightning>>,
     /// Woken whenever a top-up changes: callers waiting on one look again.
-    changed: Arc<Notify>,
+    changed: PaymentChanges,
     /// How long an invoice can be paid.
     expiry_secs: u32,
 }
@@ -88,7 +87,7 @@ impl Topups {
             store: TopupStore::new(db),
             ledger,
             lightning,
-            changed: Arc::new(Notify::new()),
+            changed: PaymentChanges::default(),
             expiry_secs: EXPIRY_SECS,
         }
     }
@@ -158,25 +157,20 @@ impl Topups {
         id: &str,
         wait: Option<Duration>,
     ) -> Result<Topup, TopupError> {
-        let deadline = tokio::time::Instant::now() + wait.unwrap_or_default().min(MAX_WAIT);
-        loop {
-            // Listening before looking: a change between the two wakes us.
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let row = self
-                .store
-                .get(account, id)
-                .await?
-                .ok_or_else(|| TopupError::NotFound(id.to_owned()))?;
-            if row.status != PaymentStatus::Pending || tokio::time::Instant::now() >= deadline {
-                return with_qr(row.to_wire());
-            }
-            tokio::select! {
-                () = &mut changed => {}
-                () = tokio::time::sleep_until(deadline) => {}
-            }
-        }
+        let row = self
+            .changed
+            .read_until_settled(
+                wait,
+                || async {
+                    self.store
+                        .get(account, id)
+                        .await?
+                        .ok_or_else(|| TopupError::NotFound(id.to_owned()))
+                },
+                |row: &TopupRow| row.status,
+            )
+            .await?;
+        with_qr(row.to_wire())
     }
 
     /// `account`'s top-ups, newest first.
@@ -220,7 +214,7 @@ impl Topups {
         if applied == Applied::Moved {
             tracing::info!(topup = %row.topup_id, account = %row.account, amount_msat = amount.0, "top-up paid and credited");
         }
-        self.changed.notify_waiters();
+        self.changed.notify();
         Ok(Some(applied))
     }
 
@@ -258,7 +252,7 @@ impl Topups {
             }
         }
         if done.expired > 0 {
-            self.changed.notify_waiters();
+            self.changed.notify();
         }
         Ok(done)
     }

@@ -7,6 +7,7 @@ mod billing;
 mod enrolment;
 mod harness;
 mod jobs;
+mod lightning;
 mod network;
 mod openai;
 mod registry;

@@ -1,23 +1,31 @@
 //! Settings: the account's ways in (passkeys, Lightning keys), its
 //! sessions, its API keys and its enrolment tokens. Secrets (a new key, a
 //! new token) are shown once, with a copy button.
+//!
+//! - `keys`: API keys;
+//! - `spending`: the default max price per job, and keys' caps.
+
+mod keys;
+mod spending;
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
-use wire::accounts::{AccountSettings, LnurlLogin, LnurlState, NewApiKey, NewEnrolToken, Scope};
+use wire::accounts::{AccountSettings, LnurlLogin, LnurlState, NewEnrolToken};
 use wire::UnixMillis;
 
 use crate::api::{
-    create_api_key, create_enrol_token, end_session, load_settings, remove_lightning_key,
-    remove_passkey, revoke_api_key, revoke_enrol_token, set_public_name,
+    create_enrol_token, end_session, load_settings, remove_lightning_key, remove_passkey,
+    revoke_enrol_token, set_public_name,
 };
 use crate::auth::{
     add_passkey, sign_out_everywhere, start_lightning, wait_for_wallet, Me, RequireAccount,
 };
 use crate::browser::copy;
 use crate::components::ago;
+use keys::ApiKeys;
+use spending::DefaultMaxPrice;
 
 #[component]
 pub(crate) fn SettingsPage() -> impl IntoView {
@@ -230,127 +238,6 @@ fn SettingsView(settings: AccountSettings, feedback: Feedback, now: UnixMillis) 
     }
 }
 
-/// Whole satoshis typed in a field, as millisatoshis; empty is none.
-fn sat_field(text: &str) -> Result<Option<wire::MilliSats>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse::<u64>()
-        .map(|sat| Some(wire::MilliSats(sat.saturating_mul(1000))))
-        .map_err(|_| format!("`{text}` is not a number of sat"))
-}
-
-fn sat_text(m: Option<wire::MilliSats>) -> String {
-    m.map(|m| (m.0 / 1000).to_string()).unwrap_or_default()
-}
-
-/// The most a job may cost when it names no maximum itself.
-#[component]
-fn DefaultMaxPrice(current: Option<wire::MilliSats>, feedback: Feedback) -> impl IntoView {
-    let value = RwSignal::new(sat_text(current));
-    let save = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        let max = match sat_field(&value.get_untracked()) {
-            Ok(m) => m,
-            Err(e) => return feedback.error.set(Some(e)),
-        };
-        feedback.run(async move {
-            crate::browser::call::<serde_json::Value>(
-                "PATCH",
-                "/api/v1/account",
-                Some(&serde_json::json!({ "default_max_price_msat": max })),
-            )
-            .await
-            .map(|_| ())
-        });
-    };
-    view! {
-        <form class="inline" on:submit=save>
-            <label>
-                "Default max price per job (sat; empty: the input's worst case)"
-                <input
-                    id="default-max-price"
-                    type="number"
-                    min="1"
-                    inputmode="numeric"
-                    prop:value=move || value.get()
-                    on:input:target=move |ev| value.set(ev.target().value())
-                />
-            </label>
-            <button type="submit" id="save-default-max-price">"Save"</button>
-        </form>
-    }
-}
-
-/// A key's spending caps, and a form to change them.
-#[component]
-fn KeyCapsForm(key: wire::accounts::ApiKeyView, feedback: Feedback) -> impl IntoView {
-    let daily = RwSignal::new(sat_text(key.caps.daily_cap_msat));
-    let total = RwSignal::new(sat_text(key.caps.total_cap_msat));
-    let id = key.id.clone();
-    let save = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        let (d, t) = match (
-            sat_field(&daily.get_untracked()),
-            sat_field(&total.get_untracked()),
-        ) {
-            (Ok(d), Ok(t)) => (d, t),
-            (Err(e), _) | (_, Err(e)) => return feedback.error.set(Some(e)),
-        };
-        let url = format!("/api/v1/account/keys/{id}/caps");
-        feedback.run(async move {
-            crate::browser::call::<serde_json::Value>(
-                "PUT",
-                &url,
-                Some(&serde_json::json!({ "daily_cap_msat": d, "total_cap_msat": t })),
-            )
-            .await
-            .map(|_| ())
-        });
-    };
-    let cap = |c: Option<wire::MilliSats>| {
-        c.map(|c| crate::components::sats(c.0))
-            .unwrap_or_else(|| "no cap".into())
-    };
-    view! {
-        <details class="caps">
-            <summary>
-                {format!(
-                    "Spent today {} ({}), in all {} ({})",
-                    crate::components::sats(key.spent_today_msat.0),
-                    cap(key.caps.daily_cap_msat),
-                    crate::components::sats(key.spent_total_msat.0),
-                    cap(key.caps.total_cap_msat),
-                )}
-            </summary>
-            <form class="inline" on:submit=save>
-                <label>
-                    "Per day (sat)"
-                    <input
-                        type="number"
-                        min="0"
-                        inputmode="numeric"
-                        prop:value=move || daily.get()
-                        on:input:target=move |ev| daily.set(ev.target().value())
-                    />
-                </label>
-                <label>
-                    "In all (sat)"
-                    <input
-                        type="number"
-                        min="0"
-                        inputmode="numeric"
-                        prop:value=move || total.get()
-                        on:input:target=move |ev| total.set(ev.target().value())
-                    />
-                </label>
-                <button type="submit" class="secondary">"Set caps"</button>
-            </form>
-        </details>
-    }
-}
-
 #[component]
 fn LinkWallet(feedback: Feedback) -> impl IntoView {
     let login = RwSignal::new(None::<LnurlLogin>);
@@ -434,178 +321,6 @@ fn Secret(id: &'static str, text: String, note: &'static str) -> impl IntoView {
                 {move || if copied.get() { "Copied" } else { "Copy" }}
             </button>
         </div>
-    }
-}
-
-#[component]
-fn ApiKeys(
-    keys: Vec<wire::accounts::ApiKeyView>,
-    feedback: Feedback,
-    now: UnixMillis,
-) -> impl IntoView {
-    let name = RwSignal::new(String::new());
-    let scopes = RwSignal::new(vec![Scope::Jobs]);
-    let daily = RwSignal::new(String::new());
-    let total = RwSignal::new(String::new());
-    let created = feedback.new_key;
-    let create = move |ev: SubmitEvent| {
-        ev.prevent_default();
-        let (daily_cap_msat, total_cap_msat) = match (
-            sat_field(&daily.get_untracked()),
-            sat_field(&total.get_untracked()),
-        ) {
-            (Ok(d), Ok(t)) => (d, t),
-            (Err(e), _) | (_, Err(e)) => return feedback.error.set(Some(e)),
-        };
-        let new = NewApiKey {
-            daily_cap_msat,
-            total_cap_msat,
-            name: name.get_untracked(),
-            scopes: scopes.get_untracked(),
-        };
-        feedback.error.set(None);
-        spawn_local(async move {
-            match create_api_key(new).await {
-                Ok(k) => {
-                    created.set(Some(k.secret));
-                    name.set(String::new());
-                    feedback.version.update(|v| *v += 1);
-                }
-                Err(e) => feedback.error.set(Some(msg(e))),
-            }
-        });
-    };
-    view! {
-        <section class="card" id="api-keys">
-            <h2>"API keys"</h2>
-            <p class="muted">
-                "For programs: " <code>"Authorization: Bearer sk-inf-…"</code>
-                " on /api/v1 and the OpenAI-compatible /v1."
-            </p>
-            <form on:submit=create>
-                <label>
-                    "Name"
-                    <input
-                        id="key-name"
-                        maxlength="64"
-                        prop:value=move || name.get()
-                        on:input:target=move |ev| name.set(ev.target().value())
-                    />
-                </label>
-                <fieldset class="scopes">
-                    <legend>"Scopes"</legend>
-                    {Scope::ALL
-                        .into_iter()
-                        .map(|scope| {
-                            view! {
-                                <label class="check">
-                                    <input
-                                        type="checkbox"
-                                        prop:checked=move || scopes.get().contains(&scope)
-                                        on:change:target=move |ev| {
-                                            let on = ev.target().checked();
-                                            scopes
-                                                .update(|s| {
-                                                    s.retain(|x| *x != scope);
-                                                    if on {
-                                                        s.push(scope);
-                                                    }
-                                                })
-                                        }
-                                    />
-                                    <span class="mono">{scope.as_str()}</span>
-                                    <span class="muted">{scope.describe()}</span>
-                                </label>
-                            }
-                        })
-                        .collect_view()}
-                </fieldset>
-                <div class="row">
-                    <label>
-                        "Spending cap per day (sat, optional)"
-                        <input
-                            id="key-daily-cap"
-                            type="number"
-                            min="0"
-                            inputmode="numeric"
-                            prop:value=move || daily.get()
-                            on:input:target=move |ev| daily.set(ev.target().value())
-                        />
-                    </label>
-                    <label>
-                        "In all (sat, optional)"
-                        <input
-                            id="key-total-cap"
-                            type="number"
-                            min="0"
-                            inputmode="numeric"
-                            prop:value=move || total.get()
-                            on:input:target=move |ev| total.set(ev.target().value())
-                        />
-                    </label>
-                </div>
-                <button id="create-key" type="submit">"Create key"</button>
-            </form>
-            {move || {
-                created
-                    .get()
-                    .map(|secret| {
-                        view! {
-                            <Secret
-                                id="new-key"
-                                text=secret
-                                note="Copy this key now: it is not shown again."
-                            />
-                        }
-                    })
-            }}
-            <ul class="rows">
-                {keys
-                    .into_iter()
-                    .map(|k| {
-                        let id = k.id.clone();
-                        let revoked = k.revoked_at.is_some();
-                        let caps_form = (!revoked)
-                            .then(|| view! { <KeyCapsForm key=k.clone() feedback /> });
-                        let scopes = k
-                            .scopes
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        view! {
-                            <li class="api-key" class:revoked=revoked>
-                                <span>
-                                    <strong>{k.name}</strong>
-                                    " "
-                                    <span class="mono">{k.prefix} "…"</span>
-                                </span>
-                                <span class="muted">
-                                    {scopes} ", used " {when(k.last_used, now)}
-                                </span>
-                                {caps_form}
-                                {if revoked {
-                                    view! { <span class="badge offline">"revoked"</span> }.into_any()
-                                } else {
-                                    view! {
-                                        <button
-                                            class="secondary revoke-key"
-                                            on:click=move |_| {
-                                                let id = id.clone();
-                                                feedback.run(async move { revoke_api_key(id).await.map_err(msg) })
-                                            }
-                                        >
-                                            "Revoke"
-                                        </button>
-                                    }
-                                        .into_any()
-                                }}
-                            </li>
-                        }
-                    })
-                    .collect_view()}
-            </ul>
-        </section>
     }
 }
 

@@ -1,13 +1,16 @@
 //! The accounts' tables (`account`, `passkey`, `ln_key`, `session`,
 //! `api_key`, `challenge`) and all their SurrealQL. Whatever creates an
 //! account creates its first way in and its session in the same
-//! transaction: there is never an account nobody can sign in to.
+//! transaction: there is never an account nobody can sign in to. API keys
+//! are in `keys`.
+
+mod keys;
+
+pub(super) use keys::ApiKeyRow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use wire::accounts::{
-    Account, ApiKeyView, KeyCaps, LightningKeyView, PasskeyView, Scope, SessionView,
-};
+use wire::accounts::{Account, LightningKeyView, PasskeyView, SessionView};
 use wire::{AccountId, MilliSats, UnixMillis};
 
 use crate::db::{Db, DbError};
@@ -72,44 +75,6 @@ pub(super) struct SessionRow {
     pub(super) created_at: UnixMillis,
     pub(super) last_seen: UnixMillis,
     pub(super) expires_at: UnixMillis,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct ApiKeyRow {
-    pub(super) key_id: String,
-    pub(super) account: AccountId,
-    pub(super) name: String,
-    pub(super) prefix: String,
-    pub(super) scopes: Vec<Scope>,
-    pub(super) created_at: UnixMillis,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) last_used: Option<UnixMillis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) revoked_at: Option<UnixMillis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) daily_cap_msat: Option<MilliSats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) total_cap_msat: Option<MilliSats>,
-}
-
-impl ApiKeyRow {
-    pub(super) fn view(&self) -> ApiKeyView {
-        ApiKeyView {
-            id: self.key_id.clone(),
-            name: self.name.clone(),
-            prefix: self.prefix.clone(),
-            scopes: self.scopes.clone(),
-            created_at: self.created_at,
-            last_used: self.last_used,
-            revoked_at: self.revoked_at,
-            caps: KeyCaps {
-                daily_cap_msat: self.daily_cap_msat,
-                total_cap_msat: self.total_cap_msat,
-            },
-            spent_today_msat: MilliSats(0),
-            spent_total_msat: MilliSats(0),
-        }
-    }
 }
 
 /// A ceremony in progress: a WebAuthn registration or authentication, or
@@ -215,58 +180,6 @@ impl AccountStore {
             "UPDATE type::record('account', $id) SET default_max_price_msat = NONE"
         };
         self.db.execute(sql, json!({ "id": id, "max": max })).await
-    }
-
-    /// Sets the caps of one of the account's live keys. Returns whether
-    /// it had it.
-    pub(super) async fn set_key_caps(
-        &self,
-        account: &AccountId,
-        key_id: &str,
-        caps: &KeyCaps,
-    ) -> Result<bool, DbError> {
-        let hit: Vec<serde_json::Value> = self
-            .db
-            .rows(
-                "UPDATE api_key SET daily_cap_msat = $daily ?? NONE, total_cap_msat = $total ?? NONE \
-                 WHERE account = $account AND key_id = $kid AND revoked_at = NONE RETURN key_id",
-                json!({
-                    "account": account,
-                    "kid": key_id,
-                    "daily": caps.daily_cap_msat,
-                    "total": caps.total_cap_msat,
-                }),
-                0,
-            )
-            .await?;
-        Ok(!hit.is_empty())
-    }
-
-    /// The caps of a key, by its id.
-    pub(super) async fn key_caps(&self, key_id: &str) -> Result<KeyCaps, DbError> {
-        #[derive(Deserialize)]
-        struct Row {
-            #[serde(default)]
-            daily_cap_msat: Option<MilliSats>,
-            #[serde(default)]
-            total_cap_msat: Option<MilliSats>,
-        }
-        let rows: Vec<Row> = self
-            .db
-            .rows(
-                "SELECT daily_cap_msat, total_cap_msat FROM api_key WHERE key_id = $kid",
-                json!({ "kid": key_id }),
-                0,
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .map(|r| KeyCaps {
-                daily_cap_msat: r.daily_cap_msat,
-                total_cap_msat: r.total_cap_msat,
-            })
-            .unwrap_or_default())
     }
 
     /// A new account with its first passkey and session, all or nothing.
@@ -577,67 +490,6 @@ impl AccountStore {
                 user_agent: r.user_agent,
             })
             .collect())
-    }
-
-    pub(super) async fn insert_key(&self, hash: &str, k: &ApiKeyRow) -> Result<(), DbError> {
-        self.db
-            .execute(
-                "CREATE type::record('api_key', $hash) CONTENT $key",
-                json!({ "hash": hash, "key": k }),
-            )
-            .await
-    }
-
-    pub(super) async fn key(&self, hash: &str) -> Result<Option<ApiKeyRow>, DbError> {
-        Ok(first(
-            self.db
-                .rows(
-                    "SELECT * FROM type::record('api_key', $hash)",
-                    json!({ "hash": hash }),
-                    0,
-                )
-                .await?,
-        ))
-    }
-
-    pub(super) async fn touch_key(&self, hash: &str, now: UnixMillis) -> Result<(), DbError> {
-        self.db
-            .execute(
-                "UPDATE type::record('api_key', $hash) SET last_used = $now",
-                json!({ "hash": hash, "now": now }),
-            )
-            .await
-    }
-
-    /// Revokes one of the account's keys. Returns whether it had it.
-    pub(super) async fn revoke_key(
-        &self,
-        account: &AccountId,
-        key_id: &str,
-        now: UnixMillis,
-    ) -> Result<bool, DbError> {
-        let hit: Vec<serde_json::Value> = self
-            .db
-            .rows(
-                "UPDATE api_key SET revoked_at = $now \
-                 WHERE account = $account AND key_id = $kid AND revoked_at = NONE RETURN key_id",
-                json!({ "account": account, "kid": key_id, "now": now }),
-                0,
-            )
-            .await?;
-        Ok(!hit.is_empty())
-    }
-
-    pub(super) async fn keys_of(&self, account: &AccountId) -> Result<Vec<ApiKeyView>, DbError> {
-        let rows: Vec<ApiKeyRow> = self
-            .db
-            .rows(
-                "SELECT * FROM api_key WHERE account = $account ORDER BY created_at DESC",
-                json!({ "account": account }),
-                0,
-            )
-            .await?;
-        Ok(rows.iter().map(ApiKeyRow::view).collect())
     }
 
     pub(super) async fn insert_challenge(&self, id: &str, c: &ChallengeRow) -> Result<(), DbError> {
