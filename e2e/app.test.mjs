@@ -130,6 +130,7 @@ test("a visitor signs up with a passkey, makes an API key, signs out and in agai
     options: {
       protocol: "ctap2", transport: "internal", hasResidentKey: true,
       hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+      hasPrf: true,
     },
   });
 
@@ -189,6 +190,53 @@ test("a visitor signs up with a passkey, makes an API key, signs out and in agai
   assert.ok(await fits(page, 360), "My nodes fits a phone");
   await page.setViewportSize({ width: 1280, height: 900 });
   assert.deepEqual(errors, []);
+});
+
+test("the browser wallet comes from the account's passkey: nothing stored, the same wallet every time", { timeout: 180_000 }, async () => {
+  const page = passkeyPage;
+  const errors = watchErrors(page);
+  const openWallet = async () => {
+    await page.goto(`${serverUrl}/wallet`);
+    await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+    await page.locator("#wallet-open").click();
+  };
+  const walletId = async () => {
+    await page.locator("#wallet-balance", { hasText: "0 sat" }).waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => /^[0-9a-f]{66}$/.test(document.querySelector("#wallet-id")?.textContent ?? ""));
+    return page.locator("#wallet-id").innerText();
+  };
+  const stored = () =>
+    page.evaluate(() => ({
+      mnemonic: localStorage.getItem("infernet.wallet.mnemonic"),
+      passkey: localStorage.getItem("infernet.wallet.passkey"),
+    }));
+
+  // The passkey made at sign-up (with PRF) gives a wallet: no words shown.
+  await openWallet();
+  await page.locator("#wallet-passkey").click();
+  const first = await walletId();
+  assert.equal(await page.locator("#wallet-words").count(), 0, "no backup words to write down");
+  const kept = await stored();
+  assert.equal(kept.mnemonic, null, "no seed in the browser's storage");
+  assert.match(kept.passkey, /^[A-Za-z0-9_-]+$/, "only the passkey's (public) credential id is kept");
+  await page.screenshot({ path: join(artifacts, "wallet-passkey.png"), fullPage: true });
+
+  // Next visit: unlocked with the passkey again, the same wallet.
+  await openWallet();
+  await page.locator("#wallet-unlock").click();
+  assert.equal(await walletId(), first, "the same passkey gives the same wallet");
+
+  // Taken off this browser and made again from the passkey: still the same.
+  await page.locator("#wallet-forget").click();
+  await page.locator("#wallet-passkey").waitFor();
+  assert.deepEqual(await stored(), { mnemonic: null, passkey: null });
+  await page.locator("#wallet-passkey").click();
+  assert.equal(await walletId(), first, "a passkey wallet comes back from the passkey alone");
+  await page.locator("#wallet-forget").click();
+  await page.locator("#wallet-passkey").waitFor();
+  // The wallet syncs with Spark's operators in the background, whose names
+  // do not resolve here (no internet): any other error fails the test.
+  assert.deepEqual(errors.filter((e) => !e.includes("net::ERR_NAME_NOT_RESOLVED")), []);
 });
 
 test("a job submitted in the browser completes with a verified receipt", { timeout: 240_000 }, async () => {

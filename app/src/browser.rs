@@ -96,6 +96,9 @@ export async function passkeyCreate(json) {
   o.challenge = toBytes(o.challenge);
   o.user.id = toBytes(o.user.id);
   o.excludeCredentials = ids(o.excludeCredentials);
+  // PRF lets the Wallet page derive a wallet from this passkey; browsers
+  // and authenticators without it ignore the request.
+  o.extensions = { ...(o.extensions || {}), prf: {} };
   const c = await navigator.credentials.create({ publicKey: o });
   return JSON.stringify({
     id: c.id, rawId: toText(c.rawId), type: c.type,

@@ -3,8 +3,13 @@
 // this module only when asked, and it loads the SDK (≈ 4.7 MB gzipped) only
 // then: never on first paint.
 //
-// The seed is a BIP39 mnemonic kept in this browser's storage; the backup
-// step shows the words once, and a wallet can be restored from them. Balance,
+// Two kinds of wallet. A passkey wallet is derived, by the SDK's passkey
+// client, from the WebAuthn PRF output of the account's passkey (this site's
+// own relying party): no words to write down, nothing secret in storage, and
+// the same wallet wherever the passkey is (synced passkeys, or a security
+// key). A words wallet's seed is a BIP39 mnemonic kept in this browser's
+// storage; the backup step shows the words once, and a wallet can be
+// restored from them. Balance,
 // receive (BOLT11 with a QR code), send (BOLT11, Lightning address,
 // LNURL-pay), the payment list, and "Top up Infernet": pay the server's top-up
 // invoice from this wallet in one click.
@@ -13,10 +18,16 @@
 // it dispatches `infernet:billing-changed` on `window`.
 
 const SDK_URL = "/vendor/breez-sdk-spark/index.js";
+const PASSKEY_URL = "/vendor/breez-sdk-spark/passkey-prf-provider/index.js";
 const QR_URL = "/vendor/qrcode/qrcode.mjs";
 const WORDS_URL = "/wallet/bip39-english.txt";
 const SEED_KEY = "infernet.wallet.mnemonic";
 const BACKED_UP_KEY = "infernet.wallet.backed-up";
+// The passkey a passkey wallet came from (its credential id, base64url: not
+// a secret), so the next unlock asks for that one and no other.
+const PASSKEY_KEY = "infernet.wallet.passkey";
+// The SDK's wallet label: a passkey's PRF outputs for it give the seed.
+const PASSKEY_LABEL = "Infernet";
 
 let sdkModule; // the SDK, once loaded
 let sdk; // the connected wallet
@@ -76,12 +87,67 @@ async function loadSdk() {
   return sdkModule;
 }
 
+const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const fromB64url = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+
 async function connect(network, apiKey, mnemonic) {
   const m = await loadSdk();
   const config = m.defaultConfig(network);
   if (apiKey) config.apiKey = apiKey;
-  sdk = await m.connect({ config, seed: { type: "mnemonic", mnemonic }, storageDir: `infernet-wallet-${network}` });
+  // Each wallet keeps its own SDK storage: a fingerprint of its seed (not
+  // the seed) names it, so two wallets in one browser never mix payments.
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(mnemonic)));
+  const tag = Array.from(digest.slice(0, 6), (b) => b.toString(16).padStart(2, "0")).join("");
+  sdk = await m.connect({ config, seed: { type: "mnemonic", mnemonic }, storageDir: `infernet-wallet-${network}-${tag}` });
   return sdk;
+}
+
+/** Whether this browser can ask a passkey for a PRF output at all. */
+function passkeysAvailable() {
+  return typeof window !== "undefined" && !!window.PublicKeyCredential && !!navigator.credentials;
+}
+
+/** The passkey wallet's mnemonic: one WebAuthn ceremony with this site's
+ * passkey (the account's), its PRF outputs turned into a seed by the SDK's
+ * passkey client. `credentialId` (base64url) pins the passkey used before.
+ * Returns the mnemonic and the credential id that answered. */
+async function passkeyMnemonic(apiKey, credentialId) {
+  const m = await loadSdk();
+  const { PasskeyProvider } = await import(PASSKEY_URL);
+  const provider = new PasskeyProvider({ rpId: location.hostname, rpName: "Infernet" }, { hints: ["client-device"] });
+  const client = new m.PasskeyClient(provider, apiKey || undefined, { defaultLabel: PASSKEY_LABEL });
+  try {
+    // With a label, sign-in is the SDK's fast path: one ceremony and no
+    // label-store (Nostr) round trip, so it works wherever the passkey does.
+    const { wallet, credential } = await client.signIn({
+      label: PASSKEY_LABEL,
+      allowCredentials: credentialId ? [fromB64url(credentialId)] : undefined,
+    });
+    if (wallet.seed.type !== "mnemonic") throw new Error("the passkey gave no wallet seed");
+    const id = credential?.credentialId ? b64url(new Uint8Array(credential.credentialId)) : credentialId;
+    return { mnemonic: wallet.seed.mnemonic, credentialId: id };
+  } catch (e) {
+    throw passkeyError(e);
+  } finally {
+    client.free?.();
+  }
+}
+
+/** The SDK's and the browser's passkey errors, in words. */
+function passkeyError(e) {
+  const text = String(e?.message ?? e);
+  if (/prf/i.test(text) && /support/i.test(text)) {
+    return new Error(
+      "This passkey cannot make a wallet (its authenticator has no PRF support). Add a new passkey in Settings, or use backup words.",
+    );
+  }
+  if (e?.name === "PasskeyUserCancelledError" || e?.name === "NotAllowedError" || /cancel/i.test(text)) {
+    return new Error("The passkey request was cancelled or timed out.");
+  }
+  if (e?.name === "PasskeyCredentialNotFoundError" || /not found/i.test(text)) {
+    return new Error("No passkey for this site on this device: sign in with your passkey first, or use backup words.");
+  }
+  return e instanceof Error ? e : new Error(text);
 }
 
 async function qrSvg(text) {
@@ -128,9 +194,15 @@ export async function mount(root, { network, apiKey } = {}) {
     root.replaceChildren(el("p", { class: "error" }, `The wallet could not load: ${e}`));
     return;
   }
+  const env = { root, net, apiKey, status, fail };
+  const passkey = localStorage.getItem(PASSKEY_KEY);
+  if (passkey) {
+    renderUnlock(env, passkey);
+    return;
+  }
   const stored = localStorage.getItem(SEED_KEY);
   if (!stored) {
-    renderSetup(root, net, apiKey, status, fail);
+    renderSetup(env);
     return;
   }
   try {
@@ -140,11 +212,43 @@ export async function mount(root, { network, apiKey } = {}) {
     fail(e);
     return;
   }
-  renderWallet(root, status, fail);
+  renderWallet(env, "words");
 }
 
-function renderSetup(root, net, apiKey, status, fail) {
-  const create = el("button", { id: "wallet-create", type: "button" }, "Create a wallet");
+/** Derives the passkey wallet (one passkey prompt) and opens it. */
+async function openPasskeyWallet(env, credentialId) {
+  const { root, net, apiKey, status } = env;
+  status.className = "muted";
+  status.textContent = "Asking your passkey…";
+  const derived = await passkeyMnemonic(apiKey, credentialId);
+  status.textContent = "Opening the wallet…";
+  await connect(net, apiKey, derived.mnemonic);
+  if (derived.credentialId) localStorage.setItem(PASSKEY_KEY, derived.credentialId);
+  status.textContent = "";
+  renderWallet(env, "passkey");
+  return root;
+}
+
+/** A passkey wallet is never stored: each visit asks the passkey again. */
+function renderUnlock(env, credentialId) {
+  const { root, status, fail } = env;
+  const unlock = el("button", { id: "wallet-unlock", type: "button" }, "Unlock with your passkey");
+  unlock.addEventListener("click", () => openPasskeyWallet(env, credentialId).catch(fail));
+  const forget = el("button", { id: "wallet-forget", type: "button", class: "secondary" }, "Use another wallet");
+  forget.addEventListener("click", () => {
+    localStorage.removeItem(PASSKEY_KEY);
+    renderSetup(env);
+  });
+  root.replaceChildren(
+    el("p", {}, "Your wallet comes from your passkey: unlock it to see your balance and pay."),
+    el("div", { class: "row" }, unlock, forget),
+    status,
+  );
+}
+
+function renderSetup(env) {
+  const { root, net, apiKey, status, fail } = env;
+  const create = el("button", { id: "wallet-create", type: "button", class: passkeysAvailable() ? "secondary" : undefined }, "Create with backup words");
   const restoreWords = el("textarea", { id: "wallet-restore-words", rows: "3", placeholder: "your 12 to 24 backup words", "aria-label": "Backup words" });
   const restore = el("button", { id: "wallet-restore", type: "button", class: "secondary" }, "Restore");
   create.addEventListener("click", async () => {
@@ -158,7 +262,7 @@ function renderSetup(root, net, apiKey, status, fail) {
         root.replaceChildren(el("p", { class: "muted" }, "Opening the wallet…"));
         try {
           await connect(net, apiKey, mnemonic);
-          renderWallet(root, status, fail);
+          renderWallet(env, "words");
         } catch (e) {
           root.replaceChildren(status);
           fail(e);
@@ -180,26 +284,43 @@ function renderSetup(root, net, apiKey, status, fail) {
       localStorage.setItem(SEED_KEY, mnemonic);
       localStorage.setItem(BACKED_UP_KEY, "1");
       await connect(net, apiKey, mnemonic);
-      renderWallet(root, status, fail);
+      renderWallet(env, "words");
     } catch (e) {
       fail(e);
     }
   });
+  const choices = [create];
+  const intro = [el("p", {}, "A Lightning wallet that lives in this browser: pay Infernet (or anyone) from it, receive into it.")];
+  if (passkeysAvailable()) {
+    const withPasskey = el("button", { id: "wallet-passkey", type: "button" }, "Use my passkey");
+    withPasskey.addEventListener("click", () => openPasskeyWallet(env, null).catch(fail));
+    choices.unshift(withPasskey);
+    intro.push(
+      el(
+        "p",
+        { class: "muted" },
+        "With your passkey, the wallet is derived from the passkey you sign in with: no words to write down or lose, and the same wallet on any device that has the passkey. With backup words, the wallet lives in this browser and the words restore it.",
+      ),
+    );
+  }
   root.replaceChildren(
-    el("p", {}, "A Lightning wallet that lives in this browser: pay Infernet (or anyone) from it, receive into it."),
-    el("div", { class: "row" }, create),
+    ...intro,
+    el("div", { class: "row" }, ...choices),
     el("details", {}, el("summary", {}, "Restore from backup words"), restoreWords, restore),
     status,
   );
 }
 
-function renderWallet(root, status, fail) {
+function renderWallet(env, kind) {
+  const { root, status, fail } = env;
   const balance = el("strong", { id: "wallet-balance" }, "…");
+  const identity = el("code", { id: "wallet-id", class: "invoice" }, "…");
   const payments = el("ul", { id: "wallet-payments", class: "payments" });
   const refresh = async () => {
     try {
       const info = await sdk.getInfo({ ensureSynced: false });
       balance.textContent = sats(info.balanceSats);
+      identity.textContent = info.identityPubkey;
       const list = await sdk.listPayments({ limit: 20 });
       payments.replaceChildren(
         ...(list.payments.length
@@ -273,8 +394,27 @@ function renderWallet(root, status, fail) {
     }
   });
 
+  // Take the wallet off this browser: a passkey wallet comes back with the
+  // passkey; a words wallet only with its words, so that asks first.
+  const forget = el("button", { type: "button", id: "wallet-forget", class: "secondary" }, "Remove from this browser");
+  forget.addEventListener("click", async () => {
+    if (kind === "words" && !confirm("Remove this wallet from this browser? Only your backup words can restore it.")) return;
+    try {
+      await sdk?.disconnect();
+    } catch {
+      /* already gone */
+    }
+    sdk = undefined;
+    localStorage.removeItem(PASSKEY_KEY);
+    localStorage.removeItem(SEED_KEY);
+    localStorage.removeItem(BACKED_UP_KEY);
+    status.textContent = "";
+    renderSetup(env);
+  });
+
   root.replaceChildren(
     el("p", {}, "Balance: ", balance),
+    el("p", { class: "muted" }, kind === "passkey" ? "From your passkey · wallet " : "From backup words · wallet ", identity),
     el("div", { class: "row" }, topAmount, top),
     el("h3", {}, "Receive"),
     el("div", { class: "row" }, recvAmount, recv),
@@ -284,6 +424,7 @@ function renderWallet(root, status, fail) {
     status,
     el("h3", {}, "Payments"),
     payments,
+    el("div", { class: "row" }, forget),
   );
   refresh();
 }

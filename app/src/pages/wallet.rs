@@ -462,7 +462,7 @@ fn BrowserWallet() -> impl IntoView {
         <section class="card">
             <h2>"Browser wallet"</h2>
             <p class="muted">
-                "A self-custodial Lightning wallet in this browser (Breez SDK, Spark): its keys never leave this device. It loads (about 5 MB) only when you open it."
+                "A self-custodial Lightning wallet in this browser (Breez SDK, Spark): its keys never reach Infernet, and come from your passkey or from backup words. It loads (about 5 MB) only when you open it."
             </p>
             <Show when=move || !opened.get()>
                 <button type="button" id="wallet-open" on:click=open>
