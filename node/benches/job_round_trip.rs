@@ -10,7 +10,6 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,7 +75,7 @@ async fn main() {
         engine: engine.clone(),
         node_id: NodeId::from(provider_key.public().to_peer_id()),
         keypair: provider_key,
-        active: Arc::new(AtomicU32::new(0)),
+        active: node::admission::ActiveJobs::default(),
         admission: node::admission::Gate::default(),
         bids: Default::default(),
     });

@@ -2,8 +2,6 @@
 //! capability ads on gossip (and on the ad protocol), and provider records
 //! in the DHT under each model's hash and name.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use p2p::NetworkEvent;
@@ -37,7 +35,7 @@ pub struct Advertiser {
     /// Where earnings go while nobody has enrolled the node.
     pub payout_address: Option<String>,
     pub interval: Duration,
-    pub active: Arc<AtomicU32>,
+    pub active: crate::admission::ActiveJobs,
     /// Whether the node takes jobs; every change is advertised at once.
     pub admission: Gate,
     /// The bids of the jobs it holds: the highest is advertised.
@@ -72,7 +70,7 @@ impl Advertiser {
         let now = UnixMillis::now();
         // The clock, bumped past the last ad: increasing even across restarts.
         self.last_seq = now.0.max(self.last_seq + 1);
-        let active = self.active.load(Ordering::Relaxed);
+        let active = self.active.count();
         let catalog = self.catalog.borrow().clone();
         // Jobs the node runs at once: one worker per model.
         let capacity = u32::try_from(catalog.models.len()).unwrap_or(u32::MAX);

@@ -1,7 +1,7 @@
 //! Telling the registry about this node: a signed registration at start-up,
 //! then signed heartbeats. Registers again if the server forgets us.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,7 +118,7 @@ impl Announcer {
     pub async fn heartbeat_loop(
         self: Arc<Self>,
         every: Duration,
-        active: Arc<AtomicU32>,
+        active: crate::admission::ActiveJobs,
         admission: crate::admission::Gate,
     ) {
         let mut ticker = tokio::time::interval(every);
@@ -126,7 +126,7 @@ impl Announcer {
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            let beat = self.heartbeat(active.load(Ordering::Relaxed), admission.accepting());
+            let beat = self.heartbeat(active.count(), admission.accepting());
             match beat.await {
                 Ok(ack) => {
                     let skew = ack.server_time.abs_diff(UnixMillis::now());

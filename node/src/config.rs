@@ -75,6 +75,10 @@ struct Cli {
     /// Heartbeat interval in milliseconds [default: 10000].
     #[arg(long, env = "INFERNET_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
+    /// How often an enrolled node sends its telemetry to its server over
+    /// the fleet link, in milliseconds [default: 5000].
+    #[arg(long, env = "INFERNET_TELEMETRY_MS")]
+    telemetry_ms: Option<u64>,
     /// auto, cpu, cuda or cuda:N [default: auto].
     #[arg(long, env = "INFERNET_DEVICE")]
     device: Option<String>,
@@ -125,6 +129,7 @@ struct FileConfig {
     p2p_port: Option<u16>,
     p2p_host: Option<IpAddr>,
     heartbeat_ms: Option<u64>,
+    telemetry_ms: Option<u64>,
     device: Option<String>,
     queue_depth: Option<usize>,
     max_batch: Option<usize>,
@@ -154,6 +159,8 @@ pub struct Config {
     pub p2p_port: u16,
     pub p2p_host: IpAddr,
     pub heartbeat: Duration,
+    /// How often the fleet link carries telemetry.
+    pub telemetry: Duration,
     pub device: DeviceChoice,
     pub queue_depth: usize,
     pub max_batch: usize,
@@ -275,6 +282,10 @@ impl Config {
                 range.end()
             )));
         }
+        let telemetry_ms = cli.telemetry_ms.or(file.telemetry_ms).unwrap_or(5_000);
+        if !(200..=600_000).contains(&telemetry_ms) {
+            return Err(invalid("telemetry_ms must be 200 to 600000".into()));
+        }
         let device = cli
             .device
             .or(file.device)
@@ -358,6 +369,7 @@ impl Config {
                 .or(file.p2p_host)
                 .unwrap_or_else(|| IpAddr::from([0, 0, 0, 0])),
             heartbeat: Duration::from_millis(heartbeat_ms),
+            telemetry: Duration::from_millis(telemetry_ms),
             device,
             queue_depth,
             max_batch,

@@ -1,7 +1,7 @@
 //! Serving jobs that arrive over libp2p: check them, run them on the engine,
 //! sign a receipt, answer.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use tracing::Instrument;
 use wire::jobs::{JobRequest, Receipt, RefusalCode};
 use wire::{JobId, MilliSats, NodeId, SignedEnvelope, UnixMillis};
 
-use crate::admission::{Admission, Gate};
+use crate::admission::{ActiveJobs, Admission, Gate};
 use crate::engine::{Engine, EngineError, DELTA_BUFFER};
 
 /// What answering jobs needs.
@@ -19,7 +19,7 @@ pub struct JobServer {
     pub engine: Arc<Engine>,
     pub keypair: p2p::Keypair,
     pub node_id: NodeId,
-    pub active: Arc<AtomicU32>,
+    pub active: ActiveJobs,
     /// Jobs are refused unless it is open.
     pub admission: Gate,
     /// The bids of the jobs the node holds now (its ads show the highest).
@@ -84,13 +84,13 @@ impl JobServer {
                         }
                         return;
                     }
-                    let ahead = server.active.fetch_add(1, Ordering::Relaxed);
+                    let ahead = server.active.start();
                     let mut cancel = responder.cancel_signal();
                     let mut stop = responder.stop_signal();
                     let stop_flag = Arc::new(AtomicBool::new(false));
                     if let Err(e) = responder.accepted(ahead).await {
                         tracing::info!(error = %e, "consumer gone before the job started");
-                        server.active.fetch_sub(1, Ordering::Relaxed);
+                        server.active.finish();
                         return;
                     }
                     // Generated text streams to the consumer as it is decoded;
@@ -120,7 +120,7 @@ impl JobServer {
                             }
                         }
                     };
-                    server.active.fetch_sub(1, Ordering::Relaxed);
+                    server.active.finish();
                     if cancel.is_cancelled() {
                         tracing::info!("job cancelled by the consumer");
                         return;
@@ -336,7 +336,7 @@ mod tests {
             engine: Arc::new(Engine::load(&dir, config).unwrap()),
             node_id: NodeId::from(keypair.public().to_peer_id()),
             keypair,
-            active: Arc::new(AtomicU32::new(0)),
+            active: ActiveJobs::default(),
             admission,
             bids: Bids::default(),
         }

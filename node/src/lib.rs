@@ -10,10 +10,10 @@ pub mod config;
 pub mod distribute;
 pub mod engine;
 pub mod enrol;
+pub mod fleet;
 pub mod hardware;
 pub mod jobs;
 
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -192,8 +192,9 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     p2p_config.nat_probe_timeout = config.nat_probe_timeout;
     let (network, inbound, event_loop) = p2p::start(keypair.clone(), p2p_config).await?;
     let mut tasks = vec![tokio::spawn(event_loop.run())];
+    let nat = fleet::NatWatch::start(&network);
     let p2p_addrs = network.listen_addrs().await?;
-    let active = Arc::new(AtomicU32::new(0));
+    let active = admission::ActiveJobs::default();
     let admission = Gate::default();
 
     // Advertise from the start, so that downloads show in the operator's
@@ -205,7 +206,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         keypair: keypair.clone(),
         node_id,
         hardware: hardware.clone(),
-        catalog: catalog_rx,
+        catalog: catalog_rx.clone(),
         schedule: Vec::new(),
         payout_address: config.payout_address.clone(),
         interval: config.ad_interval,
@@ -285,9 +286,23 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         tracing::info!(%node_id, models = info.models.len(), "registered");
         tasks.push(tokio::spawn(announcer.heartbeat_loop(
             config.heartbeat,
-            active,
+            active.clone(),
             admission.clone(),
         )));
+        // An enrolled node keeps a fleet link to the server it pinned.
+        if let Some(pin) = &pin {
+            let agent = fleet::FleetAgent {
+                network: network.clone(),
+                server: pin.server.peer_id(),
+                interval: config.telemetry,
+                admission: admission.clone(),
+                active: active.clone(),
+                engine: engine.clone(),
+                catalog: catalog_rx.clone(),
+                nat,
+            };
+            tasks.push(tokio::spawn(agent.run()));
+        }
     } else {
         tracing::info!(%node_id, "no server: announcing on the network only");
     }

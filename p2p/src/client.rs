@@ -280,6 +280,23 @@ impl Client {
         self.ask(|reply| Command::Rtt { peer, reply }).await
     }
 
+    /// Opens a fleet link to `peer` (a node to its pinned server), over the
+    /// connection we have or one we dial.
+    pub async fn open_fleet_link(
+        &self,
+        peer: PeerId,
+    ) -> Result<crate::fleet::FleetLink, NetworkError> {
+        crate::fleet::open(self.control.clone(), peer).await
+    }
+
+    /// The fleet links peers open to us from now on (a server; once per
+    /// process).
+    pub fn accept_fleet_links(
+        &self,
+    ) -> Result<mpsc::Receiver<crate::fleet::FleetLink>, NetworkError> {
+        crate::fleet::accept(self.control.clone())
+    }
+
     /// Opens a job stream to `peer` and sends `request`; read the answer
     /// from the returned [`JobCall`] as it streams in.
     pub async fn call_job(

@@ -20,13 +20,15 @@
 //! - gossipsub: signed capability ads on [`wire::ads::ADS_TOPIC`], checked by
 //!   an [`AdBook`](wire::ads::AdBook) before they are passed on;
 //! - AutoNAT v2, circuit relay v2 (server and client), DCUtR: reachability;
-//! - the job protocol ([`wire::JOB_PROTOCOL`]) and the ad protocol
-//!   ([`wire::AD_PROTOCOL`]).
+//! - the job protocol ([`wire::JOB_PROTOCOL`]), the ad protocol
+//!   ([`wire::AD_PROTOCOL`]) and the fleet link
+//!   ([`wire::fleet::FLEET_PROTOCOL`]).
 
 mod ads;
 mod behaviour;
 mod client;
 mod event_loop;
+pub mod fleet;
 pub mod framing;
 pub mod identity;
 mod jobs;

@@ -14,6 +14,7 @@ use wire::jobs::RefusalCode;
 use crate::accounts::AuthError;
 use crate::db::DbError;
 use crate::enrolment::EnrolError;
+use crate::fleet::FleetError;
 use crate::jobs::JobError;
 use crate::ledger::LedgerError;
 use crate::payouts::PayoutError;
@@ -44,6 +45,8 @@ pub(crate) enum ApiError {
     Topup(#[from] TopupError),
     #[error(transparent)]
     Payout(#[from] PayoutError),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
     #[error("internal error")]
     Db(#[from] DbError),
     #[error("internal error")]
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::Ledger(e) => ledger_status(e),
             ApiError::Topup(e) => topup_status(e),
             ApiError::Payout(e) => payout_status(e),
+            ApiError::Fleet(e) => fleet_status(e),
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +91,7 @@ impl ApiError {
             ApiError::Ledger(e) => ledger_code(e),
             ApiError::Topup(e) => topup_code(e),
             ApiError::Payout(e) => payout_code(e),
+            ApiError::Fleet(e) => fleet_code(e),
             ApiError::Db(_) | ApiError::Internal(_) => "internal",
         }
     }
@@ -199,6 +204,28 @@ fn enrol_code(e: &EnrolError) -> &'static str {
         EnrolError::NotFound(_) => "not_found",
         EnrolError::Auth(a) => auth_code(a),
         EnrolError::Store(_) => "internal",
+    }
+}
+
+fn fleet_status(e: &FleetError) -> StatusCode {
+    match e {
+        FleetError::NotFound(_) => StatusCode::NOT_FOUND,
+        FleetError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        FleetError::Auth(a) => auth_status(a),
+        FleetError::Enrol(e) => enrol_status(e),
+        FleetError::Registry(r) => registry_status(r),
+        FleetError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn fleet_code(e: &FleetError) -> &'static str {
+    match e {
+        FleetError::NotFound(_) => "not_found",
+        FleetError::BadRequest(_) => "bad_request",
+        FleetError::Auth(a) => auth_code(a),
+        FleetError::Enrol(e) => enrol_code(e),
+        FleetError::Registry(r) => registry_code(r),
+        FleetError::Store(_) => "internal",
     }
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 mod db;
 mod enrolment;
 mod error;
+mod fleet;
 mod jobs;
 mod ledger;
 mod lightning;
@@ -43,6 +44,7 @@ pub struct AppState {
     payouts: payouts::Payouts,
     accounts: accounts::Accounts,
     enrolments: enrolment::Enrolments,
+    fleet: fleet::Fleet,
     network_info: NetworkInfo,
     leptos: LeptosOptions,
 }

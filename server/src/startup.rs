@@ -21,7 +21,8 @@ use wire::api::{ErrorBody, NetworkInfo};
 use crate::db::{Db, DbConfig, DbError};
 use crate::registry::Registry;
 use crate::{
-    accounts, enrolment, jobs, ledger, network, openai, payouts, registry, topups, AppState, Config,
+    accounts, enrolment, fleet, jobs, ledger, network, openai, payouts, registry, topups, AppState,
+    Config,
 };
 
 /// No request body anywhere may be larger than this; routes set lower limits.
@@ -129,6 +130,9 @@ impl Application {
                 .follow_network(network.clone(), config.node_retention),
         );
         let enrolments = enrolment::Enrolments::new(db.clone(), peer_id.into());
+        // Enrolled nodes' fleet links: telemetry up, commands down.
+        let fleet = fleet::Fleet::new(db.clone(), enrolments.clone(), registry.clone());
+        fleet.start(&network)?;
         let lightning = crate::lightning::start(&config).await?;
         let ledger = ledger::Ledger::new(
             db.clone(),
@@ -193,6 +197,7 @@ impl Application {
             registry,
             accounts,
             enrolments,
+            fleet,
             network_info: network_info.clone(),
             leptos: LeptosOptions::builder()
                 .output_name("app")
@@ -287,6 +292,7 @@ fn router(state: AppState) -> Router {
         .merge(ledger::router())
         .merge(topups::router())
         .merge(payouts::router())
+        .merge(fleet::router())
         .fallback(api_not_found);
     let cors = CorsLayer::new()
         .allow_origin(Any)

@@ -10,6 +10,7 @@ pub mod ads;
 pub mod api;
 pub mod billing;
 pub mod catalog;
+pub mod fleet;
 pub mod ids;
 pub mod jobs;
 pub mod models;

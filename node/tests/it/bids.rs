@@ -3,7 +3,6 @@
 //! wait with less, its receipt charges the bid, and a bid that jumps
 //! nobody costs nothing.
 
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ fn server() -> Arc<JobServer> {
         engine: Arc::new(Engine::load(&root, config).unwrap()),
         node_id: NodeId::from(keypair.public().to_peer_id()),
         keypair,
-        active: Arc::new(AtomicU32::new(0)),
+        active: node::admission::ActiveJobs::default(),
         admission: Gate::default(),
         bids: Default::default(),
     })

@@ -1,7 +1,6 @@
 //! Answering jobs with the real all-MiniLM-L6-v2: checks, vectors, signed
 //! receipts, and refusals with reasons.
 
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
 
 use node::admission::Gate;
@@ -33,7 +32,7 @@ fn server() -> JobServer {
         engine: engine(),
         node_id: NodeId::from(keypair.public().to_peer_id()),
         keypair,
-        active: Arc::new(AtomicU32::new(0)),
+        active: node::admission::ActiveJobs::default(),
         admission: Gate::default(),
         bids: Default::default(),
     }

@@ -5,6 +5,7 @@
 mod accounts;
 mod billing;
 mod enrolment;
+mod fleet;
 mod harness;
 mod jobs;
 mod lightning;

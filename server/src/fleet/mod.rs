@@ -1,0 +1,402 @@
+//! Operators' fleets: every enrolled node keeps a fleet link to this server
+//! (`p2p::fleet`, opened by the node on its own connection, so no inbound
+//! port is needed). Over it the node reports telemetry every few seconds,
+//! and this server sends it its operator's commands, each with an id, an
+//! acknowledgement and a result. A command for a node that is away waits
+//! (`queued`) and goes when it connects, or expires. Every command is kept:
+//! the `fleet_command` table is the operator's audit log, refusals included.
+//!
+//! A node is online while its link is open. A link that closes (a killed
+//! node's connection resets at once) or stays silent for three of its
+//! telemetry intervals ends, and the node shows offline at that moment.
+//! Changes are pushed to subscribers ([`Fleet::subscribe`]: the app's
+//! server-sent events) as they happen.
+
+mod http;
+mod link;
+mod store;
+
+pub(crate) use http::router;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use wire::accounts::Scope;
+use wire::fleet::{
+    Action, CommandId, CommandStatus, CommandView, FleetEvent, FleetNode, NewCommand, ServerFrame,
+    Telemetry, TelemetryPoint, DEFAULT_COMMAND_WAIT_SECS, MAX_COMMAND_NODES, MAX_COMMAND_WAIT_SECS,
+};
+use wire::{AccountId, Caller, CallerAuth, NodeId, UnixMillis};
+
+use crate::accounts::AuthError;
+use crate::db::{Db, DbError};
+use crate::enrolment::{EnrolError, Enrolments};
+use crate::registry::{Registry, RegistryError};
+use store::{CommandRow, FleetStore};
+
+/// Full-resolution telemetry is kept this long.
+const TELEMETRY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How often expired commands and old telemetry are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Events a slow subscriber may fall behind by before it misses some.
+const EVENT_BACKLOG: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FleetError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Enrol(#[from] EnrolError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+/// What this server knows of a node's link now.
+#[derive(Default)]
+struct Live {
+    /// The open link's outbox, and which link it is.
+    link: Option<(mpsc::Sender<ServerFrame>, u64)>,
+    since: Option<UnixMillis>,
+    last_seen: Option<UnixMillis>,
+    telemetry: Option<Telemetry>,
+}
+
+struct Inner {
+    store: FleetStore,
+    enrolments: Enrolments,
+    registry: Registry,
+    live: Mutex<HashMap<NodeId, Live>>,
+    next_link: std::sync::atomic::AtomicU64,
+    /// Every event, with the account whose node it is about.
+    events: broadcast::Sender<(AccountId, FleetEvent)>,
+}
+
+/// The fleets of every operator; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Fleet {
+    inner: Arc<Inner>,
+}
+
+impl Fleet {
+    pub(crate) fn new(db: Db, enrolments: Enrolments, registry: Registry) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        Fleet {
+            inner: Arc::new(Inner {
+                store: FleetStore::new(db),
+                enrolments,
+                registry,
+                live: Mutex::new(HashMap::new()),
+                next_link: std::sync::atomic::AtomicU64::new(1),
+                events,
+            }),
+        }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Live>> {
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, owner: &AccountId, event: FleetEvent) {
+        // Nobody listening is fine.
+        let _ = self.inner.events.send((owner.clone(), event));
+    }
+
+    /// Every event about any node, with its operator's account: the
+    /// subscriber keeps its own.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<(AccountId, FleetEvent)> {
+        self.inner.events.subscribe()
+    }
+
+    /// Takes the links nodes open, and sweeps expired commands and old
+    /// telemetry, for as long as the server runs.
+    pub(crate) fn start(&self, network: &p2p::Client) -> Result<(), p2p::NetworkError> {
+        let mut links = network.accept_fleet_links()?;
+        let fleet = self.clone();
+        tokio::spawn(async move {
+            while let Some(l) = links.recv().await {
+                tokio::spawn(link::serve(fleet.clone(), l));
+            }
+        });
+        tokio::spawn(self.clone().sweep_forever());
+        Ok(())
+    }
+
+    async fn sweep_forever(self) {
+        let mut ticker = tokio::time::interval(SWEEP_EVERY);
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            ticker.tick().await;
+            match self.inner.store.expire(UnixMillis::now()).await {
+                Ok(expired) => {
+                    for row in expired {
+                        self.emit(&row.owner, FleetEvent::Command(Box::new(row.view())));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not expire fleet commands"),
+            }
+            if last_prune.elapsed() >= Duration::from_secs(600) {
+                last_prune = std::time::Instant::now();
+                let before = UnixMillis::now().0.saturating_sub(
+                    u64::try_from(TELEMETRY_RETENTION.as_millis()).unwrap_or(u64::MAX),
+                );
+                if let Err(e) = self.inner.store.prune_telemetry(UnixMillis(before)).await {
+                    tracing::warn!(error = %e, "could not prune telemetry");
+                }
+            }
+        }
+    }
+
+    /// The caller's nodes, live.
+    pub(crate) async fn nodes(&self, caller: &Caller) -> Result<Vec<FleetNode>, FleetError> {
+        require_any(caller)?;
+        let mine = self.inner.enrolments.nodes_of(caller).await?;
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut known: HashMap<_, _> = self
+            .inner
+            .registry
+            .all(UnixMillis::now())
+            .await?
+            .into_iter()
+            .map(|n| (n.peer_id, n))
+            .collect();
+        let live = self.live();
+        Ok(mine
+            .into_iter()
+            .map(|(node_id, enrolled_at)| {
+                let l = live.get(&node_id);
+                FleetNode {
+                    node_id,
+                    enrolled_at,
+                    online: l.is_some_and(|l| l.link.is_some()),
+                    since: l.and_then(|l| l.since),
+                    last_seen: l.and_then(|l| l.last_seen),
+                    telemetry: l.and_then(|l| l.telemetry.clone()),
+                    info: known.remove(&node_id),
+                }
+            })
+            .collect())
+    }
+
+    /// One of the caller's nodes; anyone else's is missing.
+    async fn own(&self, caller: &Caller, node: NodeId) -> Result<(), FleetError> {
+        match self.inner.enrolments.operator_of(node).await? {
+            Some(owner) if owner == caller.account => Ok(()),
+            _ => Err(FleetError::NotFound("node")),
+        }
+    }
+
+    /// `node`'s telemetry from `since` to `until`.
+    pub(crate) async fn telemetry(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        since: UnixMillis,
+        until: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<TelemetryPoint>, FleetError> {
+        require_any(caller)?;
+        self.own(caller, node).await?;
+        Ok(self
+            .inner
+            .store
+            .telemetry(node, since, until, limit)
+            .await?)
+    }
+
+    /// The caller's audit log, newest first.
+    pub(crate) async fn log(
+        &self,
+        caller: &Caller,
+        node: Option<NodeId>,
+        before: Option<UnixMillis>,
+        limit: u32,
+    ) -> Result<Vec<CommandView>, FleetError> {
+        require_any(caller)?;
+        Ok(self
+            .inner
+            .store
+            .log(&caller.account, node, before, limit)
+            .await?
+            .iter()
+            .map(CommandRow::view)
+            .collect())
+    }
+
+    /// One of the caller's commands.
+    pub(crate) async fn command(
+        &self,
+        caller: &Caller,
+        id: &CommandId,
+    ) -> Result<CommandView, FleetError> {
+        require_any(caller)?;
+        self.inner
+            .store
+            .get(&caller.account, id)
+            .await?
+            .map(|r| r.view())
+            .ok_or(FleetError::NotFound("command"))
+    }
+
+    /// Sends `new.action` to each of `new.nodes`: one command each, sent at
+    /// once to nodes that are online and queued for the others. Refused as
+    /// a whole (and written to the operators' audit logs) if any node is
+    /// not the caller's, or the caller's key may not command nodes.
+    pub(crate) async fn send(
+        &self,
+        caller: &Caller,
+        new: NewCommand,
+    ) -> Result<Vec<CommandView>, FleetError> {
+        let mut nodes = new.nodes.clone();
+        nodes.sort();
+        nodes.dedup();
+        if nodes.is_empty() || nodes.len() > MAX_COMMAND_NODES {
+            return Err(FleetError::BadRequest(format!(
+                "name 1 to {MAX_COMMAND_NODES} nodes"
+            )));
+        }
+        let wait = new.expires_in_secs.unwrap_or(DEFAULT_COMMAND_WAIT_SECS);
+        if !(1..=MAX_COMMAND_WAIT_SECS).contains(&wait) {
+            return Err(FleetError::BadRequest(format!(
+                "expires_in_secs must be 1 to {MAX_COMMAND_WAIT_SECS}"
+            )));
+        }
+        let now = UnixMillis::now();
+        let expires_at = UnixMillis(now.0.saturating_add(wait.saturating_mul(1000)));
+        let mut owners = Vec::with_capacity(nodes.len());
+        for node in &nodes {
+            owners.push(self.inner.enrolments.operator_of(*node).await?);
+        }
+        let allowed = caller.may(Scope::FleetWrite);
+        let foreign = owners.iter().any(|o| o.as_ref() != Some(&caller.account));
+        if foreign || !allowed {
+            // Kept for whoever operates each node that exists.
+            let reason = if foreign {
+                format!("{} does not operate this node", caller.account)
+            } else {
+                "the API key may not command nodes (it lacks fleet:write)".to_owned()
+            };
+            for (node, owner) in nodes.iter().zip(&owners) {
+                let Some(owner) = owner else { continue };
+                if foreign && owner == &caller.account {
+                    continue;
+                }
+                let row = self.row(caller, *node, owner, &new.action, now, expires_at);
+                let row = CommandRow {
+                    status: CommandStatus::Refused,
+                    finished_at: Some(now),
+                    detail: Some(reason.clone()),
+                    ..row
+                };
+                self.inner.store.insert(&row).await?;
+                tracing::warn!(node = %node, caller = %caller.account, %reason, "fleet command refused");
+                self.emit(owner, FleetEvent::Command(Box::new(row.view())));
+            }
+            return Err(if foreign {
+                FleetError::NotFound("node")
+            } else {
+                FleetError::Auth(AuthError::MissingScope(Scope::FleetWrite))
+            });
+        }
+        let mut views = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let row = self.row(caller, node, &caller.account, &new.action, now, expires_at);
+            self.inner.store.insert(&row).await?;
+            tracing::info!(%node, command = %row.command_id, action = %row.action.describe(), "fleet command");
+            let row = self.deliver(row).await?;
+            self.emit(&caller.account, FleetEvent::Command(Box::new(row.view())));
+            views.push(row.view());
+        }
+        Ok(views)
+    }
+
+    fn row(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        owner: &AccountId,
+        action: &Action,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> CommandRow {
+        let how = match &caller.auth {
+            CallerAuth::Session { .. } => "session".to_owned(),
+            CallerAuth::ApiKey { key_id, .. } => format!("API key {key_id}"),
+        };
+        CommandRow {
+            command_id: CommandId::from_random(*uuid::Uuid::new_v4().as_bytes()),
+            node,
+            owner: owner.clone(),
+            account: caller.account.clone(),
+            issued_by: format!("{} ({how})", caller.account),
+            action: action.clone(),
+            status: CommandStatus::Queued,
+            created_at: now,
+            expires_at,
+            sent_at: None,
+            acked_at: None,
+            finished_at: None,
+            detail: None,
+        }
+    }
+
+    /// Writes a queued command to its node's link, if it has one: marked
+    /// sent first (so that it goes once), queued again if the link is gone.
+    async fn deliver(&self, row: CommandRow) -> Result<CommandRow, FleetError> {
+        let Some(outbox) = self
+            .live()
+            .get(&row.node)
+            .and_then(|l| l.link.as_ref().map(|(tx, _)| tx.clone()))
+        else {
+            return Ok(row);
+        };
+        let store = &self.inner.store;
+        let Some(sent) = store
+            .advance(
+                row.node,
+                &row.command_id,
+                &[CommandStatus::Queued],
+                CommandStatus::Sent,
+                UnixMillis::now(),
+                None,
+            )
+            .await?
+        else {
+            // Sent by someone else meanwhile (the link's own flush).
+            return Ok(store.get(&row.owner, &row.command_id).await?.unwrap_or(row));
+        };
+        let frame = ServerFrame::Command(wire::fleet::Command {
+            id: sent.command_id.clone(),
+            action: sent.action.clone(),
+            expires_at: sent.expires_at,
+        });
+        if outbox.send(frame).await.is_ok() {
+            return Ok(sent);
+        }
+        Ok(store
+            .advance(
+                sent.node,
+                &sent.command_id,
+                &[CommandStatus::Sent],
+                CommandStatus::Queued,
+                UnixMillis::now(),
+                None,
+            )
+            .await?
+            .unwrap_or(sent))
+    }
+}
+
+/// Reading a fleet takes `fleet:read` (a session may do anything).
+fn require_any(caller: &Caller) -> Result<(), AuthError> {
+    crate::accounts::require(caller, Scope::FleetRead)
+}

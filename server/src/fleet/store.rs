@@ -1,0 +1,235 @@
+//! The `fleet_command` and `telemetry` tables and all their SurrealQL.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use wire::fleet::{Action, CommandId, CommandStatus, CommandView, Telemetry, TelemetryPoint};
+use wire::{AccountId, NodeId, UnixMillis};
+
+use crate::db::{Db, DbError};
+
+/// A command as stored: the audit log's row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct CommandRow {
+    pub(super) command_id: CommandId,
+    pub(super) node: NodeId,
+    pub(super) owner: AccountId,
+    pub(super) account: AccountId,
+    pub(super) issued_by: String,
+    pub(super) action: Action,
+    pub(super) status: CommandStatus,
+    pub(super) created_at: UnixMillis,
+    pub(super) expires_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) sent_at: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) acked_at: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) finished_at: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) detail: Option<String>,
+}
+
+impl CommandRow {
+    pub(super) fn view(&self) -> CommandView {
+        CommandView {
+            id: self.command_id.clone(),
+            node_id: self.node,
+            action: self.action.clone(),
+            status: self.status,
+            issued_by: self.issued_by.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            sent_at: self.sent_at,
+            acked_at: self.acked_at,
+            finished_at: self.finished_at,
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+const FIELDS: &str = "command_id, node, owner, account, issued_by, action, status, created_at, \
+                      expires_at, sent_at, acked_at, finished_at, detail";
+
+#[derive(Clone)]
+pub(super) struct FleetStore {
+    db: Db,
+}
+
+impl FleetStore {
+    pub(super) fn new(db: Db) -> Self {
+        FleetStore { db }
+    }
+
+    pub(super) async fn insert(&self, row: &CommandRow) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "CREATE type::record('fleet_command', $id) CONTENT $row",
+                json!({ "id": row.command_id, "row": row }),
+            )
+            .await
+    }
+
+    /// Moves `node`'s command on, if it is in one of `from`; the row after, or
+    /// `None` when it was not (already further on, or unknown).
+    pub(super) async fn advance(
+        &self,
+        node: NodeId,
+        id: &CommandId,
+        from: &[CommandStatus],
+        to: CommandStatus,
+        at: UnixMillis,
+        detail: Option<&str>,
+    ) -> Result<Option<CommandRow>, DbError> {
+        let stamp = match to {
+            CommandStatus::Sent => "sent_at = $at",
+            CommandStatus::Acked => "acked_at = $at",
+            // Back in the queue: it was never taken.
+            CommandStatus::Queued => "sent_at = NONE",
+            _ => "finished_at = $at",
+        };
+        let sql = format!(
+            "UPDATE type::record('fleet_command', $id) SET status = $to, {stamp}, \
+             detail = $detail ?? detail WHERE node = $node AND status IN $from RETURN {FIELDS}"
+        );
+        let rows: Vec<CommandRow> = self
+            .db
+            .rows(
+                &sql,
+                json!({ "node": node, "id": id, "to": to, "at": at, "from": from, "detail": detail }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// `node`'s commands that wait for it, oldest first.
+    pub(super) async fn queued_for(&self, node: NodeId) -> Result<Vec<CommandRow>, DbError> {
+        let sql = format!(
+            "SELECT {FIELDS} FROM fleet_command WHERE node = $node AND status = 'queued' \
+             ORDER BY created_at ASC"
+        );
+        self.db.rows(&sql, json!({ "node": node }), 0).await
+    }
+
+    /// Commands that waited past their expiry without reaching their node
+    /// (or without an answer): expired now. The rows changed.
+    pub(super) async fn expire(&self, now: UnixMillis) -> Result<Vec<CommandRow>, DbError> {
+        let sql = format!(
+            "UPDATE fleet_command SET status = 'expired', finished_at = $now, \
+             detail = 'the node did not take it in time' \
+             WHERE status IN ['queued', 'sent'] AND expires_at < $now RETURN {FIELDS}"
+        );
+        self.db.rows(&sql, json!({ "now": now }), 0).await
+    }
+
+    /// `owner`'s audit log, newest first, optionally for one node.
+    pub(super) async fn log(
+        &self,
+        owner: &AccountId,
+        node: Option<NodeId>,
+        before: Option<UnixMillis>,
+        limit: u32,
+    ) -> Result<Vec<CommandRow>, DbError> {
+        let mut filter = String::new();
+        if node.is_some() {
+            filter.push_str(" AND node = $node");
+        }
+        if before.is_some() {
+            filter.push_str(" AND created_at < $before");
+        }
+        let sql = format!(
+            "SELECT {FIELDS} FROM fleet_command WHERE owner = $owner{filter} \
+             ORDER BY created_at DESC LIMIT $limit"
+        );
+        self.db
+            .rows(
+                &sql,
+                json!({ "owner": owner, "node": node, "before": before, "limit": limit }),
+                0,
+            )
+            .await
+    }
+
+    /// One of `owner`'s commands.
+    pub(super) async fn get(
+        &self,
+        owner: &AccountId,
+        id: &CommandId,
+    ) -> Result<Option<CommandRow>, DbError> {
+        let sql =
+            format!("SELECT {FIELDS} FROM type::record('fleet_command', $id) WHERE owner = $owner");
+        let rows: Vec<CommandRow> = self
+            .db
+            .rows(&sql, json!({ "id": id, "owner": owner }), 0)
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    pub(super) async fn record_telemetry(
+        &self,
+        node: NodeId,
+        at: UnixMillis,
+        sample: &Telemetry,
+    ) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "CREATE telemetry CONTENT { node: $node, at: $at, sample: $sample }",
+                json!({ "node": node, "at": at, "sample": sample }),
+            )
+            .await
+    }
+
+    /// `node`'s samples from `since` to `until`, oldest first.
+    pub(super) async fn telemetry(
+        &self,
+        node: NodeId,
+        since: UnixMillis,
+        until: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<TelemetryPoint>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            at: UnixMillis,
+            sample: Telemetry,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT at, sample FROM telemetry WHERE node = $node AND at >= $since \
+                 AND at <= $until ORDER BY at ASC LIMIT $limit",
+                json!({ "node": node, "since": since, "until": until, "limit": limit }),
+                0,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TelemetryPoint {
+                at: r.at,
+                telemetry: r.sample,
+            })
+            .collect())
+    }
+
+    /// `node`'s commands that were sent but not acknowledged when its link
+    /// broke: queued again, to go on the next link (every action is safe
+    /// to run twice).
+    pub(super) async fn requeue_unacked(&self, node: NodeId) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "UPDATE fleet_command SET status = 'queued', sent_at = NONE \
+                 WHERE node = $node AND status = 'sent'",
+                json!({ "node": node }),
+            )
+            .await
+    }
+
+    /// Drops samples older than `before`.
+    pub(super) async fn prune_telemetry(&self, before: UnixMillis) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "DELETE telemetry WHERE at < $before",
+                json!({ "before": before }),
+            )
+            .await
+    }
+}

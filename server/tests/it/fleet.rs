@@ -1,0 +1,413 @@
+//! Operators' fleets over real processes: nodes enrolled with a farm token
+//! keep a fleet link to the server (libp2p on loopback), report telemetry,
+//! and take their operator's commands; the test watches the server-sent
+//! events the app uses.
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{client_with_key, eventually, http, temp_dir, Node, Server};
+use crate::wallet::{browser, create_key, sign_in, Wallet};
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+/// `GET /api/v1/fleet/events` as a browser reads it: each event's type and
+/// its JSON, read on a thread of its own.
+struct Events {
+    rx: mpsc::Receiver<(String, Value)>,
+}
+
+impl Events {
+    fn open(server: &Server, page: &reqwest::blocking::Client) -> Events {
+        let r = page
+            .get(server.url("/api/v1/fleet/events"))
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut kind = String::new();
+            for line in BufReader::new(r).lines() {
+                let Ok(line) = line else { return };
+                if let Some(k) = line.strip_prefix("event: ") {
+                    kind = k.to_owned();
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    let value = serde_json::from_str(data).unwrap_or(Value::Null);
+                    if tx.send((std::mem::take(&mut kind), value)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Events { rx }
+    }
+
+    /// The first event from now on that `want` accepts.
+    fn wait(&self, what: &str, mut want: impl FnMut(&str, &Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((kind, value)) if want(&kind, &value) => return value,
+                Ok(_) => {}
+                Err(_) => panic!("no event: {what}"),
+            }
+        }
+    }
+
+    fn telemetry(&self, node: &str, mut want: impl FnMut(&Value) -> bool) -> Value {
+        self.wait(&format!("telemetry of {node}"), |kind, v| {
+            kind == "telemetry" && v["node_id"] == node && want(&v["telemetry"])
+        })["telemetry"]
+            .clone()
+    }
+
+    fn command(&self, id: &str, status: &str) -> Value {
+        self.wait(&format!("command {id} {status}"), |kind, v| {
+            kind == "command" && v["id"] == id && v["status"] == status
+        })
+    }
+}
+
+fn farm_token(server: &Server, page: &reqwest::blocking::Client) -> String {
+    let r = page
+        .post(server.url("/api/v1/account/enrol-tokens"))
+        .json(&json!({ "name": "rack", "reusable": true }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn enrolled_node(server: &Server, token: Option<&str>, key_file: &std::path::Path) -> Node {
+    // On loopback AutoNAT has nobody to ask: the node says it is public.
+    let mut extra = vec!["--telemetry-ms", "500", "--reachability", "public"];
+    if let Some(t) = token {
+        extra.extend(["--enroll", t]);
+    }
+    Node::start_with(server, 1000, key_file, &extra)
+}
+
+fn command(
+    server: &Server,
+    client: &reqwest::blocking::Client,
+    body: Value,
+) -> (StatusCode, Value) {
+    let r = client
+        .post(server.url("/api/v1/fleet/commands"))
+        .json(&body)
+        .send()
+        .unwrap();
+    (r.status(), r.json().unwrap_or(Value::Null))
+}
+
+fn fleet_nodes(server: &Server, page: &reqwest::blocking::Client) -> Vec<Value> {
+    let list: Value = page
+        .get(server.url("/api/v1/fleet/nodes"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    list["nodes"].as_array().unwrap().clone()
+}
+
+fn accepting(server: &Server, node: &str) -> bool {
+    let n: Value = http()
+        .get(server.url(&format!("/nodes/{node}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    n["accepting_jobs"].as_bool().unwrap_or(false)
+}
+
+#[test]
+fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
+    let server = Server::start();
+    let farm = browser(&server);
+    sign_in(
+        &server,
+        &farm,
+        &Wallet::from_seed(b"fleet operator one wallet seed!!"),
+    );
+    let events = Events::open(&server, &farm);
+    let token = farm_token(&server, &farm);
+    let a = enrolled_node(&server, Some(&token), &temp_dir("node").join("node.key"));
+    let b = enrolled_node(&server, Some(&token), &temp_dir("node").join("node.key"));
+
+    // Both come online and stream their telemetry.
+    for n in [&a, &b] {
+        events.wait("online", |k, v| {
+            k == "online" && v["node_id"] == n.peer_id.as_str()
+        });
+    }
+    let t = events.telemetry(&a.peer_id, |_| true);
+    assert!(t["ram_total_mib"].as_u64().unwrap() > 0, "{t}");
+    assert!(t["ram_used_mib"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(t["admission"], "open");
+    assert_eq!(t["interval_ms"], 500);
+    assert_eq!(t["reachability"]["kind"], "public", "{t}");
+    assert!(t["gpus"].as_array().unwrap().is_empty(), "no GPU here");
+    events.telemetry(&b.peer_id, |_| true);
+    let nodes = fleet_nodes(&server, &farm);
+    assert_eq!(nodes.len(), 2);
+    for n in &nodes {
+        assert_eq!(n["online"], true, "{n}");
+        assert!(n["telemetry"]["cpu_pct"].is_number(), "{n}");
+        assert!(n["info"]["models"].as_array().is_some(), "{n}");
+    }
+    // Stored as a time series.
+    let points: Value = farm
+        .get(server.url(&format!(
+            "/api/v1/fleet/nodes/{}/telemetry?since=0",
+            a.peer_id
+        )))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let points = points["points"].as_array().unwrap();
+    assert!(!points.is_empty());
+    assert!(points
+        .windows(2)
+        .all(|w| w[0]["at"].as_u64() <= w[1]["at"].as_u64()));
+
+    // Pause a: acknowledged, done, and said in its telemetry and ads; jobs
+    // go to b.
+    let (status, body) = command(
+        &server,
+        &farm,
+        json!({ "nodes": [a.peer_id], "action": { "type": "pause" } }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let pause = body["commands"][0].clone();
+    assert_eq!(pause["status"], "sent", "{pause}");
+    assert!(pause["issued_by"].as_str().unwrap().ends_with("(session)"));
+    let id = pause["id"].as_str().unwrap();
+    events.command(id, "acked");
+    let done = events.command(id, "succeeded");
+    assert!(
+        done["detail"].as_str().unwrap().contains("paused"),
+        "{done}"
+    );
+    events.telemetry(&a.peer_id, |t| t["admission"] == "paused");
+    eventually(Duration::from_secs(20), "a's ads say paused", || {
+        (!accepting(&server, &a.peer_id)).then_some(())
+    });
+    let consumer = server.http();
+    for _ in 0..3 {
+        let r = consumer
+            .post(server.url("/api/v1/jobs"))
+            .json(&json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["fleet"] } }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+        let record: Value = r.json().unwrap();
+        assert_eq!(
+            record["node_id"],
+            b.peer_id.as_str(),
+            "a paused node gets no job"
+        );
+    }
+
+    // Drain b: nothing runs, so it is drained at once.
+    let (_, body) = command(
+        &server,
+        &farm,
+        json!({ "nodes": [b.peer_id], "action": { "type": "drain" } }),
+    );
+    let drained = events.command(body["commands"][0]["id"].as_str().unwrap(), "succeeded");
+    assert!(drained["detail"].as_str().unwrap().contains("drained"));
+    events.telemetry(&b.peer_id, |t| t["admission"] == "drained");
+
+    // Resume both with one command.
+    let (status, body) = command(
+        &server,
+        &farm,
+        json!({ "nodes": [a.peer_id, b.peer_id], "action": { "type": "resume" } }),
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    for c in body["commands"].as_array().unwrap() {
+        events.command(c["id"].as_str().unwrap(), "succeeded");
+    }
+    events.telemetry(&a.peer_id, |t| t["admission"] == "open");
+    eventually(Duration::from_secs(20), "a takes jobs again", || {
+        accepting(&server, &a.peer_id).then_some(())
+    });
+
+    // The audit log: every command, newest first, with who sent it.
+    let log: Value = farm
+        .get(server.url("/api/v1/fleet/commands"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let actions: Vec<&str> = log["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["resume", "resume", "drain", "pause"]);
+    assert!(log["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "succeeded"));
+}
+
+#[test]
+fn commands_wait_for_an_offline_node_and_strangers_are_refused_and_audited() {
+    let server = Server::start();
+    let farm = browser(&server);
+    sign_in(
+        &server,
+        &farm,
+        &Wallet::from_seed(b"fleet operator two wallet seed!!"),
+    );
+    let events = Events::open(&server, &farm);
+    let token = farm_token(&server, &farm);
+    let key_file = temp_dir("node").join("node.key");
+    let mut a = enrolled_node(&server, Some(&token), &key_file);
+    let node = a.peer_id.clone();
+    events.telemetry(&node, |_| true);
+
+    // SIGKILL: offline as soon as its connection drops.
+    let killed = Instant::now();
+    a.proc.kill();
+    let offline = events.wait("offline", |k, v| {
+        k == "offline" && v["node_id"] == node.as_str()
+    });
+    let took = killed.elapsed();
+    assert!(offline["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(fleet_nodes(&server, &farm)[0]["online"], false);
+
+    // A command for the offline node waits, visibly.
+    let (status, body) = command(
+        &server,
+        &farm,
+        json!({ "nodes": [node], "action": { "type": "pause" } }),
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["commands"][0]["status"], "queued");
+    let id = body["commands"][0]["id"].as_str().unwrap().to_owned();
+
+    // Back (the same key; its pin remembers the enrolment): the command runs.
+    drop(a);
+    let a = enrolled_node(&server, None, &key_file);
+    assert_eq!(a.peer_id, node);
+    events.wait("online again", |k, v| {
+        k == "online" && v["node_id"] == node.as_str()
+    });
+    events.command(&id, "succeeded");
+    events.telemetry(&node, |t| t["admission"] == "paused");
+    let nodes = fleet_nodes(&server, &farm);
+    assert_eq!(nodes.len(), 1, "no duplicate node");
+    assert_eq!(nodes[0]["online"], true);
+
+    // Another account: the node and its commands do not exist for it.
+    let other = browser(&server);
+    sign_in(
+        &server,
+        &other,
+        &Wallet::from_seed(b"someone else entirely, a seed!!!"),
+    );
+    let (status, body) = command(
+        &server,
+        &other,
+        json!({ "nodes": [node], "action": { "type": "resume" } }),
+    );
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    for path in [
+        format!("/api/v1/fleet/nodes/{node}/telemetry"),
+        format!("/api/v1/fleet/commands/{id}"),
+    ] {
+        let r = other.get(server.url(&path)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    assert!(fleet_nodes(&server, &other).is_empty());
+
+    // The operator's own key without fleet:write may look, not command.
+    let (key, _) = create_key(&server, &farm, "dashboard", &["fleet:read"]);
+    let reader = client_with_key(&key);
+    assert_eq!(fleet_nodes(&server, &reader).len(), 1);
+    let (status, body) = command(
+        &server,
+        &reader,
+        json!({ "nodes": [node], "action": { "type": "resume" } }),
+    );
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "insufficient_scope")
+    );
+    // A key with neither scope may not even look.
+    let (jobs_only, _) = create_key(&server, &farm, "jobs", &["jobs"]);
+    let r = client_with_key(&jobs_only)
+        .get(server.url("/api/v1/fleet/nodes"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Both refusals are in the operator's audit log; nothing ran.
+    let log: Value = farm
+        .get(server.url(&format!("/api/v1/fleet/commands?node={node}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let rows = log["commands"].as_array().unwrap();
+    let statuses: Vec<&str> = rows.iter().map(|c| c["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["refused", "refused", "succeeded"], "{log}");
+    assert!(rows[0]["detail"].as_str().unwrap().contains("fleet:write"));
+    assert!(rows[1]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("does not operate"));
+    assert_eq!(
+        fleet_nodes(&server, &farm)[0]["telemetry"]["admission"],
+        "paused"
+    );
+
+    // A command that waits longer than it may expires.
+    drop(a);
+    events.wait("offline", |k, v| {
+        k == "offline" && v["node_id"] == node.as_str()
+    });
+    let (_, body) = command(
+        &server,
+        &farm,
+        json!({ "nodes": [node], "action": { "type": "resume" }, "expires_in_secs": 1 }),
+    );
+    let expired = events.command(body["commands"][0]["id"].as_str().unwrap(), "expired");
+    assert!(expired["finished_at"].as_u64().is_some());
+
+    // Bad requests are refused in words.
+    for bad in [
+        json!({ "nodes": [], "action": { "type": "pause" } }),
+        json!({ "nodes": [node], "action": { "type": "format_disk" } }),
+        json!({ "nodes": [node], "action": { "type": "pause" }, "expires_in_secs": 0 }),
+        json!({ "nodes": ["not-a-peer"], "action": { "type": "pause" } }),
+    ] {
+        let (status, body) = command(&server, &farm, bad.clone());
+        assert!(status.is_client_error(), "{bad}: {status}");
+        assert!(
+            !body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{bad}"
+        );
+    }
+}

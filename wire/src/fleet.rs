@@ -1,0 +1,401 @@
+//! The fleet link: one long-lived stream that an enrolled node opens to the
+//! server it is pinned to ([`FLEET_PROTOCOL`]), on the connection it already
+//! keeps, so that no inbound port is ever needed. The node writes
+//! [`NodeFrame`]s (telemetry every few seconds, acknowledgements and results
+//! of commands); the server writes [`ServerFrame`]s (commands from the
+//! node's operator). The stream's far end is authenticated by libp2p's
+//! Noise handshake: a node takes commands only on the link it opened to its
+//! pinned server's peer id.
+//!
+//! Telemetry values are gauges, not money, so floats are fine here. GPU
+//! fields are named as NVIDIA's DCGM exporter names them (in the comments),
+//! and `/metrics` uses those names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ModelHash, UnixMillis};
+
+/// libp2p protocol id of the fleet link.
+pub const FLEET_PROTOCOL: &str = "/infernet/fleet/1.0.0";
+/// Largest frame either side writes on the fleet link.
+pub const MAX_FLEET_FRAME_BYTES: u64 = 256 * 1024;
+
+/// A command's id: `cmd_` and 32 hex characters, chosen by the server.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CommandId(String);
+
+impl CommandId {
+    /// Wraps 16 random bytes (this crate has no RNG).
+    pub fn from_random(bytes: [u8; 16]) -> Self {
+        CommandId(format!("cmd_{}", hex::encode(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for CommandId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("cmd_") {
+            Some(hex) if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(CommandId(s.to_ascii_lowercase()))
+            }
+            _ => Err(format!(
+                "`{}` is not a command id",
+                s.chars().take(48).collect::<String>()
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for CommandId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<CommandId> for String {
+    fn from(id: CommandId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for CommandId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CommandId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CommandId({})", self.0)
+    }
+}
+
+/// What an operator asks a node to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Take no new jobs (and say so in the ads) until resumed.
+    Pause,
+    /// Take jobs again.
+    Resume,
+    /// Take no new jobs; the result comes once the running ones finished.
+    Drain,
+}
+
+impl Action {
+    /// Its name in words, for the audit log.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Pause => "pause".into(),
+            Action::Resume => "resume".into(),
+            Action::Drain => "drain".into(),
+        }
+    }
+}
+
+/// A command as it travels to the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub id: CommandId,
+    pub action: Action,
+    /// After this the node must not run it (it waited too long).
+    pub expires_at: UnixMillis,
+}
+
+/// How a command ended on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded { detail: String },
+    Failed { reason: String },
+}
+
+/// Server → node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Command(Command),
+}
+
+/// Node → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeFrame {
+    Telemetry(Box<Telemetry>),
+    /// The node has the command and will run it.
+    Ack {
+        id: CommandId,
+    },
+    /// The command ran (a drain: once the running jobs finished).
+    Result {
+        id: CommandId,
+        outcome: Outcome,
+    },
+}
+
+/// Whether the node takes jobs, as its operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionState {
+    Open,
+    Paused,
+    Draining,
+    /// Draining, and nothing is running any more.
+    Drained,
+}
+
+/// How others reach the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReachabilityKind {
+    /// Dialled directly at a confirmed address.
+    Public,
+    /// Through a relay's reservation.
+    Relayed,
+    /// Neither: only its own outbound connections work.
+    Unreachable,
+    /// Not known yet (start-up).
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reachability {
+    pub kind: ReachabilityKind,
+    /// What to fix, when it is not public.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One GPU's gauges (NVML), with the DCGM exporter's names alongside.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuTelemetry {
+    pub index: u32,
+    pub name: String,
+    /// `DCGM_FI_DEV_GPU_UTIL`, percent.
+    pub util_pct: f32,
+    /// `DCGM_FI_DEV_FB_USED`, MiB.
+    pub mem_used_mib: u64,
+    /// `DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE`, MiB.
+    pub mem_total_mib: u64,
+    /// `DCGM_FI_DEV_GPU_TEMP`, °C.
+    pub temp_c: f32,
+    /// `DCGM_FI_DEV_POWER_USAGE`, W.
+    pub power_w: f32,
+}
+
+/// A model being fetched from the network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Download {
+    pub model: ModelHash,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// What a node reports every few seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// The node's clock when it measured.
+    pub at: UnixMillis,
+    pub gpus: Vec<GpuTelemetry>,
+    /// All cores together, percent.
+    pub cpu_pct: f32,
+    pub ram_used_mib: u64,
+    pub ram_total_mib: u64,
+    /// Jobs waiting for a worker.
+    pub queued_jobs: u32,
+    /// Jobs the node is running (queued ones included).
+    pub running_jobs: u32,
+    /// Models loaded in memory now, by name.
+    pub loaded_models: Vec<String>,
+    pub downloads: Vec<Download>,
+    pub admission: AdmissionState,
+    pub reachability: Reachability,
+    pub version: String,
+    /// How often the node sends telemetry: a link silent for three of
+    /// these is taken as broken.
+    pub interval_ms: u32,
+}
+
+// ---- The fleet API (`/api/v1/fleet`) ----
+
+/// Where a command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    /// Waiting for the node to connect.
+    Queued,
+    /// Written to the node's link.
+    Sent,
+    /// The node has it and is running it.
+    Acked,
+    Succeeded,
+    Failed,
+    /// Never reached the node before it expired.
+    Expired,
+    /// The caller may not command this node (kept for the node's operator).
+    Refused,
+}
+
+impl CommandStatus {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            CommandStatus::Succeeded
+                | CommandStatus::Failed
+                | CommandStatus::Expired
+                | CommandStatus::Refused
+        )
+    }
+}
+
+/// `POST /api/v1/fleet/commands`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCommand {
+    /// The nodes to command (each gets a command of its own).
+    pub nodes: Vec<crate::NodeId>,
+    pub action: Action,
+    /// How long a command may wait for an offline node [default: 3600].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// Most nodes one request may command.
+pub const MAX_COMMAND_NODES: usize = 1000;
+/// The longest a command may wait for its node.
+pub const MAX_COMMAND_WAIT_SECS: u64 = 7 * 24 * 3600;
+/// How long a command waits for its node unless told.
+pub const DEFAULT_COMMAND_WAIT_SECS: u64 = 3600;
+
+/// One command, as the audit log shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandView {
+    pub id: CommandId,
+    pub node_id: crate::NodeId,
+    pub action: Action,
+    pub status: CommandStatus,
+    /// Who sent it: "session" or "key <prefix>", and the account.
+    pub issued_by: String,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<UnixMillis>,
+    /// The node's words on the result, or why it failed or was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One of the operator's nodes, live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetNode {
+    pub node_id: crate::NodeId,
+    pub enrolled_at: UnixMillis,
+    /// Whether its fleet link is open now.
+    pub online: bool,
+    /// When the link opened (online) or closed (offline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<UnixMillis>,
+    /// The server's clock when the last telemetry arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<UnixMillis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
+    /// What the registry knows (hardware, models, prices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<crate::registry::NodeInfo>,
+}
+
+/// A stored telemetry sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryPoint {
+    /// The server's clock when it arrived.
+    pub at: UnixMillis,
+    pub telemetry: Telemetry,
+}
+
+/// What `GET /api/v1/fleet/events` pushes (server-sent events, one JSON
+/// object per event, `event:` naming its type).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FleetEvent {
+    Telemetry {
+        node_id: crate::NodeId,
+        at: UnixMillis,
+        telemetry: Box<Telemetry>,
+    },
+    Online {
+        node_id: crate::NodeId,
+        at: UnixMillis,
+    },
+    Offline {
+        node_id: crate::NodeId,
+        at: UnixMillis,
+        reason: String,
+    },
+    Command(Box<CommandView>),
+}
+
+impl FleetEvent {
+    pub fn node_id(&self) -> crate::NodeId {
+        match self {
+            FleetEvent::Telemetry { node_id, .. }
+            | FleetEvent::Online { node_id, .. }
+            | FleetEvent::Offline { node_id, .. } => *node_id,
+            FleetEvent::Command(c) => c.node_id,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FleetEvent::Telemetry { .. } => "telemetry",
+            FleetEvent::Online { .. } => "online",
+            FleetEvent::Offline { .. } => "offline",
+            FleetEvent::Command(_) => "command",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_ids_parse_only_their_own_shape() {
+        let id = CommandId::from_random([0xab; 16]);
+        assert_eq!(id.as_str().len(), 36);
+        assert_eq!(id.as_str().parse::<CommandId>().unwrap(), id);
+        for bad in [
+            "",
+            "cmd_",
+            "cmd_xyz",
+            "job_abababababababababababababababab",
+        ] {
+            assert!(bad.parse::<CommandId>().is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<CommandId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<CommandId>("\"cmd_1\"").is_err());
+    }
+
+    #[test]
+    fn actions_read_as_the_api_writes_them() {
+        let a: Action = serde_json::from_str(r#"{"type":"pause"}"#).unwrap();
+        assert_eq!(a, Action::Pause);
+        let d: Action = serde_json::from_str(r#"{"type":"drain"}"#).unwrap();
+        assert_eq!(d.describe(), "drain");
+        assert!(serde_json::from_str::<Action>(r#"{"type":"format_disk"}"#).is_err());
+    }
+}
