@@ -395,6 +395,61 @@ test("the wallet: top-ups are credited live, the Lightning SDK loads only when o
   assert.deepEqual(pageErrors, []);
 });
 
+test("the fleet: an enrolled node shows live, a pause from the page is acknowledged and done, its charts draw its telemetry", { timeout: 240_000 }, async () => {
+  const page = await browser.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+
+  // A farm token, and a second node enrolled with it.
+  const made = await page.context().request.post(`${serverUrl}/api/v1/account/enrol-tokens`, {
+    data: { name: "e2e rack" },
+    headers: { origin: serverUrl },
+  });
+  assert.equal(made.status(), 201);
+  const token = (await made.json()).secret;
+  const farmDir = join(serverData, "..", "farm");
+  mkdirSync(farmDir, { recursive: true });
+  const farmNode = await startProcess("infernet-node", [
+    "--server", serverUrl, "--models-dir", modelsDir, "--key-file", join(farmDir, "node.key"),
+    "--p2p-host", "127.0.0.1", "--heartbeat-ms", "2000", "--device", "cpu",
+    "--enroll", token, "--telemetry-ms", "500", "--reachability", "public",
+  ]);
+  const id = farmNode.peer_id;
+
+  await page.goto(`${serverUrl}/my-nodes`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  const card = page.locator(`li.fleet-node[data-node="${id}"]`);
+  await card.locator(".badge.online").waitFor({ timeout: 60_000 });
+  await page.locator("#fleet-count", { hasText: "live" }).waitFor({ timeout: 30_000 });
+  await card.locator("[data-gauge=cpu]").waitFor();
+  assert.ok(await fits(page, 360), "My nodes fits a phone");
+  await page.screenshot({ path: join(artifacts, "fleet-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // Pause from the page: the command is acknowledged and done, and the
+  // node's card says paused, without a reload.
+  await card.locator("button.pause").click();
+  await page.locator("#fleet-commands li.command[data-status=succeeded]").first().waitFor({ timeout: 30_000 });
+  await card.locator("[data-admission=paused]").waitFor({ timeout: 30_000 });
+  // Resume it with the bulk bar: select, then Resume.
+  await card.locator("input[type=checkbox]").check();
+  await page.locator("#bulk-resume").click();
+  await page.waitForFunction(() => document.querySelectorAll("#fleet-commands li.command[data-status=succeeded]").length >= 2, null, { timeout: 30_000 });
+  await card.locator("[data-admission]").waitFor({ state: "detached", timeout: 30_000 });
+  await page.screenshot({ path: join(artifacts, "fleet.png"), fullPage: true });
+
+  // Its charts: real telemetry points, drawn.
+  await card.locator("a.mono").click();
+  await page.waitForURL(new RegExp(`/my-nodes/${id}$`));
+  await page.locator("#node-charts figure.chart polyline").first().waitFor({ timeout: 30_000 });
+  const cpu = await page.locator("#node-charts figure.chart").first().getAttribute("aria-label");
+  assert.match(cpu, /^CPU: \d+(\.\d)? %$/);
+  assert.ok(await fits(page, 360), "a node's charts fit a phone");
+  await page.screenshot({ path: join(artifacts, "fleet-node-phone.png"), fullPage: true });
+  assert.deepEqual(pageErrors, []);
+});
+
 test("revoking the key and signing out everywhere take effect at once", { timeout: 60_000 }, async () => {
   const page = passkeyPage;
   const errors = watchErrors(page);

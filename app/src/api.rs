@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 use wire::accounts::{
-    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
+    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, NewApiKey, NewEnrolToken,
 };
 use wire::catalog::ModelListing;
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
@@ -192,11 +192,71 @@ pub async fn revoke_enrol_token(id: String) -> Result<(), ServerFnError> {
         .map_err(err)
 }
 
-/// The nodes enrolled to the signed-in operator, and the server's clock.
-#[server(input = Json, endpoint = "my_nodes")]
-pub async fn my_nodes() -> Result<(Vec<MyNode>, UnixMillis), ServerFnError> {
-    let nodes = backend()?.0.my_nodes(&caller()?).await.map_err(err)?;
-    Ok((nodes, UnixMillis::now()))
+/// The signed-in operator's fleet (each node live), its newest commands,
+/// and the server's clock.
+#[server(input = Json, endpoint = "fleet_view")]
+pub async fn fleet_view() -> Result<
+    (
+        Vec<wire::fleet::FleetNode>,
+        Vec<wire::fleet::CommandView>,
+        UnixMillis,
+    ),
+    ServerFnError,
+> {
+    let caller = caller()?;
+    let backend = backend()?;
+    let nodes = backend.0.fleet_nodes(&caller).await.map_err(err)?;
+    let log = backend.0.fleet_log(&caller, 20).await.map_err(err)?;
+    Ok((nodes, log, UnixMillis::now()))
+}
+
+/// One of the signed-in operator's nodes, live, with its telemetry of the
+/// last `minutes`, and the server's clock.
+#[server(input = Json, endpoint = "fleet_node")]
+pub async fn fleet_node(
+    id: String,
+    minutes: u32,
+) -> Result<
+    (
+        Option<wire::fleet::FleetNode>,
+        wire::fleet::TelemetrySeries,
+        UnixMillis,
+    ),
+    ServerFnError,
+> {
+    let node: wire::NodeId = id
+        .parse()
+        .map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
+    let caller = caller()?;
+    let backend = backend()?;
+    let now = UnixMillis::now();
+    let Some(live) = backend
+        .0
+        .fleet_nodes(&caller)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .find(|n| n.node_id == node)
+    else {
+        return Ok((
+            None,
+            wire::fleet::TelemetrySeries {
+                step_ms: 0,
+                points: Vec::new(),
+            },
+            now,
+        ));
+    };
+    let since = UnixMillis(
+        now.0
+            .saturating_sub(u64::from(minutes.min(30 * 24 * 60)) * 60_000),
+    );
+    let points = backend
+        .0
+        .fleet_telemetry(&caller, node, since)
+        .await
+        .map_err(err)?;
+    Ok((Some(live), points, now))
 }
 
 #[server(input = Json, endpoint = "release_node")]

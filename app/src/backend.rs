@@ -8,14 +8,15 @@
 use std::sync::Arc;
 
 use wire::accounts::{
-    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
+    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, NewApiKey, NewEnrolToken,
 };
 use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
+use wire::fleet::{CommandView, FleetNode, TelemetrySeries};
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
-use wire::{Caller, JobId, NodeId};
+use wire::{Caller, JobId, NodeId, UnixMillis};
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -51,7 +52,18 @@ pub trait Backend: Send + Sync + 'static {
         new: NewEnrolToken,
     ) -> Result<CreatedEnrolToken, ErrorBody>;
     async fn revoke_enrol_token(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
-    async fn my_nodes(&self, caller: &Caller) -> Result<Vec<MyNode>, ErrorBody>;
+    /// The caller's fleet, live: each node with its link's state and last
+    /// telemetry.
+    async fn fleet_nodes(&self, caller: &Caller) -> Result<Vec<FleetNode>, ErrorBody>;
+    /// The caller's newest fleet commands (the audit log).
+    async fn fleet_log(&self, caller: &Caller, limit: u32) -> Result<Vec<CommandView>, ErrorBody>;
+    /// One of the caller's nodes' telemetry since `since`.
+    async fn fleet_telemetry(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        since: UnixMillis,
+    ) -> Result<TelemetrySeries, ErrorBody>;
     async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody>;
     /// The caller's balances (the `billing` scope).
     async fn billing(&self, caller: &Caller) -> Result<BillingSummary, ErrorBody>;

@@ -129,6 +129,19 @@ export async function passkeyGet(json) {
 export async function copyText(text) {
   await navigator.clipboard.writeText(text);
 }
+const streams = new Map();
+let nextStream = 1;
+export function openEvents(url, kinds, cb) {
+  const id = nextStream++;
+  const es = new EventSource(url);
+  for (const k of kinds.split(",")) es.addEventListener(k, (e) => cb(k, e.data));
+  streams.set(id, es);
+  return id;
+}
+export function closeEvents(id) {
+  streams.get(id)?.close();
+  streams.delete(id);
+}
 export async function openWallet(id, network) {
   const m = await import("/wallet/wallet.js");
   await m.mount(document.getElementById(id), { network });
@@ -143,6 +156,14 @@ export async function openWallet(id, network) {
         pub(super) async fn passkey_get(json: &str) -> Result<JsValue, JsValue>;
         #[wasm_bindgen(js_name = copyText, catch)]
         pub(super) async fn copy_text(text: &str) -> Result<JsValue, JsValue>;
+        #[wasm_bindgen(js_name = openEvents)]
+        pub(super) fn open_events(
+            url: &str,
+            kinds: &str,
+            cb: &Closure<dyn FnMut(String, String)>,
+        ) -> u32;
+        #[wasm_bindgen(js_name = closeEvents)]
+        pub(super) fn close_events(id: u32);
         #[wasm_bindgen(js_name = openWallet, catch)]
         pub(super) async fn open_wallet(id: &str, network: &str) -> Result<JsValue, JsValue>;
     }
@@ -240,3 +261,45 @@ pub(crate) async fn open_wallet(id: &str, network: &str) -> Result<(), String> {
 pub(crate) async fn open_wallet(_: &str, _: &str) -> Result<(), String> {
     Err("only in the browser".into())
 }
+
+/// Listens to the server-sent events at `url` (with the session cookie)
+/// of the types in `kinds`, calling `on_event(type, data)` for each, until
+/// [`stop_events`] with the id it returns. The browser reconnects by itself
+/// when the stream breaks.
+#[cfg(feature = "hydrate")]
+pub(crate) fn listen_events(
+    url: &str,
+    kinds: &[&str],
+    on_event: impl FnMut(String, String) + 'static,
+) -> u32 {
+    use wasm_bindgen::closure::Closure;
+    let cb: Closure<dyn FnMut(String, String)> = Closure::new(on_event);
+    let id = js::open_events(url, &kinds.join(","), &cb);
+    EVENT_CALLBACKS.with(|m| m.borrow_mut().insert(id, cb));
+    id
+}
+
+/// The callbacks of the open event streams, by id: they live as long as
+/// their stream.
+#[cfg(feature = "hydrate")]
+type EventCallbacks =
+    std::collections::HashMap<u32, wasm_bindgen::closure::Closure<dyn FnMut(String, String)>>;
+
+#[cfg(feature = "hydrate")]
+thread_local! {
+    static EVENT_CALLBACKS: std::cell::RefCell<EventCallbacks> = Default::default();
+}
+
+#[cfg(feature = "hydrate")]
+pub(crate) fn stop_events(id: u32) {
+    js::close_events(id);
+    EVENT_CALLBACKS.with(|m| m.borrow_mut().remove(&id));
+}
+
+#[cfg(not(feature = "hydrate"))]
+pub(crate) fn listen_events(_: &str, _: &[&str], _: impl FnMut(String, String) + 'static) -> u32 {
+    0
+}
+
+#[cfg(not(feature = "hydrate"))]
+pub(crate) fn stop_events(_: u32) {}

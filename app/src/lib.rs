@@ -98,6 +98,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/sign-in") view=pages::sign_in::SignInPage />
                     <Route path=path!("/settings") view=pages::settings::SettingsPage />
                     <Route path=path!("/my-nodes") view=pages::my_nodes::MyNodesPage />
+                    <Route path=path!("/my-nodes/:id") view=pages::fleet_node::FleetNodePage />
                     <Route path=path!("/wallet") view=pages::wallet::WalletPage />
                 </Routes>
             </main>

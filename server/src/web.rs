@@ -3,12 +3,12 @@
 
 use app::backend::Backend;
 use wire::accounts::{
-    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, MyNode, NewApiKey, NewEnrolToken,
-    Scope,
+    Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, NewApiKey, NewEnrolToken, Scope,
 };
 use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
+use wire::fleet::{CommandView, FleetNode, TelemetrySeries};
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::{Caller, JobId, NodeId, UnixMillis};
@@ -113,8 +113,27 @@ impl Backend for AppState {
             .map_err(body)
     }
 
-    async fn my_nodes(&self, caller: &Caller) -> Result<Vec<MyNode>, ErrorBody> {
-        AppState::my_nodes(self, caller).await.map_err(body)
+    async fn fleet_nodes(&self, caller: &Caller) -> Result<Vec<FleetNode>, ErrorBody> {
+        self.fleet.nodes(caller).await.map_err(body)
+    }
+
+    async fn fleet_log(&self, caller: &Caller, limit: u32) -> Result<Vec<CommandView>, ErrorBody> {
+        self.fleet
+            .log(caller, None, None, limit)
+            .await
+            .map_err(body)
+    }
+
+    async fn fleet_telemetry(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        since: UnixMillis,
+    ) -> Result<TelemetrySeries, ErrorBody> {
+        self.fleet
+            .telemetry(caller, node, since, UnixMillis::now())
+            .await
+            .map_err(body)
     }
 
     async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody> {

@@ -318,12 +318,97 @@ pub struct FleetNode {
     pub info: Option<crate::registry::NodeInfo>,
 }
 
-/// A stored telemetry sample.
+/// One GPU's gauges in a stored sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuGauges {
+    pub util_pct: f32,
+    pub mem_used_mib: f32,
+    pub mem_total_mib: f32,
+    pub temp_c: f32,
+    pub power_w: f32,
+}
+
+/// What is kept of a telemetry frame for charts: the numbers only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gauges {
+    pub cpu_pct: f32,
+    pub ram_used_mib: f32,
+    pub ram_total_mib: f32,
+    pub running_jobs: f32,
+    pub queued_jobs: f32,
+    #[serde(default)]
+    pub gpus: Vec<GpuGauges>,
+}
+
+impl Gauges {
+    pub fn of(t: &Telemetry) -> Gauges {
+        Gauges {
+            cpu_pct: t.cpu_pct,
+            ram_used_mib: t.ram_used_mib as f32,
+            ram_total_mib: t.ram_total_mib as f32,
+            running_jobs: t.running_jobs as f32,
+            queued_jobs: t.queued_jobs as f32,
+            gpus: t
+                .gpus
+                .iter()
+                .map(|g| GpuGauges {
+                    util_pct: g.util_pct,
+                    mem_used_mib: g.mem_used_mib as f32,
+                    mem_total_mib: g.mem_total_mib as f32,
+                    temp_c: g.temp_c,
+                    power_w: g.power_w,
+                })
+                .collect(),
+        }
+    }
+
+    /// The mean of `samples` (GPUs matched by position).
+    pub fn mean(samples: &[Gauges]) -> Gauges {
+        let n = samples.len().max(1) as f32;
+        let gpus = samples.iter().map(|s| s.gpus.len()).max().unwrap_or(0);
+        let avg = |f: &dyn Fn(&Gauges) -> f32| samples.iter().map(f).sum::<f32>() / n;
+        Gauges {
+            cpu_pct: avg(&|s| s.cpu_pct),
+            ram_used_mib: avg(&|s| s.ram_used_mib),
+            ram_total_mib: avg(&|s| s.ram_total_mib),
+            running_jobs: avg(&|s| s.running_jobs),
+            queued_jobs: avg(&|s| s.queued_jobs),
+            gpus: (0..gpus)
+                .map(|i| {
+                    let of: Vec<GpuGauges> = samples
+                        .iter()
+                        .filter_map(|s| s.gpus.get(i).copied())
+                        .collect();
+                    let m = of.len().max(1) as f32;
+                    let avg = |f: &dyn Fn(&GpuGauges) -> f32| of.iter().map(f).sum::<f32>() / m;
+                    GpuGauges {
+                        util_pct: avg(&|g| g.util_pct),
+                        mem_used_mib: avg(&|g| g.mem_used_mib),
+                        mem_total_mib: avg(&|g| g.mem_total_mib),
+                        temp_c: avg(&|g| g.temp_c),
+                        power_w: avg(&|g| g.power_w),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A point of a node's telemetry series: one frame at full resolution, or
+/// the mean of the frames in a coarser bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TelemetryPoint {
-    /// The server's clock when it arrived.
+    /// The server's clock when it arrived (a bucket: when it began).
     pub at: UnixMillis,
-    pub telemetry: Telemetry,
+    pub gauges: Gauges,
+}
+
+/// `GET /api/v1/fleet/nodes/{id}/telemetry`: the series and its resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetrySeries {
+    /// Milliseconds between points (0: each frame as it came).
+    pub step_ms: u64,
+    pub points: Vec<TelemetryPoint>,
 }
 
 /// What `GET /api/v1/fleet/events` pushes (server-sent events, one JSON
@@ -395,7 +480,33 @@ mod tests {
         let a: Action = serde_json::from_str(r#"{"type":"pause"}"#).unwrap();
         assert_eq!(a, Action::Pause);
         let d: Action = serde_json::from_str(r#"{"type":"drain"}"#).unwrap();
+        assert_eq!(a.describe(), "pause");
         assert_eq!(d.describe(), "drain");
         assert!(serde_json::from_str::<Action>(r#"{"type":"format_disk"}"#).is_err());
+    }
+}
+
+#[cfg(test)]
+mod gauge_tests {
+    use super::*;
+
+    #[test]
+    fn the_mean_of_samples_averages_each_gauge_and_each_gpu() {
+        let g = |cpu: f32, temps: &[f32]| Gauges {
+            cpu_pct: cpu,
+            gpus: temps
+                .iter()
+                .map(|t| GpuGauges {
+                    temp_c: *t,
+                    ..GpuGauges::default()
+                })
+                .collect(),
+            ..Gauges::default()
+        };
+        let m = Gauges::mean(&[g(10.0, &[60.0, 70.0]), g(30.0, &[80.0, 90.0])]);
+        assert_eq!(m.cpu_pct, 20.0);
+        assert_eq!(m.gpus.len(), 2);
+        assert_eq!((m.gpus[0].temp_c, m.gpus[1].temp_c), (70.0, 80.0));
+        assert_eq!(Gauges::mean(&[]), Gauges::default());
     }
 }

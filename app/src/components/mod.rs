@@ -1,9 +1,11 @@
 //! Pieces shared by several pages.
 
+mod chart;
 mod format;
 mod node_table;
 mod receipt;
 
+pub(crate) use chart::LineChart;
 pub(crate) use format::{ago, gib, sats, sats_field, short_id, signed_sats};
 pub(crate) use node_table::NodeTable;
 pub(crate) use receipt::JobResult;

@@ -1,6 +1,7 @@
 //! One module per page.
 
 pub(crate) mod chat;
+pub(crate) mod fleet_node;
 pub(crate) mod jobs;
 pub(crate) mod my_nodes;
 pub(crate) mod node;

@@ -1,14 +1,30 @@
-//! My nodes: the nodes enrolled to the signed-in operator, with their
-//! status, and release (the node goes back to unclaimed, free to be
-//! enrolled elsewhere). Refreshes itself every five seconds.
+//! My nodes: the operator's fleet, live. Each enrolled node with whether
+//! its fleet link is open, its last telemetry (CPU, RAM, each GPU, jobs,
+//! loaded models, reachability), and commands (pause, resume, drain) for
+//! one node or a selection; the newest commands with their results; and
+//! release. Changes arrive as server-sent events (`/api/v1/fleet/events`)
+//! and show at once, without polling.
+
+use std::collections::HashSet;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use serde::Deserialize;
+use wire::fleet::{
+    Action, AdmissionState, CommandStatus, CommandView, FleetEvent, FleetNode, NewCommand,
+    ReachabilityKind,
+};
+use wire::{NodeId, UnixMillis};
 
-use crate::api::{my_nodes, release_node};
+use crate::api::{fleet_view, release_node};
 use crate::auth::RequireAccount;
-use crate::components::{ago, short_id, StatusBadge};
-use crate::pages::ticker;
+use crate::browser::{call, listen_events, stop_events};
+use crate::components::{ago, short_id};
+
+/// The event types the page listens to.
+const EVENTS: [&str; 5] = ["telemetry", "online", "offline", "command", "lagged"];
+/// Commands the page keeps on show.
+const LOG: usize = 20;
 
 #[component]
 pub(crate) fn MyNodesPage() -> impl IntoView {
@@ -22,25 +38,15 @@ pub(crate) fn MyNodesPage() -> impl IntoView {
 
 #[component]
 fn MyNodes() -> impl IntoView {
-    let tick = ticker(std::time::Duration::from_secs(5));
+    // Bumped to read the whole fleet again (after a release, or when the
+    // event stream fell behind).
     let version = RwSignal::new(0u32);
-    let error = RwSignal::new(None::<String>);
-    let nodes = Resource::new(move || (tick.get(), version.get()), |_| my_nodes());
-    let release = move |id: String| {
-        error.set(None);
-        spawn_local(async move {
-            match release_node(id).await {
-                Ok(()) => version.update(|v| *v += 1),
-                Err(e) => error.set(Some(e.to_string())),
-            }
-        });
-    };
+    let view_data = Resource::new(move || version.get(), |_| fleet_view());
     view! {
-        {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match nodes.await {
-                    Ok((list, _)) if list.is_empty() => {
+                match view_data.await {
+                    Ok((nodes, _, _)) if nodes.is_empty() => {
                         view! {
                             <p class="empty">
                                 "No nodes yet. Make an enrolment token in "
@@ -52,70 +58,500 @@ fn MyNodes() -> impl IntoView {
                         }
                             .into_any()
                     }
-                    Ok((list, now)) => {
-                        let rows = list
-                            .into_iter()
-                            .map(|n| {
-                                let id = n.node_id.to_string();
-                                let to_release = id.clone();
-                                let status = n.info.as_ref().map(|i| {
-                                    view! { <StatusBadge status=i.status /> }
-                                });
-                                let models = n
-                                    .info
-                                    .as_ref()
-                                    .map(|i| {
-                                        i.models.iter().map(|m| m.name.clone()).collect::<Vec<_>>().join(", ")
-                                    })
-                                    .unwrap_or_default();
-                                let seen = n
-                                    .info
-                                    .as_ref()
-                                    .map(|i| ago(now, i.last_seen))
-                                    .unwrap_or_else(|| "not seen lately".into());
-                                view! {
-                                    <tr class="my-node">
-                                        <td>
-                                            <a class="mono" href=format!("/node/{id}")>{short_id(&id)}</a>
-                                        </td>
-                                        <td>{status}</td>
-                                        <td>{models}</td>
-                                        <td>{seen}</td>
-                                        <td>"enrolled " {ago(now, n.enrolled_at)}</td>
-                                        <td>
-                                            <button
-                                                class="secondary"
-                                                on:click=move |_| release(to_release.clone())
-                                            >
-                                                "Release"
-                                            </button>
-                                        </td>
-                                    </tr>
-                                }
-                            })
-                            .collect_view();
-                        view! {
-                            <div class="table-scroll">
-                                <table class="my-nodes">
-                                    <thead>
-                                        <tr>
-                                            <th>"Node"</th>
-                                            <th>"Status"</th>
-                                            <th>"Models"</th>
-                                            <th>"Last seen"</th>
-                                            <th>"Enrolled"</th>
-                                            <th></th>
-                                        </tr>
-                                    </thead>
-                                    <tbody>{rows}</tbody>
-                                </table>
-                            </div>
-                        }
-                            .into_any()
-                    }
+                    Ok((nodes, log, now)) => view! { <Fleet nodes log now version /> }.into_any(),
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// Which nodes the list shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Show {
+    All,
+    Online,
+    Offline,
+    Paused,
+}
+
+impl Show {
+    fn parse(s: &str) -> Show {
+        match s {
+            "online" => Show::Online,
+            "offline" => Show::Offline,
+            "paused" => Show::Paused,
+            _ => Show::All,
+        }
+    }
+
+    fn admits(self, n: &FleetNode) -> bool {
+        let admission = n.telemetry.as_ref().map(|t| t.admission);
+        match self {
+            Show::All => true,
+            Show::Online => n.online,
+            Show::Offline => !n.online,
+            Show::Paused => n.online && admission.is_some_and(|a| a != AdmissionState::Open),
+        }
+    }
+}
+
+fn matches(n: &FleetNode, query: &str) -> bool {
+    if query.is_empty() {
+        return true;
+    }
+    let q = query.to_lowercase();
+    n.node_id.to_string().to_lowercase().contains(&q)
+        || n.info.as_ref().is_some_and(|i| {
+            i.models.iter().any(|m| m.name.to_lowercase().contains(&q))
+                || i.hardware
+                    .gpus
+                    .iter()
+                    .any(|g| g.name.to_lowercase().contains(&q))
+        })
+}
+
+/// Applies one pushed event to the page's state.
+fn apply(
+    event: FleetEvent,
+    nodes: RwSignal<Vec<FleetNode>>,
+    log: RwSignal<Vec<CommandView>>,
+    now: RwSignal<UnixMillis>,
+) {
+    match event {
+        FleetEvent::Telemetry {
+            node_id,
+            at,
+            telemetry,
+        } => {
+            now.set(at);
+            nodes.update(|ns| {
+                if let Some(n) = ns.iter_mut().find(|n| n.node_id == node_id) {
+                    n.online = true;
+                    n.last_seen = Some(at);
+                    n.telemetry = Some(*telemetry);
+                }
+            });
+        }
+        FleetEvent::Online { node_id, at } | FleetEvent::Offline { node_id, at, .. } => {
+            let online = matches!(event, FleetEvent::Online { .. });
+            now.set(at);
+            nodes.update(|ns| {
+                if let Some(n) = ns.iter_mut().find(|n| n.node_id == node_id) {
+                    n.online = online;
+                    n.since = Some(at);
+                }
+            });
+        }
+        FleetEvent::Command(c) => log.update(|l| match l.iter_mut().find(|x| x.id == c.id) {
+            Some(x) => *x = *c,
+            None => {
+                l.insert(0, *c);
+                l.truncate(LOG);
+            }
+        }),
+    }
+}
+
+#[component]
+fn Fleet(
+    nodes: Vec<FleetNode>,
+    log: Vec<CommandView>,
+    now: UnixMillis,
+    version: RwSignal<u32>,
+) -> impl IntoView {
+    let nodes = RwSignal::new(nodes);
+    let log = RwSignal::new(log);
+    let now = RwSignal::new(now);
+    let selected = RwSignal::new(HashSet::<NodeId>::new());
+    let query = RwSignal::new(String::new());
+    let show = RwSignal::new(Show::All);
+    let error = RwSignal::new(None::<String>);
+    let live = RwSignal::new(false);
+
+    // Live: every change to these nodes, as it happens.
+    Effect::new(move |_| {
+        let id = listen_events("/api/v1/fleet/events", &EVENTS, move |kind, data| {
+            live.set(true);
+            if kind == "lagged" {
+                version.update(|v| *v += 1);
+                return;
+            }
+            if let Ok(event) = serde_json::from_str::<FleetEvent>(&data) {
+                apply(event, nodes, log, now);
+            }
+        });
+        on_cleanup(move || stop_events(id));
+    });
+
+    let shown = Memo::new(move |_| {
+        let q = query.get();
+        let s = show.get();
+        nodes.with(|ns| {
+            ns.iter()
+                .filter(|n| s.admits(n) && matches(n, &q))
+                .map(|n| n.node_id)
+                .collect::<Vec<_>>()
+        })
+    });
+    let send = move |targets: Vec<NodeId>, action: Action| {
+        error.set(None);
+        if targets.is_empty() {
+            return;
+        }
+        spawn_local(async move {
+            #[derive(Deserialize)]
+            struct Sent {
+                commands: Vec<CommandView>,
+            }
+            let body = NewCommand {
+                nodes: targets,
+                action,
+                expires_in_secs: None,
+            };
+            match call::<Sent>("POST", "/api/v1/fleet/commands", Some(&body)).await {
+                Ok(sent) => log.update(|l| {
+                    for c in sent.commands.into_iter().rev() {
+                        if !l.iter().any(|x| x.id == c.id) {
+                            l.insert(0, c);
+                        }
+                    }
+                    l.truncate(LOG);
+                }),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let release = move |id: String| {
+        error.set(None);
+        spawn_local(async move {
+            match release_node(id).await {
+                Ok(()) => version.update(|v| *v += 1),
+                Err(e) => error.set(Some(e.to_string())),
+            }
+        });
+    };
+    let bulk = move |action: Action| {
+        let targets: Vec<NodeId> = selected
+            .with(|s| shown.with(|ids| ids.iter().filter(|id| s.contains(id)).copied().collect()));
+        send(targets, action);
+    };
+    let all_shown_selected = move || {
+        let ids = shown.get();
+        !ids.is_empty() && selected.with(|s| ids.iter().all(|id| s.contains(id)))
+    };
+    let counts = move || {
+        nodes.with(|ns| {
+            let online = ns.iter().filter(|n| n.online).count();
+            format!("{online} of {} online", ns.len())
+        })
+    };
+    view! {
+        <div class="fleet-bar">
+            <input
+                type="search"
+                id="fleet-filter"
+                placeholder="Filter: id, model, GPU"
+                aria-label="Filter nodes"
+                prop:value=move || query.get()
+                on:input=move |ev| query.set(event_target_value(&ev))
+            />
+            <select
+                id="fleet-show"
+                aria-label="Show"
+                on:change=move |ev| show.set(Show::parse(&event_target_value(&ev)))
+            >
+                <option value="all">"All"</option>
+                <option value="online">"Online"</option>
+                <option value="offline">"Offline"</option>
+                <option value="paused">"Paused or draining"</option>
+            </select>
+            <label class="check">
+                <input
+                    type="checkbox"
+                    id="fleet-select-all"
+                    prop:checked=all_shown_selected
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        let ids = shown.get();
+                        selected.update(|s| {
+                            for id in ids {
+                                if on {
+                                    s.insert(id);
+                                } else {
+                                    s.remove(&id);
+                                }
+                            }
+                        });
+                    }
+                />
+                "Select all shown"
+            </label>
+            <span class="count" id="fleet-count">
+                {counts}
+                {move || if live.get() { " · live" } else { "" }}
+            </span>
+        </div>
+        <div class="row bulk" aria-label="Commands for the selected nodes">
+            <span class="count">
+                {move || format!("{} selected", selected.with(HashSet::len))}
+            </span>
+            <button
+                type="button"
+                class="secondary"
+                id="bulk-pause"
+                disabled=move || selected.with(HashSet::is_empty)
+                on:click=move |_| bulk(Action::Pause)
+            >
+                "Pause"
+            </button>
+            <button
+                type="button"
+                class="secondary"
+                id="bulk-drain"
+                disabled=move || selected.with(HashSet::is_empty)
+                on:click=move |_| bulk(Action::Drain)
+            >
+                "Drain"
+            </button>
+            <button
+                type="button"
+                class="secondary"
+                id="bulk-resume"
+                disabled=move || selected.with(HashSet::is_empty)
+                on:click=move |_| bulk(Action::Resume)
+            >
+                "Resume"
+            </button>
+        </div>
+        {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        <ul class="fleet">
+            <For each=move || shown.get() key=|id| *id let:id>
+                <NodeCard id nodes now selected send release />
+            </For>
+        </ul>
+        {move || {
+            shown.with(Vec::is_empty).then(|| view! { <p class="empty">"No node matches."</p> })
+        }}
+        <h2>"Recent commands"</h2>
+        <Commands log now />
+    }
+}
+
+#[component]
+fn NodeCard(
+    id: NodeId,
+    nodes: RwSignal<Vec<FleetNode>>,
+    now: RwSignal<UnixMillis>,
+    selected: RwSignal<HashSet<NodeId>>,
+    send: impl Fn(Vec<NodeId>, Action) + Copy + Send + Sync + 'static,
+    release: impl Fn(String) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let node = Memo::new(move |_| nodes.with(|ns| ns.iter().find(|n| n.node_id == id).cloned()));
+    let text = id.to_string();
+    let short = short_id(&text);
+    let href = format!("/my-nodes/{text}");
+    let to_release = text.clone();
+    let body = move || {
+        let Some(n) = node.get() else {
+            return ().into_any();
+        };
+        let now = now.get();
+        let status = if n.online {
+            view! { <span class="badge online">"online"</span> }.into_any()
+        } else {
+            view! { <span class="badge offline">"offline"</span> }.into_any()
+        };
+        let Some(t) = n.telemetry.clone() else {
+            return view! {
+                <div class="node-status">{status}</div>
+                <p class="empty">"No telemetry yet: the node has not connected since the server started."</p>
+            }
+                .into_any();
+        };
+        let admission = match t.admission {
+            AdmissionState::Open => None,
+            AdmissionState::Paused => Some(("badge pending", "paused")),
+            AdmissionState::Draining => Some(("badge pending", "draining")),
+            AdmissionState::Drained => Some(("badge pending", "drained")),
+        }
+        .map(|(class, word)| view! { <span class=class data-admission=word>{word}</span> });
+        let reach = match t.reachability.kind {
+            ReachabilityKind::Public => "public",
+            ReachabilityKind::Relayed => "relayed",
+            ReachabilityKind::Unreachable => "unreachable",
+            ReachabilityKind::Unknown => "checking",
+        };
+        let gpus = t
+            .gpus
+            .iter()
+            .map(|g| {
+                view! {
+                    <div>
+                        <dt>{format!("GPU {}", g.index)}</dt>
+                        <dd>
+                            {format!(
+                                "{:.0} % · {:.0} °C · {:.0} W · {:.1}/{:.1} GiB",
+                                g.util_pct,
+                                g.temp_c,
+                                g.power_w,
+                                g.mem_used_mib as f64 / 1024.0,
+                                g.mem_total_mib as f64 / 1024.0,
+                            )}
+                        </dd>
+                    </div>
+                }
+            })
+            .collect_view();
+        let seen = n
+            .last_seen
+            .map(|s| ago(now, s))
+            .unwrap_or_else(|| "never".into());
+        let since = n.since.map(|s| ago(now, s)).unwrap_or_default();
+        let models = if t.loaded_models.is_empty() {
+            "none loaded".to_owned()
+        } else {
+            t.loaded_models.join(", ")
+        };
+        view! {
+            <div class="node-status">
+                {status}
+                {admission}
+                <span class="muted">{if n.online { "since " } else { "offline since " }} {since}</span>
+            </div>
+            <dl class="gauges">
+                <div>
+                    <dt>"CPU"</dt>
+                    <dd data-gauge="cpu">{format!("{:.0} %", t.cpu_pct)}</dd>
+                </div>
+                <div>
+                    <dt>"RAM"</dt>
+                    <dd>
+                        {format!(
+                            "{:.1}/{:.1} GiB",
+                            t.ram_used_mib as f64 / 1024.0,
+                            t.ram_total_mib as f64 / 1024.0,
+                        )}
+                    </dd>
+                </div>
+                {gpus}
+                <div>
+                    <dt>"Jobs"</dt>
+                    <dd>{format!("{} running, {} queued", t.running_jobs, t.queued_jobs)}</dd>
+                </div>
+                <div>
+                    <dt>"Models"</dt>
+                    <dd>{models}</dd>
+                </div>
+                <div>
+                    <dt>"Reach"</dt>
+                    <dd title=t.reachability.reason.clone().unwrap_or_default()>{reach}</dd>
+                </div>
+                <div>
+                    <dt>"Seen"</dt>
+                    <dd>{seen}</dd>
+                </div>
+            </dl>
+            {t
+                .reachability
+                .reason
+                .filter(|_| t.reachability.kind == ReachabilityKind::Unreachable)
+                .map(|r| view! { <p class="error">{r}</p> })}
+        }
+            .into_any()
+    };
+    view! {
+        <li class="fleet-node card" data-node=text.clone()>
+            <div class="node-head">
+                <label class="check">
+                    <input
+                        type="checkbox"
+                        aria-label=format!("Select {short}")
+                        prop:checked=move || selected.with(|s| s.contains(&id))
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            selected.update(|s| {
+                                if on {
+                                    s.insert(id);
+                                } else {
+                                    s.remove(&id);
+                                }
+                            });
+                        }
+                    />
+                </label>
+                <a class="mono" href=href>{short.clone()}</a>
+            </div>
+            {body}
+            <div class="row">
+                <button type="button" class="secondary pause" on:click=move |_| send(vec![id], Action::Pause)>
+                    "Pause"
+                </button>
+                <button type="button" class="secondary drain" on:click=move |_| send(vec![id], Action::Drain)>
+                    "Drain"
+                </button>
+                <button type="button" class="secondary resume" on:click=move |_| send(vec![id], Action::Resume)>
+                    "Resume"
+                </button>
+                <button type="button" class="secondary release" on:click=move |_| release(to_release.clone())>
+                    "Release"
+                </button>
+            </div>
+        </li>
+    }
+}
+
+fn status_class(s: CommandStatus) -> &'static str {
+    match s {
+        CommandStatus::Succeeded => "badge online",
+        CommandStatus::Failed | CommandStatus::Expired | CommandStatus::Refused => "badge offline",
+        CommandStatus::Queued | CommandStatus::Sent | CommandStatus::Acked => "badge pending",
+    }
+}
+
+fn status_word(s: CommandStatus) -> &'static str {
+    match s {
+        CommandStatus::Queued => "waiting for the node",
+        CommandStatus::Sent => "sent",
+        CommandStatus::Acked => "running",
+        CommandStatus::Succeeded => "done",
+        CommandStatus::Failed => "failed",
+        CommandStatus::Expired => "expired",
+        CommandStatus::Refused => "refused",
+    }
+}
+
+#[component]
+fn Commands(log: RwSignal<Vec<CommandView>>, now: RwSignal<UnixMillis>) -> impl IntoView {
+    view! {
+        <ul class="commands" id="fleet-commands">
+            {move || {
+                let now = now.get();
+                let items = log.get();
+                if items.is_empty() {
+                    return view! { <li class="empty">"No commands yet."</li> }.into_any();
+                }
+                items
+                    .into_iter()
+                    .map(|c| {
+                        let node = c.node_id.to_string();
+                        view! {
+                            <li class="command" data-command=c.id.to_string() data-status=format!("{:?}", c.status).to_lowercase()>
+                                <strong>{c.action.describe()}</strong>
+                                " · "
+                                <span class="mono">{short_id(&node)}</span>
+                                " "
+                                <span class=status_class(c.status)>{status_word(c.status)}</span>
+                                " "
+                                <span class="muted">{c.detail.unwrap_or_default()}</span>
+                                " "
+                                <span class="muted">{ago(now, c.created_at)}</span>
+                            </li>
+                        }
+                    })
+                    .collect_view()
+                    .into_any()
+            }}
+        </ul>
     }
 }

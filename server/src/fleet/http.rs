@@ -6,7 +6,7 @@
 //! | route | who may call |
 //! |---|---|
 //! | `GET /fleet/nodes` | signed in (`fleet:read` for keys) |
-//! | `GET /fleet/nodes/{peer_id}/telemetry?since=&until=&limit=` | signed in (`fleet:read`), the node's operator |
+//! | `GET /fleet/nodes/{peer_id}/telemetry?since=&until=` (at most 720 points) | signed in (`fleet:read`), the node's operator |
 //! | `POST /fleet/commands` | signed in (`fleet:write` for keys), the nodes' operator |
 //! | `GET /fleet/commands?node=&before=&limit=` (the audit log) | signed in (`fleet:read`) |
 //! | `GET /fleet/commands/{id}` | signed in (`fleet:read`), the node's operator |
@@ -21,7 +21,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use wire::fleet::{CommandId, CommandView, FleetNode, NewCommand, TelemetryPoint};
+use wire::fleet::{CommandId, CommandView, FleetNode, NewCommand, TelemetrySeries};
 use wire::{NodeId, UnixMillis};
 
 use crate::accounts::SignedIn;
@@ -57,41 +57,23 @@ async fn nodes(
 struct TelemetryQuery {
     since: Option<u64>,
     until: Option<u64>,
-    limit: Option<u32>,
 }
-
-#[derive(Serialize)]
-struct TelemetryList {
-    points: Vec<TelemetryPoint>,
-}
-
-/// Samples a chart may ask for at once.
-const MAX_POINTS: u32 = 20_000;
 
 async fn telemetry(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,
     Path(peer_id): Path<String>,
     ApiQuery(q): ApiQuery<TelemetryQuery>,
-) -> Result<Json<TelemetryList>, ApiError> {
+) -> Result<Json<TelemetrySeries>, ApiError> {
     let node: NodeId = parse_id(&peer_id)?;
     let until = UnixMillis(q.until.unwrap_or_else(|| UnixMillis::now().0));
     let since = UnixMillis(q.since.unwrap_or(until.0.saturating_sub(3600 * 1000)));
     if since > until {
         return Err(ApiError::BadRequest("since must not be after until".into()));
     }
-    let limit = q.limit.unwrap_or(MAX_POINTS);
-    if !(1..=MAX_POINTS).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {MAX_POINTS}"
-        )));
-    }
-    Ok(Json(TelemetryList {
-        points: state
-            .fleet
-            .telemetry(&caller, node, since, until, limit)
-            .await?,
-    }))
+    Ok(Json(
+        state.fleet.telemetry(&caller, node, since, until).await?,
+    ))
 }
 
 #[derive(Serialize)]

@@ -155,9 +155,8 @@ impl Fleet {
             l.last_seen = Some(now);
             l.telemetry = Some(t.clone());
         }
-        if let Err(e) = self.inner.store.record_telemetry(node, now, &t).await {
-            tracing::warn!(%node, error = %e, "could not store telemetry");
-        }
+        self.keep_gauges(node, now, wire::fleet::Gauges::of(&t))
+            .await;
         self.emit(
             owner,
             FleetEvent::Telemetry {

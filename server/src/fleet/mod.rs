@@ -25,8 +25,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use wire::accounts::Scope;
 use wire::fleet::{
-    Action, CommandId, CommandStatus, CommandView, FleetEvent, FleetNode, NewCommand, ServerFrame,
-    Telemetry, TelemetryPoint, DEFAULT_COMMAND_WAIT_SECS, MAX_COMMAND_NODES, MAX_COMMAND_WAIT_SECS,
+    Action, CommandId, CommandStatus, CommandView, FleetEvent, FleetNode, Gauges, NewCommand,
+    ServerFrame, Telemetry, TelemetryPoint, TelemetrySeries, DEFAULT_COMMAND_WAIT_SECS,
+    MAX_COMMAND_NODES, MAX_COMMAND_WAIT_SECS,
 };
 use wire::{AccountId, Caller, CallerAuth, NodeId, UnixMillis};
 
@@ -37,7 +38,13 @@ use crate::registry::{Registry, RegistryError};
 use store::{CommandRow, FleetStore};
 
 /// Full-resolution telemetry is kept this long.
-const TELEMETRY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+const FRAMES_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// Five-minute means are kept this long.
+const BUCKETS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The coarser series' step.
+const BUCKET_MS: u64 = 5 * 60 * 1000;
+/// The most points a series answers; more are averaged into fewer.
+const MAX_POINTS: usize = 720;
 /// How often expired commands and old telemetry are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Events a slow subscriber may fall behind by before it misses some.
@@ -74,6 +81,8 @@ struct Inner {
     enrolments: Enrolments,
     registry: Registry,
     live: Mutex<HashMap<NodeId, Live>>,
+    /// Each node's frames of the five-minute bucket being filled.
+    buckets: Mutex<HashMap<NodeId, (u64, Vec<Gauges>)>>,
     next_link: std::sync::atomic::AtomicU64,
     /// Every event, with the account whose node it is about.
     events: broadcast::Sender<(AccountId, FleetEvent)>,
@@ -94,6 +103,7 @@ impl Fleet {
                 enrolments,
                 registry,
                 live: Mutex::new(HashMap::new()),
+                buckets: Mutex::new(HashMap::new()),
                 next_link: std::sync::atomic::AtomicU64::new(1),
                 events,
             }),
@@ -144,12 +154,46 @@ impl Fleet {
             }
             if last_prune.elapsed() >= Duration::from_secs(600) {
                 last_prune = std::time::Instant::now();
-                let before = UnixMillis::now().0.saturating_sub(
-                    u64::try_from(TELEMETRY_RETENTION.as_millis()).unwrap_or(u64::MAX),
-                );
-                if let Err(e) = self.inner.store.prune_telemetry(UnixMillis(before)).await {
+                let ago = |d: Duration| {
+                    UnixMillis(
+                        UnixMillis::now()
+                            .0
+                            .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    )
+                };
+                let pruned = self
+                    .inner
+                    .store
+                    .prune_telemetry(ago(FRAMES_KEPT), ago(BUCKETS_KEPT))
+                    .await;
+                if let Err(e) = pruned {
                     tracing::warn!(error = %e, "could not prune telemetry");
                 }
+            }
+        }
+    }
+
+    /// Keeps a frame's numbers: as a frame, and in its five-minute bucket,
+    /// which is written once the next bucket begins.
+    async fn keep_gauges(&self, node: NodeId, at: UnixMillis, gauges: Gauges) {
+        let store = &self.inner.store;
+        if let Err(e) = store.record_gauges(node, at, &gauges).await {
+            tracing::warn!(%node, error = %e, "could not store telemetry");
+        }
+        let bucket = at.0 - at.0 % BUCKET_MS;
+        let closed = {
+            let mut buckets = self.inner.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = buckets.entry(node).or_insert_with(|| (bucket, Vec::new()));
+            let closed = (entry.0 != bucket).then(|| std::mem::take(entry));
+            entry.0 = bucket;
+            entry.1.push(gauges);
+            closed
+        };
+        if let Some((start, frames)) = closed.filter(|(_, f)| !f.is_empty()) {
+            let n = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+            let mean = Gauges::mean(&frames);
+            if let Err(e) = store.record_bucket(node, UnixMillis(start), n, &mean).await {
+                tracing::warn!(%node, error = %e, "could not store a telemetry bucket");
             }
         }
     }
@@ -195,22 +239,25 @@ impl Fleet {
         }
     }
 
-    /// `node`'s telemetry from `since` to `until`.
+    /// `node`'s telemetry from `since` to `until`: every frame for spans
+    /// within the last day, five-minute means beyond; at most
+    /// [`MAX_POINTS`] points, neighbours averaged together if need be.
     pub(crate) async fn telemetry(
         &self,
         caller: &Caller,
         node: NodeId,
         since: UnixMillis,
         until: UnixMillis,
-        limit: u32,
-    ) -> Result<Vec<TelemetryPoint>, FleetError> {
+    ) -> Result<TelemetrySeries, FleetError> {
         require_any(caller)?;
         self.own(caller, node).await?;
-        Ok(self
-            .inner
-            .store
-            .telemetry(node, since, until, limit)
-            .await?)
+        let frames_from = UnixMillis::now()
+            .0
+            .saturating_sub(u64::try_from(FRAMES_KEPT.as_millis()).unwrap_or(u64::MAX));
+        let buckets = since.0 < frames_from;
+        let points = self.inner.store.points(node, since, until, buckets).await?;
+        let base = if buckets { BUCKET_MS } else { 0 };
+        Ok(thin(points, since, until, base))
     }
 
     /// The caller's audit log, newest first.
@@ -396,7 +443,97 @@ impl Fleet {
     }
 }
 
+/// At most [`MAX_POINTS`] of `points`: the span cut into equal steps, each
+/// step's points averaged into one.
+fn thin(
+    points: Vec<TelemetryPoint>,
+    since: UnixMillis,
+    until: UnixMillis,
+    base: u64,
+) -> TelemetrySeries {
+    if points.len() <= MAX_POINTS {
+        return TelemetrySeries {
+            step_ms: base,
+            points,
+        };
+    }
+    let span = until.0.saturating_sub(since.0).max(1);
+    let step = span.div_ceil(MAX_POINTS as u64).max(base).max(1);
+    let mut out: Vec<TelemetryPoint> = Vec::with_capacity(MAX_POINTS + 1);
+    let mut group: Vec<Gauges> = Vec::new();
+    let mut group_start = None;
+    for p in points {
+        let slot = since.0 + (p.at.0.saturating_sub(since.0)) / step * step;
+        if group_start.is_some_and(|s| s != slot) {
+            out.push(TelemetryPoint {
+                at: UnixMillis(group_start.unwrap_or(slot)),
+                gauges: Gauges::mean(&group),
+            });
+            group.clear();
+        }
+        group_start = Some(slot);
+        group.push(p.gauges);
+    }
+    if let Some(start) = group_start {
+        out.push(TelemetryPoint {
+            at: UnixMillis(start),
+            gauges: Gauges::mean(&group),
+        });
+    }
+    TelemetrySeries {
+        step_ms: step,
+        points: out,
+    }
+}
+
 /// Reading a fleet takes `fleet:read` (a session may do anything).
 fn require_any(caller: &Caller) -> Result<(), AuthError> {
     crate::accounts::require(caller, Scope::FleetRead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(at: u64, cpu: f32) -> TelemetryPoint {
+        TelemetryPoint {
+            at: UnixMillis(at),
+            gauges: Gauges {
+                cpu_pct: cpu,
+                ..Gauges::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_short_series_is_kept_whole() {
+        let s = thin(
+            vec![point(1, 1.0), point(2, 2.0)],
+            UnixMillis(0),
+            UnixMillis(10),
+            0,
+        );
+        assert_eq!((s.step_ms, s.points.len()), (0, 2));
+    }
+
+    #[test]
+    fn a_long_series_is_averaged_into_at_most_max_points_steps() {
+        // A day of frames every 5 s: 17 280 points.
+        let day = 24 * 3600 * 1000;
+        let points: Vec<_> = (0..17_280u64)
+            .map(|i| point(i * 5000, (i % 2) as f32 * 100.0))
+            .collect();
+        let s = thin(points, UnixMillis(0), UnixMillis(day), 0);
+        assert!(s.points.len() <= MAX_POINTS, "{}", s.points.len());
+        assert_eq!(s.step_ms, day / MAX_POINTS as u64);
+        assert!(s
+            .points
+            .windows(2)
+            .all(|w| w[1].at.0 - w[0].at.0 == s.step_ms));
+        // 0 and 100 alternate: each step's mean is 50.
+        assert!(s
+            .points
+            .iter()
+            .all(|p| (p.gauges.cpu_pct - 50.0).abs() < 1.0));
+    }
 }

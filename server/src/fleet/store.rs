@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use wire::fleet::{Action, CommandId, CommandStatus, CommandView, Telemetry, TelemetryPoint};
+use wire::fleet::{Action, CommandId, CommandStatus, CommandView, Gauges, TelemetryPoint};
 use wire::{AccountId, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
@@ -165,49 +165,73 @@ impl FleetStore {
         Ok(rows.into_iter().next())
     }
 
-    pub(super) async fn record_telemetry(
+    pub(super) async fn record_gauges(
         &self,
         node: NodeId,
         at: UnixMillis,
-        sample: &Telemetry,
+        gauges: &Gauges,
     ) -> Result<(), DbError> {
         self.db
             .execute(
-                "CREATE telemetry CONTENT { node: $node, at: $at, sample: $sample }",
-                json!({ "node": node, "at": at, "sample": sample }),
+                "CREATE telemetry CONTENT { node: $node, at: $at, gauges: $gauges }",
+                json!({ "node": node, "at": at, "gauges": gauges }),
             )
             .await
     }
 
-    /// `node`'s samples from `since` to `until`, oldest first.
-    pub(super) async fn telemetry(
+    /// Writes one five-minute bucket (again: the same bucket is replaced).
+    pub(super) async fn record_bucket(
+        &self,
+        node: NodeId,
+        at: UnixMillis,
+        frames: u32,
+        gauges: &Gauges,
+    ) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "UPSERT type::record('telemetry_5m', [$node, $at]) CONTENT \
+                 { node: $node, at: $at, frames: $frames, gauges: $gauges }",
+                json!({ "node": node, "at": at, "frames": frames, "gauges": gauges }),
+            )
+            .await
+    }
+
+    /// `node`'s points from `since` to `until`, oldest first: frames, or
+    /// five-minute buckets when `buckets`.
+    pub(super) async fn points(
         &self,
         node: NodeId,
         since: UnixMillis,
         until: UnixMillis,
-        limit: u32,
+        buckets: bool,
     ) -> Result<Vec<TelemetryPoint>, DbError> {
-        #[derive(Deserialize)]
-        struct Row {
-            at: UnixMillis,
-            sample: Telemetry,
-        }
-        let rows: Vec<Row> = self
-            .db
+        let table = if buckets { "telemetry_5m" } else { "telemetry" };
+        let sql = format!(
+            "SELECT at, gauges FROM {table} WHERE node = $node AND at >= $since \
+             AND at <= $until ORDER BY at ASC LIMIT 50000"
+        );
+        self.db
             .rows(
-                "SELECT at, sample FROM telemetry WHERE node = $node AND at >= $since \
-                 AND at <= $until ORDER BY at ASC LIMIT $limit",
-                json!({ "node": node, "since": since, "until": until, "limit": limit }),
+                &sql,
+                json!({ "node": node, "since": since, "until": until }),
                 0,
             )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| TelemetryPoint {
-                at: r.at,
-                telemetry: r.sample,
-            })
-            .collect())
+            .await
+    }
+
+    /// Drops frames older than `frames_before` and buckets older than
+    /// `buckets_before`.
+    pub(super) async fn prune_telemetry(
+        &self,
+        frames_before: UnixMillis,
+        buckets_before: UnixMillis,
+    ) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "DELETE telemetry WHERE at < $frames; DELETE telemetry_5m WHERE at < $buckets;",
+                json!({ "frames": frames_before, "buckets": buckets_before }),
+            )
+            .await
     }
 
     /// `node`'s commands that were sent but not acknowledged when its link
@@ -219,16 +243,6 @@ impl FleetStore {
                 "UPDATE fleet_command SET status = 'queued', sent_at = NONE \
                  WHERE node = $node AND status = 'sent'",
                 json!({ "node": node }),
-            )
-            .await
-    }
-
-    /// Drops samples older than `before`.
-    pub(super) async fn prune_telemetry(&self, before: UnixMillis) -> Result<(), DbError> {
-        self.db
-            .execute(
-                "DELETE telemetry WHERE at < $before",
-                json!({ "before": before }),
             )
             .await
     }

@@ -170,17 +170,16 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
         assert!(n["telemetry"]["cpu_pct"].is_number(), "{n}");
         assert!(n["info"]["models"].as_array().is_some(), "{n}");
     }
-    // Stored as a time series.
-    let points: Value = farm
-        .get(server.url(&format!(
-            "/api/v1/fleet/nodes/{}/telemetry?since=0",
-            a.peer_id
-        )))
+    // Stored as a time series: the last hour at full resolution.
+    let series: Value = farm
+        .get(server.url(&format!("/api/v1/fleet/nodes/{}/telemetry", a.peer_id)))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    let points = points["points"].as_array().unwrap();
+    assert_eq!(series["step_ms"], 0, "{series}");
+    let points = series["points"].as_array().unwrap();
+    assert!(points[0]["gauges"]["ram_total_mib"].as_f64().unwrap() > 0.0);
     assert!(!points.is_empty());
     assert!(points
         .windows(2)

@@ -1,0 +1,200 @@
+//! One of the operator's nodes: charts of its telemetry (CPU, RAM, jobs,
+//! and each GPU's utilisation, temperature, power and memory) over the
+//! last hour, day, week or month, drawn live as new telemetry arrives.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+use wire::fleet::{FleetEvent, Gauges, TelemetryPoint, TelemetrySeries};
+use wire::UnixMillis;
+
+use crate::api::fleet_node;
+use crate::auth::RequireAccount;
+use crate::browser::{listen_events, stop_events};
+use crate::components::{short_id, LineChart};
+
+/// The ranges a visitor may pick, in minutes.
+const RANGES: [(u32, &str); 4] = [
+    (60, "1 h"),
+    (1440, "24 h"),
+    (10_080, "7 d"),
+    (43_200, "30 d"),
+];
+
+#[component]
+pub(crate) fn FleetNodePage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").unwrap_or_default());
+    view! {
+        <h1>"Node " <span class="mono">{move || short_id(&id())}</span></h1>
+        <p>
+            <a href="/my-nodes">"← My nodes"</a>
+            " · "
+            <a href=move || format!("/node/{}", id())>"Public page"</a>
+        </p>
+        <RequireAccount>
+            <Charts id=Signal::derive(id) />
+        </RequireAccount>
+    }
+}
+
+#[component]
+fn Charts(id: Signal<String>) -> impl IntoView {
+    let minutes = RwSignal::new(60u32);
+    let data = Resource::new(
+        move || (id.get(), minutes.get()),
+        |(id, m)| fleet_node(id, m),
+    );
+    view! {
+        <div class="row ranges" role="group" aria-label="Range">
+            {RANGES
+                .iter()
+                .map(|&(m, label)| {
+                    view! {
+                        <button
+                            type="button"
+                            class=move || if minutes.get() == m { "" } else { "secondary" }
+                            aria-pressed=move || (minutes.get() == m).to_string()
+                            on:click=move |_| minutes.set(m)
+                        >
+                            {label}
+                        </button>
+                    }
+                })
+                .collect_view()}
+        </div>
+        <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok((None, _, _)) => {
+                        view! { <p class="empty">"No such node among yours."</p> }.into_any()
+                    }
+                    Ok((Some(_), series, now)) => {
+                        view! { <Live id=id.get() series now minutes=minutes.get() /> }.into_any()
+                    }
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// The charts, with new telemetry appended as it arrives.
+#[component]
+fn Live(id: String, series: TelemetrySeries, now: UnixMillis, minutes: u32) -> impl IntoView {
+    let span = u64::from(minutes) * 60_000;
+    let step = series.step_ms;
+    let points = RwSignal::new(series.points);
+    let until = RwSignal::new(now.0);
+    Effect::new({
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            let stream = listen_events("/api/v1/fleet/events", &["telemetry"], move |_, data| {
+                let Ok(FleetEvent::Telemetry {
+                    node_id,
+                    at,
+                    telemetry,
+                }) = serde_json::from_str::<FleetEvent>(&data)
+                else {
+                    return;
+                };
+                if node_id.to_string() != id {
+                    return;
+                }
+                until.set(at.0);
+                // Coarse series gain a point per step, not per frame.
+                points.update(|ps| {
+                    if ps
+                        .last()
+                        .is_none_or(|l| at.0.saturating_sub(l.at.0) >= step)
+                    {
+                        ps.push(TelemetryPoint {
+                            at,
+                            gauges: Gauges::of(&telemetry),
+                        });
+                    }
+                    let from = at.0.saturating_sub(span);
+                    ps.retain(|p| p.at.0 >= from);
+                });
+            });
+            on_cleanup(move || stop_events(stream));
+        }
+    });
+    // A gap of three steps (or 30 s of frames) is time the node was away.
+    let gap = (step * 3).max(30_000);
+    let chart =
+        move |title: String, unit: &'static str, max: Option<f32>, f: fn(&Gauges) -> f32| {
+            let until = until.get();
+            let pts: Vec<(u64, f32)> =
+                points.with(|ps| ps.iter().map(|p| (p.at.0, f(&p.gauges))).collect());
+            view! {
+                <LineChart
+                    title
+                    unit
+                    points=pts
+                    since=until.saturating_sub(span)
+                    until
+                    gap_ms=gap
+                    max
+                />
+            }
+        };
+    let gpus = move || points.with(|ps| ps.iter().map(|p| p.gauges.gpus.len()).max().unwrap_or(0));
+    view! {
+        <div class="charts" id="node-charts">
+            {move || chart("CPU".into(), "%", Some(100.0), |g| g.cpu_pct)}
+            {move || chart("RAM used".into(), "MiB", None, |g| g.ram_used_mib)}
+            {move || chart("Jobs running".into(), "", None, |g| g.running_jobs)}
+            {move || {
+                let until_now = until.get();
+                let since = until_now.saturating_sub(span);
+                (0..gpus())
+                    .map(|i| {
+                        let pick = |f: fn(&wire::fleet::GpuGauges) -> f32| {
+                            points.with(|ps| {
+                                ps.iter()
+                                    .filter_map(|p| p.gauges.gpus.get(i).map(|g| (p.at.0, f(g))))
+                                    .collect::<Vec<_>>()
+                            })
+                        };
+                        view! {
+                            <LineChart
+                                title=format!("GPU {i} utilisation")
+                                unit="%"
+                                points=pick(|g| g.util_pct)
+                                since
+                                until=until_now
+                                gap_ms=gap
+                                max=Some(100.0)
+                            />
+                            <LineChart
+                                title=format!("GPU {i} temperature")
+                                unit="°C"
+                                points=pick(|g| g.temp_c)
+                                since
+                                until=until_now
+                                gap_ms=gap
+                            />
+                            <LineChart
+                                title=format!("GPU {i} power")
+                                unit="W"
+                                points=pick(|g| g.power_w)
+                                since
+                                until=until_now
+                                gap_ms=gap
+                            />
+                            <LineChart
+                                title=format!("GPU {i} memory used")
+                                unit="MiB"
+                                points=pick(|g| g.mem_used_mib)
+                                since
+                                until=until_now
+                                gap_ms=gap
+                            />
+                        }
+                    })
+                    .collect_view()
+            }}
+        </div>
+    }
+}
