@@ -79,6 +79,10 @@ struct Cli {
     /// the fleet link, in milliseconds [default: 5000].
     #[arg(long, env = "INFERNET_TELEMETRY_MS")]
     telemetry_ms: Option<u64>,
+    /// Serve Prometheus metrics at http://<addr>/metrics (GPU gauges named
+    /// as DCGM names them), e.g. 127.0.0.1:9400 [default: off].
+    #[arg(long, env = "INFERNET_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// auto, cpu, cuda or cuda:N [default: auto].
     #[arg(long, env = "INFERNET_DEVICE")]
     device: Option<String>,
@@ -130,6 +134,7 @@ struct FileConfig {
     p2p_host: Option<IpAddr>,
     heartbeat_ms: Option<u64>,
     telemetry_ms: Option<u64>,
+    metrics_addr: Option<std::net::SocketAddr>,
     device: Option<String>,
     queue_depth: Option<usize>,
     max_batch: Option<usize>,
@@ -161,6 +166,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// How often the fleet link carries telemetry.
     pub telemetry: Duration,
+    /// `--metrics-addr`: where to serve `/metrics`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub device: DeviceChoice,
     pub queue_depth: usize,
     pub max_batch: usize,
@@ -370,6 +377,7 @@ impl Config {
                 .unwrap_or_else(|| IpAddr::from([0, 0, 0, 0])),
             heartbeat: Duration::from_millis(heartbeat_ms),
             telemetry: Duration::from_millis(telemetry_ms),
+            metrics_addr: cli.metrics_addr.or(file.metrics_addr),
             device,
             queue_depth,
             max_batch,

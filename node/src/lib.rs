@@ -13,6 +13,8 @@ pub mod enrol;
 pub mod fleet;
 pub mod hardware;
 pub mod jobs;
+pub mod metrics;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +49,11 @@ pub enum NodeError {
     Fetch(#[from] distribute::DistributeError),
     #[error(transparent)]
     Enrol(#[from] enrol::EnrolError),
+    #[error("could not serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A node that has joined the network (and registered, if it has a server).
@@ -61,6 +68,8 @@ pub struct RunningNode {
     pub admission: Gate,
     /// The server and account this node is enrolled with, if any.
     pub pin: Option<enrol::Pin>,
+    /// Where `/metrics` is served, with `--metrics-addr`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// What the node advertises; kept so the advertiser keeps listening.
     _catalog: watch::Sender<Catalog>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -192,7 +201,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     p2p_config.nat_probe_timeout = config.nat_probe_timeout;
     let (network, inbound, event_loop) = p2p::start(keypair.clone(), p2p_config).await?;
     let mut tasks = vec![tokio::spawn(event_loop.run())];
-    let nat = fleet::NatWatch::start(&network);
+    let nat = Arc::new(telemetry::NatWatch::start(&network));
     let p2p_addrs = network.listen_addrs().await?;
     let active = admission::ActiveJobs::default();
     let admission = Gate::default();
@@ -246,6 +255,25 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         fetching: Vec::new(),
     });
 
+    let state = telemetry::NodeState {
+        network: network.clone(),
+        admission: admission.clone(),
+        active: active.clone(),
+        engine: engine.clone(),
+        catalog: catalog_rx.clone(),
+        nat,
+        interval: config.telemetry,
+    };
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics_addr {
+        let (bound, task) = metrics::serve(addr, state.clone(), node_id.to_string())
+            .await
+            .map_err(|source| NodeError::Metrics { addr, source })?;
+        tracing::info!(%bound, "Prometheus metrics at /metrics");
+        metrics_addr = Some(bound);
+        tasks.push(task);
+    }
+
     let mut pin = None;
     if let Some(server) = &config.server {
         let registration = Registration {
@@ -292,14 +320,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         // An enrolled node keeps a fleet link to the server it pinned.
         if let Some(pin) = &pin {
             let agent = fleet::FleetAgent {
-                network: network.clone(),
+                state: state.clone(),
                 server: pin.server.peer_id(),
-                interval: config.telemetry,
-                admission: admission.clone(),
-                active: active.clone(),
-                engine: engine.clone(),
-                catalog: catalog_rx.clone(),
-                nat,
             };
             tasks.push(tokio::spawn(agent.run()));
         }
@@ -315,6 +337,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         network,
         admission,
         pin,
+        metrics_addr,
         _catalog: catalog,
         tasks,
     })

@@ -52,6 +52,7 @@ async fn main() -> ExitCode {
         "devices": running.models.iter().map(|m| &m.device).collect::<Vec<_>>(),
         "gpus": running.hardware.gpus,
         "enrolled": running.pin,
+        "metrics": running.metrics_addr.map(|a| format!("http://{a}/metrics")),
     });
     #[allow(clippy::print_stdout)]
     {

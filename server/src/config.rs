@@ -72,6 +72,10 @@ struct Cli {
     /// cookies are Secure [default: http://localhost:<listen port>].
     #[arg(long, env = "INFERNET_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve Prometheus metrics at http://<addr>/metrics, on a listener of
+    /// its own (e.g. 127.0.0.1:9464) [default: off].
+    #[arg(long, env = "INFERNET_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// For a private single-user deployment: keep an API key of the local
     /// account in this file (0600), making both if need be.
     #[arg(long, env = "INFERNET_LOCAL_KEY_FILE")]
@@ -198,6 +202,7 @@ struct FileConfig {
     node_retention_secs: Option<u64>,
     public_url: Option<String>,
     local_key_file: Option<PathBuf>,
+    metrics_addr: Option<SocketAddr>,
     platform_fee_bps: Option<u32>,
     lightning: Option<String>,
     lightning_network: Option<String>,
@@ -227,6 +232,8 @@ pub struct Config {
     pub node_retention: Duration,
     pub public_url: Option<String>,
     pub local_key_file: Option<PathBuf>,
+    /// `--metrics-addr`: where `/metrics` is served.
+    pub metrics_addr: Option<SocketAddr>,
     pub platform_fee_bps: u32,
     pub lightning: LightningBackend,
     /// bitcoin, signet or regtest.
@@ -319,6 +326,7 @@ impl Config {
             node_retention: Duration::from_secs(7 * 24 * 3600),
             public_url: None,
             local_key_file: None,
+            metrics_addr: None,
             platform_fee_bps: 0,
             lightning: LightningBackend::None,
             lightning_network: "regtest".into(),
@@ -486,6 +494,7 @@ impl Config {
             node_retention: Duration::from_secs(retention),
             public_url: cli.public_url.or(file.public_url),
             local_key_file: cli.local_key_file.or(file.local_key_file),
+            metrics_addr: cli.metrics_addr.or(file.metrics_addr),
         })
     }
 }

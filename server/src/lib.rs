@@ -11,6 +11,7 @@ mod fleet;
 mod jobs;
 mod ledger;
 mod lightning;
+mod metrics;
 mod network;
 mod openai;
 mod payouts;

@@ -49,6 +49,7 @@ async fn main() -> ExitCode {
         "public_url": app.public_url(),
         "peer_id": app.network_info().peer_id,
         "p2p": app.network_info().multiaddrs,
+        "metrics": app.metrics_addr().map(|a| format!("http://{a}/metrics")),
     });
     #[allow(clippy::print_stdout)]
     {

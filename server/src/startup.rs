@@ -56,6 +56,7 @@ pub enum StartupError {
 
 pub struct Application {
     listener: TcpListener,
+    metrics_addr: Option<SocketAddr>,
     router: Router,
     network_info: NetworkInfo,
     public_url: String,
@@ -206,8 +207,17 @@ impl Application {
                 .site_addr(listen_addr)
                 .build(),
         };
+        let metrics_addr = match config.metrics_addr {
+            Some(addr) => Some(
+                crate::metrics::serve(addr, state.clone())
+                    .await
+                    .map_err(|source| StartupError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Application {
             listener,
+            metrics_addr,
             router: router(state),
             network_info,
             public_url,
@@ -219,6 +229,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Where `/metrics` is served, with `--metrics-addr`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn network_info(&self) -> &NetworkInfo {

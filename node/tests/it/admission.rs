@@ -28,6 +28,7 @@ fn config(models_dir: std::path::PathBuf, key_file: std::path::PathBuf) -> Confi
         p2p_host: std::net::IpAddr::from([127, 0, 0, 1]),
         heartbeat: Duration::from_secs(10),
         telemetry: Duration::from_secs(5),
+        metrics_addr: None,
         device: node::engine::DeviceChoice::Cpu,
         queue_depth: node::engine::DEFAULT_QUEUE_DEPTH,
         max_batch: node::engine::DEFAULT_MAX_BATCH,

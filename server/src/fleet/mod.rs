@@ -66,6 +66,14 @@ pub(crate) enum FleetError {
     Store(#[from] DbError),
 }
 
+/// Counts for `/metrics`.
+pub(crate) struct FleetCounters {
+    pub(crate) links_open: u64,
+    pub(crate) frames: u64,
+    pub(crate) commands: u64,
+    pub(crate) subscribers: u64,
+}
+
 /// What this server knows of a node's link now.
 #[derive(Default)]
 struct Live {
@@ -84,6 +92,9 @@ struct Inner {
     /// Each node's frames of the five-minute bucket being filled.
     buckets: Mutex<HashMap<NodeId, (u64, Vec<Gauges>)>>,
     next_link: std::sync::atomic::AtomicU64,
+    /// Telemetry frames received, and commands accepted, since start.
+    frames: std::sync::atomic::AtomicU64,
+    commands: std::sync::atomic::AtomicU64,
     /// Every event, with the account whose node it is about.
     events: broadcast::Sender<(AccountId, FleetEvent)>,
 }
@@ -105,6 +116,8 @@ impl Fleet {
                 live: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
                 next_link: std::sync::atomic::AtomicU64::new(1),
+                frames: std::sync::atomic::AtomicU64::new(0),
+                commands: std::sync::atomic::AtomicU64::new(0),
                 events,
             }),
         }
@@ -117,6 +130,17 @@ impl Fleet {
     fn emit(&self, owner: &AccountId, event: FleetEvent) {
         // Nobody listening is fine.
         let _ = self.inner.events.send((owner.clone(), event));
+    }
+
+    /// What `/metrics` shows of the fleet.
+    pub(crate) fn counters(&self) -> FleetCounters {
+        use std::sync::atomic::Ordering::Relaxed;
+        FleetCounters {
+            links_open: self.live().values().filter(|l| l.link.is_some()).count() as u64,
+            frames: self.inner.frames.load(Relaxed),
+            commands: self.inner.commands.load(Relaxed),
+            subscribers: self.inner.events.receiver_count() as u64,
+        }
     }
 
     /// Every event about any node, with its operator's account: the
@@ -176,6 +200,9 @@ impl Fleet {
     /// Keeps a frame's numbers: as a frame, and in its five-minute bucket,
     /// which is written once the next bucket begins.
     async fn keep_gauges(&self, node: NodeId, at: UnixMillis, gauges: Gauges) {
+        self.inner
+            .frames
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let store = &self.inner.store;
         if let Err(e) = store.record_gauges(node, at, &gauges).await {
             tracing::warn!(%node, error = %e, "could not store telemetry");
@@ -358,6 +385,9 @@ impl Fleet {
         for node in nodes {
             let row = self.row(caller, node, &caller.account, &new.action, now, expires_at);
             self.inner.store.insert(&row).await?;
+            self.inner
+                .commands
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(%node, command = %row.command_id, action = %row.action.describe(), "fleet command");
             let row = self.deliver(row).await?;
             self.emit(&caller.account, FleetEvent::Command(Box::new(row.view())));

@@ -221,6 +221,11 @@ impl Jobs {
         }
     }
 
+    /// How many job records there are in each status (for `/metrics`).
+    pub(crate) async fn count_by_status(&self) -> Result<Vec<(String, u64)>, JobError> {
+        Ok(self.store.count_by_status().await?)
+    }
+
     /// What jobs submitted with API key `key` since `since` cost or hold.
     pub(crate) async fn spent_by_key(
         &self,

@@ -153,6 +153,24 @@ impl JobStore {
         ))
     }
 
+    /// How many job records there are in each status.
+    pub(super) async fn count_by_status(&self) -> Result<Vec<(String, u64)>, DbError> {
+        #[derive(Deserialize)]
+        struct Count {
+            status: String,
+            n: u64,
+        }
+        let rows: Vec<Count> = self
+            .db
+            .rows(
+                "SELECT status, count() AS n FROM job GROUP BY status",
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().map(|c| (c.status, c.n)).collect())
+    }
+
     /// Writes the job's final state, its event and the settling of its
     /// hold (`settle`: charged or released) together, or none of them.
     /// Only a job still dispatched is finished: one the reconciler has

@@ -95,7 +95,14 @@ fn farm_token(server: &Server, page: &reqwest::blocking::Client) -> String {
 
 fn enrolled_node(server: &Server, token: Option<&str>, key_file: &std::path::Path) -> Node {
     // On loopback AutoNAT has nobody to ask: the node says it is public.
-    let mut extra = vec!["--telemetry-ms", "500", "--reachability", "public"];
+    let mut extra = vec![
+        "--telemetry-ms",
+        "500",
+        "--reachability",
+        "public",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
     if let Some(t) = token {
         extra.extend(["--enroll", t]);
     }
@@ -125,6 +132,14 @@ fn fleet_nodes(server: &Server, page: &reqwest::blocking::Client) -> Vec<Value> 
     list["nodes"].as_array().unwrap().clone()
 }
 
+/// A `/metrics` page: the value of the sample whose line starts with `series`.
+fn scrape(url: &str, series: &str) -> f64 {
+    let text = http().get(url).send().unwrap().text().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
 fn accepting(server: &Server, node: &str) -> bool {
     let n: Value = http()
         .get(server.url(&format!("/nodes/{node}")))
@@ -137,7 +152,7 @@ fn accepting(server: &Server, node: &str) -> bool {
 
 #[test]
 fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
-    let server = Server::start();
+    let server = Server::start_with(&["--metrics-addr", "127.0.0.1:0"]);
     let farm = browser(&server);
     sign_in(
         &server,
@@ -204,6 +219,22 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
         "{done}"
     );
     events.telemetry(&a.peer_id, |t| t["admission"] == "paused");
+    // Prometheus sees it too, on the node's own /metrics.
+    let node_metrics = a.proc.ready["metrics"].as_str().unwrap().to_owned();
+    let label = format!("{{node=\"{}\"}}", a.peer_id);
+    assert_eq!(
+        scrape(
+            &node_metrics,
+            &format!("infernet_node_accepting_jobs{label}")
+        ),
+        0.0
+    );
+    assert!(
+        scrape(
+            &node_metrics,
+            &format!("infernet_node_ram_total_mib{label}")
+        ) > 0.0
+    );
     eventually(Duration::from_secs(20), "a's ads say paused", || {
         (!accepting(&server, &a.peer_id)).then_some(())
     });
@@ -247,6 +278,24 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
     eventually(Duration::from_secs(20), "a takes jobs again", || {
         accepting(&server, &a.peer_id).then_some(())
     });
+
+    // The server's /metrics: two links open, frames and commands counted.
+    let server_metrics = server.ready()["metrics"].as_str().unwrap().to_owned();
+    assert_eq!(
+        scrape(&server_metrics, "infernet_server_fleet_links_open"),
+        2.0
+    );
+    assert!(scrape(&server_metrics, "infernet_server_telemetry_frames_total") >= 2.0);
+    assert_eq!(
+        scrape(&server_metrics, "infernet_server_fleet_commands_total"),
+        4.0
+    );
+    assert!(
+        scrape(
+            &server_metrics,
+            "infernet_server_jobs{status=\"succeeded\"}"
+        ) >= 3.0
+    );
 
     // The audit log: every command, newest first, with who sent it.
     let log: Value = farm

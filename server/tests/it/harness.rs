@@ -316,6 +316,11 @@ impl Server {
         self.proc.logs().join("\n")
     }
 
+    /// What the server's ready line said, e.g. its `metrics` URL.
+    pub(crate) fn ready(&self) -> &Value {
+        &self.proc.ready
+    }
+
     /// The server's libp2p peer id.
     pub(crate) fn peer_id(&self) -> wire::NodeId {
         self.proc.ready["peer_id"]
