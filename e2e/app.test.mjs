@@ -423,6 +423,10 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
   await card.locator(".badge.online").waitFor({ timeout: 60_000 });
   await page.locator("#fleet-count", { hasText: "live" }).waitFor({ timeout: 30_000 });
   await card.locator("[data-gauge=cpu]").waitFor();
+  // Its record, and the earnings CSV.
+  await page.locator(`tr.record[data-node="${id}"]`).waitFor();
+  const csv = await (await page.context().request.get(`${serverUrl}/api/v1/fleet/earnings?format=csv`)).text();
+  assert.match(csv, /^day,node_id,device,model,jobs,earned_msat\n/);
   assert.ok(await fits(page, 360), "My nodes fits a phone");
   await page.screenshot({ path: join(artifacts, "fleet-phone.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });

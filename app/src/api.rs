@@ -210,6 +210,17 @@ pub async fn fleet_view() -> Result<
     Ok((nodes, log, UnixMillis::now()))
 }
 
+/// Each of the signed-in operator's nodes' record (uptime, completion,
+/// latency, earnings) over the last `days` days.
+#[server(input = Json, endpoint = "fleet_stats")]
+pub async fn fleet_stats(days: u32) -> Result<wire::fleet::FleetStats, ServerFnError> {
+    backend()?
+        .0
+        .fleet_stats(&caller()?, days)
+        .await
+        .map_err(err)
+}
+
 /// One of the signed-in operator's nodes, live, with its telemetry of the
 /// last `minutes`, and the server's clock.
 #[server(input = Json, endpoint = "fleet_node")]

@@ -214,7 +214,7 @@ fn fleet_status(e: &FleetError) -> StatusCode {
         FleetError::Auth(a) => auth_status(a),
         FleetError::Enrol(e) => enrol_status(e),
         FleetError::Registry(r) => registry_status(r),
-        FleetError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        FleetError::Store(_) | FleetError::Jobs(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -225,7 +225,7 @@ fn fleet_code(e: &FleetError) -> &'static str {
         FleetError::Auth(a) => auth_code(a),
         FleetError::Enrol(e) => enrol_code(e),
         FleetError::Registry(r) => registry_code(r),
-        FleetError::Store(_) => "internal",
+        FleetError::Store(_) | FleetError::Jobs(_) => "internal",
     }
 }
 

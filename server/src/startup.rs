@@ -131,9 +131,6 @@ impl Application {
                 .follow_network(network.clone(), config.node_retention),
         );
         let enrolments = enrolment::Enrolments::new(db.clone(), peer_id.into());
-        // Enrolled nodes' fleet links: telemetry up, commands down.
-        let fleet = fleet::Fleet::new(db.clone(), enrolments.clone(), registry.clone());
-        fleet.start(&network)?;
         let lightning = crate::lightning::start(&config).await?;
         let ledger = ledger::Ledger::new(
             db.clone(),
@@ -176,6 +173,15 @@ impl Application {
             enrolments.clone(),
             accounts.clone(),
         );
+        // Enrolled nodes' fleet links: telemetry up, commands down.
+        let fleet = fleet::Fleet::new(
+            db.clone(),
+            enrolments.clone(),
+            registry.clone(),
+            jobs.clone(),
+            ledger.clone(),
+        );
+        fleet.start(&network)?;
         if let Some(path) = &config.local_key_file {
             let account = accounts.ensure_local_key(path).await?;
             tracing::info!(%account, path = %path.display(), "local account's API key is ready");

@@ -510,3 +510,63 @@ mod gauge_tests {
         assert_eq!(Gauges::mean(&[]), Gauges::default());
     }
 }
+
+/// One node's record over a window, as its operator sees it: the evidence
+/// its reputation is built from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    pub node_id: crate::NodeId,
+    /// Share of the window's five-minute slots in which the node reported
+    /// telemetry, percent.
+    pub uptime_pct: f32,
+    /// The same, per UTC day of the window, oldest first.
+    pub uptime_by_day: Vec<DayUptime>,
+    pub jobs_succeeded: u64,
+    pub jobs_failed: u64,
+    /// Succeeded of all ended jobs, percent; `None` without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_pct: Option<f32>,
+    /// Median time from dispatch to answer of its succeeded jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_latency_ms: Option<u64>,
+    /// What its jobs earned its operator in the window.
+    pub earned_msat: crate::MilliSats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayUptime {
+    /// The day's start (UTC midnight).
+    pub day: UnixMillis,
+    pub uptime_pct: f32,
+}
+
+/// `GET /api/v1/fleet/stats?days=`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetStats {
+    pub since: UnixMillis,
+    pub until: UnixMillis,
+    pub nodes: Vec<NodeStats>,
+}
+
+/// One line of the earnings breakdown: what one model earned on one
+/// device of one node on one UTC day. The lines add up to the ledger's
+/// earnings postings of the same jobs, to the millisatoshi.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarningsLine {
+    pub day: UnixMillis,
+    pub node_id: crate::NodeId,
+    /// "cpu" or "cuda:N", from the job's receipt.
+    pub device: String,
+    pub model: String,
+    pub jobs: u64,
+    pub earned_msat: crate::MilliSats,
+}
+
+/// `GET /api/v1/fleet/earnings?since=&until=&format=json|csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Earnings {
+    pub since: UnixMillis,
+    pub until: UnixMillis,
+    pub lines: Vec<EarningsLine>,
+    pub total_msat: crate::MilliSats,
+}

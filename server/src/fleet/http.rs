@@ -11,6 +11,8 @@
 //! | `GET /fleet/commands?node=&before=&limit=` (the audit log) | signed in (`fleet:read`) |
 //! | `GET /fleet/commands/{id}` | signed in (`fleet:read`), the node's operator |
 //! | `GET /fleet/events` (server-sent events) | signed in (`fleet:read`) |
+//! | `GET /fleet/stats?days=` (uptime, completion, latency, earnings per node) | signed in (`fleet:read`) |
+//! | `GET /fleet/earnings?since=&until=&format=json\|csv` | signed in (`fleet:read`) |
 
 use std::convert::Infallible;
 
@@ -21,7 +23,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use wire::fleet::{CommandId, CommandView, FleetNode, NewCommand, TelemetrySeries};
+use wire::fleet::{CommandId, CommandView, FleetNode, FleetStats, NewCommand, TelemetrySeries};
 use wire::{NodeId, UnixMillis};
 
 use crate::accounts::SignedIn;
@@ -35,6 +37,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/fleet/commands", get(log).post(send))
         .route("/fleet/commands/{id}", get(command))
         .route("/fleet/events", get(events))
+        .route("/fleet/stats", get(stats))
+        .route("/fleet/earnings", get(earnings))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
 }
 
@@ -159,4 +163,122 @@ async fn events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    days: Option<u32>,
+}
+
+async fn stats(
+    State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<Json<FleetStats>, ApiError> {
+    Ok(Json(state.fleet.stats(&caller, q.days.unwrap_or(7)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EarningsQuery {
+    since: Option<u64>,
+    until: Option<u64>,
+    format: Option<String>,
+}
+
+/// What the caller's nodes earned, per UTC day, node, device and model:
+/// JSON, or CSV whose lines add up to the ledger's earnings to the
+/// millisatoshi (the last line is the total).
+async fn earnings(
+    State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
+    ApiQuery(q): ApiQuery<EarningsQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format must be json or csv, not `{other}`"
+            )))
+        }
+    };
+    let until = UnixMillis(q.until.unwrap_or_else(|| UnixMillis::now().0 + 1));
+    let since = UnixMillis(
+        q.since
+            .unwrap_or(until.0.saturating_sub(30 * 24 * 3600 * 1000)),
+    );
+    let earnings = state.fleet.earnings(&caller, since, until).await?;
+    if !csv {
+        return Ok(Json(earnings).into_response());
+    }
+    let mut out = String::from("day,node_id,device,model,jobs,earned_msat\n");
+    for l in &earnings.lines {
+        out.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            iso_day(l.day),
+            l.node_id,
+            csv_field(&l.device),
+            csv_field(&l.model),
+            l.jobs,
+            l.earned_msat.0
+        ));
+    }
+    out.push_str(&format!("total,,,,,{}\n", earnings.total_msat.0));
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"infernet-earnings.csv\"",
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// `2026-11-27` for a UTC midnight.
+fn iso_day(t: UnixMillis) -> String {
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = (t.0 / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A CSV field, quoted when it must be.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_read_as_iso_dates() {
+        assert_eq!(iso_day(UnixMillis(0)), "1970-01-01");
+        assert_eq!(iso_day(UnixMillis(1_795_737_600_000)), "2026-11-27");
+        assert_eq!(iso_day(UnixMillis(951_782_400_000)), "2000-02-29");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_they_must_be() {
+        assert_eq!(csv_field("cuda:0"), "cuda:0");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
 }

@@ -14,6 +14,7 @@
 
 mod http;
 mod link;
+mod stats;
 mod store;
 
 pub(crate) use http::router;
@@ -64,6 +65,9 @@ pub(crate) enum FleetError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] DbError),
+    /// Reading jobs or the ledger failed (internal).
+    #[error("{0}")]
+    Jobs(String),
 }
 
 /// Counts for `/metrics`.
@@ -88,6 +92,8 @@ struct Inner {
     store: FleetStore,
     enrolments: Enrolments,
     registry: Registry,
+    jobs: crate::jobs::Jobs,
+    ledger: crate::ledger::Ledger,
     live: Mutex<HashMap<NodeId, Live>>,
     /// Each node's frames of the five-minute bucket being filled.
     buckets: Mutex<HashMap<NodeId, (u64, Vec<Gauges>)>>,
@@ -106,13 +112,21 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    pub(crate) fn new(db: Db, enrolments: Enrolments, registry: Registry) -> Self {
+    pub(crate) fn new(
+        db: Db,
+        enrolments: Enrolments,
+        registry: Registry,
+        jobs: crate::jobs::Jobs,
+        ledger: crate::ledger::Ledger,
+    ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         Fleet {
             inner: Arc::new(Inner {
                 store: FleetStore::new(db),
                 enrolments,
                 registry,
+                jobs,
+                ledger,
                 live: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
                 next_link: std::sync::atomic::AtomicU64::new(1),

@@ -219,6 +219,40 @@ impl FleetStore {
             .await
     }
 
+    /// The `slot_ms` slots since `since` in which each of `nodes` reported
+    /// telemetry (frames for the last day, five-minute buckets before).
+    pub(super) async fn reported_slots(
+        &self,
+        nodes: &[NodeId],
+        since: UnixMillis,
+        slot_ms: u64,
+    ) -> Result<Vec<(NodeId, u64)>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            node: NodeId,
+            slot: f64,
+        }
+        let mut out = Vec::new();
+        for table in ["telemetry", "telemetry_5m"] {
+            let sql = format!(
+                "SELECT node, math::floor(at / $slot) AS slot FROM {table} \
+                 WHERE node IN $nodes AND at >= $since GROUP BY node, slot"
+            );
+            let rows: Vec<Row> = self
+                .db
+                .rows(
+                    &sql,
+                    json!({ "nodes": nodes, "since": since, "slot": slot_ms }),
+                    0,
+                )
+                .await?;
+            out.extend(rows.into_iter().map(|r| (r.node, r.slot as u64)));
+        }
+        out.sort_unstable_by_key(|(n, s)| (n.to_string(), *s));
+        out.dedup();
+        Ok(out)
+    }
+
     /// Drops frames older than `frames_before` and buckets older than
     /// `buckets_before`.
     pub(super) async fn prune_telemetry(

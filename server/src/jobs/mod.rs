@@ -221,6 +221,18 @@ impl Jobs {
         }
     }
 
+    /// Jobs of `nodes` created from `since` to `until` (or, if `ids` is
+    /// not empty, the jobs with those ids), for the fleet's statistics.
+    pub(crate) async fn facts(
+        &self,
+        nodes: &[NodeId],
+        since: UnixMillis,
+        until: UnixMillis,
+        ids: &[String],
+    ) -> Result<Vec<JobFact>, JobError> {
+        Ok(self.store.facts(nodes, since, until, ids).await?)
+    }
+
     /// How many job records there are in each status (for `/metrics`).
     pub(crate) async fn count_by_status(&self) -> Result<Vec<(String, u64)>, JobError> {
         Ok(self.store.count_by_status().await?)
@@ -531,4 +543,17 @@ impl Jobs {
             }
         }
     }
+}
+
+/// What the fleet's statistics read of a job.
+#[derive(Debug, Clone)]
+pub(crate) struct JobFact {
+    pub(crate) job_id: String,
+    pub(crate) node_id: NodeId,
+    pub(crate) model: String,
+    pub(crate) status: wire::jobs::JobStatus,
+    pub(crate) created_at: UnixMillis,
+    pub(crate) finished_at: Option<UnixMillis>,
+    /// From the receipt: "cpu" or "cuda:N".
+    pub(crate) device: Option<String>,
 }

@@ -153,6 +153,56 @@ impl JobStore {
         ))
     }
 
+    /// What the fleet's statistics need of jobs: those of `nodes` created
+    /// from `since` to `until`, or those with the ids `ids`.
+    pub(super) async fn facts(
+        &self,
+        nodes: &[NodeId],
+        since: UnixMillis,
+        until: UnixMillis,
+        ids: &[String],
+    ) -> Result<Vec<super::JobFact>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            job_id: String,
+            node_id: NodeId,
+            model: String,
+            status: JobStatus,
+            created_at: UnixMillis,
+            finished_at: Option<UnixMillis>,
+            receipt: Option<SignedEnvelope>,
+        }
+        let (sql, vars) = if ids.is_empty() {
+            (
+                "SELECT job_id, node_id, model, status, created_at, finished_at, receipt FROM job \
+                 WHERE node_id IN $nodes AND created_at >= $since AND created_at < $until",
+                json!({ "nodes": nodes, "since": since, "until": until }),
+            )
+        } else {
+            (
+                "SELECT job_id, node_id, model, status, created_at, finished_at, receipt FROM job \
+                 WHERE job_id IN $ids",
+                json!({ "ids": ids }),
+            )
+        };
+        let rows: Vec<Row> = self.db.rows(sql, vars, 0).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| super::JobFact {
+                device: r
+                    .receipt
+                    .and_then(|e| e.open::<wire::jobs::Receipt>().ok())
+                    .map(|receipt| receipt.device),
+                job_id: r.job_id,
+                node_id: r.node_id,
+                model: r.model,
+                status: r.status,
+                created_at: r.created_at,
+                finished_at: r.finished_at,
+            })
+            .collect())
+    }
+
     /// How many job records there are in each status.
     pub(super) async fn count_by_status(&self) -> Result<Vec<(String, u64)>, DbError> {
         #[derive(Deserialize)]

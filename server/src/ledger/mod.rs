@@ -218,6 +218,17 @@ impl Ledger {
         Ok(summary)
     }
 
+    /// What `account`'s nodes earned per job from `since` to `until`, as
+    /// the ledger's earnings postings say: (job id, amount, when).
+    pub(crate) async fn job_earnings(
+        &self,
+        account: &AccountId,
+        since: UnixMillis,
+        until: UnixMillis,
+    ) -> Result<Vec<(String, i64, UnixMillis)>, LedgerError> {
+        Ok(self.store.job_earnings(account, since, until).await?)
+    }
+
     /// An account's postings, newest first, `limit` at most, older than
     /// the cursor `before` (from the previous page's `next`).
     pub(crate) async fn history(

@@ -9,7 +9,7 @@ use serde_json::json;
 use wire::billing::{BillingSummary, BookKind, HistoryPage, MovementKind, Posting};
 use wire::{AccountId, JobId, MilliSats, UnixMillis};
 
-use super::{Applied, LedgerError, Movement};
+use super::{Applied, Book, LedgerError, Movement};
 use crate::db::{Db, DbError};
 
 /// How the database refuses a movement whose key was used already: its
@@ -209,6 +209,40 @@ impl LedgerStore {
             lightning: false,
             lightning_network: None,
         })
+    }
+
+    /// The postings to `account`'s earnings that belong to jobs, from
+    /// `since` (inclusive) to `until` (exclusive): (job id, amount, when).
+    pub(super) async fn job_earnings(
+        &self,
+        account: &AccountId,
+        since: UnixMillis,
+        until: UnixMillis,
+    ) -> Result<Vec<(String, i64, UnixMillis)>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            job_id: String,
+            amount: i64,
+            at: UnixMillis,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT job_id, amount, at FROM posting WHERE owner = $account \
+                 AND book = $book AND job_id != NONE AND at >= $since AND at < $until",
+                json!({
+                    "account": account,
+                    "book": Book::Earnings(account.clone()).key(),
+                    "since": since,
+                    "until": until,
+                }),
+                0,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.job_id, r.amount, r.at))
+            .collect())
     }
 
     pub(super) async fn history(

@@ -254,6 +254,63 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
         );
     }
 
+    // The operator's own record of each node, and earnings that match the
+    // ledger to the millisatoshi.
+    let stats: Value = farm
+        .get(server.url("/api/v1/fleet/stats?days=1"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let of = |id: &str| {
+        stats["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let (sa, sb) = (of(&a.peer_id), of(&b.peer_id));
+    assert_eq!(
+        (sb["jobs_succeeded"].as_u64(), sb["completion_pct"].as_f64()),
+        (Some(3), Some(100.0)),
+        "{sb}"
+    );
+    assert!(sb["median_latency_ms"].as_u64().is_some(), "{sb}");
+    assert_eq!(sa["jobs_succeeded"], 0);
+    assert!(sa["uptime_pct"].as_f64().unwrap() > 0.0, "{sa}");
+    assert_eq!(sa["uptime_by_day"].as_array().unwrap().len(), 1);
+    let billing: Value = farm
+        .get(server.url("/api/v1/billing"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let earned = billing["earned_total_msat"].as_u64().unwrap();
+    assert!(earned > 0, "{billing}");
+    assert_eq!(sb["earned_msat"].as_u64(), Some(earned));
+    let csv = farm
+        .get(server.url("/api/v1/fleet/earnings?format=csv"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "day,node_id,device,model,jobs,earned_msat");
+    let body: Vec<Vec<&str>> = lines[1..lines.len() - 1]
+        .iter()
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(body.len(), 1, "{csv}");
+    assert_eq!(
+        (body[0][1], body[0][2], body[0][3], body[0][4]),
+        (b.peer_id.as_str(), "cpu", "all-minilm-l6-v2", "3")
+    );
+    let sum: u64 = body.iter().map(|l| l[5].parse::<u64>().unwrap()).sum();
+    assert_eq!(sum, earned, "the CSV adds up to the ledger's earnings");
+    assert_eq!(lines.last().unwrap(), &format!("total,,,,,{earned}"));
+
     // Drain b: nothing runs, so it is drained at once.
     let (_, body) = command(
         &server,
