@@ -427,6 +427,10 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
   await page.locator(`tr.record[data-node="${id}"]`).waitFor();
   const csv = await (await page.context().request.get(`${serverUrl}/api/v1/fleet/earnings?format=csv`)).text();
   assert.match(csv, /^day,node_id,device,model,jobs,earned_msat\n/);
+  // Alert settings: the thresholds and the webhook's signing secret.
+  await page.locator("details.alert-settings summary").click();
+  await page.locator("#alert-secret", { hasText: "whsec_" }).waitFor();
+  await page.locator("#fleet-alerts li.empty").waitFor();
   assert.ok(await fits(page, 360), "My nodes fits a phone");
   await page.screenshot({ path: join(artifacts, "fleet-phone.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });

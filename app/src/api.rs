@@ -192,22 +192,26 @@ pub async fn revoke_enrol_token(id: String) -> Result<(), ServerFnError> {
         .map_err(err)
 }
 
-/// The signed-in operator's fleet (each node live), its newest commands,
-/// and the server's clock.
+/// The signed-in operator's fleet (each node live), its newest commands and
+/// alerts, and the server's clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetPage {
+    pub nodes: Vec<wire::fleet::FleetNode>,
+    pub log: Vec<wire::fleet::CommandView>,
+    pub alerts: Vec<wire::fleet::AlertView>,
+    pub now: UnixMillis,
+}
+
 #[server(input = Json, endpoint = "fleet_view")]
-pub async fn fleet_view() -> Result<
-    (
-        Vec<wire::fleet::FleetNode>,
-        Vec<wire::fleet::CommandView>,
-        UnixMillis,
-    ),
-    ServerFnError,
-> {
+pub async fn fleet_view() -> Result<FleetPage, ServerFnError> {
     let caller = caller()?;
     let backend = backend()?;
-    let nodes = backend.0.fleet_nodes(&caller).await.map_err(err)?;
-    let log = backend.0.fleet_log(&caller, 20).await.map_err(err)?;
-    Ok((nodes, log, UnixMillis::now()))
+    Ok(FleetPage {
+        nodes: backend.0.fleet_nodes(&caller).await.map_err(err)?,
+        log: backend.0.fleet_log(&caller, 20).await.map_err(err)?,
+        alerts: backend.0.fleet_alerts(&caller, 20).await.map_err(err)?,
+        now: UnixMillis::now(),
+    })
 }
 
 /// Each of the signed-in operator's nodes' record (uptime, completion,

@@ -13,7 +13,7 @@ use wire::accounts::{
 use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
-use wire::fleet::{CommandView, FleetNode, FleetStats, TelemetrySeries};
+use wire::fleet::{AlertView, CommandView, FleetNode, FleetStats, TelemetrySeries};
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::{Caller, JobId, NodeId, UnixMillis};
@@ -57,6 +57,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn fleet_nodes(&self, caller: &Caller) -> Result<Vec<FleetNode>, ErrorBody>;
     /// The caller's newest fleet commands (the audit log).
     async fn fleet_log(&self, caller: &Caller, limit: u32) -> Result<Vec<CommandView>, ErrorBody>;
+    /// The caller's newest alerts.
+    async fn fleet_alerts(&self, caller: &Caller, limit: u32) -> Result<Vec<AlertView>, ErrorBody>;
     /// Each of the caller's nodes' record over the last `days` days.
     async fn fleet_stats(&self, caller: &Caller, days: u32) -> Result<FleetStats, ErrorBody>;
     /// One of the caller's nodes' telemetry since `since`.

@@ -72,6 +72,10 @@ struct Cli {
     /// cookies are Secure [default: http://localhost:<listen port>].
     #[arg(long, env = "INFERNET_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Let operators' alert webhooks point at this machine or a private
+    /// network (tests, single-machine setups).
+    #[arg(long, env = "INFERNET_ALLOW_PRIVATE_WEBHOOKS")]
+    allow_private_webhooks: bool,
     /// Serve Prometheus metrics at http://<addr>/metrics, on a listener of
     /// its own (e.g. 127.0.0.1:9464) [default: off].
     #[arg(long, env = "INFERNET_METRICS_ADDR")]
@@ -203,6 +207,7 @@ struct FileConfig {
     public_url: Option<String>,
     local_key_file: Option<PathBuf>,
     metrics_addr: Option<SocketAddr>,
+    allow_private_webhooks: Option<bool>,
     platform_fee_bps: Option<u32>,
     lightning: Option<String>,
     lightning_network: Option<String>,
@@ -234,6 +239,8 @@ pub struct Config {
     pub local_key_file: Option<PathBuf>,
     /// `--metrics-addr`: where `/metrics` is served.
     pub metrics_addr: Option<SocketAddr>,
+    /// `--allow-private-webhooks`.
+    pub allow_private_webhooks: bool,
     pub platform_fee_bps: u32,
     pub lightning: LightningBackend,
     /// bitcoin, signet or regtest.
@@ -327,6 +334,7 @@ impl Config {
             public_url: None,
             local_key_file: None,
             metrics_addr: None,
+            allow_private_webhooks: true,
             platform_fee_bps: 0,
             lightning: LightningBackend::None,
             lightning_network: "regtest".into(),
@@ -495,6 +503,8 @@ impl Config {
             public_url: cli.public_url.or(file.public_url),
             local_key_file: cli.local_key_file.or(file.local_key_file),
             metrics_addr: cli.metrics_addr.or(file.metrics_addr),
+            allow_private_webhooks: cli.allow_private_webhooks
+                || file.allow_private_webhooks.unwrap_or(false),
         })
     }
 }

@@ -174,12 +174,18 @@ impl Application {
             accounts.clone(),
         );
         // Enrolled nodes' fleet links: telemetry up, commands down.
+        let webhooks = fleet::Webhooks::load(&config.data_dir, config.allow_private_webhooks)
+            .map_err(|source| StartupError::DataDir {
+                path: config.data_dir.join("webhook.key").display().to_string(),
+                source,
+            })?;
         let fleet = fleet::Fleet::new(
             db.clone(),
             enrolments.clone(),
             registry.clone(),
             jobs.clone(),
             ledger.clone(),
+            webhooks,
         );
         fleet.start(&network)?;
         if let Some(path) = &config.local_key_file {

@@ -8,7 +8,7 @@ use wire::accounts::{
 use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
-use wire::fleet::{CommandView, FleetNode, FleetStats, TelemetrySeries};
+use wire::fleet::{AlertView, CommandView, FleetNode, FleetStats, TelemetrySeries};
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::{Caller, JobId, NodeId, UnixMillis};
@@ -122,6 +122,10 @@ impl Backend for AppState {
             .log(caller, None, None, limit)
             .await
             .map_err(body)
+    }
+
+    async fn fleet_alerts(&self, caller: &Caller, limit: u32) -> Result<Vec<AlertView>, ErrorBody> {
+        self.fleet.alerts(caller, limit).await.map_err(body)
     }
 
     async fn fleet_stats(&self, caller: &Caller, days: u32) -> Result<FleetStats, ErrorBody> {

@@ -23,7 +23,7 @@ mod store;
 pub(crate) use auth::{authenticate, require, OaiCaller, SignedIn};
 pub(crate) use http::{router, Session};
 pub(crate) use limits::Limits;
-pub(crate) use secrets::{hash as hash_secret, new_id, new_secret};
+pub(crate) use secrets::{hash as hash_secret, new_id, new_secret, random_bytes};
 pub(crate) use site::Site;
 pub use site::SiteError;
 

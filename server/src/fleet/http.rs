@@ -12,6 +12,9 @@
 //! | `GET /fleet/commands/{id}` | signed in (`fleet:read`), the node's operator |
 //! | `GET /fleet/events` (server-sent events) | signed in (`fleet:read`) |
 //! | `GET /fleet/stats?days=` (uptime, completion, latency, earnings per node) | signed in (`fleet:read`) |
+//! | `GET /fleet/alerts?limit=` | signed in (`fleet:read`) |
+//! | `GET /fleet/alert-settings` (with the webhook secret) | signed in (`fleet:read`) |
+//! | `PUT /fleet/alert-settings` | signed in (`fleet:write`) |
 //! | `GET /fleet/earnings?since=&until=&format=json\|csv` | signed in (`fleet:read`) |
 
 use std::convert::Infallible;
@@ -23,7 +26,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use wire::fleet::{CommandId, CommandView, FleetNode, FleetStats, NewCommand, TelemetrySeries};
+use wire::fleet::{
+    AlertSettings, AlertSettingsView, AlertView, CommandId, CommandView, FleetNode, FleetStats,
+    NewCommand, TelemetrySeries,
+};
 use wire::{NodeId, UnixMillis};
 
 use crate::accounts::SignedIn;
@@ -38,6 +44,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/fleet/commands/{id}", get(command))
         .route("/fleet/events", get(events))
         .route("/fleet/stats", get(stats))
+        .route("/fleet/alerts", get(alerts))
+        .route(
+            "/fleet/alert-settings",
+            get(alert_settings).put(set_alert_settings),
+        )
         .route("/fleet/earnings", get(earnings))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
 }
@@ -163,6 +174,48 @@ async fn events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct AlertList {
+    alerts: Vec<AlertView>,
+}
+
+async fn alerts(
+    State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
+    ApiQuery(q): ApiQuery<AlertsQuery>,
+) -> Result<Json<AlertList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1 to 500".into()));
+    }
+    Ok(Json(AlertList {
+        alerts: state.fleet.alerts(&caller, limit).await?,
+    }))
+}
+
+async fn alert_settings(
+    State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
+) -> Result<Json<AlertSettingsView>, ApiError> {
+    Ok(Json(state.fleet.alert_settings(&caller).await?))
+}
+
+async fn set_alert_settings(
+    State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
+    ApiJson(settings): ApiJson<AlertSettings>,
+) -> Result<Json<AlertSettingsView>, ApiError> {
+    Ok(Json(
+        state.fleet.set_alert_settings(&caller, settings).await?,
+    ))
 }
 
 #[derive(Deserialize)]

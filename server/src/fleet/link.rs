@@ -104,6 +104,7 @@ impl Fleet {
             let l = live.entry(node).or_default();
             l.link = Some((outbox, id));
             l.since = Some(now);
+            l.owner = Some(owner.clone());
         }
         tracing::info!(%node, "fleet link open: node online");
         self.emit(
@@ -125,6 +126,7 @@ impl Fleet {
                 Some(l) if l.link.as_ref().is_some_and(|(_, i)| *i == id) => {
                     l.link = None;
                     l.since = Some(now);
+                    l.last_end = Some(reason.clone());
                     true
                 }
                 _ => false,

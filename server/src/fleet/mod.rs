@@ -12,11 +12,13 @@
 //! Changes are pushed to subscribers ([`Fleet::subscribe`]: the app's
 //! server-sent events) as they happen.
 
+mod alerts;
 mod http;
 mod link;
 mod stats;
 mod store;
 
+pub(crate) use alerts::Webhooks;
 pub(crate) use http::router;
 
 use std::collections::HashMap;
@@ -86,6 +88,10 @@ struct Live {
     since: Option<UnixMillis>,
     last_seen: Option<UnixMillis>,
     telemetry: Option<Telemetry>,
+    /// The node's operator, as its link found it.
+    owner: Option<AccountId>,
+    /// Why its last link ended.
+    last_end: Option<String>,
 }
 
 struct Inner {
@@ -94,6 +100,9 @@ struct Inner {
     registry: Registry,
     jobs: crate::jobs::Jobs,
     ledger: crate::ledger::Ledger,
+    webhooks: Webhooks,
+    /// Alerts that fired and have not resolved, by node and kind.
+    alerts: Mutex<HashMap<(NodeId, wire::fleet::AlertKind), store::AlertRow>>,
     live: Mutex<HashMap<NodeId, Live>>,
     /// Each node's frames of the five-minute bucket being filled.
     buckets: Mutex<HashMap<NodeId, (u64, Vec<Gauges>)>>,
@@ -118,6 +127,7 @@ impl Fleet {
         registry: Registry,
         jobs: crate::jobs::Jobs,
         ledger: crate::ledger::Ledger,
+        webhooks: Webhooks,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         Fleet {
@@ -127,6 +137,8 @@ impl Fleet {
                 registry,
                 jobs,
                 ledger,
+                webhooks,
+                alerts: Mutex::new(HashMap::new()),
                 live: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
                 next_link: std::sync::atomic::AtomicU64::new(1),
@@ -174,7 +186,24 @@ impl Fleet {
             }
         });
         tokio::spawn(self.clone().sweep_forever());
+        tokio::spawn(self.clone().alerts_forever());
         Ok(())
+    }
+
+    async fn alerts_forever(self) {
+        if let Err(e) = self.load_open_alerts().await {
+            tracing::warn!(error = %e, "could not read the open alerts");
+        }
+        let mut ticker = tokio::time::interval(alerts::CHECK_EVERY);
+        let mut failures_checked = std::time::Instant::now();
+        loop {
+            ticker.tick().await;
+            let failures = failures_checked.elapsed() >= alerts::FAILURE_EVERY;
+            if failures {
+                failures_checked = std::time::Instant::now();
+            }
+            self.check_alerts(failures).await;
+        }
     }
 
     async fn sweep_forever(self) {

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use wire::fleet::{Action, CommandId, CommandStatus, CommandView, Gauges, TelemetryPoint};
+use wire::fleet::{
+    Action, AlertKind, AlertSettings, AlertView, CommandId, CommandStatus, CommandView, Gauges,
+    TelemetryPoint,
+};
 use wire::{AccountId, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
@@ -279,5 +282,149 @@ impl FleetStore {
                 json!({ "node": node }),
             )
             .await
+    }
+
+    pub(super) async fn alert_settings(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AlertSettings>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            settings: AlertSettings,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT settings FROM type::record('alert_settings', $account)",
+                json!({ "account": account }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(|r| r.settings))
+    }
+
+    pub(super) async fn put_alert_settings(
+        &self,
+        account: &AccountId,
+        settings: &AlertSettings,
+        at: UnixMillis,
+    ) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "UPSERT type::record('alert_settings', $account) CONTENT \
+                 { account: $account, settings: $settings, updated_at: $at }",
+                json!({ "account": account, "settings": settings, "at": at }),
+            )
+            .await
+    }
+
+    /// Every account's settings that differ from the defaults.
+    pub(super) async fn all_alert_settings(
+        &self,
+    ) -> Result<Vec<(AccountId, AlertSettings)>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            account: AccountId,
+            settings: AlertSettings,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows("SELECT account, settings FROM alert_settings", json!({}), 0)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.account, r.settings)).collect())
+    }
+
+    pub(super) async fn insert_alert(&self, row: &AlertRow) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "CREATE type::record('alert', $id) CONTENT $row",
+                json!({ "id": row.alert_id, "row": row }),
+            )
+            .await
+    }
+
+    pub(super) async fn resolve_alert(&self, id: &str, at: UnixMillis) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "UPDATE type::record('alert', $id) SET resolved_at = $at WHERE resolved_at = NONE",
+                json!({ "id": id, "at": at }),
+            )
+            .await
+    }
+
+    /// Records what became of a webhook call (`resolved`: the resolution's).
+    pub(super) async fn webhook_outcome(
+        &self,
+        id: &str,
+        resolved: bool,
+        outcome: &str,
+    ) -> Result<(), DbError> {
+        let field = if resolved {
+            "resolved_webhook"
+        } else {
+            "fired_webhook"
+        };
+        self.db
+            .execute(
+                &format!("UPDATE type::record('alert', $id) SET {field} = $outcome"),
+                json!({ "id": id, "outcome": outcome }),
+            )
+            .await
+    }
+
+    /// Alerts that have not resolved (after a restart: still open).
+    pub(super) async fn open_alerts(&self) -> Result<Vec<AlertRow>, DbError> {
+        self.db
+            .rows(
+                "SELECT * OMIT id FROM alert WHERE resolved_at = NONE",
+                json!({}),
+                0,
+            )
+            .await
+    }
+
+    /// `owner`'s alerts, newest first.
+    pub(super) async fn alerts_of(
+        &self,
+        owner: &AccountId,
+        limit: u32,
+    ) -> Result<Vec<AlertRow>, DbError> {
+        self.db
+            .rows(
+                "SELECT * OMIT id FROM alert WHERE owner = $owner ORDER BY started_at DESC LIMIT $limit",
+                json!({ "owner": owner, "limit": limit }),
+                0,
+            )
+            .await
+    }
+}
+
+/// An alert as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct AlertRow {
+    pub(super) alert_id: String,
+    pub(super) owner: AccountId,
+    pub(super) node: NodeId,
+    pub(super) kind: AlertKind,
+    pub(super) started_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) resolved_at: Option<UnixMillis>,
+    pub(super) detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) fired_webhook: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) resolved_webhook: Option<String>,
+}
+
+impl AlertRow {
+    pub(super) fn view(&self) -> AlertView {
+        AlertView {
+            id: self.alert_id.clone(),
+            node_id: self.node,
+            kind: self.kind,
+            started_at: self.started_at,
+            resolved_at: self.resolved_at,
+            detail: self.detail.clone(),
+        }
     }
 }

@@ -80,6 +80,72 @@ impl Events {
     }
 }
 
+/// A webhook receiver on loopback: every request's headers (lower-case
+/// names) and body, as they arrive.
+struct Hook {
+    url: String,
+    rx: mpsc::Receiver<(std::collections::HashMap<String, String>, Vec<u8>)>,
+}
+
+impl Hook {
+    fn start() -> Hook {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks/infernet", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut headers = std::collections::HashMap::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).unwrap();
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = l.split_once(':') {
+                        headers.insert(k.trim().to_lowercase(), v.trim().to_owned());
+                    }
+                }
+                let len: usize = headers["content-length"].parse().unwrap();
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .unwrap();
+                if tx.send((headers, body)).is_err() {
+                    return;
+                }
+            }
+        });
+        Hook { url, rx }
+    }
+
+    /// The next call, checked against `secret`: its JSON body.
+    fn next(&self, secret: &str) -> Value {
+        use hmac::Mac;
+        let (headers, body) = self
+            .rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("no webhook call");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(headers["x-infernet-timestamp"].as_bytes());
+        mac.update(b".");
+        mac.update(&body);
+        let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(
+            headers["x-infernet-signature"], want,
+            "the signature checks out"
+        );
+        serde_json::from_slice(&body).unwrap()
+    }
+}
+
 fn farm_token(server: &Server, page: &reqwest::blocking::Client) -> String {
     let r = page
         .post(server.url("/api/v1/account/enrol-tokens"))
@@ -354,6 +420,19 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
         ) >= 3.0
     );
 
+    // This server takes no webhook on this machine; bad settings are refused.
+    for bad in [
+        json!({ "webhook_url": "http://127.0.0.1:9/x", "offline_after_secs": 300, "gpu_temp_c": 85, "failure_rate_pct": 20, "unreachable_after_secs": 120 }),
+        json!({ "offline_after_secs": 1, "gpu_temp_c": 85, "failure_rate_pct": 20, "unreachable_after_secs": 120 }),
+    ] {
+        let r = farm
+            .put(server.url("/api/v1/fleet/alert-settings"))
+            .json(&bad)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
     // The audit log: every command, newest first, with who sent it.
     let log: Value = farm
         .get(server.url("/api/v1/fleet/commands"))
@@ -377,7 +456,7 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
 
 #[test]
 fn commands_wait_for_an_offline_node_and_strangers_are_refused_and_audited() {
-    let server = Server::start();
+    let server = Server::start_with(&["--allow-private-webhooks"]);
     let farm = browser(&server);
     sign_in(
         &server,
@@ -391,6 +470,25 @@ fn commands_wait_for_an_offline_node_and_strangers_are_refused_and_audited() {
     let node = a.peer_id.clone();
     events.telemetry(&node, |_| true);
 
+    // Alerts to a webhook: offline after 5 s.
+    let hook = Hook::start();
+    let r = farm
+        .put(server.url("/api/v1/fleet/alert-settings"))
+        .json(&json!({
+            "webhook_url": hook.url,
+            "offline_after_secs": 5,
+            "gpu_temp_c": 85,
+            "failure_rate_pct": 20,
+            "unreachable_after_secs": 120,
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let secret = r.json::<Value>().unwrap()["webhook_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     // SIGKILL: offline as soon as its connection drops.
     let killed = Instant::now();
     a.proc.kill();
@@ -401,6 +499,15 @@ fn commands_wait_for_an_offline_node_and_strangers_are_refused_and_audited() {
     assert!(offline["reason"].as_str().is_some_and(|r| !r.is_empty()));
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(fleet_nodes(&server, &farm)[0]["online"], false);
+    // Five seconds on, the alert fires, in the app and at the webhook.
+    let alert = events.wait("offline alert", |k, v| {
+        k == "alert" && v["kind"] == "offline" && v["resolved_at"].is_null()
+    });
+    assert!(killed.elapsed() >= Duration::from_secs(5));
+    let fired = hook.next(&secret);
+    assert_eq!(fired["type"], "alert.fired");
+    assert_eq!(fired["alert"]["id"], alert["id"]);
+    assert_eq!(fired["alert"]["node_id"], node.as_str());
 
     // A command for the offline node waits, visibly.
     let (status, body) = command(
@@ -421,6 +528,19 @@ fn commands_wait_for_an_offline_node_and_strangers_are_refused_and_audited() {
     });
     events.command(&id, "succeeded");
     events.telemetry(&node, |t| t["admission"] == "paused");
+    // Back: the alert resolves, once, and the webhook hears it once.
+    let resolved = hook.next(&secret);
+    assert_eq!(resolved["type"], "alert.resolved");
+    assert_eq!(resolved["alert"]["id"], alert["id"]);
+    assert!(hook.rx.try_recv().is_err(), "one call each");
+    let listed: Value = farm
+        .get(server.url("/api/v1/fleet/alerts"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["alerts"].as_array().unwrap().len(), 1, "{listed}");
+    assert!(listed["alerts"][0]["resolved_at"].is_u64());
     let nodes = fleet_nodes(&server, &farm);
     assert_eq!(nodes.len(), 1, "no duplicate node");
     assert_eq!(nodes[0]["online"], true);
