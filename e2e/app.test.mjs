@@ -453,6 +453,18 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
   await page.locator("#node-charts figure.chart polyline").first().waitFor({ timeout: 30_000 });
   const cpu = await page.locator("#node-charts figure.chart").first().getAttribute("aria-label");
   assert.match(cpu, /^CPU: \d+(\.\d)? %$/);
+  // A new price from the node's page: /nodes shows it within one ad.
+  const form = page.locator('form.price[data-model="all-minilm-l6-v2"]');
+  await form.locator("input").first().fill("4321");
+  await form.locator("button").click();
+  await page.locator(".prices [role=status]", { hasText: "Sent" }).waitFor();
+  let advertised;
+  for (let i = 0; i < 100 && advertised !== 4321; i++) {
+    const info = await (await fetch(`${serverUrl}/nodes/${id}`)).json();
+    advertised = info.models.find((m) => m.name === "all-minilm-l6-v2")?.price_msat;
+    if (advertised !== 4321) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(advertised, 4321, "the new price is in /nodes");
   assert.ok(await fits(page, 360), "a node's charts fit a phone");
   await page.screenshot({ path: join(artifacts, "fleet-node-phone.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);

@@ -18,6 +18,8 @@ use wire::fleet::{Action, Command, NodeFrame, Outcome, ServerFrame};
 use wire::UnixMillis;
 
 use crate::admission::Admission;
+use crate::advertise::Catalog;
+use crate::engine::Pricing;
 use crate::telemetry::{NodeState, Sampler};
 
 /// Frames waiting to go up the link (acknowledgements and results).
@@ -30,6 +32,8 @@ pub struct FleetAgent {
     pub state: NodeState,
     /// The pinned server's peer id: the only peer commands come from.
     pub server: PeerId,
+    /// What the node advertises: new prices go out in its next ad, at once.
+    pub catalog: Arc<tokio::sync::watch::Sender<Catalog>>,
 }
 
 impl FleetAgent {
@@ -126,6 +130,35 @@ impl FleetAgent {
                 self.state.admission.set(Admission::Open);
                 Outcome::Succeeded {
                     detail: "taking jobs".into(),
+                }
+            }
+            Action::SetPrices { prices } => {
+                let changes: Vec<_> = prices
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.model,
+                            Pricing {
+                                price_msat: p.price_msat,
+                                token_price: p.token_price,
+                            },
+                        )
+                    })
+                    .collect();
+                match self.state.engine.set_prices(&changes) {
+                    Ok(()) => {
+                        let offers = self.state.engine.offers();
+                        self.catalog.send_modify(|c| c.models = offers);
+                        Outcome::Succeeded {
+                            detail: format!(
+                                "new prices for {} model(s), advertised",
+                                changes.len()
+                            ),
+                        }
+                    }
+                    Err(e) => Outcome::Failed {
+                        reason: e.to_string(),
+                    },
                 }
             }
             Action::Drain => {

@@ -182,7 +182,7 @@ impl JobServer {
         if let Some(refusal) = self.not_admitted() {
             return refusal;
         }
-        let Some(offer) = self.engine.offer(&request.model_hash).cloned() else {
+        let Some(offer) = self.engine.offer(&request.model_hash) else {
             return refuse(
                 RefusalCode::UnknownModel,
                 format!("this node has no model with hash {}", request.model_hash),
@@ -278,7 +278,14 @@ impl JobServer {
         } else {
             MilliSats(0)
         };
-        let price = offer.price_for(done.usage.input_tokens, done.usage.output_tokens);
+        // Never above the budget: a price raised while a generation ran (on
+        // a model loaded at the old one) is charged at most what was agreed.
+        let price = MilliSats(
+            offer
+                .price_for(done.usage.input_tokens, done.usage.output_tokens)
+                .0
+                .min(budget.0),
+        );
         let receipt = Receipt {
             job_id: request.job_id,
             node_id: self.node_id,

@@ -71,7 +71,7 @@ pub struct RunningNode {
     /// Where `/metrics` is served, with `--metrics-addr`.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// What the node advertises; kept so the advertiser keeps listening.
-    _catalog: watch::Sender<Catalog>,
+    _catalog: Arc<watch::Sender<Catalog>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -209,6 +209,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     // Advertise from the start, so that downloads show in the operator's
     // view; the models join the ads once loaded.
     let (catalog, catalog_rx) = watch::channel(Catalog::default());
+    let catalog = Arc::new(catalog);
     let bids = jobs::Bids::default();
     let advertiser = Advertiser {
         network: network.clone(),
@@ -229,9 +230,11 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     fetch_all(&network, &config, Some(&catalog)).await?;
     let models_dir = config.models_dir.clone();
     let engine_config = config.engine(&hardware);
-    let engine = tokio::task::spawn_blocking(move || Engine::load(&models_dir, engine_config))
+    let mut engine = tokio::task::spawn_blocking(move || Engine::load(&models_dir, engine_config))
         .await
         .map_err(|_| NodeError::LoaderPanicked)??;
+    // Prices the operator set (over the fleet link) outlive restarts.
+    engine.keep_prices_in(config.key_file.with_file_name("prices.json"))?;
     if engine.is_empty() {
         return Err(NodeError::NoModels(config.models_dir.display().to_string()));
     }
@@ -322,6 +325,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             let agent = fleet::FleetAgent {
                 state: state.clone(),
                 server: pin.server.peer_id(),
+                catalog: catalog.clone(),
             };
             tasks.push(tokio::spawn(agent.run()));
         }

@@ -48,7 +48,7 @@ impl NodeState {
             .engine
             .resident()
             .iter()
-            .filter_map(|h| self.engine.offer(h).map(|o| o.name.clone()))
+            .filter_map(|h| self.engine.offer(h).map(|o| o.name))
             .collect();
         let mut t = sampler.sample();
         t.queued_jobs = active.saturating_sub(capacity);

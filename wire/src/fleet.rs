@@ -79,6 +79,22 @@ impl fmt::Debug for CommandId {
     }
 }
 
+/// A new price for one model the node offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// The model, by content hash.
+    pub model: ModelHash,
+    /// What a job costs before tokens.
+    pub price_msat: crate::MilliSats,
+    /// Per metered token.
+    #[serde(default)]
+    pub token_price: crate::pricing::TokenPrice,
+}
+
+/// Most models one price change may name.
+pub const MAX_PRICES: usize = 256;
+
 /// What an operator asks a node to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -89,6 +105,9 @@ pub enum Action {
     Resume,
     /// Take no new jobs; the result comes once the running ones finished.
     Drain,
+    /// Change the prices of some models (all or none; the others keep
+    /// theirs); the node's ads carry them at once.
+    SetPrices { prices: Vec<ModelPrice> },
 }
 
 impl Action {
@@ -98,6 +117,20 @@ impl Action {
             Action::Pause => "pause".into(),
             Action::Resume => "resume".into(),
             Action::Drain => "drain".into(),
+            Action::SetPrices { prices } => match prices.as_slice() {
+                [one] => format!("set price of {} to {} msat", one.model, one.price_msat.0),
+                many => format!("set prices of {} models", many.len()),
+            },
+        }
+    }
+
+    /// Checks what can be checked before the node sees it.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Action::SetPrices { prices } if prices.is_empty() || prices.len() > MAX_PRICES => {
+                Err(format!("set_prices names 1 to {MAX_PRICES} models"))
+            }
+            _ => Ok(()),
         }
     }
 }

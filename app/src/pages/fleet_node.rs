@@ -3,13 +3,17 @@
 //! last hour, day, week or month, drawn live as new telemetry arrives.
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
-use wire::fleet::{FleetEvent, Gauges, TelemetryPoint, TelemetrySeries};
+use wire::fleet::{
+    Action, FleetEvent, Gauges, ModelPrice, NewCommand, TelemetryPoint, TelemetrySeries,
+};
+use wire::pricing::TokenPrice;
 use wire::UnixMillis;
 
 use crate::api::fleet_node;
 use crate::auth::RequireAccount;
-use crate::browser::{listen_events, stop_events};
+use crate::browser::{call, listen_events, stop_events};
 use crate::components::{short_id, LineChart};
 
 /// The ranges a visitor may pick, in minutes.
@@ -68,8 +72,13 @@ fn Charts(id: Signal<String>) -> impl IntoView {
                     Ok((None, _, _)) => {
                         view! { <p class="empty">"No such node among yours."</p> }.into_any()
                     }
-                    Ok((Some(_), series, now)) => {
-                        view! { <Live id=id.get() series now minutes=minutes.get() /> }.into_any()
+                    Ok((Some(node), series, now)) => {
+                        let models = node.info.map(|i| i.models).unwrap_or_default();
+                        view! {
+                            <Live id=id.get() series now minutes=minutes.get() />
+                            <Prices id=id.get() models />
+                        }
+                            .into_any()
                     }
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 }
@@ -196,5 +205,96 @@ fn Live(id: String, series: TelemetrySeries, now: UnixMillis, minutes: u32) -> i
                     .collect_view()
             }}
         </div>
+    }
+}
+
+/// The node's prices, changed over its fleet link: each model's price per
+/// job and per token, in millisatoshis.
+#[component]
+fn Prices(id: String, models: Vec<wire::registry::ModelOffer>) -> impl IntoView {
+    let status = RwSignal::new(None::<Result<String, String>>);
+    let rows = models
+        .into_iter()
+        .map(|m| {
+            let base = RwSignal::new(m.price_msat.0.to_string());
+            let input = RwSignal::new(m.token_price.input_msat.0.to_string());
+            let output = RwSignal::new(m.token_price.output_msat.0.to_string());
+            let id = id.clone();
+            let hash = m.hash;
+            let save = move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                let parse = |s: RwSignal<String>, what: &str| {
+                    s.get()
+                        .trim()
+                        .parse::<u64>()
+                        .map(wire::MilliSats)
+                        .map_err(|_| format!("{what} must be a whole number of msat"))
+                };
+                let price = (|| {
+                    Ok::<_, String>(ModelPrice {
+                        model: hash,
+                        price_msat: parse(base, "The price per job")?,
+                        token_price: TokenPrice {
+                            input_msat: parse(input, "The price per input token")?,
+                            output_msat: parse(output, "The price per output token")?,
+                        },
+                    })
+                })();
+                let id = id.clone();
+                spawn_local(async move {
+                    let price = match price {
+                        Ok(p) => p,
+                        Err(e) => return status.set(Some(Err(e))),
+                    };
+                    let Ok(node) = id.parse() else { return };
+                    let body = NewCommand {
+                        nodes: vec![node],
+                        action: Action::SetPrices {
+                            prices: vec![price],
+                        },
+                        expires_in_secs: None,
+                    };
+                    let sent = call::<serde_json::Value>("POST", "/api/v1/fleet/commands", Some(&body)).await;
+                    status.set(Some(sent.map(|v| {
+                        format!(
+                            "Sent ({}): the node advertises the new price once it has it.",
+                            v["commands"][0]["status"].as_str().unwrap_or("sent")
+                        )
+                    })));
+                });
+            };
+            view! {
+                <form class="inline price" on:submit=save data-model=m.name.clone()>
+                    <strong>{m.name.clone()}</strong>
+                    <label>
+                        "per job (msat)"
+                        <input type="number" min="0" inputmode="numeric" prop:value=move || base.get() on:input=move |ev| base.set(event_target_value(&ev)) />
+                    </label>
+                    <label>
+                        "per input token"
+                        <input type="number" min="0" inputmode="numeric" prop:value=move || input.get() on:input=move |ev| input.set(event_target_value(&ev)) />
+                    </label>
+                    <label>
+                        "per output token"
+                        <input type="number" min="0" inputmode="numeric" prop:value=move || output.get() on:input=move |ev| output.set(event_target_value(&ev)) />
+                    </label>
+                    <button type="submit">"Set"</button>
+                </form>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card prices">
+            <h2>"Prices"</h2>
+            {rows}
+            {move || {
+                status
+                    .get()
+                    .map(|s| match s {
+                        Ok(m) => view! { <p class="muted" role="status">{m}</p> }.into_any(),
+                        Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+                    })
+            }}
+        </section>
     }
 }

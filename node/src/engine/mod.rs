@@ -17,12 +17,14 @@ mod queue;
 mod residency;
 mod tensor;
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use wire::jobs::{JobInput, JobOutput, Usage};
+use wire::pricing::TokenPrice;
 use wire::registry::{ModelOffer, Task};
 use wire::{MilliSats, ModelHash, Sha256Digest};
 
@@ -137,6 +139,8 @@ pub enum EngineError {
     WrongTask(&'static str),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    #[error("the prices file: {0}")]
+    Prices(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("the model returned {0}")]
@@ -257,11 +261,22 @@ struct Stored {
     bytes: u64,
 }
 
+/// A model's prices as its operator set them, over its manifest's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pricing {
+    pub price_msat: MilliSats,
+    #[serde(default)]
+    pub token_price: TokenPrice,
+}
+
 pub struct Engine {
     config: EngineConfig,
     devices: Vec<tch::Device>,
     store: Vec<Stored>,
     residency: Residency<LoadedModel>,
+    /// Prices set by the operator, by model; kept in `prices_file`.
+    prices: std::sync::RwLock<HashMap<ModelHash, Pricing>>,
+    prices_file: Option<PathBuf>,
 }
 
 impl Engine {
@@ -300,6 +315,8 @@ impl Engine {
             devices,
             store,
             residency: Residency::new(budget),
+            prices: std::sync::RwLock::new(HashMap::new()),
+            prices_file: None,
         };
         // Load what fits, in store order; the rest loads on first use.
         let mut used = vec![0u64; engine.devices.len()];
@@ -329,11 +346,15 @@ impl Engine {
         let s = &self.store[i];
         let device = self.devices[s.device];
         let model = match s.files.manifest.task {
-            Task::Embedding => embedding::start(&s.files, s.offer.clone(), device, &self.config)?,
-            Task::TextGeneration => {
-                generation::start(&s.files, s.offer.clone(), device, &self.config)?
+            Task::Embedding => {
+                embedding::start(&s.files, self.priced(s.offer.clone()), device, &self.config)?
             }
-            Task::Tensor => tensor::start(&s.files, s.offer.clone(), device, &self.config)?,
+            Task::TextGeneration => {
+                generation::start(&s.files, self.priced(s.offer.clone()), device, &self.config)?
+            }
+            Task::Tensor => {
+                tensor::start(&s.files, self.priced(s.offer.clone()), device, &self.config)?
+            }
         };
         tracing::info!(
             model = %model.offer.name,
@@ -344,16 +365,74 @@ impl Engine {
         Ok(model)
     }
 
-    /// What this node offers: every model in the store, loaded or not.
+    /// What this node offers: every model in the store, loaded or not, at
+    /// its current prices.
     pub fn offers(&self) -> Vec<ModelOffer> {
-        self.store.iter().map(|s| s.offer.clone()).collect()
+        self.store
+            .iter()
+            .map(|s| self.priced(s.offer.clone()))
+            .collect()
     }
 
-    pub fn offer(&self, hash: &ModelHash) -> Option<&ModelOffer> {
+    /// One model's offer, at its current prices.
+    pub fn offer(&self, hash: &ModelHash) -> Option<ModelOffer> {
         self.store
             .iter()
             .find(|s| &s.offer.hash == hash)
-            .map(|s| &s.offer)
+            .map(|s| self.priced(s.offer.clone()))
+    }
+
+    fn priced(&self, mut offer: ModelOffer) -> ModelOffer {
+        let prices = self.prices.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = prices.get(&offer.hash) {
+            offer.price_msat = p.price_msat;
+            offer.token_price = p.token_price;
+        }
+        offer
+    }
+
+    /// Keeps the operator's prices in `path` (JSON), reading those saved
+    /// there before (for models still in the store).
+    pub fn keep_prices_in(&mut self, path: PathBuf) -> Result<(), EngineError> {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let saved: HashMap<ModelHash, Pricing> = serde_json::from_str(&text)
+                    .map_err(|e| EngineError::Prices(format!("{}: {e}", path.display())))?;
+                let known: Vec<ModelHash> = self.store.iter().map(|s| s.offer.hash).collect();
+                let mut prices = self.prices.write().unwrap_or_else(|e| e.into_inner());
+                prices.extend(saved.into_iter().filter(|(h, _)| known.contains(h)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::Prices(format!("{}: {e}", path.display()))),
+        }
+        self.prices_file = Some(path);
+        Ok(())
+    }
+
+    /// Sets the prices of some models, all or none: every hash must name a
+    /// model in the store. New jobs pay them at once; a model loads with
+    /// them next time (a generation running now stops within its budget
+    /// as it was priced when it started).
+    pub fn set_prices(&self, changes: &[(ModelHash, Pricing)]) -> Result<(), EngineError> {
+        for (hash, _) in changes {
+            if !self.store.iter().any(|s| &s.offer.hash == hash) {
+                return Err(EngineError::UnknownModel(*hash));
+            }
+        }
+        let snapshot = {
+            let mut prices = self.prices.write().unwrap_or_else(|e| e.into_inner());
+            prices.extend(changes.iter().copied());
+            prices.clone()
+        };
+        if let Some(path) = &self.prices_file {
+            let text = serde_json::to_string_pretty(&snapshot)
+                .map_err(|e| EngineError::Prices(e.to_string()))?;
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| EngineError::Prices(format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
     }
 
     /// The model with `hash`, loading it first if it is not resident, and

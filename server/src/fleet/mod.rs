@@ -381,6 +381,7 @@ impl Fleet {
                 "name 1 to {MAX_COMMAND_NODES} nodes"
             )));
         }
+        new.action.check().map_err(FleetError::BadRequest)?;
         let wait = new.expires_in_secs.unwrap_or(DEFAULT_COMMAND_WAIT_SECS);
         if !(1..=MAX_COMMAND_WAIT_SECS).contains(&wait) {
             return Err(FleetError::BadRequest(format!(

@@ -402,6 +402,69 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
         accepting(&server, &a.peer_id).then_some(())
     });
 
+    // A new price for b's MiniLM: the command says so, /nodes shows it at
+    // once (the node advertises it), and the next job pays it.
+    let info: Value = http()
+        .get(server.url(&format!("/nodes/{}", b.peer_id)))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let minilm = info["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "all-minilm-l6-v2")
+        .unwrap()
+        .clone();
+    let new_price = minilm["price_msat"].as_u64().unwrap() * 2 + 1000;
+    let (status, body) = command(
+        &server,
+        &farm,
+        json!({ "nodes": [b.peer_id], "action": { "type": "set_prices", "prices": [
+            { "model": minilm["hash"], "price_msat": new_price }
+        ] } }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    events.command(body["commands"][0]["id"].as_str().unwrap(), "succeeded");
+    eventually(Duration::from_secs(10), "the new price in /nodes", || {
+        let info: Value = http()
+            .get(server.url(&format!("/nodes/{}", b.peer_id)))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        info["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "all-minilm-l6-v2" && m["price_msat"] == new_price)
+            .then_some(())
+    });
+    let r = consumer
+        .post(server.url("/api/v1/jobs"))
+        .json(&json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["priced"] }, "node": b.peer_id }))
+        .send()
+        .unwrap();
+    let record: Value = r.json().unwrap();
+    assert!(
+        record["price_msat"].as_u64().unwrap() >= new_price,
+        "{record}"
+    );
+    // A price for a model the node does not have changes nothing.
+    let (_, body) = command(
+        &server,
+        &farm,
+        json!({ "nodes": [b.peer_id], "action": { "type": "set_prices", "prices": [
+            { "model": "ab".repeat(32), "price_msat": 1 }
+        ] } }),
+    );
+    let failed = events.command(body["commands"][0]["id"].as_str().unwrap(), "failed");
+    assert!(
+        failed["detail"].as_str().unwrap().contains("no model"),
+        "{failed}"
+    );
+
     // The server's /metrics: two links open, frames and commands counted.
     let server_metrics = server.ready()["metrics"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -411,7 +474,7 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
     assert!(scrape(&server_metrics, "infernet_server_telemetry_frames_total") >= 2.0);
     assert_eq!(
         scrape(&server_metrics, "infernet_server_fleet_commands_total"),
-        4.0
+        6.0
     );
     assert!(
         scrape(
@@ -446,12 +509,34 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
         .iter()
         .map(|c| c["action"]["type"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["resume", "resume", "drain", "pause"]);
-    assert!(log["commands"]
+    assert_eq!(
+        actions,
+        [
+            "set_prices",
+            "set_prices",
+            "resume",
+            "resume",
+            "drain",
+            "pause"
+        ]
+    );
+    let statuses: Vec<&str> = log["commands"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|c| c["status"] == "succeeded"));
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "failed",
+            "succeeded",
+            "succeeded",
+            "succeeded",
+            "succeeded",
+            "succeeded"
+        ]
+    );
 }
 
 #[test]
