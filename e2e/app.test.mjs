@@ -431,6 +431,9 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
   await page.locator("details.alert-settings summary").click();
   await page.locator("#alert-secret", { hasText: "whsec_" }).waitFor();
   await page.locator("#fleet-alerts li.empty").waitFor();
+  // The team: nobody else yet, and the form to let someone in.
+  await page.locator("#team-invite").waitFor();
+  assert.equal(await page.locator("#team-members li").count(), 0);
   assert.ok(await fits(page, 360), "My nodes fits a phone");
   await page.screenshot({ path: join(artifacts, "fleet-phone.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });

@@ -196,6 +196,10 @@ pub async fn revoke_enrol_token(id: String) -> Result<(), ServerFnError> {
 /// alerts, and the server's clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FleetPage {
+    /// Whose fleet this is: the caller's own (`None`) or an owner's whose
+    /// team they are in, with their role there.
+    pub acting: Option<wire::fleet::TeamMember>,
+    pub team: wire::fleet::Team,
     pub nodes: Vec<wire::fleet::FleetNode>,
     pub log: Vec<wire::fleet::CommandView>,
     pub alerts: Vec<wire::fleet::AlertView>,
@@ -203,10 +207,22 @@ pub struct FleetPage {
 }
 
 #[server(input = Json, endpoint = "fleet_view")]
-pub async fn fleet_view() -> Result<FleetPage, ServerFnError> {
-    let caller = caller()?;
+pub async fn fleet_view(fleet: Option<String>) -> Result<FleetPage, ServerFnError> {
+    let me = caller()?;
     let backend = backend()?;
+    let team = backend.0.fleet_team(&me).await.map_err(err)?;
+    let caller = backend.0.fleet_acting(&me, fleet).await.map_err(err)?;
+    let acting = (caller.account != me.account)
+        .then(|| {
+            team.fleets
+                .iter()
+                .find(|f| f.account == caller.account)
+                .cloned()
+        })
+        .flatten();
     Ok(FleetPage {
+        acting,
+        team,
         nodes: backend.0.fleet_nodes(&caller).await.map_err(err)?,
         log: backend.0.fleet_log(&caller, 20).await.map_err(err)?,
         alerts: backend.0.fleet_alerts(&caller, 20).await.map_err(err)?,
@@ -217,12 +233,17 @@ pub async fn fleet_view() -> Result<FleetPage, ServerFnError> {
 /// Each of the signed-in operator's nodes' record (uptime, completion,
 /// latency, earnings) over the last `days` days.
 #[server(input = Json, endpoint = "fleet_stats")]
-pub async fn fleet_stats(days: u32) -> Result<wire::fleet::FleetStats, ServerFnError> {
-    backend()?
+pub async fn fleet_stats(
+    days: u32,
+    fleet: Option<String>,
+) -> Result<wire::fleet::FleetStats, ServerFnError> {
+    let backend = backend()?;
+    let caller = backend
         .0
-        .fleet_stats(&caller()?, days)
+        .fleet_acting(&caller()?, fleet)
         .await
-        .map_err(err)
+        .map_err(err)?;
+    backend.0.fleet_stats(&caller, days).await.map_err(err)
 }
 
 /// One of the signed-in operator's nodes, live, with its telemetry of the
@@ -231,6 +252,7 @@ pub async fn fleet_stats(days: u32) -> Result<wire::fleet::FleetStats, ServerFnE
 pub async fn fleet_node(
     id: String,
     minutes: u32,
+    fleet: Option<String>,
 ) -> Result<
     (
         Option<wire::fleet::FleetNode>,
@@ -242,8 +264,12 @@ pub async fn fleet_node(
     let node: wire::NodeId = id
         .parse()
         .map_err(|e: wire::ids::ParseIdError| ServerFnError::new(e))?;
-    let caller = caller()?;
     let backend = backend()?;
+    let caller = backend
+        .0
+        .fleet_acting(&caller()?, fleet)
+        .await
+        .map_err(err)?;
     let now = UnixMillis::now();
     let Some(live) = backend
         .0

@@ -13,7 +13,7 @@ use wire::accounts::{
 use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
-use wire::fleet::{AlertView, CommandView, FleetNode, FleetStats, TelemetrySeries};
+use wire::fleet::{AlertView, CommandView, FleetNode, FleetStats, Team, TelemetrySeries};
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::{Caller, JobId, NodeId, UnixMillis};
@@ -52,6 +52,15 @@ pub trait Backend: Send + Sync + 'static {
         new: NewEnrolToken,
     ) -> Result<CreatedEnrolToken, ErrorBody>;
     async fn revoke_enrol_token(&self, caller: &Caller, id: String) -> Result<(), ErrorBody>;
+    /// Who the caller acts as on `fleet` (an owner's account id whose team
+    /// they are in; none: their own fleet).
+    async fn fleet_acting(
+        &self,
+        caller: &Caller,
+        fleet: Option<String>,
+    ) -> Result<Caller, ErrorBody>;
+    /// The caller's team, and the fleets they are in.
+    async fn fleet_team(&self, caller: &Caller) -> Result<Team, ErrorBody>;
     /// The caller's fleet, live: each node with its link's state and last
     /// telemetry.
     async fn fleet_nodes(&self, caller: &Caller) -> Result<Vec<FleetNode>, ErrorBody>;

@@ -8,7 +8,7 @@ use wire::accounts::{
 use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
-use wire::fleet::{AlertView, CommandView, FleetNode, FleetStats, TelemetrySeries};
+use wire::fleet::{AlertView, CommandView, FleetNode, FleetStats, Team, TelemetrySeries};
 use wire::jobs::{JobRecord, JobSummary, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::{Caller, JobId, NodeId, UnixMillis};
@@ -122,6 +122,21 @@ impl Backend for AppState {
             .log(caller, None, None, limit)
             .await
             .map_err(body)
+    }
+
+    async fn fleet_acting(
+        &self,
+        caller: &Caller,
+        fleet: Option<String>,
+    ) -> Result<Caller, ErrorBody> {
+        self.fleet
+            .acting(caller, fleet.as_deref())
+            .await
+            .map_err(body)
+    }
+
+    async fn fleet_team(&self, caller: &Caller) -> Result<Team, ErrorBody> {
+        crate::fleet::team_view(self, caller).await.map_err(body)
     }
 
     async fn fleet_alerts(&self, caller: &Caller, limit: u32) -> Result<Vec<AlertView>, ErrorBody> {

@@ -15,6 +15,7 @@ use crate::api::fleet_node;
 use crate::auth::RequireAccount;
 use crate::browser::{call, listen_events, stop_events};
 use crate::components::{short_id, LineChart};
+use crate::pages::my_nodes::with_fleet;
 
 /// The ranges a visitor may pick, in minutes.
 const RANGES: [(u32, &str); 4] = [
@@ -43,10 +44,12 @@ pub(crate) fn FleetNodePage() -> impl IntoView {
 
 #[component]
 fn Charts(id: Signal<String>) -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let fleet = Memo::new(move |_| query.with(|q| q.get("fleet")));
     let minutes = RwSignal::new(60u32);
     let data = Resource::new(
-        move || (id.get(), minutes.get()),
-        |(id, m)| fleet_node(id, m),
+        move || (id.get(), minutes.get(), fleet.get()),
+        |(id, m, f)| fleet_node(id, m, f),
     );
     view! {
         <div class="row ranges" role="group" aria-label="Range">
@@ -74,9 +77,10 @@ fn Charts(id: Signal<String>) -> impl IntoView {
                     }
                     Ok((Some(node), series, now)) => {
                         let models = node.info.map(|i| i.models).unwrap_or_default();
+                        let f = fleet.get_untracked();
                         view! {
-                            <Live id=id.get() series now minutes=minutes.get() />
-                            <Prices id=id.get() models />
+                            <Live id=id.get() series now minutes=minutes.get() fleet=f.clone() />
+                            <Prices id=id.get() models fleet=f />
                         }
                             .into_any()
                     }
@@ -89,7 +93,14 @@ fn Charts(id: Signal<String>) -> impl IntoView {
 
 /// The charts, with new telemetry appended as it arrives.
 #[component]
-fn Live(id: String, series: TelemetrySeries, now: UnixMillis, minutes: u32) -> impl IntoView {
+fn Live(
+    id: String,
+    series: TelemetrySeries,
+    now: UnixMillis,
+    minutes: u32,
+    fleet: Option<String>,
+) -> impl IntoView {
+    let events_url = with_fleet("/api/v1/fleet/events", &fleet);
     let span = u64::from(minutes) * 60_000;
     let step = series.step_ms;
     let points = RwSignal::new(series.points);
@@ -98,7 +109,7 @@ fn Live(id: String, series: TelemetrySeries, now: UnixMillis, minutes: u32) -> i
         let id = id.clone();
         move |_| {
             let id = id.clone();
-            let stream = listen_events("/api/v1/fleet/events", &["telemetry"], move |_, data| {
+            let stream = listen_events(&events_url, &["telemetry"], move |_, data| {
                 let Ok(FleetEvent::Telemetry {
                     node_id,
                     at,
@@ -211,7 +222,12 @@ fn Live(id: String, series: TelemetrySeries, now: UnixMillis, minutes: u32) -> i
 /// The node's prices, changed over its fleet link: each model's price per
 /// job and per token, in millisatoshis.
 #[component]
-fn Prices(id: String, models: Vec<wire::registry::ModelOffer>) -> impl IntoView {
+fn Prices(
+    id: String,
+    models: Vec<wire::registry::ModelOffer>,
+    fleet: Option<String>,
+) -> impl IntoView {
+    let commands_url = with_fleet("/api/v1/fleet/commands", &fleet);
     let status = RwSignal::new(None::<Result<String, String>>);
     let rows = models
         .into_iter()
@@ -220,6 +236,7 @@ fn Prices(id: String, models: Vec<wire::registry::ModelOffer>) -> impl IntoView 
             let input = RwSignal::new(m.token_price.input_msat.0.to_string());
             let output = RwSignal::new(m.token_price.output_msat.0.to_string());
             let id = id.clone();
+            let commands_url = commands_url.clone();
             let hash = m.hash;
             let save = move |ev: leptos::ev::SubmitEvent| {
                 ev.prevent_default();
@@ -241,6 +258,7 @@ fn Prices(id: String, models: Vec<wire::registry::ModelOffer>) -> impl IntoView 
                     })
                 })();
                 let id = id.clone();
+                let url = commands_url.clone();
                 spawn_local(async move {
                     let price = match price {
                         Ok(p) => p,
@@ -254,7 +272,7 @@ fn Prices(id: String, models: Vec<wire::registry::ModelOffer>) -> impl IntoView 
                         },
                         expires_in_secs: None,
                     };
-                    let sent = call::<serde_json::Value>("POST", "/api/v1/fleet/commands", Some(&body)).await;
+                    let sent = call::<serde_json::Value>("POST", &url, Some(&body)).await;
                     status.set(Some(sent.map(|v| {
                         format!(
                             "Sent ({}): the node advertises the new price once it has it.",

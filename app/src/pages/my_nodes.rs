@@ -12,7 +12,8 @@ use leptos::task::spawn_local;
 use serde::Deserialize;
 use wire::fleet::{
     Action, AdmissionState, AlertSettings, AlertSettingsView, AlertView, CommandStatus,
-    CommandView, FleetEvent, FleetNode, NewCommand, ReachabilityKind,
+    CommandView, FleetEvent, FleetNode, NewCommand, ReachabilityKind, Team, TeamGrant, TeamMember,
+    TeamRole,
 };
 use wire::{NodeId, UnixMillis};
 
@@ -43,18 +44,33 @@ pub(crate) fn MyNodesPage() -> impl IntoView {
     }
 }
 
+/// `?fleet=<owner>` appended to a fleet URL: the owner whose fleet the
+/// page shows (a team member's view), if not one's own.
+pub(crate) fn with_fleet(url: &str, fleet: &Option<String>) -> String {
+    match fleet {
+        Some(f) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}fleet={f}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[component]
 fn MyNodes() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let fleet = Memo::new(move |_| query.with(|q| q.get("fleet")));
     // Bumped to read the whole fleet again (after a release, or when the
     // event stream fell behind).
     let version = RwSignal::new(0u32);
-    let view_data = Resource::new(move || version.get(), |_| fleet_view());
+    let view_data = Resource::new(move || (version.get(), fleet.get()), |(_, f)| fleet_view(f));
     view! {
         <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match view_data.await {
                     Ok(v) if v.nodes.is_empty() => {
                         view! {
+                            <Acting acting=v.acting.clone() />
                             <p class="empty">
                                 "No nodes yet. Make an enrolment token in "
                                 <a href="/settings#enrol-tokens">"Settings"</a>
@@ -62,11 +78,25 @@ fn MyNodes() -> impl IntoView {
                                 <code>"--enroll <token>"</code>
                                 "."
                             </p>
+                            <TeamSection team=v.team own=v.acting.is_none() />
                         }
                             .into_any()
                     }
                     Ok(v) => {
-                        view! { <Fleet nodes=v.nodes log=v.log alerts=v.alerts now=v.now version /> }
+                        let own = v.acting.is_none();
+                        view! {
+                            <Acting acting=v.acting.clone() />
+                            <Fleet
+                                nodes=v.nodes
+                                log=v.log
+                                alerts=v.alerts
+                                now=v.now
+                                version
+                                fleet=fleet.get_untracked()
+                                own
+                            />
+                            <TeamSection team=v.team own />
+                        }
                             .into_any()
                     }
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
@@ -178,7 +208,14 @@ fn Fleet(
     alerts: Vec<AlertView>,
     now: UnixMillis,
     version: RwSignal<u32>,
+    /// Whose fleet (a team member's view), if not one's own.
+    fleet: Option<String>,
+    /// One's own fleet: alert settings are the owner's alone.
+    own: bool,
 ) -> impl IntoView {
+    let events_url = with_fleet("/api/v1/fleet/events", &fleet);
+    let commands_url = StoredValue::new(with_fleet("/api/v1/fleet/commands", &fleet));
+    let fleet_for_cards = StoredValue::new(fleet.clone());
     let nodes = RwSignal::new(nodes);
     let log = RwSignal::new(log);
     let alerts = RwSignal::new(alerts);
@@ -191,7 +228,7 @@ fn Fleet(
 
     // Live: every change to these nodes, as it happens.
     Effect::new(move |_| {
-        let id = listen_events("/api/v1/fleet/events", &EVENTS, move |kind, data| {
+        let id = listen_events(&events_url, &EVENTS, move |kind, data| {
             live.set(true);
             if kind == "lagged" {
                 version.update(|v| *v += 1);
@@ -219,6 +256,7 @@ fn Fleet(
         if targets.is_empty() {
             return;
         }
+        let url = commands_url.get_value();
         spawn_local(async move {
             #[derive(Deserialize)]
             struct Sent {
@@ -229,7 +267,7 @@ fn Fleet(
                 action,
                 expires_in_secs: None,
             };
-            match call::<Sent>("POST", "/api/v1/fleet/commands", Some(&body)).await {
+            match call::<Sent>("POST", &url, Some(&body)).await {
                 Ok(sent) => log.update(|l| {
                     for c in sent.commands.into_iter().rev() {
                         if !l.iter().any(|x| x.id == c.id) {
@@ -347,7 +385,7 @@ fn Fleet(
         {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         <ul class="fleet">
             <For each=move || shown.get() key=|id| *id let:id>
-                <NodeCard id nodes now selected send release />
+                <NodeCard id nodes now selected send release fleet=fleet_for_cards.get_value() />
             </For>
         </ul>
         {move || {
@@ -355,10 +393,10 @@ fn Fleet(
         }}
         <h2>"Alerts"</h2>
         <Alerts alerts now />
-        <AlertSettingsForm />
+        {own.then(|| view! { <AlertSettingsForm /> })}
         <h2>"Recent commands"</h2>
         <Commands log now />
-        <Record />
+        <Record fleet />
     }
 }
 
@@ -518,12 +556,13 @@ fn AlertSettingsForm() -> impl IntoView {
 /// Each node's record over the last week: the evidence its reputation is
 /// built from, and what it earned.
 #[component]
-fn Record() -> impl IntoView {
-    let stats = Resource::new(|| (), |_| fleet_stats(7));
+fn Record(fleet: Option<String>) -> impl IntoView {
+    let csv = with_fleet("/api/v1/fleet/earnings?format=csv", &fleet);
+    let stats = Resource::new(move || fleet.clone(), |f| fleet_stats(7, f));
     view! {
         <h2>"Record, last 7 days"</h2>
         <p>
-            <a href="/api/v1/fleet/earnings?format=csv" download="infernet-earnings.csv" id="earnings-csv">
+            <a href=csv download="infernet-earnings.csv" id="earnings-csv">
                 "Earnings per day, node, device and model (CSV)"
             </a>
         </p>
@@ -608,11 +647,13 @@ fn NodeCard(
     selected: RwSignal<HashSet<NodeId>>,
     send: impl Fn(Vec<NodeId>, Action) + Copy + Send + Sync + 'static,
     release: impl Fn(String) + Copy + Send + Sync + 'static,
+    fleet: Option<String>,
 ) -> impl IntoView {
     let node = Memo::new(move |_| nodes.with(|ns| ns.iter().find(|n| n.node_id == id).cloned()));
     let text = id.to_string();
     let short = short_id(&text);
-    let href = format!("/my-nodes/{text}");
+    let href = with_fleet(&format!("/my-nodes/{text}"), &fleet);
+    let (pause, drain, resume) = (send, send, send);
     let to_release = text.clone();
     let body = move || {
         let Some(n) = node.get() else {
@@ -746,13 +787,13 @@ fn NodeCard(
             </div>
             {body}
             <div class="row">
-                <button type="button" class="secondary pause" on:click=move |_| send(vec![id], Action::Pause)>
+                <button type="button" class="secondary pause" on:click=move |_| pause(vec![id], Action::Pause)>
                     "Pause"
                 </button>
-                <button type="button" class="secondary drain" on:click=move |_| send(vec![id], Action::Drain)>
+                <button type="button" class="secondary drain" on:click=move |_| drain(vec![id], Action::Drain)>
                     "Drain"
                 </button>
-                <button type="button" class="secondary resume" on:click=move |_| send(vec![id], Action::Resume)>
+                <button type="button" class="secondary resume" on:click=move |_| resume(vec![id], Action::Resume)>
                     "Resume"
                 </button>
                 <button type="button" class="secondary release" on:click=move |_| release(to_release.clone())>
@@ -815,5 +856,137 @@ fn Commands(log: RwSignal<Vec<CommandView>>, now: RwSignal<UnixMillis>) -> impl 
                     .into_any()
             }}
         </ul>
+    }
+}
+
+/// Says whose fleet this is when it is not one's own.
+#[component]
+fn Acting(acting: Option<TeamMember>) -> impl IntoView {
+    acting.map(|a| {
+        let role = match a.role {
+            TeamRole::Viewer => "viewer",
+            TeamRole::Manager => "manager",
+        };
+        view! {
+            <p class="acting card" id="fleet-acting">
+                "The fleet of " <strong>{a.name}</strong> ", as " {role} ". "
+                <a href="/my-nodes">"Back to my nodes"</a>
+            </p>
+        }
+    })
+}
+
+/// One's team (who may see or run one's fleet), and the fleets one is in.
+#[component]
+fn TeamSection(team: Team, own: bool) -> impl IntoView {
+    let members = RwSignal::new(team.members);
+    let error = RwSignal::new(None::<String>);
+    let account = RwSignal::new(String::new());
+    let role = RwSignal::new("viewer".to_owned());
+    let invite = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        error.set(None);
+        let who = account.get().trim().to_owned();
+        let as_role = if role.get() == "manager" {
+            TeamRole::Manager
+        } else {
+            TeamRole::Viewer
+        };
+        spawn_local(async move {
+            let url = format!("/api/v1/fleet/team/{who}");
+            let grant = TeamGrant { role: as_role };
+            match call::<serde_json::Value>("PUT", &url, Some(&grant)).await {
+                Ok(_) => match call::<Team>("GET", "/api/v1/fleet/team", None::<&()>).await {
+                    Ok(t) => {
+                        members.set(t.members);
+                        account.set(String::new());
+                    }
+                    Err(e) => error.set(Some(e)),
+                },
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let revoke = move |who: String| {
+        error.set(None);
+        spawn_local(async move {
+            let url = format!("/api/v1/fleet/team/{who}");
+            match call::<serde_json::Value>("DELETE", &url, None::<&()>).await {
+                Ok(_) => members.update(|m| m.retain(|x| x.account.to_string() != who)),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let fleets = team
+        .fleets
+        .into_iter()
+        .map(|f| {
+            let href = format!("/my-nodes?fleet={}", f.account);
+            let role = match f.role {
+                TeamRole::Viewer => "viewer",
+                TeamRole::Manager => "manager",
+            };
+            view! {
+                <li>
+                    <a href=href class="team-fleet">{f.name}</a>
+                    " · " {role}
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <h2>"Team"</h2>
+        {own
+            .then(|| {
+                view! {
+                    <p class="muted">
+                        "Let another account see your fleet (viewer) or also command it (manager). They find their account id in Settings."
+                    </p>
+                    <ul class="rows" id="team-members">
+                        {move || {
+                            members
+                                .get()
+                                .into_iter()
+                                .map(|m| {
+                                    let who = m.account.to_string();
+                                    let (shown, data) = (who.clone(), who.clone());
+                                    let role = match m.role {
+                                        TeamRole::Viewer => "viewer",
+                                        TeamRole::Manager => "manager",
+                                    };
+                                    view! {
+                                        <li class="team-member" data-account=data>
+                                            <span>{m.name}</span>
+                                            <span class="mono">{shown}</span>
+                                            <span class="badge pending">{role}</span>
+                                            <button type="button" class="secondary" on:click=move |_| revoke(who.clone())>
+                                                "Remove"
+                                            </button>
+                                        </li>
+                                    }
+                                })
+                                .collect_view()
+                        }}
+                    </ul>
+                    <form class="inline" id="team-invite" on:submit=invite>
+                        <input
+                            type="text"
+                            id="team-account"
+                            placeholder="acct_…"
+                            aria-label="Account id"
+                            prop:value=move || account.get()
+                            on:input=move |ev| account.set(event_target_value(&ev))
+                        />
+                        <select id="team-role" aria-label="Role" on:change=move |ev| role.set(event_target_value(&ev))>
+                            <option value="viewer">"viewer"</option>
+                            <option value="manager">"manager"</option>
+                        </select>
+                        <button type="submit">"Add"</button>
+                    </form>
+                }
+            })}
+        {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        <h3>"Fleets you are in"</h3>
+        <ul id="team-fleets">{fleets}</ul>
     }
 }

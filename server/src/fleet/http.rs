@@ -13,8 +13,13 @@
 //! | `GET /fleet/events` (server-sent events) | signed in (`fleet:read`) |
 //! | `GET /fleet/stats?days=` (uptime, completion, latency, earnings per node) | signed in (`fleet:read`) |
 //! | `GET /fleet/alerts?limit=` | signed in (`fleet:read`) |
-//! | `GET /fleet/alert-settings` (with the webhook secret) | signed in (`fleet:read`) |
-//! | `PUT /fleet/alert-settings` | signed in (`fleet:write`) |
+//! | `GET /fleet/alert-settings` (with the webhook secret) | signed in (`fleet:read`), the owner only |
+//! | `PUT /fleet/alert-settings` | signed in (`fleet:write`), the owner only |
+//! | `GET /fleet/team` (one's team, and the fleets one is in) | signed in (`fleet:read`) |
+//! | `PUT /fleet/team/{account} {role}`, `DELETE /fleet/team/{account}` | signed-in session, the owner |
+//!
+//! Every route but the alert settings and the team takes `?fleet=<owner>`:
+//! a team member acts on that owner's fleet, as viewer or manager.
 //! | `GET /fleet/earnings?since=&until=&format=json\|csv` | signed in (`fleet:read`) |
 
 use std::convert::Infallible;
@@ -28,13 +33,34 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use wire::fleet::{
     AlertSettings, AlertSettingsView, AlertView, CommandId, CommandView, FleetNode, FleetStats,
-    NewCommand, TelemetrySeries,
+    NewCommand, Team, TeamGrant, TeamMember, TelemetrySeries,
 };
-use wire::{NodeId, UnixMillis};
+use wire::{AccountId, NodeId, UnixMillis};
 
-use crate::accounts::SignedIn;
+use crate::accounts::{Session, SignedIn};
 use crate::error::{parse_id, ApiError, ApiJson, ApiQuery};
 use crate::AppState;
+
+/// The caller as they act on the fleet named by `?fleet=<owner>` (a
+/// team member), or on their own.
+pub(crate) struct Acting(pub(crate) wire::Caller);
+
+impl axum::extract::FromRequestParts<AppState> for Acting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let SignedIn(caller) = SignedIn::from_request_parts(parts, state).await?;
+        let fleet = parts.uri.query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "fleet")
+                .map(|(_, v)| v.into_owned())
+        });
+        Ok(Acting(state.fleet.acting(&caller, fleet.as_deref()).await?))
+    }
+}
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -45,6 +71,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/fleet/events", get(events))
         .route("/fleet/stats", get(stats))
         .route("/fleet/alerts", get(alerts))
+        .route("/fleet/team", get(team))
+        .route(
+            "/fleet/team/{account}",
+            axum::routing::put(grant).delete(revoke),
+        )
         .route(
             "/fleet/alert-settings",
             get(alert_settings).put(set_alert_settings),
@@ -60,7 +91,7 @@ struct NodeList {
 
 async fn nodes(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
 ) -> Result<Json<NodeList>, ApiError> {
     Ok(Json(NodeList {
         nodes: state.fleet.nodes(&caller).await?,
@@ -70,13 +101,16 @@ async fn nodes(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TelemetryQuery {
+    /// Read by [`Acting`].
+    #[allow(dead_code)]
+    fleet: Option<String>,
     since: Option<u64>,
     until: Option<u64>,
 }
 
 async fn telemetry(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
     Path(peer_id): Path<String>,
     ApiQuery(q): ApiQuery<TelemetryQuery>,
 ) -> Result<Json<TelemetrySeries>, ApiError> {
@@ -98,7 +132,7 @@ struct CommandList {
 
 async fn send(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
     ApiJson(new): ApiJson<NewCommand>,
 ) -> Result<(StatusCode, Json<CommandList>), ApiError> {
     let commands = state.fleet.send(&caller, new).await?;
@@ -108,6 +142,9 @@ async fn send(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
+    /// Read by [`Acting`].
+    #[allow(dead_code)]
+    fleet: Option<String>,
     node: Option<String>,
     before: Option<u64>,
     limit: Option<u32>,
@@ -115,7 +152,7 @@ struct LogQuery {
 
 async fn log(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<CommandList>, ApiError> {
     let node = q.node.as_deref().map(parse_id::<NodeId>).transpose()?;
@@ -133,7 +170,7 @@ async fn log(
 
 async fn command(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
     Path(id): Path<String>,
 ) -> Result<Json<CommandView>, ApiError> {
     let id: CommandId = id.parse().map_err(ApiError::BadRequest)?;
@@ -144,7 +181,7 @@ async fn command(
 /// `telemetry` and `command` events, each a JSON object.
 async fn events(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // The same check as reading the fleet, before anything streams.
     state.fleet.nodes(&caller).await?;
@@ -179,6 +216,9 @@ async fn events(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AlertsQuery {
+    /// Read by [`Acting`].
+    #[allow(dead_code)]
+    fleet: Option<String>,
     limit: Option<u32>,
 }
 
@@ -189,7 +229,7 @@ struct AlertList {
 
 async fn alerts(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
     ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> Result<Json<AlertList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
@@ -221,12 +261,15 @@ async fn set_alert_settings(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatsQuery {
+    /// Read by [`Acting`].
+    #[allow(dead_code)]
+    fleet: Option<String>,
     days: Option<u32>,
 }
 
 async fn stats(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<FleetStats>, ApiError> {
     Ok(Json(state.fleet.stats(&caller, q.days.unwrap_or(7)).await?))
@@ -235,6 +278,9 @@ async fn stats(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EarningsQuery {
+    /// Read by [`Acting`].
+    #[allow(dead_code)]
+    fleet: Option<String>,
     since: Option<u64>,
     until: Option<u64>,
     format: Option<String>,
@@ -245,7 +291,7 @@ struct EarningsQuery {
 /// millisatoshi (the last line is the total).
 async fn earnings(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    Acting(caller): Acting,
     ApiQuery(q): ApiQuery<EarningsQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
@@ -334,4 +380,65 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
     }
+}
+
+/// The caller's team and the fleets they are in, with names.
+pub(crate) async fn team_view(state: &AppState, caller: &wire::Caller) -> Result<Team, ApiError> {
+    let (members, fleets) = state.fleet.team(caller).await?;
+    let mut view = Team {
+        members: Vec::new(),
+        fleets: Vec::new(),
+    };
+    for (rows, theirs) in [(members, true), (fleets, false)] {
+        for r in rows {
+            let account = if theirs { r.member } else { r.owner };
+            let name = state.accounts.account(&account).await?.display_name;
+            let m = TeamMember {
+                account,
+                name,
+                role: r.role,
+                added_at: r.added_at,
+            };
+            if theirs {
+                view.members.push(m);
+            } else {
+                view.fleets.push(m);
+            }
+        }
+    }
+    Ok(view)
+}
+
+async fn team(
+    State(state): State<AppState>,
+    SignedIn(caller): SignedIn,
+) -> Result<Json<Team>, ApiError> {
+    Ok(Json(team_view(&state, &caller).await?))
+}
+
+async fn grant(
+    State(state): State<AppState>,
+    Session(caller): Session,
+    Path(account): Path<String>,
+    ApiJson(grant): ApiJson<TeamGrant>,
+) -> Result<StatusCode, ApiError> {
+    let member: AccountId = account
+        .parse()
+        .map_err(|e: wire::accounts::BadAccountId| ApiError::BadRequest(e.to_string()))?;
+    // Someone who does not exist cannot be let in.
+    state.accounts.account(&member).await?;
+    state.fleet.grant(&caller, &member, grant.role).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Session(caller): Session,
+    Path(account): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let member: AccountId = account
+        .parse()
+        .map_err(|e: wire::accounts::BadAccountId| ApiError::BadRequest(e.to_string()))?;
+    state.fleet.revoke(&caller, &member).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

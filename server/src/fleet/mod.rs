@@ -17,9 +17,10 @@ mod http;
 mod link;
 mod stats;
 mod store;
+mod team;
 
 pub(crate) use alerts::Webhooks;
-pub(crate) use http::router;
+pub(crate) use http::{router, team_view};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -451,6 +452,9 @@ impl Fleet {
     ) -> CommandRow {
         let how = match &caller.auth {
             CallerAuth::Session { .. } => "session".to_owned(),
+            CallerAuth::ApiKey { key_id, .. } if key_id.starts_with("team member ") => {
+                key_id.clone()
+            }
             CallerAuth::ApiKey { key_id, .. } => format!("API key {key_id}"),
         };
         CommandRow {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wire::fleet::{
     Action, AlertKind, AlertSettings, AlertView, CommandId, CommandStatus, CommandView, Gauges,
-    TelemetryPoint,
+    TeamRole, TelemetryPoint,
 };
 use wire::{AccountId, NodeId, UnixMillis};
 
@@ -397,6 +397,92 @@ impl FleetStore {
             )
             .await
     }
+
+    pub(super) async fn put_member(
+        &self,
+        owner: &AccountId,
+        member: &AccountId,
+        role: TeamRole,
+        at: UnixMillis,
+    ) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "UPSERT type::record('fleet_member', [$owner, $member]) CONTENT \
+                 { owner: $owner, member: $member, role: $role, added_at: $at }",
+                json!({ "owner": owner, "member": member, "role": role, "at": at }),
+            )
+            .await
+    }
+
+    /// Whether there was such a member.
+    pub(super) async fn remove_member(
+        &self,
+        owner: &AccountId,
+        member: &AccountId,
+    ) -> Result<bool, DbError> {
+        let gone: Vec<serde_json::Value> = self
+            .db
+            .rows(
+                "DELETE type::record('fleet_member', [$owner, $member]) RETURN BEFORE",
+                json!({ "owner": owner, "member": member }),
+                0,
+            )
+            .await?;
+        Ok(!gone.is_empty())
+    }
+
+    /// `member`'s role in `owner`'s fleet, if any.
+    pub(super) async fn role(
+        &self,
+        owner: &AccountId,
+        member: &AccountId,
+    ) -> Result<Option<TeamRole>, DbError> {
+        Ok(self
+            .memberships("WHERE owner = $owner AND member = $member", owner, member)
+            .await?
+            .into_iter()
+            .next()
+            .map(|m| m.role))
+    }
+
+    async fn memberships(
+        &self,
+        filter: &str,
+        owner: &AccountId,
+        member: &AccountId,
+    ) -> Result<Vec<MemberRow>, DbError> {
+        self.db
+            .rows(
+                &format!(
+                    "SELECT owner, member, role, added_at FROM fleet_member {filter} ORDER BY added_at"
+                ),
+                json!({ "owner": owner, "member": member }),
+                0,
+            )
+            .await
+    }
+
+    /// `account`'s team (as owner), and the fleets it belongs to (as member).
+    pub(super) async fn team(
+        &self,
+        account: &AccountId,
+    ) -> Result<(Vec<MemberRow>, Vec<MemberRow>), DbError> {
+        Ok((
+            self.memberships("WHERE owner = $owner", account, account)
+                .await?,
+            self.memberships("WHERE member = $member", account, account)
+                .await?,
+        ))
+    }
+}
+
+/// One membership as stored.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct MemberRow {
+    pub(super) owner: AccountId,
+    pub(super) member: AccountId,
+    pub(super) role: TeamRole,
+    pub(super) added_at: UnixMillis,
 }
 
 /// An alert as stored.
