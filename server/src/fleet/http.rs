@@ -363,25 +363,6 @@ fn csv_field(v: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn days_read_as_iso_dates() {
-        assert_eq!(iso_day(UnixMillis(0)), "1970-01-01");
-        assert_eq!(iso_day(UnixMillis(1_795_737_600_000)), "2026-11-27");
-        assert_eq!(iso_day(UnixMillis(951_782_400_000)), "2000-02-29");
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_when_they_must_be() {
-        assert_eq!(csv_field("cuda:0"), "cuda:0");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-    }
-}
-
 /// The caller's team and the fleets they are in, with names.
 pub(crate) async fn team_view(state: &AppState, caller: &wire::Caller) -> Result<Team, ApiError> {
     let (members, fleets) = state.fleet.team(caller).await?;
@@ -441,4 +422,23 @@ async fn revoke(
         .map_err(|e: wire::accounts::BadAccountId| ApiError::BadRequest(e.to_string()))?;
     state.fleet.revoke(&caller, &member).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_read_as_iso_dates() {
+        assert_eq!(iso_day(UnixMillis(0)), "1970-01-01");
+        assert_eq!(iso_day(UnixMillis(1_795_737_600_000)), "2026-11-27");
+        assert_eq!(iso_day(UnixMillis(951_782_400_000)), "2000-02-29");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_they_must_be() {
+        assert_eq!(csv_field("cuda:0"), "cuda:0");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
 }
