@@ -37,6 +37,7 @@ cargo bench --profile dev -p p2p --bench ad_propagation -- --nodes 20 --ads 5 --
 cargo bench --profile dev -p node --bench job_round_trip -- --jobs 30
 cargo bench --profile dev -p node --bench engine_vs_torch -- --requests 64 --rounds 1
 cargo bench --profile dev -p server --bench billing -- --jobs 50 --movements 200
+cargo bench --profile dev -p server --bench fleet -- --nodes 10 --secs 3
 
 step "browser test"
 (cd e2e && node --test --test-reporter=spec app.test.mjs)

@@ -29,6 +29,11 @@ enum Request {
         memo: Option<String>,
     },
     Audit,
+    EnrolToken {
+        account: String,
+        name: String,
+        reusable: bool,
+    },
     TestPay {
         invoice: String,
         silently: bool,
@@ -46,6 +51,7 @@ enum Answer {
 #[derive(Clone)]
 pub(crate) struct Admin {
     pub(crate) ledger: Ledger,
+    pub(crate) enrolments: crate::enrolment::Enrolments,
     /// The test Lightning backend, on a server started with `--lightning test`.
     pub(crate) test_lightning: Option<payments::test_backend::TestLightning>,
 }
@@ -142,6 +148,36 @@ async fn run(request: Request, admin: &Admin) -> Answer {
             })),
             Err(e) => Answer::Error(e.to_string()),
         },
+        Request::EnrolToken {
+            account,
+            name,
+            reusable,
+        } => {
+            let account: AccountId = match account.parse() {
+                Ok(a) => a,
+                Err(e) => return Answer::Error(format!("account: {e}")),
+            };
+            // Only the account matters to a token: it names whose fleet.
+            let owner = wire::Caller {
+                account,
+                auth: wire::CallerAuth::ApiKey {
+                    key_id: "admin socket".into(),
+                    scopes: Vec::new(),
+                },
+            };
+            let new = wire::accounts::NewEnrolToken {
+                name,
+                reusable,
+                expires_in_secs: None,
+            };
+            match admin.enrolments.create_token(&owner, new).await {
+                Ok(created) => Answer::Ok(serde_json::json!({
+                    "secret": created.secret,
+                    "token": created.token,
+                })),
+                Err(e) => Answer::Error(e.to_string()),
+            }
+        }
         Request::TestPay { invoice, silently } => {
             let Some(test) = &admin.test_lightning else {
                 return Answer::Error(
@@ -200,6 +236,15 @@ pub async fn client(
             memo,
         },
         AdminCommand::Audit => Request::Audit,
+        AdminCommand::EnrolToken {
+            account,
+            name,
+            reusable,
+        } => Request::EnrolToken {
+            account,
+            name,
+            reusable,
+        },
         AdminCommand::TestPay { invoice, silently } => Request::TestPay { invoice, silently },
     };
     let path = data_dir.join(SOCKET);

@@ -175,6 +175,19 @@ pub enum AdminCommand {
     },
     /// Checks the whole ledger: postings sum to zero, balances match.
     Audit,
+    /// Makes an enrolment token for an account (nodes started with
+    /// `--enroll <token>` join its fleet), for deployments run without a
+    /// browser; prints the secret once.
+    EnrolToken {
+        /// The account (`acct_…`).
+        account: String,
+        /// What the token is for.
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// Usable by any number of nodes until it expires.
+        #[arg(long)]
+        reusable: bool,
+    },
     /// Pays a top-up invoice from the test Lightning backend (a server
     /// started with `--lightning test`; for tests, never real money).
     TestPay {

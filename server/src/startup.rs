@@ -152,6 +152,7 @@ impl Application {
         tokio::spawn(payouts.clone().follow(config.lightning_reconcile));
         let admin = crate::admin::Admin {
             ledger: ledger.clone(),
+            enrolments: enrolments.clone(),
             test_lightning: lightning.test.clone(),
         };
         crate::admin::serve(&config.data_dir, admin).map_err(|source| StartupError::DataDir {
