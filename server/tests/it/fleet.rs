@@ -731,9 +731,15 @@ fn a_team_member_sees_or_runs_an_owners_fleet_as_their_role_until_revoked() {
         &owner,
         &Wallet::from_seed(b"fleet owner of a team, wallet!!!"),
     );
-    let token = farm_token(&server, &owner);
-    let node = enrolled_node(&server, Some(&token), &temp_dir("node").join("node.key"));
     let owner_id = server.account_of(&owner);
+    // A token made on the server's own machine, without a browser.
+    let (status, out, err) = server.admin(&["enrol-token", &owner_id, "--name", "cli"]);
+    assert!(status.success(), "{err}");
+    let made: Value = serde_json::from_str(out.trim()).unwrap();
+    let token = made["secret"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("enr-inf-"), "{made}");
+    assert_eq!(made["token"]["name"], "cli");
+    let node = enrolled_node(&server, Some(&token), &temp_dir("node").join("node.key"));
     let member = browser(&server);
     sign_in(
         &server,
