@@ -395,6 +395,56 @@ impl Gauges {
         }
     }
 
+    /// The numbers in a flat list, for storage: CPU, RAM used, RAM in all,
+    /// running, queued, then five per GPU (utilisation, memory used,
+    /// memory in all, temperature, power).
+    pub fn to_vec(&self) -> Vec<f32> {
+        let mut v = vec![
+            self.cpu_pct,
+            self.ram_used_mib,
+            self.ram_total_mib,
+            self.running_jobs,
+            self.queued_jobs,
+        ];
+        for g in &self.gpus {
+            v.extend([
+                g.util_pct,
+                g.mem_used_mib,
+                g.mem_total_mib,
+                g.temp_c,
+                g.power_w,
+            ]);
+        }
+        v
+    }
+
+    /// [`Gauges::to_vec`] read back; missing numbers are 0.
+    pub fn from_vec(v: &[f32]) -> Gauges {
+        let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+        Gauges {
+            cpu_pct: at(0),
+            ram_used_mib: at(1),
+            ram_total_mib: at(2),
+            running_jobs: at(3),
+            queued_jobs: at(4),
+            gpus: v
+                .get(5..)
+                .unwrap_or_default()
+                .chunks(5)
+                .map(|g| {
+                    let at = |i: usize| g.get(i).copied().unwrap_or(0.0);
+                    GpuGauges {
+                        util_pct: at(0),
+                        mem_used_mib: at(1),
+                        mem_total_mib: at(2),
+                        temp_c: at(3),
+                        power_w: at(4),
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// The mean of `samples` (GPUs matched by position).
     pub fn mean(samples: &[Gauges]) -> Gauges {
         let n = samples.len().max(1) as f32;
@@ -544,6 +594,9 @@ mod gauge_tests {
         assert_eq!(m.gpus.len(), 2);
         assert_eq!((m.gpus[0].temp_c, m.gpus[1].temp_c), (70.0, 80.0));
         assert_eq!(Gauges::mean(&[]), Gauges::default());
+        let two_gpus = g(12.5, &[61.0, 70.5]);
+        assert_eq!(two_gpus.to_vec().len(), 5 + 2 * 5);
+        assert_eq!(Gauges::from_vec(&two_gpus.to_vec()), two_gpus);
     }
 }
 

@@ -168,6 +168,8 @@ impl FleetStore {
         Ok(rows.into_iter().next())
     }
 
+    /// One frame's numbers, under the record id `[node, at]`: a range of
+    /// ids is a node's series, with no index to keep.
     pub(super) async fn record_gauges(
         &self,
         node: NodeId,
@@ -176,8 +178,8 @@ impl FleetStore {
     ) -> Result<(), DbError> {
         self.db
             .execute(
-                "CREATE telemetry CONTENT { node: $node, at: $at, gauges: $gauges }",
-                json!({ "node": node, "at": at, "gauges": gauges }),
+                "UPSERT type::record('frame', [$node, $at]) CONTENT { g: $g }",
+                json!({ "node": node, "at": at, "g": gauges.to_vec() }),
             )
             .await
     }
@@ -192,9 +194,8 @@ impl FleetStore {
     ) -> Result<(), DbError> {
         self.db
             .execute(
-                "UPSERT type::record('telemetry_5m', [$node, $at]) CONTENT \
-                 { node: $node, at: $at, frames: $frames, gauges: $gauges }",
-                json!({ "node": node, "at": at, "frames": frames, "gauges": gauges }),
+                "UPSERT type::record('frame_5m', [$node, $at]) CONTENT { n: $n, g: $g }",
+                json!({ "node": node, "at": at, "n": frames, "g": gauges.to_vec() }),
             )
             .await
     }
@@ -208,18 +209,30 @@ impl FleetStore {
         until: UnixMillis,
         buckets: bool,
     ) -> Result<Vec<TelemetryPoint>, DbError> {
-        let table = if buckets { "telemetry_5m" } else { "telemetry" };
+        #[derive(Deserialize)]
+        struct Row {
+            at: UnixMillis,
+            g: Vec<f32>,
+        }
+        let table = if buckets { "frame_5m" } else { "frame" };
         let sql = format!(
-            "SELECT at, gauges FROM {table} WHERE node = $node AND at >= $since \
-             AND at <= $until ORDER BY at ASC LIMIT 50000"
+            "SELECT id[1] AS at, g FROM {table}:[$node, $since]..=[$node, $until] LIMIT 50000"
         );
-        self.db
+        let rows: Vec<Row> = self
+            .db
             .rows(
                 &sql,
                 json!({ "node": node, "since": since, "until": until }),
                 0,
             )
-            .await
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TelemetryPoint {
+                at: r.at,
+                gauges: Gauges::from_vec(&r.g),
+            })
+            .collect())
     }
 
     /// The `slot_ms` slots since `since` in which each of `nodes` reported
@@ -232,24 +245,25 @@ impl FleetStore {
     ) -> Result<Vec<(NodeId, u64)>, DbError> {
         #[derive(Deserialize)]
         struct Row {
-            node: NodeId,
             slot: f64,
         }
         let mut out = Vec::new();
-        for table in ["telemetry", "telemetry_5m"] {
-            let sql = format!(
-                "SELECT node, math::floor(at / $slot) AS slot FROM {table} \
-                 WHERE node IN $nodes AND at >= $since GROUP BY node, slot"
-            );
-            let rows: Vec<Row> = self
-                .db
-                .rows(
-                    &sql,
-                    json!({ "nodes": nodes, "since": since, "slot": slot_ms }),
-                    0,
-                )
-                .await?;
-            out.extend(rows.into_iter().map(|r| (r.node, r.slot as u64)));
+        for node in nodes {
+            for table in ["frame", "frame_5m"] {
+                let sql = format!(
+                    "SELECT math::floor(id[1] / $slot) AS slot FROM {table}:[$node, $since]..=[$node, $until] \
+                     GROUP BY slot"
+                );
+                let rows: Vec<Row> = self
+                    .db
+                    .rows(
+                        &sql,
+                        json!({ "node": node, "since": since, "until": UnixMillis::now(), "slot": slot_ms }),
+                        0,
+                    )
+                    .await?;
+                out.extend(rows.into_iter().map(|r| (*node, r.slot as u64)));
+            }
         }
         out.sort_unstable_by_key(|(n, s)| (n.to_string(), *s));
         out.dedup();
@@ -265,7 +279,7 @@ impl FleetStore {
     ) -> Result<(), DbError> {
         self.db
             .execute(
-                "DELETE telemetry WHERE at < $frames; DELETE telemetry_5m WHERE at < $buckets;",
+                "DELETE frame WHERE id[1] < $frames; DELETE frame_5m WHERE id[1] < $buckets;",
                 json!({ "frames": frames_before, "buckets": buckets_before }),
             )
             .await
