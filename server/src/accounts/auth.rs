@@ -152,6 +152,20 @@ async fn resolve(
     Ok((Authn::Caller(caller), update))
 }
 
+/// Whether the credentials in `headers` still sign in `account` (a long
+/// answer, such as an event stream, asks this now and then: a key revoked
+/// or a session ended meanwhile ends it).
+pub(crate) async fn still_signed_in(
+    accounts: &Accounts,
+    headers: &HeaderMap,
+    account: &wire::AccountId,
+) -> bool {
+    matches!(
+        resolve(accounts, headers, &Method::GET).await,
+        Ok((Authn::Caller(c), _)) if &c.account == account
+    )
+}
+
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }

@@ -177,36 +177,87 @@ async fn command(
     Ok(Json(state.fleet.command(&caller, &id).await?))
 }
 
+/// How often an open event stream checks that its caller may still read:
+/// a key revoked, a session ended or a team membership taken back ends it.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What an event stream keeps between events.
+struct Stream {
+    events: tokio::sync::broadcast::Receiver<(AccountId, wire::fleet::FleetEvent)>,
+    state: AppState,
+    headers: axum::http::HeaderMap,
+    /// The signed-in account, and the fleet it reads (its own or an owner's).
+    me: AccountId,
+    fleet: AccountId,
+    recheck: tokio::time::Interval,
+}
+
+impl Stream {
+    async fn still_allowed(&self) -> bool {
+        if !crate::accounts::still_signed_in(&self.state.accounts, &self.headers, &self.me).await {
+            return false;
+        }
+        if self.fleet == self.me {
+            return true;
+        }
+        let me = wire::Caller {
+            account: self.me.clone(),
+            auth: wire::CallerAuth::ApiKey {
+                key_id: String::new(),
+                scopes: vec![wire::accounts::Scope::FleetRead],
+            },
+        };
+        let fleet = self.fleet.to_string();
+        self.state.fleet.acting(&me, Some(&fleet)).await.is_ok()
+    }
+}
+
 /// Every change to the caller's nodes as it happens: `online`, `offline`,
-/// `telemetry` and `command` events, each a JSON object.
+/// `telemetry`, `command` and `alert` events, each a JSON object. Ends when
+/// the caller may no longer read them.
 async fn events(
     State(state): State<AppState>,
+    SignedIn(me): SignedIn,
     Acting(caller): Acting,
+    headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // The same check as reading the fleet, before anything streams.
     state.fleet.nodes(&caller).await?;
-    let events = state.fleet.subscribe();
-    let account = caller.account;
-    let stream = futures::stream::unfold(events, move |mut events| {
-        let account = account.clone();
-        async move {
-            loop {
-                match events.recv().await {
-                    Ok((owner, event)) if owner == account => {
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.reset();
+    let start = Stream {
+        events: state.fleet.subscribe(),
+        state,
+        headers,
+        me: me.account,
+        fleet: caller.account,
+        recheck,
+    };
+    let stream = futures::stream::unfold(start, |mut s| async move {
+        loop {
+            tokio::select! {
+                _ = s.recheck.tick() => {
+                    if !s.still_allowed().await {
+                        return None;
+                    }
+                }
+                got = s.events.recv() => match got {
+                    Ok((owner, event)) if owner == s.fleet => {
                         let sse = Event::default()
                             .event(event.kind())
                             .json_data(&event)
                             .unwrap_or_else(|_| Event::default().comment("unencodable"));
-                        return Some((Ok(sse), events));
+                        return Some((Ok(sse), s));
                     }
                     Ok(_) => {}
                     // Fell behind: the page reloads the fleet on this.
                     Err(RecvError::Lagged(n)) => {
                         let sse = Event::default().event("lagged").data(n.to_string());
-                        return Some((Ok(sse), events));
+                        return Some((Ok(sse), s));
                     }
                     Err(RecvError::Closed) => return None,
-                }
+                },
             }
         }
     });

@@ -25,8 +25,12 @@ struct Events {
 
 impl Events {
     fn open(server: &Server, page: &reqwest::blocking::Client) -> Events {
+        Self::open_at(server, page, "/api/v1/fleet/events")
+    }
+
+    fn open_at(server: &Server, page: &reqwest::blocking::Client, path: &str) -> Events {
         let r = page
-            .get(server.url("/api/v1/fleet/events"))
+            .get(server.url(path))
             .timeout(Duration::from_secs(3600))
             .send()
             .unwrap();
@@ -62,6 +66,19 @@ impl Events {
                 Ok((kind, value)) if want(&kind, &value) => return value,
                 Ok(_) => {}
                 Err(_) => panic!("no event: {what}"),
+            }
+        }
+    }
+
+    /// Whether the server ends the stream within `within`.
+    fn ends_within(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
             }
         }
     }
@@ -843,12 +860,21 @@ fn a_team_member_sees_or_runs_an_owners_fleet_as_their_role_until_revoked() {
     assert_eq!(team["members"][0]["account"], member_id.as_str());
     assert_eq!(team["members"][0]["role"], "manager");
 
-    // Revoked: gone at once.
+    // Revoked: gone at once, and the member's open event stream ends.
+    let watching = Events::open_at(
+        &server,
+        &member,
+        &format!("/api/v1/fleet/events?fleet={owner_id}"),
+    );
     let r = owner
         .delete(server.url(&format!("/api/v1/fleet/team/{member_id}")))
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(
+        watching.ends_within(Duration::from_secs(15)),
+        "the stream ends with the membership"
+    );
     let r = member.get(as_member("/api/v1/fleet/nodes")).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Only the owner's browser session manages the team.
@@ -858,11 +884,22 @@ fn a_team_member_sees_or_runs_an_owners_fleet_as_their_role_until_revoked() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let (key, _) = create_key(&server, &owner, "fleet", &["fleet:read", "fleet:write"]);
+    let (key, key_id) = create_key(&server, &owner, "fleet", &["fleet:read", "fleet:write"]);
     let r = client_with_key(&key)
         .put(server.url(&format!("/api/v1/fleet/team/{member_id}")))
         .json(&json!({ "role": "viewer" }))
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A revoked key's open event stream ends too.
+    let watching = Events::open(&server, &client_with_key(&key));
+    let r = owner
+        .delete(server.url(&format!("/api/v1/account/keys/{key_id}")))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    assert!(
+        watching.ends_within(Duration::from_secs(15)),
+        "the stream ends with its key"
+    );
 }
