@@ -62,6 +62,14 @@ impl axum::extract::FromRequestParts<AppState> for Acting {
     }
 }
 
+/// `?limit=` on a list: 50 unless given, 1 to 500.
+fn list_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(50) {
+        l @ 1..=500 => Ok(l),
+        _ => Err(ApiError::BadRequest("limit must be 1 to 500".into())),
+    }
+}
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/fleet/nodes", get(nodes))
@@ -156,10 +164,7 @@ async fn log(
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<CommandList>, ApiError> {
     let node = q.node.as_deref().map(parse_id::<NodeId>).transpose()?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 500".into()));
-    }
+    let limit = list_limit(q.limit)?;
     Ok(Json(CommandList {
         commands: state
             .fleet
@@ -283,10 +288,7 @@ async fn alerts(
     Acting(caller): Acting,
     ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> Result<Json<AlertList>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 500".into()));
-    }
+    let limit = list_limit(q.limit)?;
     Ok(Json(AlertList {
         alerts: state.fleet.alerts(&caller, limit).await?,
     }))

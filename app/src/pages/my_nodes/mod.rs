@@ -1,0 +1,410 @@
+//! My nodes: the operator's fleet, live. Each enrolled node with whether
+//! its fleet link is open, its last telemetry (CPU, RAM, each GPU, jobs,
+//! loaded models, reachability), and commands (pause, resume, drain) for
+//! one node or a selection; the newest commands with their results; and
+//! release. Changes arrive as server-sent events (`/api/v1/fleet/events`)
+//! and show at once, without polling.
+
+use std::collections::HashSet;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::Deserialize;
+use wire::fleet::{
+    Action, AdmissionState, AlertView, CommandView, FleetEvent, FleetNode, NewCommand,
+};
+use wire::{NodeId, UnixMillis};
+
+mod alerts;
+mod card;
+mod commands;
+mod record;
+mod team;
+
+use alerts::{AlertSettingsForm, Alerts};
+use card::NodeCard;
+use commands::Commands;
+use record::Record;
+use team::{Acting, TeamSection};
+
+use crate::api::{fleet_view, release_node};
+use crate::auth::RequireAccount;
+use crate::browser::{call, listen_events, stop_events};
+
+/// The event types the page listens to.
+const EVENTS: [&str; 6] = [
+    "telemetry",
+    "online",
+    "offline",
+    "command",
+    "alert",
+    "lagged",
+];
+/// Commands the page keeps on show.
+const LOG: usize = 20;
+
+#[component]
+pub(crate) fn MyNodesPage() -> impl IntoView {
+    view! {
+        <h1>"My nodes"</h1>
+        <RequireAccount>
+            <MyNodes />
+        </RequireAccount>
+    }
+}
+
+/// `?fleet=<owner>` appended to a fleet URL: the owner whose fleet the
+/// page shows (a team member's view), if not one's own.
+pub(crate) fn with_fleet(url: &str, fleet: &Option<String>) -> String {
+    match fleet {
+        Some(f) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}fleet={f}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[component]
+fn MyNodes() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let fleet = Memo::new(move |_| query.with(|q| q.get("fleet")));
+    // Bumped to read the whole fleet again (after a release, or when the
+    // event stream fell behind).
+    let version = RwSignal::new(0u32);
+    let view_data = Resource::new(move || (version.get(), fleet.get()), |(_, f)| fleet_view(f));
+    view! {
+        <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match view_data.await {
+                    Ok(v) if v.nodes.is_empty() => {
+                        view! {
+                            <Acting acting=v.acting.clone() />
+                            <p class="empty">
+                                "No nodes yet. Make an enrolment token in "
+                                <a href="/settings#enrol-tokens">"Settings"</a>
+                                " and start a node with "
+                                <code>"--enroll <token>"</code>
+                                "."
+                            </p>
+                            <TeamSection team=v.team own=v.acting.is_none() />
+                        }
+                            .into_any()
+                    }
+                    Ok(v) => {
+                        let own = v.acting.is_none();
+                        view! {
+                            <Acting acting=v.acting.clone() />
+                            <Fleet
+                                nodes=v.nodes
+                                log=v.log
+                                alerts=v.alerts
+                                now=v.now
+                                version
+                                fleet=fleet.get_untracked()
+                                own
+                            />
+                            <TeamSection team=v.team own />
+                        }
+                            .into_any()
+                    }
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// Which nodes the list shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Show {
+    All,
+    Online,
+    Offline,
+    Paused,
+}
+
+impl Show {
+    fn parse(s: &str) -> Show {
+        match s {
+            "online" => Show::Online,
+            "offline" => Show::Offline,
+            "paused" => Show::Paused,
+            _ => Show::All,
+        }
+    }
+
+    fn admits(self, n: &FleetNode) -> bool {
+        let admission = n.telemetry.as_ref().map(|t| t.admission);
+        match self {
+            Show::All => true,
+            Show::Online => n.online,
+            Show::Offline => !n.online,
+            Show::Paused => n.online && admission.is_some_and(|a| a != AdmissionState::Open),
+        }
+    }
+}
+
+fn matches(n: &FleetNode, query: &str) -> bool {
+    if query.is_empty() {
+        return true;
+    }
+    let q = query.to_lowercase();
+    n.node_id.to_string().to_lowercase().contains(&q)
+        || n.info.as_ref().is_some_and(|i| {
+            i.models.iter().any(|m| m.name.to_lowercase().contains(&q))
+                || i.hardware
+                    .gpus
+                    .iter()
+                    .any(|g| g.name.to_lowercase().contains(&q))
+        })
+}
+
+/// Applies one pushed event to the page's state.
+fn apply(
+    event: FleetEvent,
+    nodes: RwSignal<Vec<FleetNode>>,
+    log: RwSignal<Vec<CommandView>>,
+    alerts: RwSignal<Vec<AlertView>>,
+    now: RwSignal<UnixMillis>,
+) {
+    match event {
+        FleetEvent::Alert(a) => alerts.update(|l| match l.iter_mut().find(|x| x.id == a.id) {
+            Some(x) => *x = *a,
+            None => {
+                l.insert(0, *a);
+                l.truncate(LOG);
+            }
+        }),
+        FleetEvent::Telemetry {
+            node_id,
+            at,
+            telemetry,
+        } => {
+            now.set(at);
+            nodes.update(|ns| {
+                if let Some(n) = ns.iter_mut().find(|n| n.node_id == node_id) {
+                    n.online = true;
+                    n.last_seen = Some(at);
+                    n.telemetry = Some(*telemetry);
+                }
+            });
+        }
+        FleetEvent::Online { node_id, at } | FleetEvent::Offline { node_id, at, .. } => {
+            let online = matches!(event, FleetEvent::Online { .. });
+            now.set(at);
+            nodes.update(|ns| {
+                if let Some(n) = ns.iter_mut().find(|n| n.node_id == node_id) {
+                    n.online = online;
+                    n.since = Some(at);
+                }
+            });
+        }
+        FleetEvent::Command(c) => log.update(|l| match l.iter_mut().find(|x| x.id == c.id) {
+            Some(x) => *x = *c,
+            None => {
+                l.insert(0, *c);
+                l.truncate(LOG);
+            }
+        }),
+    }
+}
+
+#[component]
+fn Fleet(
+    nodes: Vec<FleetNode>,
+    log: Vec<CommandView>,
+    alerts: Vec<AlertView>,
+    now: UnixMillis,
+    version: RwSignal<u32>,
+    /// Whose fleet (a team member's view), if not one's own.
+    fleet: Option<String>,
+    /// One's own fleet: alert settings are the owner's alone.
+    own: bool,
+) -> impl IntoView {
+    let events_url = with_fleet("/api/v1/fleet/events", &fleet);
+    let commands_url = StoredValue::new(with_fleet("/api/v1/fleet/commands", &fleet));
+    let fleet_for_cards = StoredValue::new(fleet.clone());
+    let nodes = RwSignal::new(nodes);
+    let log = RwSignal::new(log);
+    let alerts = RwSignal::new(alerts);
+    let now = RwSignal::new(now);
+    let selected = RwSignal::new(HashSet::<NodeId>::new());
+    let query = RwSignal::new(String::new());
+    let show = RwSignal::new(Show::All);
+    let error = RwSignal::new(None::<String>);
+    let live = RwSignal::new(false);
+
+    // Live: every change to these nodes, as it happens.
+    Effect::new(move |_| {
+        let id = listen_events(&events_url, &EVENTS, move |kind, data| {
+            live.set(true);
+            if kind == "lagged" {
+                version.update(|v| *v += 1);
+                return;
+            }
+            if let Ok(event) = serde_json::from_str::<FleetEvent>(&data) {
+                apply(event, nodes, log, alerts, now);
+            }
+        });
+        on_cleanup(move || stop_events(id));
+    });
+
+    let shown = Memo::new(move |_| {
+        let q = query.get();
+        let s = show.get();
+        nodes.with(|ns| {
+            ns.iter()
+                .filter(|n| s.admits(n) && matches(n, &q))
+                .map(|n| n.node_id)
+                .collect::<Vec<_>>()
+        })
+    });
+    let send = move |targets: Vec<NodeId>, action: Action| {
+        error.set(None);
+        if targets.is_empty() {
+            return;
+        }
+        let url = commands_url.get_value();
+        spawn_local(async move {
+            #[derive(Deserialize)]
+            struct Sent {
+                commands: Vec<CommandView>,
+            }
+            let body = NewCommand {
+                nodes: targets,
+                action,
+                expires_in_secs: None,
+            };
+            match call::<Sent>("POST", &url, Some(&body)).await {
+                Ok(sent) => log.update(|l| {
+                    for c in sent.commands.into_iter().rev() {
+                        if !l.iter().any(|x| x.id == c.id) {
+                            l.insert(0, c);
+                        }
+                    }
+                    l.truncate(LOG);
+                }),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let release = move |id: String| {
+        error.set(None);
+        spawn_local(async move {
+            match release_node(id).await {
+                Ok(()) => version.update(|v| *v += 1),
+                Err(e) => error.set(Some(e.to_string())),
+            }
+        });
+    };
+    let bulk = move |action: Action| {
+        let targets: Vec<NodeId> = selected
+            .with(|s| shown.with(|ids| ids.iter().filter(|id| s.contains(id)).copied().collect()));
+        send(targets, action);
+    };
+    let all_shown_selected = move || {
+        let ids = shown.get();
+        !ids.is_empty() && selected.with(|s| ids.iter().all(|id| s.contains(id)))
+    };
+    let counts = move || {
+        nodes.with(|ns| {
+            let online = ns.iter().filter(|n| n.online).count();
+            format!("{online} of {} online", ns.len())
+        })
+    };
+    view! {
+        <div class="fleet-bar">
+            <input
+                type="search"
+                id="fleet-filter"
+                placeholder="Filter: id, model, GPU"
+                aria-label="Filter nodes"
+                prop:value=move || query.get()
+                on:input=move |ev| query.set(event_target_value(&ev))
+            />
+            <select
+                id="fleet-show"
+                aria-label="Show"
+                on:change=move |ev| show.set(Show::parse(&event_target_value(&ev)))
+            >
+                <option value="all">"All"</option>
+                <option value="online">"Online"</option>
+                <option value="offline">"Offline"</option>
+                <option value="paused">"Paused or draining"</option>
+            </select>
+            <label class="check">
+                <input
+                    type="checkbox"
+                    id="fleet-select-all"
+                    prop:checked=all_shown_selected
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        let ids = shown.get();
+                        selected.update(|s| {
+                            for id in ids {
+                                if on {
+                                    s.insert(id);
+                                } else {
+                                    s.remove(&id);
+                                }
+                            }
+                        });
+                    }
+                />
+                "Select all shown"
+            </label>
+            <span class="count" id="fleet-count">
+                {counts}
+                {move || if live.get() { " · live" } else { "" }}
+            </span>
+        </div>
+        <div class="row bulk" aria-label="Commands for the selected nodes">
+            <span class="count">
+                {move || format!("{} selected", selected.with(HashSet::len))}
+            </span>
+            <button
+                type="button"
+                class="secondary"
+                id="bulk-pause"
+                disabled=move || selected.with(HashSet::is_empty)
+                on:click=move |_| bulk(Action::Pause)
+            >
+                "Pause"
+            </button>
+            <button
+                type="button"
+                class="secondary"
+                id="bulk-drain"
+                disabled=move || selected.with(HashSet::is_empty)
+                on:click=move |_| bulk(Action::Drain)
+            >
+                "Drain"
+            </button>
+            <button
+                type="button"
+                class="secondary"
+                id="bulk-resume"
+                disabled=move || selected.with(HashSet::is_empty)
+                on:click=move |_| bulk(Action::Resume)
+            >
+                "Resume"
+            </button>
+        </div>
+        {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        <ul class="fleet">
+            <For each=move || shown.get() key=|id| *id let:id>
+                <NodeCard id nodes now selected send release fleet=fleet_for_cards.get_value() />
+            </For>
+        </ul>
+        {move || {
+            shown.with(Vec::is_empty).then(|| view! { <p class="empty">"No node matches."</p> })
+        }}
+        <h2>"Alerts"</h2>
+        <Alerts alerts now />
+        {own.then(|| view! { <AlertSettingsForm /> })}
+        <h2>"Recent commands"</h2>
+        <Commands log now />
+        <Record fleet />
+    }
+}
