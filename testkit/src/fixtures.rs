@@ -73,6 +73,8 @@ pub fn node_info(seed: u8, models: Vec<ModelOffer>) -> NodeInfo {
         top_bid_msat: None,
         accepting_jobs: true,
         fetching: Vec::new(),
+        schedule: None,
+        pools: Vec::new(),
         claimed: false,
         operator: None,
         payout_address: None,
@@ -91,7 +93,8 @@ pub fn ad(key: &Keypair, seq: u64, issued_at: UnixMillis, ttl_ms: u64) -> Capabi
         hardware: hardware(),
         models: vec![offer("m", Task::Embedding, 1000)],
         version: "0".into(),
-        schedule: vec![],
+        availability: None,
+        pools: vec![],
         load: Load {
             active_jobs: 0,
             queued_jobs: 0,

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{Hardware, ModelOffer, MAX_MODELS_PER_NODE, MAX_MULTIADDRS};
+use crate::schedule::Availability;
 use crate::signing::{Signable, SignedEnvelope, SigningError};
 use crate::{MilliSats, ModelHash, NodeId, UnixMillis};
 
@@ -26,49 +27,6 @@ pub const MAX_AD_TTL_MS: u64 = 60 * 60 * 1_000;
 pub const MAX_AD_CLOCK_SKEW_MS: u64 = 60_000;
 /// An [`AdBook`] holds at most this many nodes by default.
 pub const DEFAULT_AD_BOOK_CAPACITY: usize = 100_000;
-
-/// A weekly window, in UTC, during which a node takes jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AvailabilityWindow {
-    /// 0 = Monday … 6 = Sunday.
-    pub day: u8,
-    /// Minutes after midnight UTC; `start_minute < end_minute <= 1440`.
-    pub start_minute: u16,
-    pub end_minute: u16,
-}
-
-impl AvailabilityWindow {
-    fn validate(&self) -> Result<(), AdError> {
-        if self.day > 6 {
-            return Err(AdError::Invalid(format!(
-                "day {} is not 0 (Monday) to 6 (Sunday)",
-                self.day
-            )));
-        }
-        if self.start_minute >= self.end_minute || self.end_minute > 1440 {
-            return Err(AdError::Invalid(format!(
-                "window {}..{} is not within 0..1440 minutes and non-empty",
-                self.start_minute, self.end_minute
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Whether `at` falls in one of `schedule`'s windows. An empty schedule
-/// means always available.
-pub fn available_at(schedule: &[AvailabilityWindow], at: UnixMillis) -> bool {
-    if schedule.is_empty() {
-        return true;
-    }
-    let minutes = at.0 / 60_000;
-    // 1970-01-01 was a Thursday (day 3 counting from Monday = 0).
-    let day = ((minutes / 1440 + 3) % 7) as u8;
-    let minute = (minutes % 1440) as u16;
-    schedule
-        .iter()
-        .any(|w| w.day == day && w.start_minute <= minute && minute < w.end_minute)
-}
 
 /// How busy a node is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,8 +65,12 @@ pub struct CapabilityAd {
     pub hardware: Hardware,
     pub models: Vec<ModelOffer>,
     pub version: String,
+    /// When the node takes jobs over the week ahead; absent: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+    /// The public pools the node has joined (a region, a model family).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub schedule: Vec<AvailabilityWindow>,
+    pub pools: Vec<String>,
     pub load: Load,
     /// False while the operator has paused or is draining the node.
     pub accepting_jobs: bool,
@@ -150,7 +112,12 @@ impl CapabilityAd {
 
     /// Takes jobs now: accepting, and inside its schedule.
     pub fn is_open(&self, now: UnixMillis) -> bool {
-        self.accepting_jobs && available_at(&self.schedule, now)
+        self.accepting_jobs && self.availability.as_ref().is_none_or(|a| a.is_open(now))
+    }
+
+    /// Whether the node has joined `pool`.
+    pub fn in_pool(&self, pool: &str) -> bool {
+        self.pools.iter().any(|p| p == pool)
     }
 
     fn validate(&self) -> Result<(), AdError> {
@@ -185,15 +152,10 @@ impl CapabilityAd {
                 crate::registry::MAX_FETCHING
             ));
         }
-        if self.schedule.len() > 7 * 24 {
-            return invalid(format!(
-                "{} schedule windows; at most 168",
-                self.schedule.len()
-            ));
+        if let Some(availability) = &self.availability {
+            availability.check().map_err(AdError::Invalid)?;
         }
-        for w in &self.schedule {
-            w.validate()?;
-        }
+        crate::registry::check_pools(&self.pools).map_err(AdError::Invalid)?;
         Ok(())
     }
 }

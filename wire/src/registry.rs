@@ -114,6 +114,45 @@ pub struct ModelFetch {
 /// An ad may report at most this many downloads.
 pub const MAX_FETCHING: usize = 16;
 
+/// Most pools one node may join.
+pub const MAX_POOLS: usize = 16;
+/// Longest pool (or tag) name.
+pub const MAX_LABEL_BYTES: usize = 48;
+
+/// Checks a pool or tag name: 1 to 48 bytes of lower-case letters, digits
+/// and `-_.:/`, starting with a letter or digit (`eu-west`, `llama/3`).
+pub fn check_label(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_LABEL_BYTES
+        && name.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || (i > 0 && matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a name: 1 to {MAX_LABEL_BYTES} lower-case letters, digits and -_.:/",
+            name.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
+/// Checks a node's pools: at most [`MAX_POOLS`] names, each valid, none twice.
+pub fn check_pools(pools: &[String]) -> Result<(), String> {
+    if pools.len() > MAX_POOLS {
+        return Err(format!("{} pools; at most {MAX_POOLS}", pools.len()));
+    }
+    for (i, p) in pools.iter().enumerate() {
+        check_label(p)?;
+        if pools[..i].contains(p) {
+            return Err(format!("pool `{p}` is named twice"));
+        }
+    }
+    Ok(())
+}
+
 /// Signed by the node and posted to `POST /api/v1/nodes/register`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
@@ -190,6 +229,13 @@ pub struct NodeInfo {
     /// Models the node is downloading now (from its latest ad).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fetching: Vec<ModelFetch>,
+    /// Where the node stands with its schedule now (from its latest ad);
+    /// absent for a node that is always open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::ScheduleStatus>,
+    /// The public pools it has joined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<String>,
     /// Whether an operator has enrolled the node to their account.
     #[serde(default)]
     pub claimed: bool,
@@ -207,9 +253,19 @@ fn yes() -> bool {
 }
 
 impl NodeInfo {
-    /// Online and taking jobs: what a job can be routed to.
+    /// Online, taking jobs and inside its schedule: what a job can be
+    /// routed to.
     pub fn is_available(&self) -> bool {
-        self.status == NodeStatus::Online && self.accepting_jobs
+        self.status == NodeStatus::Online && self.accepting_jobs && self.on_schedule()
+    }
+
+    /// Inside its schedule's open hours (or without a schedule).
+    pub fn on_schedule(&self) -> bool {
+        self.schedule.is_none_or(|s| s.open)
+    }
+
+    pub fn in_pool(&self, pool: &str) -> bool {
+        self.pools.iter().any(|p| p == pool)
     }
 
     pub fn offer(&self, model: &str) -> Option<&ModelOffer> {
@@ -247,6 +303,9 @@ pub struct NodeQuery {
     /// In millisatoshis per job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_price: Option<u64>,
+    /// Only nodes that joined this public pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,8 +3,9 @@
 
 use libp2p_identity::Keypair;
 use testkit::fixtures::{ad, NOW};
+use wire::schedule::{Availability, Span};
 use wire::ads::{
-    available_at, decode_ad, AdBook, AdError, AvailabilityWindow, CapabilityAd, MAX_AD_BYTES,
+    decode_ad, AdBook, AdError, CapabilityAd, MAX_AD_BYTES,
 };
 use wire::{Sha256Digest, SignedEnvelope, SigningError, UnixMillis};
 
@@ -113,16 +114,31 @@ fn limits_are_enforced() {
         Err(AdError::Invalid(_))
     ));
     a.ttl_ms = 30_000;
-    a.schedule = vec![AvailabilityWindow {
-        day: 7,
-        start_minute: 0,
-        end_minute: 60,
-    }];
+    // Open spans out of order.
+    a.availability = Some(Availability {
+        open: vec![
+            Span {
+                from: UnixMillis(NOW.0 + 10),
+                until: UnixMillis(NOW.0 + 20),
+            },
+            Span {
+                from: NOW,
+                until: UnixMillis(NOW.0 + 5),
+            },
+        ],
+        until: UnixMillis(NOW.0 + 100),
+    });
     assert!(matches!(
         book.accept(seal(&key, &a), None, NOW),
         Err(AdError::Invalid(_))
     ));
-    a.schedule.clear();
+    a.availability = None;
+    a.pools = vec!["EU West".into()];
+    assert!(matches!(
+        book.accept(seal(&key, &a), None, NOW),
+        Err(AdError::Invalid(_))
+    ));
+    a.pools = vec!["eu-west".into()];
     book.accept(seal(&key, &a), None, NOW).unwrap();
     let other = Keypair::generate_ed25519();
     let b = ad(&other, 1, NOW, 30_000);
@@ -138,22 +154,22 @@ fn limits_are_enforced() {
 }
 
 #[test]
-fn schedules_are_read_in_utc_weeks() {
-    // 1970-01-05 00:00 UTC was a Monday.
-    let monday = UnixMillis(4 * 86_400_000);
-    let nine_to_five = [AvailabilityWindow {
-        day: 0,
-        start_minute: 9 * 60,
-        end_minute: 17 * 60,
-    }];
-    assert!(!available_at(&nine_to_five, monday));
-    assert!(available_at(
-        &nine_to_five,
-        UnixMillis(monday.0 + 10 * 3_600_000)
-    ));
-    assert!(!available_at(
-        &nine_to_five,
-        UnixMillis(monday.0 + 86_400_000 + 10 * 3_600_000)
-    ));
-    assert!(available_at(&[], monday));
+fn an_ad_is_open_only_inside_its_spans_and_says_when_it_is_back() {
+    let key = Keypair::generate_ed25519();
+    let mut a = ad(&key, 1, NOW, 30_000);
+    assert!(a.is_open(NOW), "no schedule: always open");
+    let back = UnixMillis(NOW.0 + 3_600_000);
+    a.availability = Some(Availability {
+        open: vec![Span {
+            from: back,
+            until: UnixMillis(back.0 + 3_600_000),
+        }],
+        until: UnixMillis(NOW.0 + 7 * 86_400_000),
+    });
+    assert!(!a.is_open(NOW));
+    assert!(a.is_open(back));
+    let status = a.availability.as_ref().unwrap().status(NOW);
+    assert_eq!((status.open, status.opens_at), (false, Some(back)));
+    a.accepting_jobs = false;
+    assert!(!a.is_open(back), "paused wins over the schedule");
 }

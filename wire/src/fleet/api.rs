@@ -41,7 +41,11 @@ impl CommandStatus {
 #[serde(deny_unknown_fields)]
 pub struct NewCommand {
     /// The nodes to command (each gets a command of its own).
+    #[serde(default)]
     pub nodes: Vec<crate::NodeId>,
+    /// And every node of the fleet that carries this tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     pub action: Action,
     /// How long a command may wait for an offline node [default: 3600].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +99,9 @@ pub struct FleetNode {
     /// What the registry knows (hardware, models, prices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<crate::registry::NodeInfo>,
+    /// The operator's private labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// What `GET /api/v1/fleet/events` pushes (server-sent events, one JSON

@@ -118,6 +118,24 @@ pub enum Action {
     /// Change the prices of some models (all or none; the others keep
     /// theirs); the node's ads carry them at once.
     SetPrices { prices: Vec<ModelPrice> },
+    /// Replace the node's availability schedule (kept across restarts);
+    /// its ads say when it is open.
+    SetSchedule { schedule: crate::schedule::Schedule },
+    /// Replace the public pools the node has joined (in its ads).
+    SetPools { pools: Vec<String> },
+    /// Replace the node's private tags. Tags live on the server only: the
+    /// command never travels to the node.
+    SetTags { tags: Vec<String> },
+    /// Load a model the node has into memory now (not on the first job).
+    LoadModel { model: ModelHash },
+    /// Free a model's memory; it stays offered and loads on its next job.
+    UnloadModel { model: ModelHash },
+    /// Download a model by hash from the nodes that have it, verify it and
+    /// offer it; progress shows in the node's telemetry.
+    FetchModel { model: ModelHash },
+    /// Unload every model, look for new ones in the models directory, and
+    /// load again (running jobs finish on the models they hold).
+    RestartEngine,
 }
 
 impl Action {
@@ -131,7 +149,29 @@ impl Action {
                 [one] => format!("set price of {} to {} msat", one.model, one.price_msat.0),
                 many => format!("set prices of {} models", many.len()),
             },
+            Action::SetSchedule { schedule } if schedule.is_always() => {
+                "set schedule: always open".into()
+            }
+            Action::SetSchedule { schedule } => format!(
+                "set schedule: {} weekly window(s) in {}, {} maintenance window(s)",
+                schedule.weekly.len(),
+                schedule.time_zone,
+                schedule.maintenance.len()
+            ),
+            Action::SetPools { pools } if pools.is_empty() => "leave every pool".into(),
+            Action::SetPools { pools } => format!("set pools: {}", pools.join(", ")),
+            Action::SetTags { tags } if tags.is_empty() => "clear tags".into(),
+            Action::SetTags { tags } => format!("set tags: {}", tags.join(", ")),
+            Action::LoadModel { model } => format!("load model {model}"),
+            Action::UnloadModel { model } => format!("unload model {model}"),
+            Action::FetchModel { model } => format!("fetch model {model}"),
+            Action::RestartEngine => "restart the engine".into(),
         }
+    }
+
+    /// Whether the server carries it out itself (the node never sees it).
+    pub fn is_server_side(&self) -> bool {
+        matches!(self, Action::SetTags { .. })
     }
 
     /// Checks what can be checked before the node sees it.
@@ -140,9 +180,29 @@ impl Action {
             Action::SetPrices { prices } if prices.is_empty() || prices.len() > MAX_PRICES => {
                 Err(format!("set_prices names 1 to {MAX_PRICES} models"))
             }
+            Action::SetSchedule { schedule } => schedule.check(),
+            Action::SetPools { pools } => crate::registry::check_pools(pools),
+            Action::SetTags { tags } => check_tags(tags),
             _ => Ok(()),
         }
     }
+}
+
+/// Most tags one node may carry.
+pub const MAX_TAGS: usize = 32;
+
+/// Checks a node's tags: at most [`MAX_TAGS`], each a valid label, none twice.
+pub fn check_tags(tags: &[String]) -> Result<(), String> {
+    if tags.len() > MAX_TAGS {
+        return Err(format!("{} tags; at most {MAX_TAGS}", tags.len()));
+    }
+    for (i, t) in tags.iter().enumerate() {
+        crate::registry::check_label(t)?;
+        if tags[..i].contains(t) {
+            return Err(format!("tag `{t}` is named twice"));
+        }
+    }
+    Ok(())
 }
 
 /// A command as it travels to the node.

@@ -13,6 +13,8 @@ pub enum AdmissionState {
     Draining,
     /// Draining, and nothing is running any more.
     Drained,
+    /// Outside its schedule (or in its drain lead before a close).
+    OffSchedule,
 }
 
 /// How others reach the node.
@@ -85,6 +87,18 @@ pub struct Telemetry {
     /// How often the node sends telemetry: a link silent for three of
     /// these is taken as broken.
     pub interval_ms: u32,
+    /// The node's own time zone (IANA), the default for its schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Its schedule as set; absent: always open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::Schedule>,
+    /// Where it stands with that schedule now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_status: Option<crate::schedule::ScheduleStatus>,
+    /// The public pools it has joined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<String>,
 }
 
 /// One GPU's gauges in a stored sample.

@@ -19,6 +19,9 @@ pub struct SubmitJob {
     /// Run on this node only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<NodeId>,
+    /// Run on a node of this public pool only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_price_msat: Option<MilliSats>,
     /// Offered on top of the price to jump a busy node's queue (held with
