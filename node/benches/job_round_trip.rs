@@ -77,6 +77,7 @@ async fn main() {
         keypair: provider_key,
         active: node::admission::ActiveJobs::default(),
         admission: node::admission::Gate::default(),
+        hours: node::schedule::Hours::always(),
         bids: Default::default(),
     });
     tokio::spawn(server.run(inbound));

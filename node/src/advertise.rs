@@ -7,7 +7,7 @@ use std::time::Duration;
 use p2p::NetworkEvent;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
-use wire::ads::{AvailabilityWindow, CapabilityAd, Load};
+use wire::ads::{CapabilityAd, Load};
 use wire::registry::{Hardware, ModelFetch, ModelOffer};
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
@@ -31,7 +31,10 @@ pub struct Advertiser {
     pub hardware: Hardware,
     /// Every change is advertised at once.
     pub catalog: watch::Receiver<Catalog>,
-    pub schedule: Vec<AvailabilityWindow>,
+    /// When the node takes jobs; every opening and close is advertised.
+    pub hours: crate::schedule::Hours,
+    /// The public pools it has joined.
+    pub pools: crate::saved::Setting<Vec<String>>,
     /// Where earnings go while nobody has enrolled the node.
     pub payout_address: Option<String>,
     pub interval: Duration,
@@ -88,7 +91,8 @@ impl Advertiser {
             hardware: self.hardware.clone(),
             models: catalog.models,
             version: wire::VERSION.to_owned(),
-            schedule: self.schedule.clone(),
+            availability: self.hours.current().availability,
+            pools: self.pools.get(),
             load: Load {
                 active_jobs: active.min(capacity),
                 queued_jobs: active.saturating_sub(capacity),
@@ -120,8 +124,8 @@ impl Advertiser {
 
     /// Publishes an ad every interval, and at once when our addresses
     /// change (a confirmed address, a relay reservation), the catalog does,
-    /// or the node is paused or resumed; puts provider records for new
-    /// models.
+    /// the node is paused or resumed, opens or closes by its schedule, or
+    /// joins or leaves pools; puts provider records for new models.
     pub async fn run(mut self) {
         let mut events = self.network.subscribe();
         let mut tick = tokio::time::interval(self.interval);
@@ -132,11 +136,21 @@ impl Advertiser {
         let mut provided = self.catalog.borrow().models.len();
         let mut catalog_open = true;
         let mut admission = self.admission.watch();
+        let mut hours = self.hours.watch();
+        let mut pools = self.pools.watch();
         loop {
             tokio::select! {
                 _ = tick.tick() => self.publish().await,
                 Ok(()) = admission.changed() => {
                     admission.borrow_and_update();
+                    self.publish().await;
+                }
+                Ok(()) = hours.changed() => {
+                    hours.borrow_and_update();
+                    self.publish().await;
+                }
+                Ok(()) = pools.changed() => {
+                    pools.borrow_and_update();
                     self.publish().await;
                 }
                 changed = self.catalog.changed(), if catalog_open => {

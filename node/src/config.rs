@@ -113,6 +113,15 @@ struct Cli {
     /// Download models at most this fast, in megabits per second.
     #[arg(long, env = "INFERNET_FETCH_MAX_MBIT")]
     fetch_max_mbit: Option<u64>,
+    /// A JSON file with the node's availability schedule (weekly windows in
+    /// a time zone, maintenance windows, drain lead: see the README). Used
+    /// until the operator sets one from the fleet pages, which then wins.
+    #[arg(long, env = "INFERNET_SCHEDULE")]
+    schedule: Option<PathBuf>,
+    /// Public pools to join (a region, a model family); consumers may ask
+    /// for a pool. The operator's choice from the fleet pages wins.
+    #[arg(long, env = "INFERNET_POOL", value_delimiter = ',')]
+    pool: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -142,6 +151,8 @@ struct FileConfig {
     memory_budget_mb: Option<u64>,
     fetch: Option<Vec<String>>,
     fetch_max_mbit: Option<u64>,
+    schedule: Option<PathBuf>,
+    pool: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +189,10 @@ pub struct Config {
     pub fetch_only: bool,
     /// Bytes per second.
     pub fetch_max_rate: Option<u64>,
+    /// `--schedule`, read and checked.
+    pub schedule: Option<wire::schedule::Schedule>,
+    /// `--pool`, checked.
+    pub pools: Vec<String>,
 }
 
 /// An enrolment token: a secret, kept out of logs.
@@ -351,7 +366,27 @@ impl Config {
             wire::billing::check_lightning_address(address)
                 .map_err(|e| invalid(format!("--payout-address: {e}")))?;
         }
+        let schedule = match cli.schedule.or(file.schedule) {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                let schedule: wire::schedule::Schedule = serde_json::from_str(&text)
+                    .map_err(|e| invalid(format!("--schedule {shown}: {e}")))?;
+                schedule
+                    .check()
+                    .map_err(|e| invalid(format!("--schedule {shown}: {e}")))?;
+                Some(schedule)
+            }
+            None => None,
+        };
+        let pools = list(cli.pool, file.pool);
+        wire::registry::check_pools(&pools).map_err(|e| invalid(format!("--pool: {e}")))?;
         Ok(Config {
+            schedule,
+            pools,
             enroll,
             payout_address,
             server,

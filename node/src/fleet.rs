@@ -34,6 +34,10 @@ pub struct FleetAgent {
     pub server: PeerId,
     /// What the node advertises: new prices go out in its next ad, at once.
     pub catalog: Arc<tokio::sync::watch::Sender<Catalog>>,
+    /// Where fetched models go.
+    pub models_dir: std::path::PathBuf,
+    /// `--fetch-max-mbit`, in bytes per second.
+    pub fetch_max_rate: Option<u64>,
 }
 
 impl FleetAgent {
@@ -147,8 +151,7 @@ impl FleetAgent {
                     .collect();
                 match self.state.engine.set_prices(&changes) {
                     Ok(()) => {
-                        let offers = self.state.engine.offers();
-                        self.catalog.send_modify(|c| c.models = offers);
+                        self.offer_models();
                         Outcome::Succeeded {
                             detail: format!(
                                 "new prices for {} model(s), advertised",
@@ -158,6 +161,85 @@ impl FleetAgent {
                     }
                     Err(e) => Outcome::Failed {
                         reason: e.to_string(),
+                    },
+                }
+            }
+            Action::SetSchedule { schedule } => match self.state.hours.set(Some(schedule.clone())) {
+                Ok(()) => {
+                    let now = UnixMillis::now();
+                    Outcome::Succeeded {
+                        detail: match self.state.hours.status(now) {
+                            None => "always open".into(),
+                            Some(s) if s.open => "schedule set: open now".into(),
+                            Some(s) => match s.opens_at {
+                                Some(at) => format!(
+                                    "schedule set: closed now, open again in {} min",
+                                    at.0.saturating_sub(now.0).div_ceil(60_000)
+                                ),
+                                None => "schedule set: closed for the coming week".into(),
+                            },
+                        },
+                    }
+                }
+                Err(reason) => Outcome::Failed { reason },
+            },
+            Action::SetPools { pools } => match self.state.pools.set(pools.clone()) {
+                Ok(()) => Outcome::Succeeded {
+                    detail: format!("in {} pool(s), advertised", pools.len()),
+                },
+                Err(reason) => Outcome::Failed { reason },
+            },
+            Action::SetTags { .. } => Outcome::Failed {
+                reason: "tags are kept by the server, not the node".into(),
+            },
+            Action::LoadModel { model } => {
+                let started = std::time::Instant::now();
+                match self.state.engine.get(model).await {
+                    Ok(loaded) => Outcome::Succeeded {
+                        detail: format!(
+                            "{} loaded on {} ({} ms)",
+                            loaded.offer.name,
+                            loaded.offer.device,
+                            started.elapsed().as_millis()
+                        ),
+                    },
+                    Err(e) => Outcome::Failed {
+                        reason: e.to_string(),
+                    },
+                }
+            }
+            Action::UnloadModel { model } => match self.state.engine.unload(model) {
+                Ok(true) => Outcome::Succeeded {
+                    detail: "unloaded; it loads again on its next job".into(),
+                },
+                Ok(false) => Outcome::Succeeded {
+                    detail: "it was not loaded".into(),
+                },
+                Err(e) => Outcome::Failed {
+                    reason: e.to_string(),
+                },
+            },
+            Action::FetchModel { model } => self.fetch(*model).await,
+            Action::RestartEngine => {
+                let engine = self.state.engine.clone();
+                let started = std::time::Instant::now();
+                match tokio::task::spawn_blocking(move || engine.restart()).await {
+                    Ok(Ok(added)) => {
+                        self.offer_models();
+                        Outcome::Succeeded {
+                            detail: format!(
+                                "restarted in {} ms; {} model(s) loaded, {} new",
+                                started.elapsed().as_millis(),
+                                self.state.engine.resident().len(),
+                                added.len()
+                            ),
+                        }
+                    }
+                    Ok(Err(e)) => Outcome::Failed {
+                        reason: e.to_string(),
+                    },
+                    Err(_) => Outcome::Failed {
+                        reason: "the engine crashed while restarting".into(),
                     },
                 }
             }
@@ -176,4 +258,61 @@ impl FleetAgent {
             }
         }
     }
+
+    /// Advertises the engine's models as they are now, and hands them to
+    /// nodes that fetch them.
+    fn offer_models(&self) {
+        let offers = self.state.engine.offers();
+        self.catalog.send_modify(|c| c.models = offers);
+        if let Err(e) = crate::distribute::serve(&self.state.network, &self.state.engine) {
+            tracing::warn!(error = %e, "could not hand out the models");
+        }
+    }
+
+    /// Fetches `model` from the nodes that have it (progress in telemetry
+    /// and ads), verifies it and offers it.
+    async fn fetch(&self, model: wire::ModelHash) -> Outcome {
+        if self.state.engine.offer(&model).is_some() {
+            return Outcome::Succeeded {
+                detail: "the node has this model already".into(),
+            };
+        }
+        let started = std::time::Instant::now();
+        if let Err(e) = crate::fetch_model(
+            &self.state.network,
+            model,
+            &self.models_dir,
+            self.fetch_max_rate,
+            Some(&self.catalog),
+        )
+        .await
+        {
+            return Outcome::Failed {
+                reason: e.to_string(),
+            };
+        }
+        let engine = self.state.engine.clone();
+        match tokio::task::spawn_blocking(move || engine.rescan()).await {
+            Ok(Ok(_)) if self.state.engine.offer(&model).is_some() => {
+                self.offer_models();
+                let name = self.state.engine.offer(&model).map(|o| o.name).unwrap_or_default();
+                Outcome::Succeeded {
+                    detail: format!(
+                        "fetched and verified {name} in {} s; offered",
+                        started.elapsed().as_secs()
+                    ),
+                }
+            }
+            Ok(Ok(_)) => Outcome::Failed {
+                reason: "fetched, but the models directory does not hold it".into(),
+            },
+            Ok(Err(e)) => Outcome::Failed {
+                reason: e.to_string(),
+            },
+            Err(_) => Outcome::Failed {
+                reason: "the engine crashed while adding the model".into(),
+            },
+        }
+    }
+
 }

@@ -22,6 +22,8 @@ pub struct JobServer {
     pub active: ActiveJobs,
     /// Jobs are refused unless it is open.
     pub admission: Gate,
+    /// And unless the schedule has it open.
+    pub hours: crate::schedule::Hours,
     /// The bids of the jobs the node holds now (its ads show the highest).
     pub bids: Bids,
 }
@@ -142,16 +144,30 @@ impl JobServer {
     /// The refusal of a node that is not open to new jobs.
     fn not_admitted(&self) -> Option<JobResponse> {
         let message = match self.admission.get() {
-            Admission::Open => return None,
-            Admission::Paused => "this node is paused by its operator",
+            Admission::Open => {
+                let now = UnixMillis::now();
+                let status = self.hours.status(now)?;
+                if status.open {
+                    return None;
+                }
+                match status.opens_at {
+                    Some(at) => format!(
+                        "this node is outside its schedule; it opens again in {} s (at {} ms since the epoch)",
+                        at.0.saturating_sub(now.0).div_ceil(1000),
+                        at.0
+                    ),
+                    None => "this node is outside its schedule and not open in the coming week".into(),
+                }
+            }
+            Admission::Paused => "this node is paused by its operator".into(),
             Admission::Draining => {
-                "this node is draining: it finishes its jobs and takes no new ones"
+                "this node is draining: it finishes its jobs and takes no new ones".into()
             }
         };
         tracing::info!(%message, "job refused");
         Some(JobResponse::Refused {
             code: RefusalCode::NotAccepting,
-            message: message.into(),
+            message,
         })
     }
 
@@ -345,6 +361,7 @@ mod tests {
             keypair,
             active: ActiveJobs::default(),
             admission,
+            hours: crate::schedule::Hours::always(),
             bids: Bids::default(),
         }
     }

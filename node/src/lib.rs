@@ -14,6 +14,8 @@ pub mod fleet;
 pub mod hardware;
 pub mod jobs;
 pub mod metrics;
+pub mod saved;
+pub mod schedule;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub enum NodeError {
     Fetch(#[from] distribute::DistributeError),
     #[error(transparent)]
     Enrol(#[from] enrol::EnrolError),
+    #[error("node settings: {0}")]
+    Settings(String),
     #[error("could not serve metrics on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -66,6 +70,8 @@ pub struct RunningNode {
     pub network: p2p::Client,
     /// Pauses, drains and resumes the node.
     pub admission: Gate,
+    /// Its schedule.
+    pub hours: schedule::Hours,
     /// The server and account this node is enrolled with, if any.
     pub pin: Option<enrol::Pin>,
     /// Where `/metrics` is served, with `--metrics-addr`.
@@ -125,46 +131,52 @@ async fn fetch_all(
         .map_err(|_| NodeError::LoaderPanicked)?
     };
     for model in config.fetch.iter().filter(|m| !have.contains(m)) {
-        tracing::info!(%model, "fetching model from the network");
-        let mut bar = distribute::ProgressBar::default();
-        let mut reported = std::time::Instant::now() - Duration::from_secs(1);
-        let report = |p: &p2p::models::FetchProgress| {
-            bar.update(p);
-            // At most twice a second into the ads, and the last state.
-            let (Some(catalog), true) = (
-                catalog,
-                p.done == p.total || reported.elapsed() >= Duration::from_millis(500),
-            ) else {
-                return;
-            };
-            reported = std::time::Instant::now();
-            catalog.send_modify(|c| {
-                let entry = wire::registry::ModelFetch {
-                    model: *model,
-                    done_bytes: p.done,
-                    total_bytes: p.total,
-                };
-                match c.fetching.iter_mut().find(|f| f.model == *model) {
-                    Some(f) => *f = entry,
-                    None => c.fetching.push(entry),
-                }
-            });
-        };
-        let fetched = distribute::fetch(
-            network,
-            *model,
-            &config.models_dir,
-            config.fetch_max_rate,
-            report,
-        )
-        .await;
-        if let Some(catalog) = catalog {
-            catalog.send_modify(|c| c.fetching.retain(|f| f.model != *model));
-        }
-        let dir = fetched?;
-        tracing::info!(%model, dir = %dir.display(), "model fetched and verified");
+        fetch_model(network, *model, &config.models_dir, config.fetch_max_rate, catalog).await?;
     }
     Ok(())
+}
+
+/// Fetches one model into `models_dir` and verifies it, reporting progress
+/// in the catalog (and so in the node's ads and telemetry) if given.
+pub(crate) async fn fetch_model(
+    network: &p2p::Client,
+    model: wire::ModelHash,
+    models_dir: &std::path::Path,
+    max_rate: Option<u64>,
+    catalog: Option<&watch::Sender<Catalog>>,
+) -> Result<std::path::PathBuf, NodeError> {
+    tracing::info!(%model, "fetching model from the network");
+    let mut bar = distribute::ProgressBar::default();
+    let mut reported = std::time::Instant::now() - Duration::from_secs(1);
+    let report = |p: &p2p::models::FetchProgress| {
+        bar.update(p);
+        // At most twice a second into the ads, and the last state.
+        let (Some(catalog), true) = (
+            catalog,
+            p.done == p.total || reported.elapsed() >= Duration::from_millis(500),
+        ) else {
+            return;
+        };
+        reported = std::time::Instant::now();
+        catalog.send_modify(|c| {
+            let entry = wire::registry::ModelFetch {
+                model,
+                done_bytes: p.done,
+                total_bytes: p.total,
+            };
+            match c.fetching.iter_mut().find(|f| f.model == model) {
+                Some(f) => *f = entry,
+                None => c.fetching.push(entry),
+            }
+        });
+    };
+    let fetched = distribute::fetch(network, model, models_dir, max_rate, report).await;
+    if let Some(catalog) = catalog {
+        catalog.send_modify(|c| c.fetching.retain(|f| f.model != model));
+    }
+    let dir = fetched?;
+    tracing::info!(%model, dir = %dir.display(), "model fetched and verified");
+    Ok(dir)
 }
 
 /// `--fetch-only`: joins the network as a client, fetches, and returns.
@@ -205,6 +217,18 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let p2p_addrs = network.listen_addrs().await?;
     let active = admission::ActiveJobs::default();
     let admission = Gate::default();
+    // The operator's schedule and pools, kept next to the node key.
+    let hours = schedule::Hours::keep_in(
+        config.key_file.with_file_name("schedule.json"),
+        config.schedule.clone(),
+    )
+    .map_err(NodeError::Settings)?;
+    tasks.push(tokio::spawn(hours.clone().run()));
+    let pools = saved::Setting::keep_in(
+        config.key_file.with_file_name("pools.json"),
+        config.pools.clone(),
+    )
+    .map_err(NodeError::Settings)?;
 
     // Advertise from the start, so that downloads show in the operator's
     // view; the models join the ads once loaded.
@@ -217,7 +241,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         node_id,
         hardware: hardware.clone(),
         catalog: catalog_rx.clone(),
-        schedule: Vec::new(),
+        hours: hours.clone(),
+        pools: pools.clone(),
         payout_address: config.payout_address.clone(),
         interval: config.ad_interval,
         active: active.clone(),
@@ -248,6 +273,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         node_id,
         active: active.clone(),
         admission: admission.clone(),
+        hours: hours.clone(),
         bids: bids.clone(),
     });
     tasks.push(tokio::spawn(job_server.run(inbound)));
@@ -266,6 +292,9 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         catalog: catalog_rx.clone(),
         nat,
         interval: config.telemetry,
+        hours: hours.clone(),
+        pools,
+        time_zone: schedule::local_time_zone(),
     };
     let mut metrics_addr = None;
     if let Some(addr) = config.metrics_addr {
@@ -326,6 +355,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
                 state: state.clone(),
                 server: pin.server.peer_id(),
                 catalog: catalog.clone(),
+                models_dir: config.models_dir.clone(),
+                fetch_max_rate: config.fetch_max_rate,
             };
             tasks.push(tokio::spawn(agent.run()));
         }
@@ -340,6 +371,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         p2p_addrs,
         network,
         admission,
+        hours,
         pin,
         metrics_addr,
         _catalog: catalog,

@@ -221,6 +221,10 @@ mod tests {
             },
             version: "0".into(),
             interval_ms: 5000,
+            time_zone: None,
+            schedule: None,
+            schedule_status: None,
+            pools: Vec::new(),
         };
         let text = render(&t, "12D3Koo");
         for line in [

@@ -30,6 +30,10 @@ pub struct NodeState {
     pub nat: Arc<NatWatch>,
     /// How often telemetry goes to the server.
     pub interval: Duration,
+    pub hours: crate::schedule::Hours,
+    pub pools: crate::saved::Setting<Vec<String>>,
+    /// The operating system's time zone.
+    pub time_zone: Option<String>,
 }
 
 impl NodeState {
@@ -38,7 +42,9 @@ impl NodeState {
         let active = self.active.count();
         let catalog = self.catalog.borrow().clone();
         let capacity = u32::try_from(catalog.models.len()).unwrap_or(u32::MAX);
+        let now = UnixMillis::now();
         let admission = match self.admission.get() {
+            Admission::Open if !self.hours.is_open(now) => AdmissionState::OffSchedule,
             Admission::Open => AdmissionState::Open,
             Admission::Paused => AdmissionState::Paused,
             Admission::Draining if active == 0 => AdmissionState::Drained,
@@ -65,6 +71,10 @@ impl NodeState {
             .collect();
         t.admission = admission;
         t.interval_ms = u32::try_from(self.interval.as_millis()).unwrap_or(u32::MAX);
+        t.time_zone = self.time_zone.clone();
+        t.schedule = self.hours.current().schedule;
+        t.schedule_status = self.hours.status(now);
+        t.pools = self.pools.get();
         let addrs = self.network.external_addrs().await.unwrap_or_default();
         t.reachability = self.nat.reachability(&addrs);
         t
@@ -172,6 +182,10 @@ impl Sampler {
             },
             version: wire::VERSION.to_owned(),
             interval_ms: 0,
+            time_zone: None,
+            schedule: None,
+            schedule_status: None,
+            pools: Vec::new(),
         }
     }
 

@@ -164,6 +164,10 @@ fn telemetry(interval_ms: u32) -> Telemetry {
         },
         version: wire::VERSION.into(),
         interval_ms,
+        time_zone: None,
+        schedule: None,
+        schedule_status: None,
+        pools: Vec::new(),
     }
 }
 

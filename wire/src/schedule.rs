@@ -74,6 +74,11 @@ fn default_drain_minutes() -> u16 {
     5
 }
 
+/// Whether `name` is a time zone this crate knows (IANA names).
+pub fn is_time_zone(name: &str) -> bool {
+    name.len() <= 64 && TimeZone::get(name).is_ok()
+}
+
 /// An absolute stretch of time, `from` included, `until` not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {

@@ -272,7 +272,12 @@ pub struct Pricing {
 pub struct Engine {
     config: EngineConfig,
     devices: Vec<tch::Device>,
-    store: Vec<Stored>,
+    /// Where the models are; scanned again by [`Engine::rescan`].
+    dir: PathBuf,
+    /// Only ever grows, so that a model's entry never moves.
+    store: std::sync::RwLock<Vec<Arc<Stored>>>,
+    /// Bytes placed on each device so far (where the next model goes).
+    planned: std::sync::Mutex<Vec<u64>>,
     residency: Residency<LoadedModel>,
     /// Prices set by the operator, by model; kept in `prices_file`.
     prices: std::sync::RwLock<HashMap<ModelHash, Pricing>>,
@@ -284,56 +289,18 @@ impl Engine {
     /// each model on a device, and loads models until the budget is full.
     pub fn load(dir: &Path, config: EngineConfig) -> Result<Self, EngineError> {
         let devices = config.device.resolve()?;
-        let mut planned = vec![0u64; devices.len()];
-        let mut store = Vec::new();
-        for files in ModelFiles::scan(dir)? {
-            let hash = hash_file(&files.model)?;
-            let bytes = estimate_bytes(&files);
-            let device = place(&mut planned, bytes);
-            let m = &files.manifest;
-            let offer = ModelOffer {
-                name: m.name.clone(),
-                task: m.task,
-                hash,
-                price_msat: m.price_msat,
-                token_price: m.token_price,
-                device: device_name(devices[device]),
-                description: m.description.clone(),
-                embedding_dim: m.embedding.as_ref().map(|e| e.dim),
-                context_tokens: None,
-            };
-            store.push(Stored {
-                files,
-                offer,
-                device,
-                bytes,
-            });
-        }
-        let budget = config.memory_budget.unwrap_or(u64::MAX);
-        let mut engine = Engine {
+        let engine = Engine {
+            residency: Residency::new(config.memory_budget.unwrap_or(u64::MAX)),
             config,
+            planned: std::sync::Mutex::new(vec![0; devices.len()]),
             devices,
-            store,
-            residency: Residency::new(budget),
+            dir: dir.to_owned(),
+            store: std::sync::RwLock::new(Vec::new()),
             prices: std::sync::RwLock::new(HashMap::new()),
             prices_file: None,
         };
-        // Load what fits, in store order; the rest loads on first use.
-        let mut used = vec![0u64; engine.devices.len()];
-        for i in 0..engine.store.len() {
-            let s = &engine.store[i];
-            if used[s.device].saturating_add(s.bytes) > engine.budget() {
-                continue;
-            }
-            used[s.device] += s.bytes;
-            let model = engine.start(i)?;
-            // Loading learns what the manifest cannot say (the context).
-            engine.store[i].offer = model.offer.clone();
-            let s = &engine.store[i];
-            engine
-                .residency
-                .insert_loaded(s.offer.hash, s.device, s.bytes, model);
-        }
+        engine.rescan()?;
+        engine.warm()?;
         Ok(engine)
     }
 
@@ -341,9 +308,98 @@ impl Engine {
         self.config.memory_budget.unwrap_or(u64::MAX)
     }
 
-    /// Loads store entry `i` on its device (blocking).
-    fn start(&self, i: usize) -> Result<LoadedModel, EngineError> {
-        let s = &self.store[i];
+    fn stored(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Stored>>> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn find(&self, hash: &ModelHash) -> Option<Arc<Stored>> {
+        self.stored().iter().find(|s| &s.offer.hash == hash).cloned()
+    }
+
+    /// Adds the models under the models directory that the store does not
+    /// have yet (blocking: hashes their files), each placed on a device;
+    /// answers their offers. A model fetched from the network, or copied
+    /// in by hand, is offered from then on.
+    pub fn rescan(&self) -> Result<Vec<ModelOffer>, EngineError> {
+        let known: Vec<PathBuf> = self.stored().iter().map(|s| s.files.model.clone()).collect();
+        let mut added = Vec::new();
+        for files in ModelFiles::scan(&self.dir)? {
+            if known.contains(&files.model) {
+                continue;
+            }
+            let hash = hash_file(&files.model)?;
+            if self.find(&hash).is_some() {
+                continue;
+            }
+            let bytes = estimate_bytes(&files);
+            let device = {
+                let mut planned = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+                place(&mut planned, bytes)
+            };
+            let m = &files.manifest;
+            let offer = ModelOffer {
+                name: m.name.clone(),
+                task: m.task,
+                hash,
+                price_msat: m.price_msat,
+                token_price: m.token_price,
+                device: device_name(self.devices[device]),
+                description: m.description.clone(),
+                embedding_dim: m.embedding.as_ref().map(|e| e.dim),
+                context_tokens: None,
+            };
+            added.push(self.priced(offer.clone()));
+            self.store
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::new(Stored {
+                    files,
+                    offer,
+                    device,
+                    bytes,
+                }));
+        }
+        Ok(added)
+    }
+
+    /// Loads models that are not in memory, in store order, while they fit
+    /// the budget (blocking); the rest load on first use.
+    fn warm(&self) -> Result<(), EngineError> {
+        let resident = self.residency.resident();
+        let mut used = vec![0u64; self.devices.len()];
+        let store: Vec<Arc<Stored>> = self.stored().clone();
+        for (i, s) in store.iter().enumerate() {
+            if used[s.device].saturating_add(s.bytes) > self.budget() {
+                continue;
+            }
+            used[s.device] += s.bytes;
+            if resident.contains(&s.offer.hash) {
+                continue;
+            }
+            let model = self.start(s)?;
+            // Loading learns what the manifest cannot say (the context).
+            let learned = Arc::new(Stored {
+                files: s.files.clone(),
+                offer: model.offer.clone(),
+                device: s.device,
+                bytes: s.bytes,
+            });
+            if let Some(slot) = self
+                .store
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(i)
+            {
+                *slot = learned;
+            }
+            self.residency
+                .insert_loaded(s.offer.hash, s.device, s.bytes, model);
+        }
+        Ok(())
+    }
+
+    /// Loads a model on its device (blocking).
+    fn start(&self, s: &Stored) -> Result<LoadedModel, EngineError> {
         let device = self.devices[s.device];
         let model = match s.files.manifest.task {
             Task::Embedding => {
@@ -365,10 +421,32 @@ impl Engine {
         Ok(model)
     }
 
+    /// Frees a loaded model's memory (jobs running on it finish first); it
+    /// stays offered and loads again on its next job. False if it was not
+    /// loaded.
+    pub fn unload(&self, hash: &ModelHash) -> Result<bool, EngineError> {
+        if self.find(hash).is_none() {
+            return Err(EngineError::UnknownModel(*hash));
+        }
+        Ok(!self.residency.forget(|h| h == hash).is_empty())
+    }
+
+    /// Restarts the engine (blocking): every model is unloaded (running
+    /// jobs finish on the models they hold), new models in the models
+    /// directory join the store, and models load again while they fit.
+    /// Answers the models added.
+    pub fn restart(&self) -> Result<Vec<ModelOffer>, EngineError> {
+        let gone = self.residency.forget(|_| true);
+        tracing::info!(unloaded = gone.len(), "restarting the engine");
+        let added = self.rescan()?;
+        self.warm()?;
+        Ok(added)
+    }
+
     /// What this node offers: every model in the store, loaded or not, at
     /// its current prices.
     pub fn offers(&self) -> Vec<ModelOffer> {
-        self.store
+        self.stored()
             .iter()
             .map(|s| self.priced(s.offer.clone()))
             .collect()
@@ -376,10 +454,7 @@ impl Engine {
 
     /// One model's offer, at its current prices.
     pub fn offer(&self, hash: &ModelHash) -> Option<ModelOffer> {
-        self.store
-            .iter()
-            .find(|s| &s.offer.hash == hash)
-            .map(|s| self.priced(s.offer.clone()))
+        self.find(hash).map(|s| self.priced(s.offer.clone()))
     }
 
     fn priced(&self, mut offer: ModelOffer) -> ModelOffer {
@@ -394,17 +469,13 @@ impl Engine {
     /// Keeps the operator's prices in `path` (JSON), reading those saved
     /// there before (for models still in the store).
     pub fn keep_prices_in(&mut self, path: PathBuf) -> Result<(), EngineError> {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let saved: HashMap<ModelHash, Pricing> = serde_json::from_str(&text)
-                    .map_err(|e| EngineError::Prices(format!("{}: {e}", path.display())))?;
-                let known: Vec<ModelHash> = self.store.iter().map(|s| s.offer.hash).collect();
-                let mut prices = self.prices.write().unwrap_or_else(|e| e.into_inner());
-                prices.extend(saved.into_iter().filter(|(h, _)| known.contains(h)));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(EngineError::Prices(format!("{}: {e}", path.display()))),
-        }
+        let saved: HashMap<ModelHash, Pricing> =
+            crate::saved::load(&path).map_err(EngineError::Prices)?.unwrap_or_default();
+        let known: Vec<ModelHash> = self.stored().iter().map(|s| s.offer.hash).collect();
+        self.prices
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(saved.into_iter().filter(|(h, _)| known.contains(h)));
         self.prices_file = Some(path);
         Ok(())
     }
@@ -415,7 +486,7 @@ impl Engine {
     /// as it was priced when it started).
     pub fn set_prices(&self, changes: &[(ModelHash, Pricing)]) -> Result<(), EngineError> {
         for (hash, _) in changes {
-            if !self.store.iter().any(|s| &s.offer.hash == hash) {
+            if self.find(hash).is_none() {
                 return Err(EngineError::UnknownModel(*hash));
             }
         }
@@ -425,12 +496,7 @@ impl Engine {
             prices.clone()
         };
         if let Some(path) = &self.prices_file {
-            let text = serde_json::to_string_pretty(&snapshot)
-                .map_err(|e| EngineError::Prices(e.to_string()))?;
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, text)
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .map_err(|e| EngineError::Prices(format!("{}: {e}", path.display())))?;
+            crate::saved::save(path, Some(&snapshot)).map_err(EngineError::Prices)?;
         }
         Ok(())
     }
@@ -440,12 +506,7 @@ impl Engine {
     /// (A model unloaded while it still runs jobs finishes them first.)
     /// While one model loads, jobs on the others go on.
     pub async fn get(self: &Arc<Self>, hash: &ModelHash) -> Result<Arc<LoadedModel>, EngineError> {
-        let i = self
-            .store
-            .iter()
-            .position(|s| &s.offer.hash == hash)
-            .ok_or(EngineError::UnknownModel(*hash))?;
-        let want = &self.store[i];
+        let want = self.find(hash).ok_or(EngineError::UnknownModel(*hash))?;
         if want.bytes > self.budget() {
             return Err(EngineError::TooLarge {
                 name: want.offer.name.clone(),
@@ -455,9 +516,10 @@ impl Engine {
             });
         }
         let engine = self.clone();
+        let (device, bytes) = (want.device, want.bytes);
         self.residency
-            .get_or_load(*hash, want.device, want.bytes, move || async move {
-                tokio::task::spawn_blocking(move || engine.start(i))
+            .get_or_load(*hash, device, bytes, move || async move {
+                tokio::task::spawn_blocking(move || engine.start(&want))
                     .await
                     .map_err(|_| EngineError::WorkerGone)?
             })
@@ -470,7 +532,7 @@ impl Engine {
     /// names in that directory.
     pub fn packages(&self) -> Vec<(ModelHash, std::path::PathBuf, String, Vec<String>)> {
         let flat = |p: &Path| p.components().count() == 1;
-        self.store
+        self.stored()
             .iter()
             .filter_map(|s| {
                 let m = &s.files.manifest;
@@ -493,7 +555,7 @@ impl Engine {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
+        self.stored().is_empty()
     }
 }
 

@@ -239,6 +239,22 @@ impl<T: Send + Sync + 'static> Residency<T> {
         }
     }
 
+    /// Forgets the loaded models `which` picks (a model still running jobs
+    /// finishes them: it lives as long as its callers hold it); models
+    /// still loading are left alone. Answers the hashes forgotten.
+    pub(crate) fn forget(&self, which: impl Fn(&ModelHash) -> bool) -> Vec<ModelHash> {
+        let mut state = self.lock();
+        let mut gone = Vec::new();
+        state.entries.retain(|e| {
+            let drop = matches!(e.slot, Slot::Ready(_)) && which(&e.hash);
+            if drop {
+                gone.push(e.hash);
+            }
+            !drop
+        });
+        gone
+    }
+
     /// Hashes of the loaded models, most recently used first.
     pub(crate) fn resident(&self) -> Vec<ModelHash> {
         let state = self.lock();
@@ -484,4 +500,23 @@ mod tests {
         assert_eq!(*a.unwrap(), "a");
         assert_eq!(residency.resident(), vec![hash("a"), hash("b")]);
     }
+
+    #[tokio::test]
+    async fn a_forgotten_model_frees_its_room_and_loads_again_on_use() {
+        let r: Residency<&'static str> = Residency::new(100);
+        r.insert_loaded(hash("a"), 0, 60, "a");
+        r.insert_loaded(hash("b"), 0, 40, "b");
+        let held = within(r.get_or_load(hash("a"), 0, 60, never())).await.unwrap();
+        assert_eq!(r.forget(|h| *h == hash("a")), vec![hash("a")]);
+        assert_eq!(r.resident(), vec![hash("b")]);
+        assert_eq!(*held, "a", "a caller still holding it keeps it");
+        assert_eq!(r.forget(|h| *h == hash("a")), Vec::<ModelHash>::new());
+        let again = within(r.get_or_load(hash("a"), 0, 60, ready("a again")))
+            .await
+            .unwrap();
+        assert_eq!(*again, "a again");
+        assert_eq!(r.forget(|_| true).len(), 2);
+        assert!(r.resident().is_empty());
+    }
+
 }

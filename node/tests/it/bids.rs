@@ -30,6 +30,7 @@ fn server() -> Arc<JobServer> {
         keypair,
         active: node::admission::ActiveJobs::default(),
         admission: Gate::default(),
+        hours: node::schedule::Hours::always(),
         bids: Default::default(),
     })
 }

@@ -34,6 +34,7 @@ fn server() -> JobServer {
         keypair,
         active: node::admission::ActiveJobs::default(),
         admission: Gate::default(),
+        hours: node::schedule::Hours::always(),
         bids: Default::default(),
     }
 }
