@@ -164,25 +164,27 @@ impl FleetAgent {
                     },
                 }
             }
-            Action::SetSchedule { schedule } => match self.state.hours.set(Some(schedule.clone())) {
-                Ok(()) => {
-                    let now = UnixMillis::now();
-                    Outcome::Succeeded {
-                        detail: match self.state.hours.status(now) {
-                            None => "always open".into(),
-                            Some(s) if s.open => "schedule set: open now".into(),
-                            Some(s) => match s.opens_at {
-                                Some(at) => format!(
-                                    "schedule set: closed now, open again in {} min",
-                                    at.0.saturating_sub(now.0).div_ceil(60_000)
-                                ),
-                                None => "schedule set: closed for the coming week".into(),
+            Action::SetSchedule { schedule } => {
+                match self.state.hours.set(Some(schedule.clone())) {
+                    Ok(()) => {
+                        let now = UnixMillis::now();
+                        Outcome::Succeeded {
+                            detail: match self.state.hours.status(now) {
+                                None => "always open".into(),
+                                Some(s) if s.open => "schedule set: open now".into(),
+                                Some(s) => match s.opens_at {
+                                    Some(at) => format!(
+                                        "schedule set: closed now, open again in {} min",
+                                        at.0.saturating_sub(now.0).div_ceil(60_000)
+                                    ),
+                                    None => "schedule set: closed for the coming week".into(),
+                                },
                             },
-                        },
+                        }
                     }
+                    Err(reason) => Outcome::Failed { reason },
                 }
-                Err(reason) => Outcome::Failed { reason },
-            },
+            }
             Action::SetPools { pools } => match self.state.pools.set(pools.clone()) {
                 Ok(()) => Outcome::Succeeded {
                     detail: format!("in {} pool(s), advertised", pools.len()),
@@ -295,7 +297,12 @@ impl FleetAgent {
         match tokio::task::spawn_blocking(move || engine.rescan()).await {
             Ok(Ok(_)) if self.state.engine.offer(&model).is_some() => {
                 self.offer_models();
-                let name = self.state.engine.offer(&model).map(|o| o.name).unwrap_or_default();
+                let name = self
+                    .state
+                    .engine
+                    .offer(&model)
+                    .map(|o| o.name)
+                    .unwrap_or_default();
                 Outcome::Succeeded {
                     detail: format!(
                         "fetched and verified {name} in {} s; offered",
@@ -314,5 +321,4 @@ impl FleetAgent {
             },
         }
     }
-
 }

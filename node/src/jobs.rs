@@ -152,11 +152,12 @@ impl JobServer {
                 }
                 match status.opens_at {
                     Some(at) => format!(
-                        "this node is outside its schedule; it opens again in {} s (at {} ms since the epoch)",
-                        at.0.saturating_sub(now.0).div_ceil(1000),
-                        at.0
+                        "this node is outside its schedule; it opens again at {}",
+                        wire::schedule::utc_text(at)
                     ),
-                    None => "this node is outside its schedule and not open in the coming week".into(),
+                    None => {
+                        "this node is outside its schedule and not open in the coming week".into()
+                    }
                 }
             }
             Admission::Paused => "this node is paused by its operator".into(),

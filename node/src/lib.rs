@@ -131,7 +131,14 @@ async fn fetch_all(
         .map_err(|_| NodeError::LoaderPanicked)?
     };
     for model in config.fetch.iter().filter(|m| !have.contains(m)) {
-        fetch_model(network, *model, &config.models_dir, config.fetch_max_rate, catalog).await?;
+        fetch_model(
+            network,
+            *model,
+            &config.models_dir,
+            config.fetch_max_rate,
+            catalog,
+        )
+        .await?;
     }
     Ok(())
 }

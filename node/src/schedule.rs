@@ -224,6 +224,9 @@ mod tests {
         let mut bad = closed_for(1);
         bad.time_zone = "Nowhere/Else".into();
         assert!(again.set(Some(bad)).is_err());
-        assert!(again.is_open(UnixMillis::now()), "a refused schedule changes nothing");
+        assert!(
+            again.is_open(UnixMillis::now()),
+            "a refused schedule changes nothing"
+        );
     }
 }

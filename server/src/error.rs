@@ -334,7 +334,7 @@ fn ledger_code(e: &LedgerError) -> &'static str {
 
 fn job_status(e: &JobError) -> StatusCode {
     match e {
-        JobError::ModelName | JobError::BadInput(_) => StatusCode::BAD_REQUEST,
+        JobError::ModelName | JobError::Pool(_) | JobError::BadInput(_) => StatusCode::BAD_REQUEST,
         JobError::InsufficientFunds { .. } | JobError::SpendingCap { .. } => {
             StatusCode::PAYMENT_REQUIRED
         }
@@ -364,7 +364,7 @@ fn job_status(e: &JobError) -> StatusCode {
 
 fn job_code(e: &JobError) -> &'static str {
     match e {
-        JobError::ModelName => "bad_request",
+        JobError::ModelName | JobError::Pool(_) => "bad_request",
         JobError::BadInput(_) => "invalid_input",
         JobError::InsufficientFunds { .. } => "insufficient_funds",
         JobError::SpendingCap { .. } => "spending_cap_exceeded",

@@ -79,6 +79,14 @@ pub fn is_time_zone(name: &str) -> bool {
     name.len() <= 64 && TimeZone::get(name).is_ok()
 }
 
+/// `at` as people read it: `2026-11-27 14:00 UTC`.
+pub fn utc_text(at: UnixMillis) -> String {
+    match Timestamp::from_millisecond(i64::try_from(at.0).unwrap_or(i64::MAX)) {
+        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => format!("{} ms after 1970", at.0),
+    }
+}
+
 /// An absolute stretch of time, `from` included, `until` not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {
@@ -140,12 +148,17 @@ impl Availability {
     /// Checks what a receiver must be able to rely on.
     pub fn check(&self) -> Result<(), String> {
         if self.open.len() > MAX_SPANS {
-            return Err(format!("{} open spans; at most {MAX_SPANS}", self.open.len()));
+            return Err(format!(
+                "{} open spans; at most {MAX_SPANS}",
+                self.open.len()
+            ));
         }
         let mut last_end: Option<UnixMillis> = None;
         for s in &self.open {
             if s.from >= s.until || last_end.is_some_and(|e| s.from <= e) || s.until > self.until {
-                return Err("open spans must be non-empty, sorted, apart, and end by `until`".into());
+                return Err(
+                    "open spans must be non-empty, sorted, apart, and end by `until`".into(),
+                );
             }
             last_end = Some(s.until);
         }
@@ -263,16 +276,30 @@ impl Schedule {
                 .map_err(|e| e.to_string())
         };
         // Local dates from the day before `from` to the day after `limit`.
-        let first: Date = tz.to_datetime(ts(from.0)?).date().yesterday().map_err(|e| e.to_string())?;
-        let last: Date = tz.to_datetime(ts(limit.0)?).date().tomorrow().map_err(|e| e.to_string())?;
+        let first: Date = tz
+            .to_datetime(ts(from.0)?)
+            .date()
+            .yesterday()
+            .map_err(|e| e.to_string())?;
+        let last: Date = tz
+            .to_datetime(ts(limit.0)?)
+            .date()
+            .tomorrow()
+            .map_err(|e| e.to_string())?;
         let mut spans = Vec::new();
         let mut date = first;
         while date <= last {
             let day = date.weekday().to_monday_zero_offset();
-            for w in self.weekly.iter().filter(|w| i8::try_from(w.day) == Ok(day)) {
+            for w in self
+                .weekly
+                .iter()
+                .filter(|w| i8::try_from(w.day) == Ok(day))
+            {
                 let at = |minute: u16| -> Result<UnixMillis, String> {
                     let local: DateTime = if minute >= 1440 {
-                        date.tomorrow().map_err(|e| e.to_string())?.to_datetime(Time::midnight())
+                        date.tomorrow()
+                            .map_err(|e| e.to_string())?
+                            .to_datetime(Time::midnight())
                     } else {
                         date.to_datetime(Time::midnight())
                             .checked_add((i64::from(minute)).minutes())
@@ -318,6 +345,149 @@ impl Schedule {
     }
 }
 
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Reads weekly windows written one rule per line (or `;`-separated), as
+/// operators write them: `Mon-Fri 09:00-17:00`, `Sat,Sun 10:00-14:00`,
+/// `daily 22:00-06:00` (over midnight: two windows), `Wed 00:00-24:00`.
+/// Empty text: no windows (always open).
+pub fn parse_weekly(text: &str) -> Result<Vec<WeeklyWindow>, String> {
+    let mut out = Vec::new();
+    for rule in text
+        .split(['\n', ';'])
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        let (days, hours) = rule.rsplit_once(' ').ok_or_else(|| {
+            format!("`{rule}`: write days, then hours, e.g. `Mon-Fri 09:00-17:00`")
+        })?;
+        let days = parse_days(days.trim()).map_err(|e| format!("`{rule}`: {e}"))?;
+        let (from, to) = hours
+            .split_once('-')
+            .ok_or_else(|| format!("`{rule}`: hours are `HH:MM-HH:MM`"))?;
+        let (from, to) = (
+            parse_minute(from).map_err(|e| format!("`{rule}`: {e}"))?,
+            parse_minute(to).map_err(|e| format!("`{rule}`: {e}"))?,
+        );
+        if from == to {
+            return Err(format!("`{rule}`: the window is empty"));
+        }
+        for day in days {
+            if from < to {
+                out.push(WeeklyWindow {
+                    day,
+                    start_minute: from,
+                    end_minute: to,
+                });
+            } else {
+                // Over midnight: the evening, and the next morning.
+                out.push(WeeklyWindow {
+                    day,
+                    start_minute: from,
+                    end_minute: 1440,
+                });
+                if to > 0 {
+                    out.push(WeeklyWindow {
+                        day: (day + 1) % 7,
+                        start_minute: 0,
+                        end_minute: to,
+                    });
+                }
+            }
+        }
+    }
+    if out.len() > MAX_WEEKLY_WINDOWS {
+        return Err(format!(
+            "{} windows; at most {MAX_WEEKLY_WINDOWS}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_days(text: &str) -> Result<Vec<u8>, String> {
+    let day = |d: &str| -> Result<u8, String> {
+        let d = d.trim().to_ascii_lowercase();
+        DAYS.iter()
+            .position(|name| d.len() >= 3 && d.starts_with(name))
+            .map(|i| i as u8)
+            .ok_or_else(|| format!("`{d}` is not a day (Mon … Sun)"))
+    };
+    let lower = text.to_ascii_lowercase();
+    if matches!(lower.as_str(), "daily" | "every day" | "all") {
+        return Ok((0..7).collect());
+    }
+    let mut days = Vec::new();
+    for part in text.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                let mut d = a;
+                loop {
+                    days.push(d);
+                    if d == b {
+                        break;
+                    }
+                    d = (d + 1) % 7;
+                }
+            }
+            None => days.push(day(part)?),
+        }
+    }
+    Ok(days)
+}
+
+fn parse_minute(text: &str) -> Result<u16, String> {
+    let text = text.trim();
+    let (h, m) = text.split_once(':').unwrap_or((text, "0"));
+    match (h.parse::<u16>(), m.parse::<u16>()) {
+        (Ok(24), Ok(0)) => Ok(1440),
+        (Ok(h), Ok(m)) if h < 24 && m < 60 => Ok(h * 60 + m),
+        _ => Err(format!("`{text}` is not a time (HH:MM)")),
+    }
+}
+
+/// Weekly windows as [`parse_weekly`] reads them, one per line.
+pub fn format_weekly(windows: &[WeeklyWindow]) -> String {
+    let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    windows
+        .iter()
+        .map(|w| {
+            let day = DAYS.get(usize::from(w.day)).copied().unwrap_or("mon");
+            let mut name = day.to_owned();
+            name[..1].make_ascii_uppercase();
+            format!("{name} {}-{}", hm(w.start_minute), hm(w.end_minute))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A local date and time (`2026-11-28T10:00`, as a browser's
+/// `datetime-local` input gives it, or with a space) in `time_zone`.
+pub fn parse_local(text: &str, time_zone: &str) -> Result<UnixMillis, String> {
+    let tz = TimeZone::get(time_zone).map_err(|_| format!("`{time_zone}` is not a time zone"))?;
+    let local: DateTime = text
+        .trim()
+        .replace(' ', "T")
+        .parse()
+        .map_err(|_| format!("`{text}` is not a date and time (YYYY-MM-DD HH:MM)"))?;
+    let at = tz.to_timestamp(local).map_err(|e| e.to_string())?;
+    u64::try_from(at.as_millisecond())
+        .map(UnixMillis)
+        .map_err(|_| "a time before 1970".into())
+}
+
+/// `at` in `time_zone`, as [`parse_local`] reads it (`2026-11-28 10:00`).
+pub fn local_text(at: UnixMillis, time_zone: &str) -> String {
+    let Ok(tz) = TimeZone::get(time_zone) else {
+        return utc_text(at);
+    };
+    match Timestamp::from_millisecond(i64::try_from(at.0).unwrap_or(i64::MAX)) {
+        Ok(ts) => tz.to_datetime(ts).strftime("%Y-%m-%d %H:%M").to_string(),
+        Err(_) => utc_text(at),
+    }
+}
+
 /// `span` less `from..until`: zero, one or two spans.
 fn subtract(span: Span, from: UnixMillis, until: UnixMillis) -> Vec<Span> {
     if until <= span.from || from >= span.until {
@@ -347,8 +517,7 @@ mod tests {
 
     /// Milliseconds of a UTC date and time.
     fn utc(y: i16, mo: i8, d: i8, h: i8, mi: i8) -> UnixMillis {
-        let ts = jiff::civil::date(y, mo, d)
-            .at(h, mi, 0, 0);
+        let ts = jiff::civil::date(y, mo, d).at(h, mi, 0, 0);
         let ts = TimeZone::UTC.to_timestamp(ts).unwrap();
         UnixMillis(ts.as_millisecond() as u64)
     }
@@ -469,6 +638,7 @@ mod tests {
         assert!(s.check().unwrap_err().contains("time zone"));
         s.time_zone = "America/New_York".into();
         assert!(s.check().is_ok());
+        assert_eq!(utc_text(utc(2026, 11, 27, 14, 5)), "2026-11-27 14:05 UTC");
         s.weekly[0].end_minute = 1441;
         assert!(s.check().is_err());
         s.weekly[0].end_minute = 60;
@@ -481,7 +651,10 @@ mod tests {
             note: String::new(),
         }];
         assert!(s.check().is_err());
-        assert!(Schedule::always().availability(UnixMillis(0)).unwrap().is_none());
+        assert!(Schedule::always()
+            .availability(UnixMillis(0))
+            .unwrap()
+            .is_none());
         let overlapping = Availability {
             open: vec![
                 Span {
@@ -496,5 +669,70 @@ mod tests {
             until: UnixMillis(10),
         };
         assert!(overlapping.check().is_err());
+    }
+
+    #[test]
+    fn operators_write_windows_as_they_say_them() {
+        let w = parse_weekly("Mon-Fri 09:00-17:00\nSat,Sun 10-14; daily 23:00-01:30").unwrap();
+        assert_eq!(w.len(), 5 + 2 + 14);
+        assert_eq!(
+            w[0],
+            WeeklyWindow {
+                day: 0,
+                start_minute: 540,
+                end_minute: 1020
+            }
+        );
+        assert_eq!(
+            w[5],
+            WeeklyWindow {
+                day: 5,
+                start_minute: 600,
+                end_minute: 840
+            }
+        );
+        // Sunday night runs into Monday morning.
+        assert_eq!(
+            w[19],
+            WeeklyWindow {
+                day: 6,
+                start_minute: 1380,
+                end_minute: 1440
+            }
+        );
+        assert_eq!(
+            w[20],
+            WeeklyWindow {
+                day: 0,
+                start_minute: 0,
+                end_minute: 90
+            }
+        );
+        assert_eq!(parse_weekly("Fri-Mon 00:00-24:00").unwrap().len(), 4);
+        assert_eq!(parse_weekly("  ").unwrap(), vec![]);
+        for bad in [
+            "Mon",
+            "Funday 09:00-10:00",
+            "Mon 25:00-26:00",
+            "Mon 09:00-09:00",
+        ] {
+            assert!(parse_weekly(bad).is_err(), "{bad}");
+        }
+        let text = format_weekly(&parse_weekly("Tue 08:30-24:00").unwrap());
+        assert_eq!(text, "Tue 08:30-24:00");
+        assert_eq!(parse_weekly(&text).unwrap()[0].end_minute, 1440);
+    }
+
+    #[test]
+    fn local_times_are_read_in_the_schedule_s_zone() {
+        let at = parse_local("2026-06-01T09:00", "Europe/Berlin").unwrap();
+        assert_eq!(at, utc(2026, 6, 1, 7, 0));
+        assert_eq!(local_text(at, "Europe/Berlin"), "2026-06-01 09:00");
+        assert_eq!(
+            parse_local("2026-06-01 09:00", "UTC").unwrap(),
+            utc(2026, 6, 1, 9, 0)
+        );
+        assert!(parse_local("tomorrow", "UTC").is_err());
+        assert!(parse_local("2026-06-01T09:00", "Atlantis").is_err());
     }
 }

@@ -3,10 +3,8 @@
 
 use libp2p_identity::Keypair;
 use testkit::fixtures::{ad, NOW};
+use wire::ads::{decode_ad, AdBook, AdError, CapabilityAd, MAX_AD_BYTES};
 use wire::schedule::{Availability, Span};
-use wire::ads::{
-    decode_ad, AdBook, AdError, CapabilityAd, MAX_AD_BYTES,
-};
 use wire::{Sha256Digest, SignedEnvelope, SigningError, UnixMillis};
 
 fn seal(key: &Keypair, ad: &CapabilityAd) -> SignedEnvelope {

@@ -18,6 +18,39 @@ pub(crate) fn ago(now: UnixMillis, then: UnixMillis) -> String {
     }
 }
 
+/// How long until `then`: `in 5 min`, `in 3 h 20 min`, `in 2 d`, with the
+/// UTC time for anything further than an hour.
+pub(crate) fn until(now: UnixMillis, then: UnixMillis) -> String {
+    let s = then.0.saturating_sub(now.0).div_ceil(1000);
+    match s {
+        0..=59 => format!("in {s} s"),
+        60..=3599 => format!("in {} min", s.div_ceil(60)),
+        3600..=86_399 => format!(
+            "in {} h {} min ({})",
+            s / 3600,
+            s % 3600 / 60,
+            wire::schedule::utc_text(then)
+        ),
+        _ => format!("in {} d ({})", s / 86_400, wire::schedule::utc_text(then)),
+    }
+}
+
+/// Where a node stands with its schedule, for people: `closed · opens in
+/// 2 h`, or `None` when it is open (or has no schedule).
+pub(crate) fn schedule_note(
+    now: UnixMillis,
+    status: Option<wire::schedule::ScheduleStatus>,
+) -> Option<String> {
+    let s = status?;
+    if s.open {
+        return None;
+    }
+    Some(match s.opens_at {
+        Some(at) => format!("closed · opens {}", until(now, at)),
+        None => "closed this week".into(),
+    })
+}
+
 /// Millisatoshis as satoshis: `12,345 sat`, or `12,345.678 sat` when
 /// there are millisatoshis.
 pub(crate) fn sats(msat: u64) -> String {

@@ -6,7 +6,7 @@ mod node_table;
 mod receipt;
 
 pub(crate) use chart::LineChart;
-pub(crate) use format::{ago, gib, sats, sats_field, short_id, signed_sats};
+pub(crate) use format::{ago, gib, sats, sats_field, schedule_note, short_id, signed_sats, until};
 pub(crate) use node_table::NodeTable;
 pub(crate) use receipt::JobResult;
 

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use wire::registry::NodeInfo;
 use wire::UnixMillis;
 
-use super::{ago, gib, short_id, StatusBadge};
+use super::{ago, gib, schedule_note, short_id, StatusBadge};
 
 #[component]
 pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView {
@@ -30,15 +30,30 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                 .map(|m| format!("{} · {} · {}", m.name, m.task.as_str(), m.price_label()))
                 .collect::<Vec<_>>()
                 .join("\n");
+            let paused = (!n.accepting_jobs && n.status == wire::registry::NodeStatus::Online)
+                .then(|| view! { <span class="badge pending">"paused"</span> });
+            let closed = schedule_note(now, n.schedule)
+                .map(|note| view! { <span class="badge pending schedule">{note}</span> });
+            let pools = (!n.pools.is_empty()).then(|| {
+                let chips = n
+                    .pools
+                    .iter()
+                    .map(|p| view! { <span class="chip pool">{p.clone()}</span> })
+                    .collect_view();
+                view! { <div class="chips">{chips}</div> }
+            });
             view! {
                 <tr class="node-row" data-peer-id=id.clone()>
                     <td>
                         <a href=href class="mono">
                             {short_id(&id)}
                         </a>
+                        {pools}
                     </td>
                     <td>
                         <StatusBadge status=n.status />
+                        {paused}
+                        {closed}
                     </td>
                     <td>
                         {format!("{} cores · {}", n.hardware.cpu_cores, gib(n.hardware.ram_mb))}

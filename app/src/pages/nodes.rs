@@ -25,6 +25,7 @@ pub(crate) fn NodesPage() -> impl IntoView {
     let gpu = RwSignal::new(String::from("any"));
     let min_vram = RwSignal::new(String::new());
     let max_price = RwSignal::new(String::new());
+    let pool = RwSignal::new(String::new());
     let tick = ticker(Duration::from_secs(3));
 
     let query = Memo::new(move |_| NodeQuery {
@@ -40,6 +41,7 @@ pub(crate) fn NodesPage() -> impl IntoView {
         limit: Some(200),
         cursor: None,
         task: None,
+        pool: Some(pool.get().trim().to_lowercase()).filter(|p| !p.is_empty()),
     });
     let nodes = Resource::new(move || (query.get(), tick.get()), |(q, _)| list_nodes(q));
 
@@ -66,6 +68,9 @@ pub(crate) fn NodesPage() -> impl IntoView {
             </label>
             <label>
                 "Max price (msat) " <input type="number" name="max_price" min="0" step="1" bind:value=max_price />
+            </label>
+            <label>
+                "Pool " <input type="text" name="pool" placeholder="e.g. eu-west" bind:value=pool />
             </label>
         </form>
         <Transition fallback=|| view! { <p class="empty">"Loading nodes…"</p> }>

@@ -121,6 +121,7 @@ fn EmbeddingForm(model: Signal<String>, node: Signal<Option<NodeId>>) -> impl In
             model: model.get_untracked(),
             input: serde_json::json!({ "texts": [text_a.get_untracked(), text_b.get_untracked()] }),
             node: node.get_untracked(),
+            pool: None,
             max_price_msat: None,
             bid_msat: None,
         });
@@ -158,6 +159,7 @@ fn TensorForm(model: Signal<String>, node: Signal<Option<NodeId>>) -> impl IntoV
                     model: model.get_untracked(),
                     input: serde_json::json!({ "inputs": list }),
                     node: node.get_untracked(),
+                    pool: None,
                     max_price_msat: None,
                     bid_msat: None,
                 });

@@ -313,7 +313,10 @@ impl Engine {
     }
 
     fn find(&self, hash: &ModelHash) -> Option<Arc<Stored>> {
-        self.stored().iter().find(|s| &s.offer.hash == hash).cloned()
+        self.stored()
+            .iter()
+            .find(|s| &s.offer.hash == hash)
+            .cloned()
     }
 
     /// Adds the models under the models directory that the store does not
@@ -321,7 +324,11 @@ impl Engine {
     /// answers their offers. A model fetched from the network, or copied
     /// in by hand, is offered from then on.
     pub fn rescan(&self) -> Result<Vec<ModelOffer>, EngineError> {
-        let known: Vec<PathBuf> = self.stored().iter().map(|s| s.files.model.clone()).collect();
+        let known: Vec<PathBuf> = self
+            .stored()
+            .iter()
+            .map(|s| s.files.model.clone())
+            .collect();
         let mut added = Vec::new();
         for files in ModelFiles::scan(&self.dir)? {
             if known.contains(&files.model) {
@@ -469,8 +476,9 @@ impl Engine {
     /// Keeps the operator's prices in `path` (JSON), reading those saved
     /// there before (for models still in the store).
     pub fn keep_prices_in(&mut self, path: PathBuf) -> Result<(), EngineError> {
-        let saved: HashMap<ModelHash, Pricing> =
-            crate::saved::load(&path).map_err(EngineError::Prices)?.unwrap_or_default();
+        let saved: HashMap<ModelHash, Pricing> = crate::saved::load(&path)
+            .map_err(EngineError::Prices)?
+            .unwrap_or_default();
         let known: Vec<ModelHash> = self.stored().iter().map(|s| s.offer.hash).collect();
         self.prices
             .write()

@@ -506,7 +506,9 @@ mod tests {
         let r: Residency<&'static str> = Residency::new(100);
         r.insert_loaded(hash("a"), 0, 60, "a");
         r.insert_loaded(hash("b"), 0, 40, "b");
-        let held = within(r.get_or_load(hash("a"), 0, 60, never())).await.unwrap();
+        let held = within(r.get_or_load(hash("a"), 0, 60, never()))
+            .await
+            .unwrap();
         assert_eq!(r.forget(|h| *h == hash("a")), vec![hash("a")]);
         assert_eq!(r.resident(), vec![hash("b")]);
         assert_eq!(*held, "a", "a caller still holding it keeps it");
@@ -518,5 +520,4 @@ mod tests {
         assert_eq!(r.forget(|_| true).len(), 2);
         assert!(r.resident().is_empty());
     }
-
 }

@@ -284,12 +284,14 @@ impl Fleet {
             .into_iter()
             .map(|n| (n.peer_id, n))
             .collect();
+        let mut tags = self.inner.store.tags_of(&caller.account).await?;
         let live = self.live();
         Ok(mine
             .into_iter()
             .map(|(node_id, enrolled_at)| {
                 let l = live.get(&node_id);
                 FleetNode {
+                    tags: tags.remove(&node_id).unwrap_or_default(),
                     node_id,
                     enrolled_at,
                     online: l.is_some_and(|l| l.link.is_some()),
@@ -375,11 +377,27 @@ impl Fleet {
         new: NewCommand,
     ) -> Result<Vec<CommandView>, FleetError> {
         let mut nodes = new.nodes.clone();
+        if let Some(tag) = &new.tag {
+            wire::registry::check_label(tag).map_err(FleetError::BadRequest)?;
+            let tagged = self.inner.store.tags_of(&caller.account).await?;
+            let before = nodes.len();
+            nodes.extend(
+                tagged
+                    .into_iter()
+                    .filter(|(_, tags)| tags.contains(tag))
+                    .map(|(node, _)| node),
+            );
+            if nodes.len() == before && nodes.is_empty() {
+                return Err(FleetError::BadRequest(format!(
+                    "no node carries the tag `{tag}`"
+                )));
+            }
+        }
         nodes.sort();
         nodes.dedup();
         if nodes.is_empty() || nodes.len() > MAX_COMMAND_NODES {
             return Err(FleetError::BadRequest(format!(
-                "name 1 to {MAX_COMMAND_NODES} nodes"
+                "name 1 to {MAX_COMMAND_NODES} nodes (or a tag)"
             )));
         }
         new.action.check().map_err(FleetError::BadRequest)?;
@@ -429,6 +447,20 @@ impl Fleet {
         let mut views = Vec::with_capacity(nodes.len());
         for node in nodes {
             let row = self.row(caller, node, &caller.account, &new.action, now, expires_at);
+            if let Action::SetTags { tags } = &new.action {
+                // Kept here, never sent: the node does not know its tags.
+                let row = CommandRow {
+                    status: CommandStatus::Succeeded,
+                    finished_at: Some(now),
+                    detail: Some(format!("{} tag(s) kept by the server", tags.len())),
+                    ..row
+                };
+                self.inner.store.set_tags(&row, tags).await?;
+                tracing::info!(%node, command = %row.command_id, action = %row.action.describe(), "fleet settings");
+                self.emit(&caller.account, FleetEvent::Command(Box::new(row.view())));
+                views.push(row.view());
+                continue;
+            }
             self.inner.store.insert(&row).await?;
             self.inner
                 .commands

@@ -72,6 +72,46 @@ impl FleetStore {
             .await
     }
 
+    /// Records a tag change and makes it, in one transaction: the node's
+    /// tags become `tags` and the command is in the log as succeeded.
+    pub(super) async fn set_tags(&self, row: &CommandRow, tags: &[String]) -> Result<(), DbError> {
+        self.db
+            .transact::<serde_json::Value>(
+                "BEGIN TRANSACTION;                  UPSERT type::record('node_tag', $node) CONTENT { node: $node, owner: $owner, tags: $tags };                  CREATE type::record('fleet_command', $id) CONTENT $row;                  COMMIT TRANSACTION;",
+                json!({
+                    "node": row.node,
+                    "owner": row.owner,
+                    "tags": tags,
+                    "id": row.command_id,
+                    "row": row,
+                }),
+                0,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// `owner`'s tags on their nodes.
+    pub(super) async fn tags_of(
+        &self,
+        owner: &AccountId,
+    ) -> Result<std::collections::HashMap<NodeId, Vec<String>>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            node: NodeId,
+            tags: Vec<String>,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT node, tags FROM node_tag WHERE owner = $owner",
+                json!({ "owner": owner }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.node, r.tags)).collect())
+    }
+
     /// Moves `node`'s command on, if it is in one of `from`; the row after, or
     /// `None` when it was not (already further on, or unknown).
     pub(super) async fn advance(

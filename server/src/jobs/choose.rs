@@ -7,14 +7,16 @@ use wire::{MilliSats, NodeId};
 
 use super::JobError;
 
-/// Picks the node to run a job on: available (online and accepting jobs),
-/// offering the model (by name or hash), the named node if there is one,
-/// at or under the maximum price. The cheapest wins; then the least busy;
-/// then the freshest.
+/// Picks the node to run a job on: available (online, accepting jobs and
+/// inside its schedule), offering the model (by name or hash), the named
+/// node if there is one, in the pool if one is asked for, at or under the
+/// maximum price. The cheapest wins; then the least busy; then the
+/// freshest.
 pub(crate) fn choose_node<'a>(
     nodes: &'a [NodeInfo],
     model: &str,
     only: Option<NodeId>,
+    pool: Option<&str>,
     max_price: Option<MilliSats>,
 ) -> Result<(&'a NodeInfo, &'a ModelOffer), JobError> {
     let offering: Vec<(&NodeInfo, &ModelOffer)> = nodes
@@ -33,21 +35,41 @@ pub(crate) fn choose_node<'a>(
             "node {id} does not offer model `{model}`"
         )));
     }
+    let chosen: Vec<_> = chosen
+        .into_iter()
+        .filter(|(n, _)| pool.is_none_or(|p| n.in_pool(p)))
+        .collect();
+    if let (Some(p), true) = (pool, chosen.is_empty()) {
+        return Err(JobError::NoNodeAvailable(format!(
+            "no node in pool `{p}` offers model `{model}`"
+        )));
+    }
     let available: Vec<_> = chosen
         .into_iter()
         .filter(|(n, _)| n.is_available())
         .collect();
     if available.is_empty() {
-        let paused = |id: NodeId| {
+        let online = |id: NodeId| {
             nodes
                 .iter()
-                .any(|n| n.peer_id == id && n.status == NodeStatus::Online && !n.accepting_jobs)
+                .find(|n| n.peer_id == id && n.status == NodeStatus::Online)
         };
-        return Err(JobError::NoNodeAvailable(match only {
-            Some(id) if paused(id) => format!("node {id} is paused by its operator"),
-            Some(id) => format!("node {id} is offline"),
-            None => format!("no online node takes jobs for model `{model}`"),
-        }));
+        return Err(JobError::NoNodeAvailable(
+            match only.map(|id| (id, online(id))) {
+                Some((id, Some(n))) if !n.accepting_jobs => {
+                    format!("node {id} is paused by its operator")
+                }
+                Some((id, Some(n))) => match n.schedule.and_then(|s| s.opens_at) {
+                    Some(at) => format!(
+                        "node {id} is outside its schedule; it opens again at {}",
+                        wire::schedule::utc_text(at)
+                    ),
+                    None => format!("node {id} is outside its schedule"),
+                },
+                Some((id, None)) => format!("node {id} is offline"),
+                None => format!("no online node takes jobs for model `{model}` now"),
+            },
+        ));
     }
     let cheapest = available.iter().map(|(_, o)| o.price_msat).min();
     available
@@ -88,7 +110,7 @@ mod tests {
             node(3, "m", 200, true, 0),
             node(4, "other", 1, true, 0),
         ];
-        let (n, o) = choose_node(&nodes, "m", None, None).unwrap();
+        let (n, o) = choose_node(&nodes, "m", None, None, None).unwrap();
         assert_eq!(n.peer_id, nodes[2].peer_id);
         assert_eq!(o.price_msat, MilliSats(200));
     }
@@ -97,9 +119,9 @@ mod tests {
     fn a_paused_node_is_passed_over_however_cheap() {
         let mut nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 1, true, 0)];
         nodes[1].accepting_jobs = false;
-        let (n, _) = choose_node(&nodes, "m", None, None).unwrap();
+        let (n, _) = choose_node(&nodes, "m", None, None, None).unwrap();
         assert_eq!(n.peer_id, nodes[0].peer_id);
-        let err = choose_node(&nodes, "m", Some(nodes[1].peer_id), None).unwrap_err();
+        let err = choose_node(&nodes, "m", Some(nodes[1].peer_id), None, None).unwrap_err();
         assert!(err.to_string().contains("paused"), "{err}");
     }
 
@@ -107,21 +129,21 @@ mod tests {
     fn model_can_be_named_by_hash() {
         let nodes = vec![node(1, "m", 300, true, 0)];
         let hash = Sha256Digest::of(b"m").to_string();
-        assert!(choose_node(&nodes, &hash, None, None).is_ok());
+        assert!(choose_node(&nodes, &hash, None, None, None).is_ok());
     }
 
     #[test]
     fn equal_prices_go_to_the_least_busy_node() {
         let nodes = vec![node(1, "m", 100, true, 3), node(2, "m", 100, true, 1)];
-        let (n, _) = choose_node(&nodes, "m", None, None).unwrap();
+        let (n, _) = choose_node(&nodes, "m", None, None, None).unwrap();
         assert_eq!(n.peer_id, nodes[1].peer_id);
     }
 
     #[test]
     fn max_price_excludes_dearer_nodes_and_says_what_the_cheapest_costs() {
         let nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 200, true, 0)];
-        assert!(choose_node(&nodes, "m", None, Some(MilliSats(200))).is_ok());
-        let err = choose_node(&nodes, "m", None, Some(MilliSats(199))).unwrap_err();
+        assert!(choose_node(&nodes, "m", None, None, Some(MilliSats(200))).is_ok());
+        let err = choose_node(&nodes, "m", None, None, Some(MilliSats(199))).unwrap_err();
         assert!(matches!(err, JobError::NoNodeAvailable(_)));
         assert!(err.to_string().contains("cheapest: 200 msat"), "{err}");
     }
@@ -130,11 +152,11 @@ mod tests {
     fn unknown_model_and_offline_nodes_are_told_apart() {
         let nodes = vec![node(1, "m", 300, false, 0)];
         assert!(matches!(
-            choose_node(&nodes, "nope", None, None),
+            choose_node(&nodes, "nope", None, None, None),
             Err(JobError::UnknownModel(_))
         ));
         assert!(matches!(
-            choose_node(&nodes, "m", None, None),
+            choose_node(&nodes, "m", None, None, None),
             Err(JobError::NoNodeAvailable(_))
         ));
     }
@@ -142,11 +164,45 @@ mod tests {
     #[test]
     fn a_named_node_is_used_even_when_dearer() {
         let nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 100, true, 0)];
-        let (n, _) = choose_node(&nodes, "m", Some(nodes[0].peer_id), None).unwrap();
+        let (n, _) = choose_node(&nodes, "m", Some(nodes[0].peer_id), None, None).unwrap();
         assert_eq!(n.peer_id, nodes[0].peer_id);
         assert!(matches!(
-            choose_node(&nodes, "m", Some(node_id(9)), None),
+            choose_node(&nodes, "m", Some(node_id(9)), None, None),
             Err(JobError::NoNodeAvailable(_))
         ));
+    }
+
+    #[test]
+    fn a_node_outside_its_schedule_is_passed_over_and_says_when_it_opens() {
+        let mut nodes = vec![node(1, "m", 300, true, 0), node(2, "m", 1, true, 0)];
+        nodes[1].schedule = Some(wire::schedule::ScheduleStatus {
+            open: false,
+            opens_at: Some(UnixMillis(1_800_000_000_000)),
+            closes_at: None,
+        });
+        let (n, _) = choose_node(&nodes, "m", None, None, None).unwrap();
+        assert_eq!(n.peer_id, nodes[0].peer_id);
+        let err = choose_node(&nodes, "m", Some(nodes[1].peer_id), None, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("outside its schedule; it opens again at 2027-01-15 08:00 UTC"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_job_for_a_pool_goes_only_to_its_nodes() {
+        let mut nodes = vec![node(1, "m", 100, true, 0), node(2, "m", 300, true, 0)];
+        nodes[1].pools = vec!["eu-west".into()];
+        let (n, _) = choose_node(&nodes, "m", None, Some("eu-west"), None).unwrap();
+        assert_eq!(
+            n.peer_id, nodes[1].peer_id,
+            "the cheaper node is not in the pool"
+        );
+        let err = choose_node(&nodes, "m", None, Some("us-east"), None).unwrap_err();
+        assert!(
+            err.to_string().contains("no node in pool `us-east`"),
+            "{err}"
+        );
     }
 }

@@ -42,6 +42,7 @@ impl super::Jobs {
         let order = Order {
             model: &job.model,
             node: job.node,
+            pool: job.pool.as_deref(),
             max_price: job.max_price_msat,
             bid: job.bid_msat.unwrap_or_default(),
             caller,

@@ -58,6 +58,8 @@ const FINAL_WRITE_TRIES: u32 = 3;
 pub(crate) enum JobError {
     #[error("model must be 1 to 128 bytes")]
     ModelName,
+    #[error("pool: {0}")]
+    Pool(String),
     #[error(transparent)]
     BadInput(#[from] InputError),
     /// The caller's balance cannot cover the job's budget.
@@ -126,6 +128,8 @@ pub(crate) struct Order<'a> {
     pub(crate) model: &'a str,
     /// Only this node.
     pub(crate) node: Option<NodeId>,
+    /// Only nodes of this public pool.
+    pub(crate) pool: Option<&'a str>,
     /// The most the consumer pays; without it, the most the input can cost
     /// on the chosen model.
     pub(crate) max_price: Option<MilliSats>,
@@ -388,7 +392,11 @@ impl Jobs {
         }
         let now = UnixMillis::now();
         let nodes = self.registry.all(now).await.map_err(JobError::from)?;
-        let (node, offer) = choose_node(&nodes, order.model, order.node, order.max_price)?;
+        if let Some(pool) = order.pool {
+            wire::registry::check_label(pool).map_err(JobError::Pool)?;
+        }
+        let (node, offer) =
+            choose_node(&nodes, order.model, order.node, order.pool, order.max_price)?;
         let input = input(offer)?;
         input.validate().map_err(JobError::from)?;
         let addrs: Vec<p2p::Multiaddr> = node

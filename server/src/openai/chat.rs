@@ -123,7 +123,13 @@ pub(super) async fn create(
     OaiJson(req): OaiJson<ChatRequest>,
 ) -> Result<Response, OpenAiError> {
     super::may_run_jobs(&caller)?;
-    let order = super::order(&req.model, req.max_price_msat, req.bid_msat, &caller);
+    let order = super::order(
+        &req.model,
+        req.max_price_msat,
+        req.bid_msat,
+        req.pool.as_deref(),
+        &caller,
+    );
     let started = state
         .jobs
         .start(order, |offer| {

@@ -53,7 +53,13 @@ pub(super) async fn create(
         }
     };
     let dimensions = req.dimensions;
-    let order = super::order(&req.model, req.max_price_msat, req.bid_msat, &caller);
+    let order = super::order(
+        &req.model,
+        req.max_price_msat,
+        req.bid_msat,
+        req.pool.as_deref(),
+        &caller,
+    );
     let started = state
         .jobs
         .start(order, |offer| {

@@ -41,16 +41,19 @@ pub(crate) fn router() -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY))
 }
 
-/// `owner`'s job on `model` for at most `max_price_msat`, on any node.
+/// `owner`'s job on `model` for at most `max_price_msat`, on any node (of
+/// `pool`, if named).
 fn order<'a>(
     model: &'a str,
     max_price_msat: Option<u64>,
     bid_msat: Option<u64>,
+    pool: Option<&'a str>,
     caller: &'a Caller,
 ) -> Order<'a> {
     Order {
         model,
         node: None,
+        pool,
         max_price: max_price_msat.map(MilliSats),
         bid: MilliSats(bid_msat.unwrap_or_default()),
         caller,

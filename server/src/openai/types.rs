@@ -88,6 +88,9 @@ pub(super) struct EmbeddingsRequest {
     /// node's queue, in millisatoshis.
     #[serde(default)]
     pub(super) bid_msat: Option<u64>,
+    /// Infernet's addition: run on a node of this public pool only.
+    #[serde(default)]
+    pub(super) pool: Option<String>,
     // Other fields (`user`) are taken and ignored, as OpenAI's clients send them.
 }
 
@@ -160,6 +163,9 @@ pub(super) struct ChatRequest {
     /// node's queue, in millisatoshis.
     #[serde(default)]
     pub(super) bid_msat: Option<u64>,
+    /// Infernet's addition: run on a node of this public pool only.
+    #[serde(default)]
+    pub(super) pool: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

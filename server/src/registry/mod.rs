@@ -306,4 +306,41 @@ mod tests {
                 .accepting_jobs
         );
     }
+
+    #[tokio::test]
+    async fn a_node_s_schedule_and_pools_come_from_its_latest_ad_and_are_replaced_whole() {
+        use wire::schedule::{Availability, Span};
+        let registry = registry("schedule").await;
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        let now = UnixMillis::now();
+        let back = UnixMillis(now.0 + 3_600_000);
+        let mut closed = ad(&key, now.0, now, 30_000);
+        closed.availability = Some(Availability {
+            open: vec![Span {
+                from: back,
+                until: UnixMillis(back.0 + 3_600_000),
+            }],
+            until: UnixMillis(now.0 + 7 * 86_400_000),
+        });
+        closed.pools = vec!["eu-west".into()];
+        registry.ingest_ad(&closed, now).await.unwrap();
+        let got = registry.get(id, now).await.unwrap().unwrap();
+        let status = got.schedule.unwrap();
+        assert_eq!((status.open, status.opens_at), (false, Some(back)));
+        assert!(got.accepting_jobs && !got.is_available());
+        assert_eq!(got.pools, vec!["eu-west".to_owned()]);
+        // Read later, the same row says it is open (until its close).
+        let later = registry.get(id, back).await.unwrap().unwrap();
+        assert!(later.schedule.unwrap().open);
+        // The next ad has no schedule and no pools: nothing of the old
+        // one is left behind.
+        let open = ad(&key, now.0 + 1, now, 30_000);
+        registry.ingest_ad(&open, now).await.unwrap();
+        let got = registry.get(id, now).await.unwrap().unwrap();
+        assert_eq!(got.schedule, None);
+        assert!(got.pools.is_empty());
+        assert!(got.is_available());
+    }
+
 }

@@ -93,6 +93,9 @@ pub(crate) fn page_of(q: &NodeQuery) -> Result<(usize, Option<String>), Registry
             "min_vram_gb must be a non-negative number".into(),
         ));
     }
+    if let Some(pool) = &q.pool {
+        wire::registry::check_label(pool).map_err(RegistryError::InvalidQuery)?;
+    }
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     Ok((limit as usize, after))
 }
@@ -104,6 +107,9 @@ pub(crate) fn matches(q: &NodeQuery, node: &NodeInfo) -> bool {
         if online != (node.status == NodeStatus::Online) {
             return false;
         }
+    }
+    if q.pool.as_deref().is_some_and(|p| !node.in_pool(p)) {
+        return false;
     }
     if let Some(gpu) = q.gpu {
         if gpu == node.hardware.gpus.is_empty() {
@@ -197,7 +203,8 @@ mod tests {
     #[test]
     fn filters_select_by_status_gpu_vram_model_task_and_price() {
         let cpu = node(1, 500, vec![], true);
-        let small = node(2, 2000, vec![gpu(8 * 1024)], true);
+        let mut small = node(2, 2000, vec![gpu(8 * 1024)], true);
+        small.pools = vec!["eu-west".into(), "llama".into()];
         let big = node(3, 1000, vec![gpu(80 * 1024)], false);
         let all = [&cpu, &small, &big];
         let pick = |q: NodeQuery| -> Vec<u8> {
@@ -228,6 +235,7 @@ mod tests {
         );
         assert_eq!(pick(q(|q| q.task = Some(Task::Embedding))), vec![0, 1, 2]);
         assert_eq!(pick(q(|q| q.max_price = Some(1000))), vec![0, 2]);
+        assert_eq!(pick(q(|q| q.pool = Some("eu-west".into()))), vec![1]);
         // Price and model must hold for the same offer.
         assert_eq!(
             pick(q(|q| {
@@ -284,6 +292,10 @@ mod tests {
             },
             NodeQuery {
                 min_vram_gb: Some(f64::NAN),
+                ..Default::default()
+            },
+            NodeQuery {
+                pool: Some("Not A Pool".into()),
                 ..Default::default()
             },
         ] {

@@ -8,6 +8,7 @@ use wire::ads::CapabilityAd;
 use wire::registry::{
     Hardware, Heartbeat, ModelFetch, ModelOffer, NodeInfo, Registration, MISSED_HEARTBEATS_OFFLINE,
 };
+use wire::schedule::Availability;
 use wire::{MilliSats, NodeId, UnixMillis};
 
 use super::query::status_at;
@@ -37,6 +38,11 @@ pub(super) struct NodeRow {
     /// The node's signed payout address; "" for none.
     #[serde(default)]
     payout_address: Option<String>,
+    /// Its latest ad's open spans: one, or none without a schedule.
+    #[serde(default)]
+    availability: Vec<serde_json::Value>,
+    #[serde(default)]
+    pools: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -60,6 +66,12 @@ impl NodeRow {
             top_bid_msat: self.top_bid_msat.filter(|b| !b.is_zero()),
             accepting_jobs: self.accepting_jobs,
             fetching: self.fetching,
+            schedule: self
+                .availability
+                .into_iter()
+                .find_map(|a| serde_json::from_value::<Availability>(a).ok())
+                .map(|a| a.status(now)),
+            pools: self.pools,
             claimed: false,
             operator: None,
             payout_address: self.payout_address.filter(|a| !a.is_empty()),
@@ -150,6 +162,8 @@ impl NodeStore {
             "last_ad_seq": ad.seq,
             "fetching": ad.fetching,
             "payout_address": ad.payout_address.clone().unwrap_or_default(),
+            "availability": ad.availability.as_slice(),
+            "pools": ad.pools,
         });
         let stored = self
             .merge_or_create(

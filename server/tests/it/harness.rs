@@ -355,9 +355,20 @@ impl Node {
         key_file: &Path,
         extra: &[&str],
     ) -> Node {
+        Self::start_in(server, &models_dir(), heartbeat_ms, key_file, extra)
+    }
+
+    /// A node serving the models in `models`.
+    pub(crate) fn start_in(
+        server: &Server,
+        models: &Path,
+        heartbeat_ms: u64,
+        key_file: &Path,
+        extra: &[&str],
+    ) -> Node {
         let proc = Proc::spawn(
             &sibling_bin("infernet-node"),
-            &Self::args(server, heartbeat_ms, key_file, extra),
+            &Self::args(server, models, heartbeat_ms, key_file, extra),
         );
         let peer_id = proc.ready["peer_id"].as_str().unwrap().to_owned();
         Node {
@@ -375,17 +386,23 @@ impl Node {
     ) -> (Option<i32>, Vec<String>) {
         let (mut proc, _) = Proc::start(
             &sibling_bin("infernet-node"),
-            &Self::args(server, 1000, key_file, extra),
+            &Self::args(server, &models_dir(), 1000, key_file, extra),
         );
         proc.wait_exit(Duration::from_secs(120))
     }
 
-    fn args(server: &Server, heartbeat_ms: u64, key_file: &Path, extra: &[&str]) -> Vec<String> {
+    fn args(
+        server: &Server,
+        models: &Path,
+        heartbeat_ms: u64,
+        key_file: &Path,
+        extra: &[&str],
+    ) -> Vec<String> {
         let mut args: Vec<String> = [
             "--server",
             &server.url,
             "--models-dir",
-            models_dir().to_str().unwrap(),
+            models.to_str().unwrap(),
             "--key-file",
             key_file.to_str().unwrap(),
             "--p2p-host",

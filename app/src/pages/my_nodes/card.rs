@@ -7,7 +7,7 @@ use wire::fleet::{Action, AdmissionState, FleetNode, ReachabilityKind};
 use wire::{NodeId, UnixMillis};
 
 use super::with_fleet;
-use crate::components::{ago, short_id};
+use crate::components::{ago, schedule_note, short_id};
 
 #[component]
 pub(super) fn NodeCard(
@@ -47,8 +47,24 @@ pub(super) fn NodeCard(
             AdmissionState::Paused => Some(("badge pending", "paused")),
             AdmissionState::Draining => Some(("badge pending", "draining")),
             AdmissionState::Drained => Some(("badge pending", "drained")),
+            AdmissionState::OffSchedule => Some(("badge pending", "off schedule")),
         }
         .map(|(class, word)| view! { <span class=class data-admission=word>{word}</span> });
+        let schedule = schedule_note(now, t.schedule_status)
+            .map(|note| view! { <span class="muted schedule">{note}</span> });
+        let labels = (!n.tags.is_empty() || !t.pools.is_empty()).then(|| {
+            let tags = n
+                .tags
+                .iter()
+                .map(|x| view! { <span class="chip tag" title="tag (private)">{x.clone()}</span> })
+                .collect_view();
+            let pools = t
+                .pools
+                .iter()
+                .map(|x| view! { <span class="chip pool" title="pool (public)">{x.clone()}</span> })
+                .collect_view();
+            view! { <div class="chips">{tags}{pools}</div> }
+        });
         let reach = match t.reachability.kind {
             ReachabilityKind::Public => "public",
             ReachabilityKind::Relayed => "relayed",
@@ -90,8 +106,10 @@ pub(super) fn NodeCard(
             <div class="node-status">
                 {status}
                 {admission}
+                {schedule}
                 <span class="muted">{if n.online { "since " } else { "offline since " }} {since}</span>
             </div>
+            {labels}
             <dl class="gauges">
                 <div>
                     <dt>"CPU"</dt>

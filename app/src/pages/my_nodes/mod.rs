@@ -151,6 +151,10 @@ fn matches(n: &FleetNode, query: &str) -> bool {
     }
     let q = query.to_lowercase();
     n.node_id.to_string().to_lowercase().contains(&q)
+        || n.tags.iter().any(|t| t.contains(&q))
+        || n.telemetry
+            .as_ref()
+            .is_some_and(|t| t.pools.iter().any(|p| p.contains(&q)))
         || n.info.as_ref().is_some_and(|i| {
             i.models.iter().any(|m| m.name.to_lowercase().contains(&q))
                 || i.hardware
@@ -273,6 +277,7 @@ fn Fleet(
             }
             let body = NewCommand {
                 nodes: targets,
+                tag: None,
                 action,
                 expires_in_secs: None,
             };
@@ -318,7 +323,7 @@ fn Fleet(
             <input
                 type="search"
                 id="fleet-filter"
-                placeholder="Filter: id, model, GPU"
+                placeholder="Filter: id, model, GPU, tag, pool"
                 aria-label="Filter nodes"
                 prop:value=move || query.get()
                 on:input=move |ev| query.set(event_target_value(&ev))
@@ -331,7 +336,7 @@ fn Fleet(
                 <option value="all">"All"</option>
                 <option value="online">"Online"</option>
                 <option value="offline">"Offline"</option>
-                <option value="paused">"Paused or draining"</option>
+                <option value="paused">"Paused, draining or closed"</option>
             </select>
             <label class="check">
                 <input

@@ -5,6 +5,7 @@
 
 mod live;
 mod offline;
+mod settings;
 mod team;
 
 use std::io::{BufRead, BufReader};

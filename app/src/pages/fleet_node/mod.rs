@@ -1,15 +1,24 @@
 //! One of the operator's nodes: charts of its telemetry (CPU, RAM, jobs,
 //! and each GPU's utilisation, temperature, power and memory) over the
-//! last hour, day, week or month, drawn live as new telemetry arrives.
+//! last hour, day, week or month, drawn live as new telemetry arrives; and
+//! what the operator changes on it over its fleet link (prices, schedule,
+//! pools and tags, models), each change's result shown as it comes.
+
+mod models;
+mod settings;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
+use serde::Deserialize;
 use wire::fleet::{
-    Action, FleetEvent, Gauges, ModelPrice, NewCommand, TelemetryPoint, TelemetrySeries,
+    Action, CommandId, CommandStatus, CommandView, FleetEvent, FleetNode, Gauges, NewCommand,
+    Telemetry, TelemetryPoint, TelemetrySeries,
 };
-use wire::pricing::TokenPrice;
 use wire::UnixMillis;
+
+use models::Models;
+use settings::{Labels, Prices, ScheduleForm};
 
 use crate::api::fleet_node;
 use crate::auth::RequireAccount;
@@ -76,11 +85,14 @@ fn Charts(id: Signal<String>) -> impl IntoView {
                         view! { <p class="empty">"No such node among yours."</p> }.into_any()
                     }
                     Ok((Some(node), series, now)) => {
-                        let models = node.info.map(|i| i.models).unwrap_or_default();
-                        let f = fleet.get_untracked();
                         view! {
-                            <Live id=id.get() series now minutes=minutes.get() fleet=f.clone() />
-                            <Prices id=id.get() models fleet=f />
+                            <Live
+                                node
+                                series
+                                now
+                                minutes=minutes.get()
+                                fleet=fleet.get_untracked()
+                            />
                         }
                             .into_any()
                     }
@@ -91,36 +103,144 @@ fn Charts(id: Signal<String>) -> impl IntoView {
     }
 }
 
-/// The charts, with new telemetry appended as it arrives.
+/// The node's commands as this page has seen them: sent from here, and
+/// moved on by the server's events.
+#[derive(Clone, Copy)]
+pub(crate) struct Commander {
+    url: StoredValue<String>,
+    node: wire::NodeId,
+    seen: RwSignal<Vec<CommandView>>,
+}
+
+impl Commander {
+    /// Sends `action`; `shown` then follows the command (or holds the
+    /// error).
+    pub(super) fn send(self, action: Action, shown: RwSignal<Option<Result<CommandId, String>>>) {
+        let url = self.url.get_value();
+        let node = self.node;
+        let seen = self.seen;
+        shown.set(None);
+        spawn_local(async move {
+            #[derive(Deserialize)]
+            struct Sent {
+                commands: Vec<CommandView>,
+            }
+            let body = NewCommand {
+                nodes: vec![node],
+                tag: None,
+                action,
+                expires_in_secs: None,
+            };
+            match call::<Sent>("POST", &url, Some(&body)).await {
+                Ok(sent) => {
+                    if let Some(c) = sent.commands.into_iter().next() {
+                        shown.set(Some(Ok(c.id.clone())));
+                        seen.update(|s| {
+                            if !s.iter().any(|x| x.id == c.id) {
+                                s.push(c);
+                            }
+                        });
+                    }
+                }
+                Err(e) => shown.set(Some(Err(e))),
+            }
+        });
+    }
+
+    fn get(self, id: &CommandId) -> Option<CommandView> {
+        self.seen.with(|s| s.iter().find(|c| &c.id == id).cloned())
+    }
+}
+
+/// How the command a form sent is going: queued, sent, done and what the
+/// node said, or why it failed.
+#[component]
+pub(super) fn CommandLine(
+    commander: Commander,
+    shown: RwSignal<Option<Result<CommandId, String>>>,
+) -> impl IntoView {
+    move || {
+        shown.get().map(|s| match s {
+            Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+            Ok(id) => {
+                let Some(c) = commander.get(&id) else {
+                    return ().into_any();
+                };
+                let word = match c.status {
+                    CommandStatus::Queued => "waiting for the node to connect",
+                    CommandStatus::Sent => "sent",
+                    CommandStatus::Acked => "running on the node",
+                    CommandStatus::Succeeded => "done",
+                    CommandStatus::Failed => "failed",
+                    CommandStatus::Expired => "expired before the node came back",
+                    CommandStatus::Refused => "refused",
+                };
+                let class = match c.status {
+                    CommandStatus::Failed | CommandStatus::Expired | CommandStatus::Refused => {
+                        "error"
+                    }
+                    _ => "muted",
+                };
+                let detail = c.detail.map(|d| format!(": {d}")).unwrap_or_default();
+                view! {
+                    <p class=class role="status" data-command-status=format!("{:?}", c.status).to_lowercase()>
+                        {format!("{} — {word}{detail}", c.action.describe())}
+                    </p>
+                }
+                    .into_any()
+            }
+        })
+    }
+}
+
+/// The node, live: charts with new telemetry appended as it arrives, and
+/// the forms that change it.
 #[component]
 fn Live(
-    id: String,
+    node: FleetNode,
     series: TelemetrySeries,
     now: UnixMillis,
     minutes: u32,
     fleet: Option<String>,
 ) -> impl IntoView {
     let events_url = with_fleet("/api/v1/fleet/events", &fleet);
+    let commander = Commander {
+        url: StoredValue::new(with_fleet("/api/v1/fleet/commands", &fleet)),
+        node: node.node_id,
+        seen: RwSignal::new(Vec::new()),
+    };
+    let telemetry = RwSignal::new(node.telemetry.clone());
     let span = u64::from(minutes) * 60_000;
     let step = series.step_ms;
     let points = RwSignal::new(series.points);
     let until = RwSignal::new(now.0);
+    let id = node.node_id;
     Effect::new({
-        let id = id.clone();
         move |_| {
-            let id = id.clone();
-            let stream = listen_events(&events_url, &["telemetry"], move |_, data| {
+            let stream = listen_events(&events_url, &["telemetry", "command"], move |_, data| {
+                let event = serde_json::from_str::<FleetEvent>(&data);
                 let Ok(FleetEvent::Telemetry {
                     node_id,
                     at,
-                    telemetry,
-                }) = serde_json::from_str::<FleetEvent>(&data)
+                    telemetry: frame,
+                }) = event
                 else {
+                    if let Ok(FleetEvent::Command(c)) = event {
+                        commander
+                            .seen
+                            .update(|s| match s.iter_mut().find(|x| x.id == c.id) {
+                                Some(x) => *x = *c,
+                                None if c.node_id == id => s.push(*c),
+                                None => {}
+                            });
+                    }
                     return;
                 };
-                if node_id.to_string() != id {
+                if node_id != id {
                     return;
                 }
+                telemetry.set(Some((*frame).clone()));
+                let telemetry = frame;
                 until.set(at.0);
                 // Coarse series gain a point per step, not per frame.
                 points.update(|ps| {
@@ -160,6 +280,11 @@ fn Live(
             }
         };
     let gpus = move || points.with(|ps| ps.iter().map(|p| p.gauges.gpus.len()).max().unwrap_or(0));
+    let models = node
+        .info
+        .as_ref()
+        .map(|i| i.models.clone())
+        .unwrap_or_default();
     view! {
         <div class="charts" id="node-charts">
             {move || chart("CPU".into(), "%", Some(100.0), |g| g.cpu_pct)}
@@ -216,103 +341,12 @@ fn Live(
                     .collect_view()
             }}
         </div>
+        <Prices commander models=models.clone() />
+        <ScheduleForm commander telemetry />
+        <Labels commander telemetry tags=node.tags.clone() />
+        <Models commander telemetry models />
     }
 }
 
-/// The node's prices, changed over its fleet link: each model's price per
-/// job and per token, in millisatoshis.
-#[component]
-fn Prices(
-    id: String,
-    models: Vec<wire::registry::ModelOffer>,
-    fleet: Option<String>,
-) -> impl IntoView {
-    let commands_url = with_fleet("/api/v1/fleet/commands", &fleet);
-    let status = RwSignal::new(None::<Result<String, String>>);
-    let rows = models
-        .into_iter()
-        .map(|m| {
-            let base = RwSignal::new(m.price_msat.0.to_string());
-            let input = RwSignal::new(m.token_price.input_msat.0.to_string());
-            let output = RwSignal::new(m.token_price.output_msat.0.to_string());
-            let id = id.clone();
-            let commands_url = commands_url.clone();
-            let hash = m.hash;
-            let save = move |ev: leptos::ev::SubmitEvent| {
-                ev.prevent_default();
-                let parse = |s: RwSignal<String>, what: &str| {
-                    s.get()
-                        .trim()
-                        .parse::<u64>()
-                        .map(wire::MilliSats)
-                        .map_err(|_| format!("{what} must be a whole number of msat"))
-                };
-                let price = (|| {
-                    Ok::<_, String>(ModelPrice {
-                        model: hash,
-                        price_msat: parse(base, "The price per job")?,
-                        token_price: TokenPrice {
-                            input_msat: parse(input, "The price per input token")?,
-                            output_msat: parse(output, "The price per output token")?,
-                        },
-                    })
-                })();
-                let id = id.clone();
-                let url = commands_url.clone();
-                spawn_local(async move {
-                    let price = match price {
-                        Ok(p) => p,
-                        Err(e) => return status.set(Some(Err(e))),
-                    };
-                    let Ok(node) = id.parse() else { return };
-                    let body = NewCommand {
-                        nodes: vec![node],
-                        action: Action::SetPrices {
-                            prices: vec![price],
-                        },
-                        expires_in_secs: None,
-                    };
-                    let sent = call::<serde_json::Value>("POST", &url, Some(&body)).await;
-                    status.set(Some(sent.map(|v| {
-                        format!(
-                            "Sent ({}): the node advertises the new price once it has it.",
-                            v["commands"][0]["status"].as_str().unwrap_or("sent")
-                        )
-                    })));
-                });
-            };
-            view! {
-                <form class="inline price" on:submit=save data-model=m.name.clone()>
-                    <strong>{m.name.clone()}</strong>
-                    <label>
-                        "per job (msat)"
-                        <input type="number" min="0" inputmode="numeric" prop:value=move || base.get() on:input=move |ev| base.set(event_target_value(&ev)) />
-                    </label>
-                    <label>
-                        "per input token"
-                        <input type="number" min="0" inputmode="numeric" prop:value=move || input.get() on:input=move |ev| input.set(event_target_value(&ev)) />
-                    </label>
-                    <label>
-                        "per output token"
-                        <input type="number" min="0" inputmode="numeric" prop:value=move || output.get() on:input=move |ev| output.set(event_target_value(&ev)) />
-                    </label>
-                    <button type="submit">"Set"</button>
-                </form>
-            }
-        })
-        .collect_view();
-    view! {
-        <section class="card prices">
-            <h2>"Prices"</h2>
-            {rows}
-            {move || {
-                status
-                    .get()
-                    .map(|s| match s {
-                        Ok(m) => view! { <p class="muted" role="status">{m}</p> }.into_any(),
-                        Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
-                    })
-            }}
-        </section>
-    }
-}
+/// Telemetry as last heard, for the forms.
+pub(super) type LiveTelemetry = RwSignal<Option<Telemetry>>;
