@@ -57,7 +57,7 @@ pub fn rank(
 mod tests {
     use super::*;
     use testkit::fixtures::NOW;
-    use wire::ads::AvailabilityWindow;
+    use wire::schedule::{Availability, Span};
 
     fn candidate(price: u64, active: u32, rtt_ms: u64) -> Candidate {
         let key = p2p::Keypair::generate_ed25519();
@@ -102,11 +102,13 @@ mod tests {
         ];
         all[2].ad.accepting_jobs = false;
         // Open only at a time that is not now.
-        all[3].ad.schedule = vec![AvailabilityWindow {
-            day: 0,
-            start_minute: 0,
-            end_minute: 1,
-        }];
+        all[3].ad.availability = Some(Availability {
+            open: vec![Span {
+                from: UnixMillis(NOW.0 + 3_600_000),
+                until: UnixMillis(NOW.0 + 7_200_000),
+            }],
+            until: UnixMillis(NOW.0 + 86_400_000),
+        });
         let ranked = rank(all.clone(), Task::Embedding, Some(MilliSats(2000)), NOW);
         assert_eq!(order(&ranked, &all), vec![0]);
         let expired = rank(all, Task::Embedding, None, UnixMillis(NOW.0 + 60_000));

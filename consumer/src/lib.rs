@@ -29,6 +29,12 @@ pub enum ConsumerError {
     Network(#[from] NetworkError),
     #[error("no provider of `{0}` was found")]
     NoProviders(String),
+    #[error("{found} provider(s) of `{model}` found, none in pool `{pool}`")]
+    NotInPool {
+        model: String,
+        found: usize,
+        pool: String,
+    },
     #[error("{found} provider(s) of `{model}` found, none at or under {max_price}")]
     TooExpensive {
         model: String,
@@ -117,6 +123,8 @@ pub struct JobSpec {
     pub model: String,
     pub input: JobInput,
     pub max_price: Option<MilliSats>,
+    /// Only providers that joined this public pool.
+    pub pool: Option<String>,
     pub timeout: Duration,
 }
 
@@ -219,9 +227,20 @@ impl Consumer {
         spec.input
             .validate()
             .map_err(|e| ConsumerError::BadInput(e.to_string()))?;
-        let found = self.discover(&spec.model).await?;
+        let mut found = self.discover(&spec.model).await?;
         if found.is_empty() {
             return Err(ConsumerError::NoProviders(spec.model.clone()));
+        }
+        if let Some(pool) = &spec.pool {
+            let all = found.len();
+            found.retain(|c| c.ad.in_pool(pool));
+            if found.is_empty() {
+                return Err(ConsumerError::NotInPool {
+                    model: spec.model.clone(),
+                    found: all,
+                    pool: pool.clone(),
+                });
+            }
         }
         let total = found.len();
         let ranked = rank(found, spec.input.task(), spec.max_price, UnixMillis::now());

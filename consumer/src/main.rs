@@ -83,6 +83,9 @@ enum Command {
         /// The most to pay, in millisatoshis.
         #[arg(long)]
         max_price: Option<u64>,
+        /// Only providers that joined this public pool (e.g. a region).
+        #[arg(long)]
+        pool: Option<String>,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -120,7 +123,9 @@ fn main() -> ExitCode {
             say(format!("error: {e}"));
             ExitCode::from(match e {
                 ConsumerError::BadInput(_) => 2,
-                ConsumerError::NoProviders(_) | ConsumerError::TooExpensive { .. } => 3,
+                ConsumerError::NoProviders(_)
+                | ConsumerError::TooExpensive { .. }
+                | ConsumerError::NotInPool { .. } => 3,
                 ConsumerError::AllFailed(_) => 4,
                 ConsumerError::Network(_) => 1,
             })
@@ -182,6 +187,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
             max_tokens,
             temperature,
             max_price,
+            pool,
             timeout,
             vectors,
         } => {
@@ -207,6 +213,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
                 model,
                 input,
                 max_price: max_price.map(MilliSats),
+                pool,
                 timeout: Duration::from_secs(timeout),
             };
             let done = consumer

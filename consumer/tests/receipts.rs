@@ -100,6 +100,7 @@ async fn a_receipt_charging_more_than_agreed_fails_over_to_an_honest_provider() 
         .await
         .unwrap();
     let spec = JobSpec {
+        pool: None,
         model: "m".into(),
         input: JobInput::Embedding {
             texts: vec!["what does it cost".into()],

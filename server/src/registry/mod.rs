@@ -342,5 +342,4 @@ mod tests {
         assert!(got.pools.is_empty());
         assert!(got.is_available());
     }
-
 }

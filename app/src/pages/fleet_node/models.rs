@@ -25,10 +25,7 @@ pub(super) fn Models(
             let loaded = {
                 let name = name.clone();
                 move || {
-                    telemetry.with(|t| {
-                        t.as_ref()
-                            .is_some_and(|t| t.loaded_models.iter().any(|l| *l == name))
-                    })
+                    telemetry.with(|t| t.as_ref().is_some_and(|t| t.loaded_models.contains(&name)))
                 }
             };
             let hash = m.hash;

@@ -3,6 +3,7 @@
 //! and take their operator's commands; the test watches the server-sent
 //! events the app uses.
 
+mod drain;
 mod live;
 mod offline;
 mod settings;

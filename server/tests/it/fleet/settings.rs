@@ -227,7 +227,10 @@ fn operators_set_schedules_pools_tags_and_models_over_the_fleet_link() {
         .as_str()
         .unwrap()
         .contains("no node in pool `us-east`"));
-    let r = http().get(server.url("/nodes?pool=EU%20West")).send().unwrap();
+    let r = http()
+        .get(server.url("/nodes?pool=EU%20West"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Tags are private, kept by the server; a command can go to a tag.
@@ -284,7 +287,10 @@ fn operators_set_schedules_pools_tags_and_models_over_the_fleet_link() {
     );
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(
-        done["detail"].as_str().unwrap().contains("fetched and verified tensor-demo"),
+        done["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fetched and verified tensor-demo"),
         "{done}"
     );
     assert!(b_models.join("tensor-demo").join("manifest.json").is_file());
