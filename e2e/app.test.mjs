@@ -8,6 +8,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { createServer } from "node:http";
 import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -29,6 +31,8 @@ let nodeId;
 let apiKey; // made in Settings by the first test
 let passkeyPage; // the page holding the virtual authenticator
 let serverData; // the server's data dir: its admin socket
+let farmToken; // the fleet test's enrolment token
+let farmId; // the node enrolled with it
 
 /** `server admin <args>` against the running server: its JSON answer. */
 function admin(...args) {
@@ -53,7 +57,7 @@ function startProcess(name, args) {
         const event = JSON.parse(line);
         if (event.event === "ready") {
           clearTimeout(timer);
-          resolve(event);
+          resolve({ ...event, pid: child.pid });
         }
       } catch {
         /* not our line */
@@ -72,6 +76,8 @@ before(async () => {
     // Lightning's network cannot be reached from here: the test stand-in
     // issues real regtest invoices and `admin test-pay` settles them.
     "--lightning", "test",
+    // The fleet test's webhook receiver listens on loopback.
+    "--allow-private-webhooks",
   ]);
   serverUrl = server.public_url;
   const node = await startProcess("infernet-node", [
@@ -105,7 +111,16 @@ function watchErrors(page) {
 /** Whether the page fits a `width` px screen without sideways scrolling. */
 async function fits(page, width) {
   await page.setViewportSize({ width, height: 780 });
-  return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+  const wide = await page.evaluate(() => {
+    if (document.documentElement.scrollWidth <= window.innerWidth) return [];
+    // What sticks out, for the failure message.
+    return [...document.querySelectorAll("body *")]
+      .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+      .slice(0, 8)
+      .map((e) => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)} px)`);
+  });
+  if (wide.length) console.error(`wider than ${width} px:`, wide.join(", "));
+  return wide.length === 0;
 }
 
 /** `GET path` with the browser's cookies (not from the page, which would
@@ -403,7 +418,7 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
 
   // A farm token, and a second node enrolled with it.
   const made = await page.context().request.post(`${serverUrl}/api/v1/account/enrol-tokens`, {
-    data: { name: "e2e rack" },
+    data: { name: "e2e rack", reusable: true },
     headers: { origin: serverUrl },
   });
   assert.equal(made.status(), 201);
@@ -416,6 +431,8 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
     "--enroll", token, "--telemetry-ms", "500", "--reachability", "public",
   ]);
   const id = farmNode.peer_id;
+  farmToken = token;
+  farmId = id;
 
   await page.goto(`${serverUrl}/my-nodes`);
   await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
@@ -460,7 +477,7 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
   const form = page.locator('form.price[data-model="all-minilm-l6-v2"]');
   await form.locator("input").first().fill("4321");
   await form.locator("button").click();
-  await page.locator(".prices [role=status]", { hasText: "Sent" }).waitFor();
+  await page.locator(".prices [data-command-status=succeeded]").waitFor({ timeout: 30_000 });
   let advertised;
   for (let i = 0; i < 100 && advertised !== 4321; i++) {
     const info = await (await fetch(`${serverUrl}/nodes/${id}`)).json();
@@ -470,6 +487,168 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
   assert.equal(advertised, 4321, "the new price is in /nodes");
   assert.ok(await fits(page, 360), "a node's charts fit a phone");
   await page.screenshot({ path: join(artifacts, "fleet-node-phone.png"), fullPage: true });
+  assert.deepEqual(pageErrors, []);
+});
+
+/** Starts an enrolled node of the farm; resolves with its ready line. */
+function farmNode(keyDir, extra = []) {
+  return startProcess("infernet-node", [
+    "--server", serverUrl, "--models-dir", modelsDir, "--key-file", join(keyDir, "node.key"),
+    "--p2p-host", "127.0.0.1", "--heartbeat-ms", "2000", "--device", "cpu",
+    "--telemetry-ms", "500", "--reachability", "public", ...extra,
+  ]);
+}
+
+/** `path` of the API with the browser's session: the JSON answer. */
+async function api(page, method, path, data) {
+  const r = await page.context().request.fetch(`${serverUrl}${path}`, {
+    method, data, headers: { origin: serverUrl },
+  });
+  return { status: r.status(), body: await r.json().catch(() => null) };
+}
+
+test("the fleet: a schedule closes a node and /nodes says when it is back, pools, a job goes round a paused node, a drain mid-job, a node killed and back with one webhook alert", { timeout: 300_000 }, async () => {
+  assert.ok(farmId, "the fleet test ran first");
+  const page = await browser.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+
+  // The schedule, from the node's page: a maintenance window from a minute
+  // ago, for an hour. The node stops taking jobs and says when it is back.
+  await page.goto(`${serverUrl}/my-nodes/${farmId}`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  await page.locator("#schedule-status", { hasText: "No schedule" }).waitFor({ timeout: 30_000 });
+  await page.locator("#schedule input[name=time_zone]").fill("UTC");
+  const from = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
+  await page.locator("#schedule input[name=maintenance_from]").fill(from);
+  await page.locator("#schedule input[name=maintenance_hours]").fill("1");
+  await page.locator("#schedule input[name=maintenance_note]").fill("new fans");
+  await page.locator("#add-maintenance").click();
+  await page.locator("#schedule ul.maintenance li", { hasText: "new fans" }).waitFor();
+  await page.locator("#save-schedule").click();
+  await page.locator("#schedule [data-command-status=succeeded]").waitFor({ timeout: 30_000 });
+  await page.locator("#schedule-status", { hasText: "Outside its hours: closed · opens in" }).waitFor({ timeout: 30_000 });
+  // Pools (public) and tags (private) from the same page.
+  await page.locator(".labels input[name=pools]").fill("e2e-farm");
+  await page.locator("#save-pools").click();
+  await page.locator(".labels [data-command-status=succeeded]").waitFor({ timeout: 30_000 });
+  await page.locator(".labels input[name=tags]").fill("rack-1");
+  await page.locator("#save-tags").click();
+  await page.locator(".labels [data-command-status=succeeded]", { hasText: "set tags" }).waitFor({ timeout: 30_000 });
+  assert.ok(await fits(page, 360), "the node's settings fit a phone");
+  await page.screenshot({ path: join(artifacts, "fleet-node-settings-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // The Nodes page: closed, and when it opens again; the pool filter.
+  await page.goto(`${serverUrl}/`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  const row = page.locator(`tr.node-row[data-peer-id="${farmId}"]`);
+  await row.locator(".badge.schedule", { hasText: "closed · opens in" }).waitFor({ timeout: 30_000 });
+  await page.locator("input[name=pool]").fill("e2e-farm");
+  await page.waitForFunction(() => document.querySelectorAll("tr.node-row").length === 1, null, { timeout: 30_000 });
+  await row.locator(".chip.pool", { hasText: "e2e-farm" }).waitFor();
+  // A job for that node is refused with when it opens.
+  const refused = await api(page, "POST", "/api/v1/jobs", { model: "all-minilm-l6-v2", node: farmId, input: { texts: ["closed?"] } });
+  assert.equal(refused.status, 503);
+  assert.match(refused.body.error.message, /outside its schedule; it opens again at \d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+  // Open again: the maintenance window removed.
+  await page.goto(`${serverUrl}/my-nodes/${farmId}`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  await page.locator("#schedule ul.maintenance li button").click();
+  await page.locator("#save-schedule").click();
+  await page.locator("#schedule-status", { hasText: "No schedule" }).waitFor({ timeout: 30_000 });
+
+  // A second node of the farm, in the same pool from its command line:
+  // both live on My nodes.
+  const second = await farmNode(join(serverData, "..", "farm-2"), ["--enroll", farmToken, "--pool", "e2e-farm"]);
+  const id2 = second.peer_id;
+  await page.goto(`${serverUrl}/my-nodes`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  const card1 = page.locator(`li.fleet-node[data-node="${farmId}"]`);
+  const card2 = page.locator(`li.fleet-node[data-node="${id2}"]`);
+  await card1.locator(".badge.online").waitFor({ timeout: 60_000 });
+  await card2.locator(".badge.online").waitFor({ timeout: 60_000 });
+  await card1.locator(".chip.tag", { hasText: "rack-1" }).waitFor();
+  await card2.locator("[data-gauge=cpu]").waitFor({ timeout: 30_000 });
+
+  // Pause the first: a job for the pool goes to the second.
+  await card1.locator("button.pause").click();
+  await card1.locator("[data-admission=paused]").waitFor({ timeout: 30_000 });
+  for (let i = 0; i < 100; i++) {
+    const info = await (await fetch(`${serverUrl}/nodes/${farmId}`)).json();
+    if (!info.accepting_jobs) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const routed = await api(page, "POST", "/api/v1/jobs", { model: "all-minilm-l6-v2", pool: "e2e-farm", input: { texts: ["round the paused one"] } });
+  assert.equal(routed.status, 200, JSON.stringify(routed.body));
+  assert.equal(routed.body.node_id, id2, "the paused node gets no job");
+  await card1.locator("button.resume").click();
+  await card1.locator("[data-admission]").waitFor({ state: "detached", timeout: 30_000 });
+
+  // Drain the second mid-job: its running jobs finish, then it is drained.
+  const texts = Array.from({ length: 64 }, (_, i) => `text ${i} ` + "the quick brown fox jumps over the lazy dog ".repeat(40));
+  const running = [0, 1, 2, 3].map(() =>
+    api(page, "POST", "/api/v1/jobs", { model: "all-minilm-l6-v2", node: id2, input: { texts } }));
+  await page.waitForFunction(
+    (id) => /^([4-9]|\d\d+) running/.test(document.querySelector(`li.fleet-node[data-node="${id}"] [data-gauge=jobs]`)?.textContent ?? ""),
+    id2, { timeout: 60_000 });
+  await card2.locator("button.drain").click();
+  await card2.locator("[data-admission=draining]").waitFor({ timeout: 30_000 });
+  for (const job of await Promise.all(running)) {
+    assert.equal(job.status, 200, JSON.stringify(job.body));
+    assert.equal(job.body.status, "succeeded");
+  }
+  await card2.locator("[data-admission=drained]").waitFor({ timeout: 60_000 });
+
+  // SIGKILL the second, with a webhook for offline alerts: offline on
+  // screen at once, one signed alert; back with the same key: online, one
+  // card, and the alert resolved once.
+  const calls = [];
+  const hook = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      calls.push({ headers: req.headers, body });
+      res.end();
+    });
+  });
+  await new Promise((r) => hook.listen(0, "127.0.0.1", r));
+  hook.unref();
+  const settings = await api(page, "PUT", "/api/v1/fleet/alert-settings", {
+    webhook_url: `http://127.0.0.1:${hook.address().port}/infernet`,
+    offline_after_secs: 5, gpu_temp_c: 85, failure_rate_pct: 50, unreachable_after_secs: 600,
+  });
+  assert.equal(settings.status, 200, JSON.stringify(settings.body));
+  const secret = settings.body.webhook_secret;
+  const killed = Date.now();
+  children.find((c) => c.pid === second.pid)?.kill("SIGKILL") ?? assert.fail("no pid for the second node");
+  await card2.locator(".badge.offline").waitFor({ timeout: 10_000 });
+  // The promise: at once when the connection resets (TCP), else after
+  // three silent telemetry intervals, at least 2 s (QUIC has no reset).
+  const offlineAfter = Date.now() - killed;
+  console.error(`offline on screen ${offlineAfter} ms after SIGKILL`);
+  assert.ok(offlineAfter < 3_000, `offline on screen ${offlineAfter} ms after SIGKILL`);
+  await page.locator("#fleet-alerts li.alert[data-kind=offline][data-state=firing]").waitFor({ timeout: 30_000 });
+  for (let i = 0; i < 300 && calls.length < 1; i++) await new Promise((r) => setTimeout(r, 100));
+  const check = (call) => {
+    const want = "sha256=" + createHmac("sha256", secret).update(`${call.headers["x-infernet-timestamp"]}.${call.body}`).digest("hex");
+    assert.equal(call.headers["x-infernet-signature"], want, "signed with the account's secret");
+    return JSON.parse(call.body);
+  };
+  const fired = check(calls[0]);
+  assert.equal(fired.type, "alert.fired");
+  assert.equal(fired.alert.node_id, id2);
+  const back = await farmNode(join(serverData, "..", "farm-2"));
+  assert.equal(back.peer_id, id2);
+  await card2.locator(".badge.online").waitFor({ timeout: 60_000 });
+  for (let i = 0; i < 300 && calls.length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(check(calls[1]).type, "alert.resolved");
+  await new Promise((r) => setTimeout(r, 2_000));
+  assert.equal(calls.length, 2, "one call when it fired, one when it resolved");
+  assert.equal(await page.locator(`li.fleet-node[data-node="${id2}"]`).count(), 1, "no duplicate node");
+  hook.close();
+  await page.screenshot({ path: join(artifacts, "fleet-two-nodes.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);
 });
 

@@ -128,7 +128,9 @@ pub(super) fn NodeCard(
                 {gpus}
                 <div>
                     <dt>"Jobs"</dt>
-                    <dd>{format!("{} running, {} queued", t.running_jobs, t.queued_jobs)}</dd>
+                    <dd data-gauge="jobs">
+                        {format!("{} running, {} queued", t.running_jobs, t.queued_jobs)}
+                    </dd>
                 </div>
                 <div>
                     <dt>"Models"</dt>
