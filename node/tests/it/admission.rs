@@ -183,3 +183,29 @@ async fn a_node_outside_its_schedule_refuses_jobs_and_its_ad_says_when_it_is_bac
     assert!(ad.is_open(UnixMillis::now()));
     node.stop();
 }
+
+#[tokio::test]
+async fn no_peer_can_open_a_fleet_link_to_a_node() {
+    // Commands come only down the link the node itself opens to the server
+    // it pinned: the node accepts the fleet protocol from nobody, so a
+    // rogue server (or any peer) that dials it cannot command it.
+    let models = crate::store_of("rogue", &["all-minilm-l6-v2"]);
+    let node = node::start(config(models.clone(), models.join("node.key")))
+        .await
+        .unwrap();
+    let peer = node.node_id().peer_id();
+    let mut rogue_config = p2p::Config::new(p2p::Config::listen_loopback(), "rogue-server");
+    rogue_config.reachability = p2p::Reachability::Client;
+    let (rogue, _inbound, event_loop) = p2p::start(p2p::Keypair::generate_ed25519(), rogue_config)
+        .await
+        .unwrap();
+    tokio::spawn(event_loop.run());
+    rogue.connect(peer, node.p2p_addrs.clone()).await.unwrap();
+    assert!(
+        rogue.open_fleet_link(peer).await.is_err(),
+        "the node took a fleet link it did not open"
+    );
+    // The node is untouched and still takes jobs.
+    assert_eq!(node.admission.get(), Admission::Open);
+    node.stop();
+}
