@@ -473,6 +473,8 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
   await page.locator("#node-charts figure.chart polyline").first().waitFor({ timeout: 30_000 });
   const cpu = await page.locator("#node-charts figure.chart").first().getAttribute("aria-label");
   assert.match(cpu, /^CPU: \d+(\.\d)? %$/);
+  // Its jobs over time: jobs per hour, failure rate, latency, earnings.
+  assert.equal(await page.locator("#node-activity figure.chart").count(), 4);
   // A new price from the node's page: /nodes shows it within one ad.
   const form = page.locator('form.price[data-model="all-minilm-l6-v2"]');
   await form.locator("input").first().fill("4321");

@@ -257,6 +257,7 @@ pub async fn fleet_node(
     (
         Option<wire::fleet::FleetNode>,
         wire::fleet::TelemetrySeries,
+        Option<wire::fleet::NodeActivity>,
         UnixMillis,
     ),
     ServerFnError,
@@ -285,6 +286,7 @@ pub async fn fleet_node(
                 step_ms: 0,
                 points: Vec::new(),
             },
+            None,
             now,
         ));
     };
@@ -297,7 +299,12 @@ pub async fn fleet_node(
         .fleet_telemetry(&caller, node, since)
         .await
         .map_err(err)?;
-    Ok((Some(live), points, now))
+    let activity = backend
+        .0
+        .fleet_activity(&caller, node, since)
+        .await
+        .map_err(err)?;
+    Ok((Some(live), points, Some(activity), now))
 }
 
 #[server(input = Json, endpoint = "release_node")]

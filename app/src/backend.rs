@@ -77,6 +77,13 @@ pub trait Backend: Send + Sync + 'static {
         node: NodeId,
         since: UnixMillis,
     ) -> Result<TelemetrySeries, ErrorBody>;
+    /// One of the caller's nodes' jobs over time since `since`.
+    async fn fleet_activity(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        since: UnixMillis,
+    ) -> Result<wire::fleet::NodeActivity, ErrorBody>;
     async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody>;
     /// The caller's balances (the `billing` scope).
     async fn billing(&self, caller: &Caller) -> Result<BillingSummary, ErrorBody>;

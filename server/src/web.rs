@@ -159,6 +159,18 @@ impl Backend for AppState {
             .map_err(body)
     }
 
+    async fn fleet_activity(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        since: UnixMillis,
+    ) -> Result<wire::fleet::NodeActivity, ErrorBody> {
+        self.fleet
+            .activity(caller, node, since, UnixMillis::now())
+            .await
+            .map_err(body)
+    }
+
     async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody> {
         self.enrolments.release(caller, id).await.map_err(body)
     }

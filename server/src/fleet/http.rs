@@ -74,6 +74,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/fleet/nodes", get(nodes))
         .route("/fleet/nodes/{peer_id}/telemetry", get(telemetry))
+        .route("/fleet/nodes/{peer_id}/activity", get(activity))
         .route("/fleet/commands", get(log).post(send))
         .route("/fleet/commands/{id}", get(command))
         .route("/fleet/events", get(events))
@@ -130,6 +131,22 @@ async fn telemetry(
     }
     Ok(Json(
         state.fleet.telemetry(&caller, node, since, until).await?,
+    ))
+}
+
+/// `fleet:read`: one of the caller's nodes' jobs, failures, latency and
+/// earnings over time (the last hour unless told).
+async fn activity(
+    State(state): State<AppState>,
+    Acting(caller): Acting,
+    Path(peer_id): Path<String>,
+    ApiQuery(q): ApiQuery<TelemetryQuery>,
+) -> Result<Json<wire::fleet::NodeActivity>, ApiError> {
+    let node: NodeId = parse_id(&peer_id)?;
+    let until = UnixMillis(q.until.unwrap_or_else(|| UnixMillis::now().0));
+    let since = UnixMillis(q.since.unwrap_or(until.0.saturating_sub(3600 * 1000)));
+    Ok(Json(
+        state.fleet.activity(&caller, node, since, until).await?,
     ))
 }
 

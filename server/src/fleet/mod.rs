@@ -305,7 +305,7 @@ impl Fleet {
     }
 
     /// One of the caller's nodes; anyone else's is missing.
-    async fn own(&self, caller: &Caller, node: NodeId) -> Result<(), FleetError> {
+    pub(super) async fn own(&self, caller: &Caller, node: NodeId) -> Result<(), FleetError> {
         match self.inner.enrolments.operator_of(node).await? {
             Some(owner) if owner == caller.account => Ok(()),
             _ => Err(FleetError::NotFound("node")),

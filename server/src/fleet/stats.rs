@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use wire::fleet::{DayUptime, Earnings, EarningsLine, FleetStats, NodeStats};
+use wire::fleet::{
+    ActivityBucket, DayUptime, Earnings, EarningsLine, FleetStats, NodeActivity, NodeStats,
+};
 use wire::jobs::JobStatus;
 use wire::{Caller, MilliSats, NodeId, UnixMillis};
 
@@ -69,6 +71,45 @@ impl Fleet {
             since,
             until: now,
             nodes: stats,
+        })
+    }
+
+    /// One of the caller's nodes' jobs from `since` to `until` in at most
+    /// [`MAX_BUCKETS`] buckets: how many succeeded and failed, their median
+    /// latency, and what they earned (from the ledger).
+    pub(crate) async fn activity(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        since: UnixMillis,
+        until: UnixMillis,
+    ) -> Result<NodeActivity, FleetError> {
+        require_any(caller)?;
+        self.own(caller, node).await?;
+        if since >= until || until.0 - since.0 > u64::from(MAX_DAYS) * DAY_MS {
+            return Err(FleetError::BadRequest(format!(
+                "since must be before until, at most {MAX_DAYS} days"
+            )));
+        }
+        let bucket_ms = bucket_for(until.0 - since.0);
+        let start = since.0 - since.0 % bucket_ms;
+        let jobs = self
+            .inner
+            .jobs
+            .facts(&[node], UnixMillis(start), until, &[])
+            .await
+            .map_err(|e| FleetError::Jobs(e.to_string()))?;
+        let postings = self
+            .inner
+            .ledger
+            .job_earnings(&caller.account, UnixMillis(start), until)
+            .await
+            .map_err(|e| FleetError::Jobs(e.to_string()))?;
+        Ok(NodeActivity {
+            since: UnixMillis(start),
+            until,
+            bucket_ms,
+            buckets: buckets(&jobs, &postings, start, until.0, bucket_ms),
         })
     }
 
@@ -163,6 +204,86 @@ impl Fleet {
     }
 }
 
+/// Most buckets an activity series has.
+pub(crate) const MAX_BUCKETS: u64 = 72;
+
+/// The shortest of the usual bucket lengths that cuts `span_ms` into at
+/// most [`MAX_BUCKETS`].
+fn bucket_for(span_ms: u64) -> u64 {
+    const MINUTE: u64 = 60_000;
+    [1, 5, 15, 60, 240, 720, 1440]
+        .iter()
+        .map(|m| m * MINUTE)
+        .find(|b| span_ms.div_ceil(*b) <= MAX_BUCKETS)
+        .unwrap_or(DAY_MS)
+}
+
+/// Jobs (by when they were dispatched) and earnings postings (by when
+/// they were made, for the jobs among `jobs`) in buckets from `start`.
+fn buckets(
+    jobs: &[crate::jobs::JobFact],
+    postings: &[(String, i64, UnixMillis)],
+    start: u64,
+    until: u64,
+    bucket_ms: u64,
+) -> Vec<ActivityBucket> {
+    let n = usize::try_from(until.saturating_sub(start).div_ceil(bucket_ms)).unwrap_or(0);
+    let index = |t: UnixMillis| -> Option<usize> {
+        let i = usize::try_from(t.0.checked_sub(start)? / bucket_ms).ok()?;
+        (i < n).then_some(i)
+    };
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); n];
+    let mut out: Vec<ActivityBucket> = (0..n)
+        .map(|i| ActivityBucket {
+            at: UnixMillis(start + i as u64 * bucket_ms),
+            succeeded: 0,
+            failed: 0,
+            median_latency_ms: None,
+            earned_msat: MilliSats(0),
+        })
+        .collect();
+    for j in jobs {
+        let Some(i) = index(j.created_at) else {
+            continue;
+        };
+        match j.status {
+            JobStatus::Succeeded => {
+                out[i].succeeded += 1;
+                if let Some(f) = j.finished_at {
+                    latencies[i].push(f.0.saturating_sub(j.created_at.0));
+                }
+            }
+            JobStatus::Failed => out[i].failed += 1,
+            JobStatus::Dispatched => {}
+        }
+    }
+    let node_jobs: HashSet<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let mut earned = vec![0i64; n];
+    for (job, amount, at) in postings {
+        if let (true, Some(i)) = (node_jobs.contains(job.as_str()), index(*at)) {
+            earned[i] += amount;
+        }
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        b.median_latency_ms = median(&mut latencies[i]);
+        b.earned_msat = MilliSats(u64::try_from(earned[i]).unwrap_or(0));
+    }
+    out
+}
+
+fn median(values: &mut [u64]) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2
+    } else {
+        values[mid]
+    })
+}
+
 fn node_stats(
     node: NodeId,
     seen: &HashSet<u64>,
@@ -203,15 +324,7 @@ fn node_stats(
         .filter(|j| j.status == JobStatus::Succeeded)
         .filter_map(|j| j.finished_at.map(|f| f.0.saturating_sub(j.created_at.0)))
         .collect();
-    latencies.sort_unstable();
-    let median = (!latencies.is_empty()).then(|| {
-        let mid = latencies.len() / 2;
-        if latencies.len().is_multiple_of(2) {
-            (latencies[mid - 1] + latencies[mid]) / 2
-        } else {
-            latencies[mid]
-        }
-    });
+    let median = median(&mut latencies);
     NodeStats {
         node_id: node,
         uptime_pct,
@@ -279,5 +392,43 @@ mod tests {
             (idle.uptime_pct, idle.completion_pct, idle.median_latency_ms),
             (0.0, None, None)
         );
+    }
+
+    #[test]
+    fn activity_buckets_count_jobs_latency_and_earnings_of_this_node_only() {
+        let node = testkit::fixtures::node_id(1);
+        let at = |job_id: &str, status, created: u64, latency: u64| JobFact {
+            job_id: job_id.into(),
+            node_id: node,
+            model: "m".into(),
+            status,
+            created_at: UnixMillis(created),
+            finished_at: Some(UnixMillis(created + latency)),
+            device: None,
+        };
+        let min = 60_000;
+        let jobs = vec![
+            at("a", JobStatus::Succeeded, 10, 100),
+            at("b", JobStatus::Succeeded, 20, 300),
+            at("c", JobStatus::Failed, 30, 1),
+            at("d", JobStatus::Succeeded, 2 * min + 5, 50),
+        ];
+        let postings = vec![
+            ("a".to_owned(), 700, UnixMillis(200)),
+            ("b".to_owned(), 300, UnixMillis(400)),
+            ("d".to_owned(), 1000, UnixMillis(2 * min + 60)),
+            ("someone else's".to_owned(), 5, UnixMillis(300)),
+        ];
+        let b = buckets(&jobs, &postings, 0, 3 * min, min);
+        assert_eq!(b.len(), 3);
+        assert_eq!((b[0].succeeded, b[0].failed), (2, 1));
+        assert_eq!(b[0].median_latency_ms, Some(200));
+        assert_eq!(b[0].earned_msat, MilliSats(1000));
+        assert_eq!((b[1].succeeded, b[1].median_latency_ms), (0, None));
+        assert_eq!((b[2].succeeded, b[2].earned_msat), (1, MilliSats(1000)));
+        assert_eq!(bucket_for(3600 * 1000), min);
+        assert_eq!(bucket_for(DAY_MS), 60 * min);
+        assert_eq!(bucket_for(30 * DAY_MS), DAY_MS / 2);
+        assert_eq!(bucket_for(7 * DAY_MS), 240 * min);
     }
 }

@@ -186,6 +186,31 @@ pub struct FleetStats {
     pub nodes: Vec<NodeStats>,
 }
 
+/// A node's jobs in one bucket of time (its charts: jobs per hour,
+/// failure rate, latency, earnings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityBucket {
+    /// When the bucket begins.
+    pub at: UnixMillis,
+    pub succeeded: u32,
+    pub failed: u32,
+    /// Median time from dispatch to answer of its succeeded jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_latency_ms: Option<u64>,
+    /// What its jobs earned the operator (the ledger's postings).
+    pub earned_msat: crate::MilliSats,
+}
+
+/// `GET /api/v1/fleet/nodes/{id}/activity?since=&until=`: the node's jobs
+/// in buckets of `bucket_ms`, oldest first, empty buckets included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeActivity {
+    pub since: UnixMillis,
+    pub until: UnixMillis,
+    pub bucket_ms: u64,
+    pub buckets: Vec<ActivityBucket>,
+}
+
 /// One line of the earnings breakdown: what one model earned on one
 /// device of one node on one UTC day. The lines add up to the ledger's
 /// earnings postings of the same jobs, to the millisatoshi.

@@ -81,11 +81,12 @@ fn Charts(id: Signal<String>) -> impl IntoView {
         <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok((None, _, _)) => {
+                    Ok((None, _, _, _)) => {
                         view! { <p class="empty">"No such node among yours."</p> }.into_any()
                     }
-                    Ok((Some(node), series, now)) => {
+                    Ok((Some(node), series, activity, now)) => {
                         view! {
+                            {activity.map(|activity| view! { <Activity activity /> })}
                             <Live
                                 node
                                 series
@@ -100,6 +101,62 @@ fn Charts(id: Signal<String>) -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// The node's jobs over the range: jobs per hour, failure rate, median
+/// latency and earnings, one point per bucket.
+#[component]
+fn Activity(activity: wire::fleet::NodeActivity) -> impl IntoView {
+    let step = activity.bucket_ms.max(1);
+    let per_hour = 3_600_000.0 / step as f32;
+    let (since, until) = (activity.since.0, activity.until.0);
+    let series = |f: &dyn Fn(&wire::fleet::ActivityBucket) -> Option<f32>| {
+        activity
+            .buckets
+            .iter()
+            .filter_map(|b| f(b).map(|v| (b.at.0 + step / 2, v)))
+            .collect::<Vec<_>>()
+    };
+    let jobs = series(&|b| Some((b.succeeded + b.failed) as f32 * per_hour));
+    let failures = series(&|b| {
+        let all = b.succeeded + b.failed;
+        (all > 0).then(|| b.failed as f32 * 100.0 / all as f32)
+    });
+    let latency = series(&|b| b.median_latency_ms.map(|l| l as f32));
+    let earned = series(&|b| Some(b.earned_msat.0 as f32 / 1000.0));
+    let gap = step * 2;
+    view! {
+        <div class="charts" id="node-activity">
+            <LineChart title="Jobs per hour".to_owned() unit="" points=jobs since until gap_ms=gap />
+            <LineChart
+                title="Failure rate".to_owned()
+                unit="%"
+                points=failures
+                since
+                until
+                gap_ms=gap
+                max=Some(100.0)
+            />
+            <LineChart title="Median latency".to_owned() unit="ms" points=latency since until gap_ms=gap />
+            <LineChart
+                title=format!("Earned per {}", bucket_words(step))
+                unit="sat"
+                points=earned
+                since
+                until
+                gap_ms=gap
+            />
+        </div>
+    }
+}
+
+/// A bucket's length in words: `5 min`, `4 h`, `day`.
+fn bucket_words(ms: u64) -> String {
+    match ms / 60_000 {
+        m if m < 60 => format!("{m} min"),
+        1440 => "day".into(),
+        m => format!("{} h", m / 60),
     }
 }
 

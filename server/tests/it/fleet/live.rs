@@ -168,6 +168,28 @@ fn operators_watch_their_nodes_live_and_pause_drain_and_resume_them() {
     let earned = billing["earned_total_msat"].as_u64().unwrap();
     assert!(earned > 0, "{billing}");
     assert_eq!(sb["earned_msat"].as_u64(), Some(earned));
+    // The same jobs over time, for b's charts: per bucket, adding up.
+    let activity: Value = farm
+        .get(server.url(&format!("/api/v1/fleet/nodes/{}/activity", b.peer_id)))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(activity["bucket_ms"], 60_000, "{activity}");
+    let buckets = activity["buckets"].as_array().unwrap();
+    assert!(
+        (60..=61).contains(&buckets.len()),
+        "an hour, from the minute it began"
+    );
+    let total = |f: &str| buckets.iter().map(|b| b[f].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((total("succeeded"), total("failed")), (3, 0));
+    assert_eq!(total("earned_msat"), earned, "the ledger's earnings");
+    assert!(buckets.iter().any(|b| b["median_latency_ms"].is_u64()));
+    let r = http()
+        .get(server.url(&format!("/api/v1/fleet/nodes/{}/activity", b.peer_id)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let csv = farm
         .get(server.url("/api/v1/fleet/earnings?format=csv"))
         .send()
