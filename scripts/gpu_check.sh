@@ -3,7 +3,8 @@
 # NVML sees the GPUs, models load on cuda:N (fp32 and fp16), generation and
 # tensor jobs run there through libp2p with receipts that say so, sixteen
 # generations at once batch on the GPU, and greedy text matches the same
-# job on the CPU.
+# job on the CPU; and the node's /metrics (the gauges its fleet telemetry
+# sends) read each GPU through NVML under DCGM's names.
 #
 #   scripts/gpu_check.sh <kit> <out>
 #
@@ -42,6 +43,7 @@ start_node() {
   "$node" --device "$device" --models-dir "$models" --key-file "$out/$tag.key" \
     --bootstrap /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN \
     --reachability public --p2p-host 127.0.0.1 --ad-interval-ms 2000 \
+    --metrics-addr 127.0.0.1:0 \
     >"$out/$tag.ready" 2>"$out/$tag.log" &
   node_pid=$!
   pids+=("$node_pid")
@@ -52,6 +54,18 @@ start_node() {
   peer=$(python3 -c 'import json, sys
 r = json.loads(open(sys.argv[1]).readline())
 print([a for a in r["p2p"] if "/tcp/" in a][0] + "/p2p/" + r["peer_id"])' "$out/$tag.ready")
+  metrics=$(python3 -c 'import json, sys
+print(json.loads(open(sys.argv[1]).readline()).get("metrics") or "")' "$out/$tag.ready")
+}
+
+# The node's /metrics: NVML's gauges per GPU, as DCGM's exporter names them.
+scrape() {
+  local tag=$1
+  [ -n "$metrics" ] || { say "$tag: no /metrics"; return; }
+  python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$metrics" >"$out/$tag-metrics.txt" 2>&1
+  say "$tag: /metrics $(grep -c '^DCGM_FI_DEV' "$out/$tag-metrics.txt") DCGM samples"
+  grep -E '^DCGM_FI_DEV_(GPU_UTIL|FB_USED|FB_FREE|GPU_TEMP|POWER_USAGE)' "$out/$tag-metrics.txt" | head -10 | tee -a "$summary"
 }
 
 field() { python3 -c 'import json, sys
@@ -100,6 +114,7 @@ if start_node gpu auto "$gpu_models"; then
   wait "${batch[@]}"
   ok=0; for i in $(seq 1 16); do [ -s "$out/gpu-batch-$i.json" ] && ok=$((ok + 1)); done
   say "gpu: $ok of 16 concurrent generations done in $(python3 -c "import time; print(round(time.time() - $t0, 2))") s (16 CLI processes, each joining the network)"
+  scrape gpu
   kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null; pids=()
 fi
 
