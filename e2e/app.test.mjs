@@ -602,6 +602,16 @@ test("the fleet: a schedule closes a node and /nodes says when it is back, pools
     assert.equal(job.body.status, "succeeded");
   }
   await card2.locator("[data-admission=drained]").waitFor({ timeout: 60_000 });
+  // The earnings export adds up to the ledger, to the millisatoshi: every
+  // job these two farm nodes ran earned into this account.
+  const csv = await (await page.context().request.get(`${serverUrl}/api/v1/fleet/earnings?format=csv`)).text();
+  const rows = csv.trim().split("\n");
+  const total = Number(rows[rows.length - 1].split(",").pop());
+  const summed = rows.slice(1, -1).reduce((sum, r) => sum + Number(r.split(",").pop()), 0);
+  const billing = (await api(page, "GET", "/api/v1/billing")).body;
+  assert.ok(total > 0, csv);
+  assert.equal(summed, total, "the lines add up to the total");
+  assert.equal(total, billing.earned_total_msat, "the CSV equals the ledger's earnings");
 
   // SIGKILL the second, with a webhook for offline alerts: offline on
   // screen at once, one signed alert; back with the same key: online, one
