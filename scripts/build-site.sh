@@ -29,5 +29,7 @@ cp "$npm_modules/qrcode-generator/dist/qrcode.mjs" "$site.tmp/vendor/qrcode/"
 # replaces the cached shell.
 build_id="$(cat "$site.tmp/pkg/app_bg.wasm" "$site.tmp/pkg/app.js" "$site.tmp/pkg/app.css" | sha256sum | cut -c1-12)"
 sed -i "s/__BUILD_ID__/$build_id/" "$site.tmp/sw.js"
+# Brotli and gzip beside each asset, for the server to send as they are.
+node "$INFERNET_ROOT/scripts/precompress.mjs" "$site.tmp/pkg" "$site.tmp/vendor"
 rm -rf "$site" && mv "$site.tmp" "$site"
 echo "site built in $site ($(du -h "$site/pkg/app_bg.wasm" | cut -f1) wasm)" >&2

@@ -13,8 +13,11 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use wire::api::{ErrorBody, NetworkInfo};
 
@@ -341,6 +344,25 @@ fn router(state: AppState) -> Router {
         .with_state(state.clone());
 
     let options = state.leptos.clone();
+    // The app's build output (wasm, JS, CSS) and the wallet's vendored SDK:
+    // served as the build precompressed them (brotli, gzip), whichever the
+    // browser takes; revalidated by Last-Modified (their names carry no hash).
+    let site_root = std::path::PathBuf::from(options.site_root.as_ref());
+    let assets = |dir: &str| {
+        Router::new()
+            .fallback_service(
+                ServeDir::new(site_root.join(dir))
+                    .precompressed_br()
+                    .precompressed_gzip(),
+            )
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("public, no-cache"),
+            ))
+    };
+    let static_routes = Router::new()
+        .nest("/pkg", assets("pkg"))
+        .nest("/vendor", assets("vendor"));
     let backend = BackendHandle(Arc::new(state.clone()));
     let context = move || provide_context(backend.clone());
     let routes = generate_route_list(app::App);
@@ -356,7 +378,11 @@ fn router(state: AppState) -> Router {
         .with_state(options);
 
     api_routes
+        .merge(static_routes)
         .merge(web)
+        // HTML and API answers compressed as the client asks (server-sent
+        // events and precompressed files are left alone).
+        .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state,
             accounts::authenticate,

@@ -13,4 +13,5 @@ mod network;
 mod openai;
 mod registry;
 mod remote_db;
+mod site;
 mod wallet;

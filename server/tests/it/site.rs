@@ -1,0 +1,71 @@
+//! The web app's files as browsers get them: the build's brotli or gzip
+//! copy, whichever the browser accepts (the file as it is otherwise), with a
+//! validator to revalidate against; HTML and API answers compressed when
+//! asked.
+
+use reqwest::StatusCode;
+
+use crate::harness::{http, Server};
+
+#[test]
+fn assets_go_out_precompressed_as_the_browser_accepts_and_answers_are_compressed() {
+    let server = Server::start();
+    let pkg = server.data_dir.join("site").join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let js = "export function hello() { return 'a market for inference'; }\n".repeat(200);
+    std::fs::write(pkg.join("app.js"), &js).unwrap();
+    // What the build's precompression writes beside it (contents stand in:
+    // the test checks which file is chosen).
+    std::fs::write(pkg.join("app.js.br"), b"brotli bytes").unwrap();
+    std::fs::write(pkg.join("app.js.gz"), b"gzip bytes").unwrap();
+    let get = |encoding: &str| {
+        http()
+            .get(server.url("/pkg/app.js"))
+            .header("accept-encoding", encoding)
+            .send()
+            .unwrap()
+    };
+    let r = get("gzip, deflate, br");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-encoding"], "br");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    assert_eq!(r.headers()["cache-control"], "public, no-cache");
+    let modified = r.headers()["last-modified"].clone();
+    assert_eq!(r.bytes().unwrap().as_ref(), b"brotli bytes");
+    let r = get("gzip");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.bytes().unwrap().as_ref(), b"gzip bytes");
+    let r = get("identity");
+    assert!(r.headers().get("content-encoding").is_none());
+    assert_eq!(r.text().unwrap(), js);
+    // Revalidated, not downloaded again.
+    let r = http()
+        .get(server.url("/pkg/app.js"))
+        .header("if-modified-since", modified)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    // A missing asset is a 404.
+    let r = http().get(server.url("/pkg/nope.js")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The API and the app's HTML are compressed on the fly when asked.
+    for path in ["/nodes", "/api/v1/network", "/"] {
+        let r = http()
+            .get(server.url(path))
+            .header("accept-encoding", "gzip")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        if r.headers().get("content-encoding").is_some() {
+            assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+            assert_eq!(&r.bytes().unwrap()[..2], &[0x1f, 0x8b], "{path}: gzip");
+        } else {
+            // Answers shorter than the layer's threshold go as they are.
+            assert!(r.bytes().unwrap().len() < 64, "{path} not compressed");
+        }
+    }
+}
