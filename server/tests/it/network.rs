@@ -286,8 +286,11 @@ fn a_node_that_only_gossips_is_listed_and_ages_out() {
     let seed = server.p2p_tcp();
     // No --server: the node never speaks HTTP to the registry.
     let mut node = start_node(&seed, &models_dir(), &["--ad-interval-ms", "500"]);
+    // Its first ads go out while its models still load (so that downloads
+    // show): wait for the one that offers them.
     let entry = eventually(Duration::from_secs(30), "the node in /nodes", || {
-        listed(&server, &node.peer_id).filter(|n| n["status"] == "online")
+        listed(&server, &node.peer_id)
+            .filter(|n| n["status"] == "online" && n["models"][0]["name"] == MODEL)
     });
     assert_eq!(entry["models"][0]["name"], MODEL);
     assert_eq!(
