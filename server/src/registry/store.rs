@@ -194,10 +194,12 @@ impl NodeStore {
         now: UnixMillis,
     ) -> Result<Option<NodeRow>, DbError> {
         let id = node.to_string();
+        // An ad and a registration (or heartbeat) of the same node may
+        // write its row at once: a write that lost that race is retried.
         let update = || async {
             let updated: Vec<NodeRow> = self
                 .db
-                .rows(
+                .transact(
                     &format!(
                         "UPDATE type::record('node', $id) MERGE $data WHERE {guard} RETURN AFTER"
                     ),
@@ -218,7 +220,7 @@ impl NodeStore {
             }
             let created = self
                 .db
-                .rows::<NodeRow>(
+                .transact::<NodeRow>(
                     "CREATE type::record('node', $id) CONTENT $data RETURN AFTER",
                     json!({ "id": id, "data": fresh }),
                     0,
@@ -245,7 +247,7 @@ impl NodeStore {
     pub(super) async fn heartbeat(&self, h: &Heartbeat, now: UnixMillis) -> Result<Beat, DbError> {
         let updated: Vec<serde_json::Value> = self
             .db
-            .rows(
+            .transact(
                 "UPDATE type::record('node', $id) \
                  SET last_seen = $now, last_signed = $ts, active_jobs = $active, \
                      accepting_jobs = $accepting \
