@@ -24,11 +24,27 @@ export INFERNET_SITE_ROOT="${INFERNET_SITE_ROOT:-$INFERNET_ROOT/target/site}"
 # checkout's build would reuse that build. So when the checkout changes,
 # forget the fingerprints of the workspace's own crates; everything from
 # crates.io stays built.
+#
+# The workspace's own artifacts are rebuilt then anyway, and each checkout
+# (its path is part of every artifact's hash) leaves a new set of them (a
+# debug server test binary is close to 1 GB): so they go too, with their
+# incremental caches, or the shared target directory grows by ~10 GB a
+# checkout until the disk is full.
+infernet_prune_workspace_artifacts() {
+  local names
+  names="$(cargo metadata --no-deps --offline --format-version 1 --manifest-path "$INFERNET_ROOT/Cargo.toml" 2>/dev/null |
+    python3 -c 'import json, sys
+m = json.load(sys.stdin)
+print("|".join(sorted({t["name"].replace("-", "_") for p in m["packages"] for t in p["targets"]} | {p["name"] for p in m["packages"]})))' 2>/dev/null)" ||
+    names=""
+  [ -n "$names" ] || names="wire|p2p|app|server|node|consumer|payments|testkit|surreal|it|infernet|infernet_node"
+  find "$CARGO_TARGET_DIR" -maxdepth 4 -regextype posix-extended \
+    -regex ".*/(deps|incremental|\.fingerprint)/(lib)?($names)-[0-9a-z]{13,16}(\..*)?" \
+    -prune -exec rm -rf {} + 2>/dev/null || true
+}
 _checkout_stamp="$CARGO_TARGET_DIR/.infernet-checkout"
 if [ -d "$CARGO_TARGET_DIR" ] && [ "$(cat "$_checkout_stamp" 2>/dev/null)" != "$INFERNET_ROOT" ]; then
-  find "$CARGO_TARGET_DIR" -maxdepth 4 -type d -regextype posix-extended \
-    -regex '.*/\.fingerprint/(wire|p2p|app|server|node|consumer|surreal)-[0-9a-f]{16}' \
-    -prune -exec rm -rf {} + 2>/dev/null || true
+  infernet_prune_workspace_artifacts
   printf '%s\n' "$INFERNET_ROOT" >"$_checkout_stamp"
 fi
 

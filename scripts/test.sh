@@ -11,6 +11,15 @@ step() { printf '\n\033[1m== %s (%ds)\033[0m\n' "$*" $((SECONDS - start)) >&2; }
 step "setup"
 scripts/setup.sh
 source scripts/env.sh
+# A full debug build of the workspace with its tests takes ~12 GB. When the
+# disk is short of that, this checkout's own artifacts go (they are rebuilt;
+# what comes from crates.io stays) rather than the build failing half-way.
+mkdir -p "$CARGO_TARGET_DIR"
+free_kb="$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }')"
+if [ "${free_kb:-0}" -lt $((20 * 1024 * 1024)) ]; then
+  echo "only $((free_kb / 1024 / 1024)) GiB free under $CARGO_TARGET_DIR: removing the workspace's own build artifacts" >&2
+  infernet_prune_workspace_artifacts
+fi
 
 step "format"
 cargo fmt --all --check
