@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { createInterface } from "node:readline";
@@ -664,6 +664,129 @@ test("the fleet: a schedule closes a node and /nodes says when it is back, pools
   assert.deepEqual(pageErrors, []);
 });
 
+test("every page fits a 360 px phone and a 1280 px desktop, its controls labelled, the menu usable by touch", { timeout: 240_000 }, async () => {
+  // Signed in (the browser's profile keeps the session from the first test).
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  const shots = join(artifacts, "pages");
+  mkdirSync(shots, { recursive: true });
+  const jobs = await (await page.context().request.get(`${serverUrl}/api/v1/jobs?limit=1`)).json();
+  assert.ok(jobs.jobs.length > 0, "the earlier tests ran jobs");
+  const pages = {
+    nodes: "/",
+    node: `/node/${nodeId}`,
+    run: "/run",
+    jobs: "/jobs",
+    job: `/jobs/${jobs.jobs[0].id}`,
+    settings: "/settings",
+    fleet: "/my-nodes",
+    "fleet-node": `/my-nodes/${farmId}`,
+    wallet: "/wallet",
+    "sign-in": "/sign-in",
+  };
+  const problems = [];
+  for (const [width, height] of [[360, 740], [1280, 800]]) {
+    await page.setViewportSize({ width, height });
+    for (const [name, path] of Object.entries(pages)) {
+      await page.goto(`${serverUrl}${path}`);
+      await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+      await page.locator("main h1, main .empty, main p").first().waitFor();
+      await page.waitForLoadState("networkidle").catch(() => {});
+      await page.screenshot({ path: join(shots, `${name}-${width}x${height}.png`), fullPage: true });
+      if (!(await fits(page, width))) problems.push(`${name} scrolls sideways at ${width} px`);
+      const unlabelled = await page.evaluate(() =>
+        [...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
+          .filter((e) => e.getClientRects().length > 0)
+          .filter((e) => {
+            const named = e.labels?.length || e.getAttribute("aria-label") || e.getAttribute("aria-labelledby") || e.title;
+            return !named && !(e.tagName === "BUTTON" && e.textContent.trim());
+          })
+          .map((e) => `${e.tagName.toLowerCase()}[name=${e.getAttribute("name")}]`),
+      );
+      if (unlabelled.length) problems.push(`${name} at ${width} px: unlabelled ${unlabelled.join(", ")}`);
+      if (width === 360) {
+        // Touch targets: every visible button at least 44 px high (links in
+        // running text are exempt, as the guidelines say).
+        const small = await page.evaluate(() =>
+          [...document.querySelectorAll("main button, header button, main select, main input:not([type=checkbox]):not([type=radio])")]
+            .filter((e) => e.getClientRects().length > 0 && e.getBoundingClientRect().height < 43.5)
+            .map((e) => `${e.tagName.toLowerCase()}.${e.className} "${e.textContent.trim().slice(0, 20)}" (${Math.round(e.getBoundingClientRect().height)} px)`),
+        );
+        if (small.length) problems.push(`${name}: small touch targets ${small.slice(0, 6).join(", ")}`);
+      }
+    }
+  }
+  assert.deepEqual(problems, []);
+
+  // On a phone the top bar folds into a menu that opens, navigates and closes.
+  await page.setViewportSize({ width: 360, height: 740 });
+  await page.goto(serverUrl);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  assert.equal(await page.locator("#main-nav").isVisible(), false);
+  const toggle = page.locator("button.menu-toggle");
+  assert.equal(await toggle.getAttribute("aria-expanded"), "false");
+  await toggle.click();
+  assert.equal(await toggle.getAttribute("aria-expanded"), "true");
+  await page.locator("#main-nav a", { hasText: "Jobs" }).click();
+  await page.waitForURL(/\/jobs$/);
+  await page.locator("tr.job-row").first().waitFor();
+  assert.equal(await page.locator("#main-nav").isVisible(), false, "the menu closes after navigating");
+  // The jobs list is a list of cards on a phone, every cell named.
+  const cell = page.locator("tr.job-row td").first();
+  assert.equal(await cell.evaluate((td) => getComputedStyle(td, "::before").content), '"Job"');
+  // Ids are short, with a button that copies the whole one.
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: serverUrl });
+  const first = page.locator("tr.job-row").first();
+  const fullId = await first.locator(".id a").getAttribute("title");
+  assert.match(fullId, /^[0-9a-f]{32}$/);
+  assert.ok((await first.locator(".id a").innerText()).length < fullId.length);
+  await first.locator("button.copy").first().click();
+  await first.locator("button.copy", { hasText: "✓" }).first().waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), fullId);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("lists longer than a page: the jobs and the nodes go page by page, newest first, none twice or missing", { timeout: 120_000 }, async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  // Every job of the account, from the API, newest first, by pages of 2.
+  const all = [];
+  let cursor = null;
+  do {
+    const r = await page.context().request.get(`${serverUrl}/api/v1/jobs?limit=2${cursor ? `&cursor=${cursor}` : ""}`);
+    assert.equal(r.status(), 200);
+    const body = await r.json();
+    all.push(...body.jobs.map((j) => j.id));
+    cursor = body.next_cursor;
+  } while (cursor);
+  assert.equal(new Set(all).size, all.length, "no job twice");
+  const bad = await page.context().request.get(`${serverUrl}/api/v1/jobs?cursor=nonsense`);
+  assert.equal(bad.status(), 400);
+  assert.match((await bad.json()).error.message, /cursor/);
+  // Enough jobs for a second page of the Jobs page (25 a page).
+  for (let i = all.length; i < 27; i++) {
+    const r = await api(page, "POST", "/api/v1/jobs", { model: "all-minilm-l6-v2", input: { texts: [`page filler ${i}`] } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  await page.goto(`${serverUrl}/jobs`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  await page.locator("tr.job-row").first().waitFor();
+  const ids = async () => page.locator("tr.job-row .id a").evaluateAll((as) => as.map((a) => a.title));
+  const first = await ids();
+  assert.equal(first.length, 25);
+  await page.locator("nav.pager button.next").click();
+  await page.locator("nav.pager", { hasText: "Page 2" }).waitFor();
+  const second = await ids();
+  assert.ok(second.length >= 2);
+  assert.equal(first.filter((id) => second.includes(id)).length, 0, "pages do not overlap");
+  await page.locator("nav.pager button.prev").click();
+  await page.locator("nav.pager", { hasText: "Page 1" }).waitFor();
+  assert.deepEqual(await ids(), first);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test("revoking the key and signing out everywhere take effect at once", { timeout: 60_000 }, async () => {
   const page = passkeyPage;
   const errors = watchErrors(page);
@@ -690,4 +813,58 @@ test("the app is installable as a PWA and its service worker takes control", { t
   assert.deepEqual(manifest.errors, []);
   const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
   assert.deepEqual(installabilityErrors, []);
+});
+
+test("offline: the installed app opens with the last node list, marked offline and stale; a new version is offered, not forced", { timeout: 120_000 }, async () => {
+  const page = await browser.newPage();
+  await page.goto(serverUrl);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  await page.evaluate(async () => navigator.serviceWorker.ready);
+  await page.locator(`tr.node-row[data-peer-id="${nodeId}"]`).waitFor();
+  // Visited once with the service worker in control: its copy of the page is kept.
+  await page.reload();
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  assert.ok(await page.evaluate(() => !!navigator.serviceWorker.controller));
+
+  await page.context().setOffline(true);
+  try {
+    await page.reload();
+    await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+    await page.locator("#offline-banner").waitFor();
+    assert.ok(await page.locator(`tr.node-row[data-peer-id="${nodeId}"]`).isVisible(), "the last node list");
+    // The page's refresh fails: the list stays, marked as not up to date.
+    await page.locator("#nodes-stale").waitFor({ timeout: 15_000 });
+    assert.ok(await page.locator(`tr.node-row[data-peer-id="${nodeId}"]`).isVisible());
+    // An action that needs the network says so.
+    await page.locator("#main-nav a", { hasText: "Run a job" }).click();
+    await page.locator("form.run p.stale, main p.stale").first().waitFor();
+    await page.screenshot({ path: join(artifacts, "offline.png"), fullPage: true });
+  } finally {
+    await page.context().setOffline(false);
+  }
+  await page.locator("#offline-banner").waitFor({ state: "detached" });
+
+  // A new version of the service worker waits until the user takes it.
+  const sw = join(siteRoot, "sw.js");
+  const original = readFileSync(sw, "utf8");
+  writeFileSync(sw, `${original}\n// a new version\n`);
+  try {
+    await page.goto(serverUrl);
+    await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+    const before = await page.evaluate(() => navigator.serviceWorker.controller.scriptURL);
+    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
+    await page.locator("#update-banner").waitFor({ timeout: 30_000 });
+    // Not forced: the old version still runs this page.
+    assert.ok(await page.evaluate(async () => !!(await navigator.serviceWorker.getRegistration()).waiting));
+    await Promise.all([page.waitForEvent("load"), page.locator("#update-banner button", { hasText: "Reload" }).click()]);
+    await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+    const after = await page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.getRegistration();
+      return { waiting: !!reg.waiting, controller: navigator.serviceWorker.controller?.scriptURL };
+    });
+    assert.deepEqual(after, { waiting: false, controller: before });
+    assert.equal(await page.locator("#update-banner").count(), 0);
+  } finally {
+    writeFileSync(sw, original);
+  }
 });

@@ -1,32 +1,41 @@
-// Infernet's service worker: keeps the app shell (wasm, JS, CSS, icons and
-// the last rendered pages) so the app opens offline. API calls and server
-// functions always go to the network: prices and results must be live.
-const CACHE = "infernet-shell-__BUILD_ID__";
-const SHELL = [
-  "/",
-  "/pkg/app.js",
-  "/pkg/app_bg.wasm",
-  "/pkg/app.css",
-  "/manifest.webmanifest",
-  "/icons/icon-192.png",
-  "/icons/icon-512.png",
-];
+// Infernet's service worker: keeps the app shell (wasm, JS, CSS, icons) and
+// the last copy of each page the app rendered, so that the installed app
+// opens offline with the last data it saw (the page says it is offline).
+// API calls and server functions always go to the network: prices and
+// results must be live.
+//
+// A new version waits until the user accepts it (the app offers "Reload to
+// update"), so nobody is switched to new code in the middle of a task.
+const SHELL_CACHE = "infernet-shell-__BUILD_ID__";
+const PAGES_CACHE = "infernet-pages";
+const SHELL = __SHELL_FILES__;
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+  event.waitUntil(caches.open(SHELL_CACHE).then((c) => c.addAll(SHELL)));
+});
+
+self.addEventListener("message", (event) => {
+  if (event.data === "skip-waiting") self.skipWaiting();
 });
 
 self.addEventListener("activate", (event) => {
+  // Pages kept by an older version name its assets: they go with it.
   event.waitUntil(
     caches
       .keys()
-      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
+      .then((keys) => Promise.all(keys.filter((k) => k !== SHELL_CACHE).map((k) => caches.delete(k))))
       .then(() => self.clients.claim()),
   );
 });
 
 function isLive(url) {
-  return url.pathname.startsWith("/api/") || url.pathname.startsWith("/nodes") || url.pathname === "/healthz";
+  return (
+    url.pathname.startsWith("/api/") ||
+    url.pathname.startsWith("/nodes") ||
+    url.pathname.startsWith("/v1/") ||
+    url.pathname === "/healthz" ||
+    url.pathname === "/metrics"
+  );
 }
 
 self.addEventListener("fetch", (event) => {
@@ -35,19 +44,27 @@ self.addEventListener("fetch", (event) => {
   if (req.method !== "GET" || url.origin !== self.location.origin || isLive(url)) return;
 
   if (req.mode === "navigate") {
-    // Pages: the network first (they are server-rendered with live data),
-    // the cached copy when offline.
+    // Pages: the network first (they are rendered with live data), the
+    // last copy when offline, else the last Nodes page.
     event.respondWith(
       fetch(req)
         .then((res) => {
-          const copy = res.clone();
-          caches.open(CACHE).then((c) => c.put(req, copy));
+          if (res.ok) {
+            const copy = res.clone();
+            event.waitUntil(caches.open(PAGES_CACHE).then((c) => c.put(req, copy)));
+          }
           return res;
         })
-        .catch(() => caches.match(req).then((hit) => hit || caches.match("/"))),
+        .catch(() =>
+          caches
+            .open(PAGES_CACHE)
+            .then((c) => c.match(req, { ignoreSearch: true }).then((hit) => hit || c.match("/")))
+            .then((hit) => hit || caches.match("/", { cacheName: SHELL_CACHE }))
+            .then((hit) => hit || Response.error()),
+        ),
     );
     return;
   }
-  // Static assets: named per build above, so the cache is always right.
+  // Static assets: named per build, so a cached copy is always right.
   event.respondWith(caches.match(req).then((hit) => hit || fetch(req)));
 });

@@ -11,7 +11,7 @@ use wire::accounts::{
     Account, AccountSettings, CreatedApiKey, CreatedEnrolToken, NewApiKey, NewEnrolToken,
 };
 use wire::catalog::ModelListing;
-use wire::jobs::{JobRecord, JobSummary, SubmitJob};
+use wire::jobs::{JobPage, JobRecord, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::UnixMillis;
 
@@ -95,11 +95,24 @@ pub async fn run_job(job: SubmitJob) -> Result<JobRecord, ServerFnError> {
     backend()?.0.submit_job(&caller()?, job).await.map_err(err)
 }
 
-/// The signed-in account's newest jobs.
+/// A page of the signed-in account's jobs, newest first: the first, or
+/// the one after `cursor` (the `next_cursor` of the page before).
 #[server(input = Json, endpoint = "list_jobs")]
-pub async fn list_jobs() -> Result<Vec<JobSummary>, ServerFnError> {
-    backend()?.0.list_jobs(&caller()?, 100).await.map_err(err)
+pub async fn list_jobs(cursor: Option<String>) -> Result<JobPage, ServerFnError> {
+    let after = cursor
+        .as_deref()
+        .map(str::parse::<wire::jobs::JobCursor>)
+        .transpose()
+        .map_err(ServerFnError::new)?;
+    backend()?
+        .0
+        .list_jobs(&caller()?, JOBS_PER_PAGE, after)
+        .await
+        .map_err(err)
 }
+
+/// How many jobs the Jobs page shows at a time.
+pub const JOBS_PER_PAGE: u32 = 25;
 
 #[server(input = Json, endpoint = "get_job")]
 pub async fn get_job(id: String) -> Result<Option<JobRecord>, ServerFnError> {

@@ -14,7 +14,7 @@ use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
 use wire::fleet::{AlertView, CommandView, FleetNode, FleetStats, Team, TelemetrySeries};
-use wire::jobs::{JobRecord, JobSummary, SubmitJob};
+use wire::jobs::{JobCursor, JobPage, JobRecord, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::{Caller, JobId, NodeId, UnixMillis};
 
@@ -26,7 +26,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_models(&self) -> Result<Vec<ModelListing>, ErrorBody>;
     async fn submit_job(&self, caller: &Caller, job: SubmitJob) -> Result<JobRecord, ErrorBody>;
     /// The caller's newest jobs.
-    async fn list_jobs(&self, caller: &Caller, limit: u32) -> Result<Vec<JobSummary>, ErrorBody>;
+    /// A page of the caller's jobs, newest first.
+    async fn list_jobs(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        after: Option<JobCursor>,
+    ) -> Result<JobPage, ErrorBody>;
     /// One of the caller's jobs; anyone else's is `None`.
     async fn get_job(&self, caller: &Caller, id: JobId) -> Result<Option<JobRecord>, ErrorBody>;
 

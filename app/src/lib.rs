@@ -17,9 +17,10 @@ pub mod backend;
 mod browser;
 mod components;
 mod pages;
+mod pwa;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::path;
 
@@ -33,14 +34,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <link rel="stylesheet" id="infernet" href=format!("/{}/app.css", options.site_pkg_dir) />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
             <body>
                 <App />
-                <script>
-                    "if ('serviceWorker' in navigator) { window.addEventListener('load', () => navigator.serviceWorker.register('/sw.js')); }"
-                </script>
+                <script inner_html=pwa::SHELL_SCRIPT></script>
             </body>
         </html>
     }
@@ -57,8 +57,10 @@ pub fn App() -> impl IntoView {
         }
     });
     Me::provide();
+    pwa::provide();
+    // The top bar's menu, on narrow screens: closed again by any navigation.
+    let menu = RwSignal::new(false);
     view! {
-        <Stylesheet id="infernet" href="/pkg/app.css" />
         <Title text="Infernet" />
         <Meta name="description" content="An open marketplace for AI inference" />
         <Meta name="theme-color" content="#0f172a" />
@@ -66,11 +68,21 @@ pub fn App() -> impl IntoView {
         <Link rel="icon" href="/icons/icon-192.png" />
         <Link rel="apple-touch-icon" href="/icons/icon-192.png" />
         <Router>
-            <header class="topbar">
+            <header class="topbar" class:open=move || menu.get()>
                 <A href="/" attr:class="brand">
                     "Infernet"
                 </A>
-                <nav>
+                <pwa::InstallButton />
+                <button
+                    type="button"
+                    class="menu-toggle"
+                    aria-controls="main-nav"
+                    aria-expanded=move || if menu.get() { "true" } else { "false" }
+                    on:click=move |_| menu.update(|m| *m = !*m)
+                >
+                    {move || if menu.get() { "Close" } else { "Menu" }}
+                </button>
+                <nav id="main-nav" aria-label="Main" on:click=move |_| menu.set(false)>
                     <A href="/">"Nodes"</A>
                     <A href="/run">"Run a job"</A>
                     <A href="/jobs">"Jobs"</A>
@@ -79,6 +91,7 @@ pub fn App() -> impl IntoView {
                 </nav>
                 <AccountMenu />
             </header>
+            <pwa::Banners />
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                     <Route path=path!("/") view=pages::nodes::NodesPage />
@@ -116,6 +129,7 @@ fn AccountMenu() -> impl IntoView {
         let navigate = navigate.clone();
         leptos::task::spawn_local(async move {
             if auth::sign_out().await.is_ok() {
+                pwa::forget_pages();
                 me.changed(false);
                 navigate("/", Default::default());
             }

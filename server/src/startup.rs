@@ -219,7 +219,7 @@ impl Application {
             leptos: LeptosOptions::builder()
                 .output_name("app")
                 .site_root(config.site_root.display().to_string())
-                .site_pkg_dir("pkg")
+                .site_pkg_dir(crate::site::pkg_dir(&config.site_root))
                 .site_addr(listen_addr)
                 .build(),
         };
@@ -346,23 +346,30 @@ fn router(state: AppState) -> Router {
     let options = state.leptos.clone();
     // The app's build output (wasm, JS, CSS) and the wallet's vendored SDK:
     // served as the build precompressed them (brotli, gzip), whichever the
-    // browser takes; revalidated by Last-Modified (their names carry no hash).
+    // browser takes. A build's own folder is immutable (see `site`); the
+    // rest is revalidated by Last-Modified.
     let site_root = std::path::PathBuf::from(options.site_root.as_ref());
-    let assets = |dir: &str| {
-        Router::new()
-            .fallback_service(
-                ServeDir::new(site_root.join(dir))
-                    .precompressed_br()
-                    .precompressed_gzip(),
-            )
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("public, no-cache"),
-            ))
+    let files = |dir: &str| {
+        ServeDir::new(site_root.join(dir))
+            .precompressed_br()
+            .precompressed_gzip()
     };
     let static_routes = Router::new()
-        .nest("/pkg", assets("pkg"))
-        .nest("/vendor", assets("vendor"));
+        .nest(
+            "/pkg",
+            Router::new()
+                .fallback_service(files("pkg"))
+                .layer(axum::middleware::from_fn(crate::site::pkg_caching)),
+        )
+        .nest(
+            "/vendor",
+            Router::new()
+                .fallback_service(files("vendor"))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    crate::site::revalidate(),
+                )),
+        );
     let backend = BackendHandle(Arc::new(state.clone()));
     let context = move || provide_context(backend.clone());
     let routes = generate_route_list(app::App);

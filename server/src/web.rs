@@ -9,7 +9,7 @@ use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage};
 use wire::catalog::ModelListing;
 use wire::fleet::{AlertView, CommandView, FleetNode, FleetStats, Team, TelemetrySeries};
-use wire::jobs::{JobRecord, JobSummary, SubmitJob};
+use wire::jobs::{JobCursor, JobPage, JobRecord, SubmitJob};
 use wire::registry::{NodeInfo, NodeList, NodeQuery};
 use wire::{Caller, JobId, NodeId, UnixMillis};
 
@@ -42,8 +42,16 @@ impl Backend for AppState {
         self.jobs.submit(caller, job).await.map_err(body)
     }
 
-    async fn list_jobs(&self, caller: &Caller, limit: u32) -> Result<Vec<JobSummary>, ErrorBody> {
-        self.jobs.list(&caller.account, limit).await.map_err(body)
+    async fn list_jobs(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        after: Option<JobCursor>,
+    ) -> Result<JobPage, ErrorBody> {
+        self.jobs
+            .list(&caller.account, limit, after.as_ref())
+            .await
+            .map_err(body)
     }
 
     async fn get_job(&self, caller: &Caller, id: JobId) -> Result<Option<JobRecord>, ErrorBody> {

@@ -14,6 +14,110 @@ use leptos::prelude::*;
 use wire::jobs::JobStatus;
 use wire::registry::NodeStatus;
 
+/// An id shown short (both ends; the whole id as its title), a link when
+/// `href` is given, with a button that copies the whole id.
+#[component]
+pub(crate) fn ShortId(id: String, #[prop(optional, into)] href: Option<String>) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    let short = short_id(&id);
+    let shown = match href {
+        Some(href) => view! {
+            <a class="mono" href=href title=id.clone()>
+                {short}
+            </a>
+        }
+        .into_any(),
+        None => view! {
+            <span class="mono" title=id.clone()>
+                {short}
+            </span>
+        }
+        .into_any(),
+    };
+    let on_copy = move |_| {
+        let id = id.clone();
+        leptos::task::spawn_local(async move {
+            if crate::browser::copy(&id).await.is_ok() {
+                copied.set(true);
+            }
+        });
+    };
+    view! {
+        <span class="id">
+            {shown}
+            <button type="button" class="copy" aria-label="Copy the whole id" on:click=on_copy>
+                {move || if copied.get() { "✓" } else { "⧉" }}
+            </button>
+        </span>
+    }
+}
+
+/// Pages of a list read by cursor: the cursors of the pages before this
+/// one, so that "Previous" goes back without the server keeping state.
+#[derive(Clone, Copy)]
+pub(crate) struct Pages {
+    before: RwSignal<Vec<String>>,
+}
+
+impl Pages {
+    pub(crate) fn new() -> Self {
+        Pages {
+            before: RwSignal::new(Vec::new()),
+        }
+    }
+
+    /// The cursor of the page shown (tracked): `None` on the first.
+    pub(crate) fn cursor(&self) -> Option<String> {
+        self.before.with(|b| b.last().cloned())
+    }
+
+    /// Back to the first page (when the filters change).
+    pub(crate) fn reset(&self) {
+        if self.before.with_untracked(|b| !b.is_empty()) {
+            self.before.set(Vec::new());
+        }
+    }
+}
+
+/// "Previous · page n · Next" under a list; `next` is the answer's
+/// `next_cursor`. Nothing when everything fits on one page.
+#[component]
+pub(crate) fn Pager(pages: Pages, next: Option<String>) -> impl IntoView {
+    let page = pages.before.with_untracked(Vec::len) + 1;
+    if page == 1 && next.is_none() {
+        return ().into_any();
+    }
+    let has_next = next.is_some();
+    view! {
+        <nav class="pager" aria-label="Pages">
+            <button
+                type="button"
+                class="prev"
+                disabled=page == 1
+                on:click=move |_| pages.before.update(|b| {
+                    b.pop();
+                })
+            >
+                "← Previous"
+            </button>
+            <span class="muted">{format!("Page {page}")}</span>
+            <button
+                type="button"
+                class="next"
+                disabled=!has_next
+                on:click=move |_| {
+                    if let Some(cursor) = next.clone() {
+                        pages.before.update(|b| b.push(cursor));
+                    }
+                }
+            >
+                "Next →"
+            </button>
+        </nav>
+    }
+    .into_any()
+}
+
 #[component]
 pub(crate) fn StatusBadge(status: NodeStatus) -> impl IntoView {
     let (class, text) = match status {

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use wire::registry::NodeInfo;
 use wire::UnixMillis;
 
-use super::{ago, gib, schedule_note, short_id, StatusBadge};
+use super::{ago, gib, schedule_note, ShortId, StatusBadge};
 
 #[component]
 pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView {
@@ -44,30 +44,36 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
             });
             view! {
                 <tr class="node-row" data-peer-id=id.clone()>
-                    <td>
-                        <a href=href class="mono">
-                            {short_id(&id)}
-                        </a>
-                        {pools}
+                    <td data-label="Node">
+                        <div>
+                            <ShortId id=id.clone() href=href />
+                            {pools}
+                        </div>
                     </td>
-                    <td>
-                        <StatusBadge status=n.status />
-                        {paused}
-                        {closed}
+                    <td data-label="Status">
+                        <div>
+                            <StatusBadge status=n.status />
+                            {paused}
+                            {closed}
+                        </div>
                     </td>
-                    <td>
+                    <td data-label="CPU / RAM">
                         {format!("{} cores · {}", n.hardware.cpu_cores, gib(n.hardware.ram_mb))}
                     </td>
-                    <td>{gpus}</td>
-                    <td class="models">{models}</td>
-                    <td>{ago(now, n.last_seen)}</td>
-                    <td class="mono">{n.version}</td>
+                    <td data-label="GPUs">{gpus}</td>
+                    <td data-label="Models" class="models">
+                        {models}
+                    </td>
+                    <td data-label="Last seen">{ago(now, n.last_seen)}</td>
+                    <td data-label="Version" class="mono">
+                        {n.version}
+                    </td>
                 </tr>
             }
         })
         .collect_view();
     view! {
-        <table class="nodes">
+        <table class="nodes stack">
             <thead>
                 <tr>
                     <th>"Node"</th>

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::api::get_job;
 use crate::components::JobResult;
+use crate::pwa::NeedsNetwork;
 
 #[derive(Debug, Clone, PartialEq)]
 struct Message {
@@ -124,6 +125,7 @@ pub(crate) fn Chat(#[prop(into)] model: Signal<String>) -> impl IntoView {
                 <button type="submit" disabled=move || busy.get()>
                     {move || if busy.get() { "Generating…" } else { "Send" }}
                 </button>
+                <NeedsNetwork />
             </form>
             {move || error.get().map(|e| view! { <p class="error" data-testid="chat-error">{e}</p> })}
             <Suspense fallback=|| ()>

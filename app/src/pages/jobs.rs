@@ -4,67 +4,71 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{get_job, list_jobs};
-use crate::components::{short_id, JobResult, JobStatusBadge};
+use crate::components::{JobResult, JobStatusBadge, Pager, Pages, ShortId};
 
 #[component]
 pub(crate) fn JobsPage() -> impl IntoView {
-    let jobs = Resource::new(|| (), |_| list_jobs());
+    let pages = Pages::new();
+    let jobs = Resource::new(move || pages.cursor(), list_jobs);
     view! {
         <h1>"Jobs"</h1>
-        <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
+        <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match jobs.await {
-                    Ok(list) if list.is_empty() => {
+                    Ok(page) if page.jobs.is_empty() && pages.cursor().is_none() => {
                         view! { <p class="empty">"No jobs yet. " <a href="/run">"Run one."</a></p> }
                             .into_any()
                     }
-                    Ok(list) => {
-                        let rows = list
+                    Ok(page) => {
+                        let rows = page
+                            .jobs
                             .into_iter()
                             .map(|j| {
                                 let latency = j
                                     .finished_at
                                     .map(|f| format!("{} ms", f.0.saturating_sub(j.created_at.0)))
                                     .unwrap_or_default();
+                                let id = j.id.to_string();
                                 view! {
                                     <tr class="job-row">
-                                        <td>
-                                            <a class="mono" href=format!("/jobs/{}", j.id)>
-                                                {short_id(j.id.as_str())}
-                                            </a>
+                                        <td data-label="Job">
+                                            <ShortId id=id.clone() href=format!("/jobs/{id}") />
                                         </td>
-                                        <td>
+                                        <td data-label="Status">
                                             <JobStatusBadge status=j.status />
                                         </td>
-                                        <td>{j.model}</td>
-                                        <td class="mono">{short_id(&j.node_id.to_string())}</td>
-                                        <td>{j.price_msat.to_string()}</td>
-                                        <td>{latency}</td>
+                                        <td data-label="Model">{j.model}</td>
+                                        <td data-label="Node">
+                                            <ShortId id=j.node_id.to_string() href=format!("/node/{}", j.node_id) />
+                                        </td>
+                                        <td data-label="Price (msat)">{j.price_msat.to_string()}</td>
+                                        <td data-label="Latency">{latency}</td>
                                     </tr>
                                 }
                             })
                             .collect_view();
                         view! {
-                            <table class="jobs">
+                            <table class="jobs stack">
                                 <thead>
                                     <tr>
                                         <th>"Job"</th>
                                         <th>"Status"</th>
                                         <th>"Model"</th>
                                         <th>"Node"</th>
-                                        <th>"Price"</th>
+                                        <th>"Price (msat)"</th>
                                         <th>"Latency"</th>
                                     </tr>
                                 </thead>
                                 <tbody>{rows}</tbody>
                             </table>
+                            <Pager pages next=page.next_cursor />
                         }
                             .into_any()
                     }
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
     }
 }
 

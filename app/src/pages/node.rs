@@ -42,11 +42,13 @@ pub(crate) fn NodePage() -> impl IntoView {
                             .map(|m| {
                                 view! {
                                     <tr>
-                                        <td>{m.name.clone()}</td>
-                                        <td>{m.task.as_str()}</td>
-                                        <td>{m.price_label()}</td>
-                                        <td>{m.device.clone()}</td>
-                                        <td class="mono">{m.hash.to_string()}</td>
+                                        <td data-label="Name">{m.name.clone()}</td>
+                                        <td data-label="Task">{m.task.as_str()}</td>
+                                        <td data-label="Price per job">{m.price_label()}</td>
+                                        <td data-label="Device">{m.device.clone()}</td>
+                                        <td data-label="Content hash" class="mono">
+{m.hash.to_string()}
+</td>
                                     </tr>
                                 }
                             })
@@ -119,7 +121,7 @@ pub(crate) fn NodePage() -> impl IntoView {
                             </p>
                             <ul>{gpus}</ul>
                             <h2>"Models"</h2>
-                            <table>
+                            <table class="stack">
                                 <thead>
                                     <tr>
                                         <th>"Name"</th>

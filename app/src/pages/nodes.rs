@@ -5,8 +5,8 @@ use std::time::Duration;
 use leptos::prelude::*;
 use wire::registry::NodeQuery;
 
-use crate::api::list_nodes;
-use crate::components::NodeTable;
+use crate::api::{list_nodes, NodesView};
+use crate::components::{NodeTable, Pager, Pages};
 use crate::pages::ticker;
 
 fn parse_opt<T: std::str::FromStr>(s: &str) -> Option<T> {
@@ -18,6 +18,9 @@ fn parse_opt<T: std::str::FromStr>(s: &str) -> Option<T> {
     }
 }
 
+/// Nodes per page.
+const PER_PAGE: u32 = 50;
+
 #[component]
 pub(crate) fn NodesPage() -> impl IntoView {
     let online_only = RwSignal::new(false);
@@ -27,8 +30,9 @@ pub(crate) fn NodesPage() -> impl IntoView {
     let max_price = RwSignal::new(String::new());
     let pool = RwSignal::new(String::new());
     let tick = ticker(Duration::from_secs(3));
+    let pages = Pages::new();
 
-    let query = Memo::new(move |_| NodeQuery {
+    let filters = Memo::new(move |_| NodeQuery {
         online: online_only.get().then_some(true),
         model: Some(model.get().trim().to_owned()).filter(|m| !m.is_empty()),
         gpu: match gpu.get().as_str() {
@@ -38,12 +42,24 @@ pub(crate) fn NodesPage() -> impl IntoView {
         },
         min_vram_gb: parse_opt(&min_vram.get()),
         max_price: parse_opt(&max_price.get()),
-        limit: Some(200),
+        limit: Some(PER_PAGE),
         cursor: None,
         task: None,
         pool: Some(pool.get().trim().to_lowercase()).filter(|p| !p.is_empty()),
     });
-    let nodes = Resource::new(move || (query.get(), tick.get()), |(q, _)| list_nodes(q));
+    // Other filters: back to the first page.
+    Effect::new(move |_| {
+        filters.track();
+        pages.reset();
+    });
+    let query = move || NodeQuery {
+        cursor: pages.cursor(),
+        ..filters.get()
+    };
+    let nodes = Resource::new(move || (query(), tick.get()), |(q, _)| list_nodes(q));
+    // The last answer: shown, marked stale, while the server cannot be
+    // reached (offline, or the installed app opened without a network).
+    let last = StoredValue::new(None::<NodesView>);
 
     view! {
         <h1>"Nodes"</h1>
@@ -75,17 +91,40 @@ pub(crate) fn NodesPage() -> impl IntoView {
         </form>
         <Transition fallback=|| view! { <p class="empty">"Loading nodes…"</p> }>
             {move || Suspend::new(async move {
-                match nodes.await {
+                let (view, stale) = match nodes.await {
                     Ok(view) => {
-                        let count = view.list.nodes.len();
-                        view! {
-                            <p class="count">{format!("{count} node(s)")}</p>
-                            <NodeTable nodes=view.list.nodes now=view.now />
-                        }
-                            .into_any()
+                        last.set_value(Some(view.clone()));
+                        (view, None)
                     }
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    Err(e) => match last.get_value() {
+                        Some(view) => (view, Some(e.to_string())),
+                        None => return view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    },
+                };
+                let count = view.list.nodes.len();
+                let more = view.list.next_cursor.is_some();
+                let stale = stale.map(|_| {
+                    view! {
+                        <p class="stale" role="status" id="nodes-stale">
+                            {format!(
+                                "Not up to date: the server cannot be reached. These are the nodes as they were at {}.",
+                                wire::schedule::utc_text(view.now),
+                            )}
+                        </p>
+                    }
+                });
+                view! {
+                    {stale}
+                    <p class="count">
+                        {match (pages.cursor().is_some(), more) {
+                            (false, false) => format!("{count} node(s)"),
+                            _ => format!("{count} node(s) on this page"),
+                        }}
+                    </p>
+                    <NodeTable nodes=view.list.nodes now=view.now />
+                    <Pager pages next=view.list.next_cursor />
                 }
+                    .into_any()
             })}
         </Transition>
     }

@@ -13,6 +13,7 @@ use wire::NodeId;
 use crate::api::{list_models, run_job};
 use crate::components::{short_id, JobResult};
 use crate::pages::chat::Chat;
+use crate::pwa::NeedsNetwork;
 
 #[component]
 pub(crate) fn RunPage() -> impl IntoView {
@@ -137,6 +138,7 @@ fn EmbeddingForm(model: Signal<String>, node: Signal<Option<NodeId>>) -> impl In
             <button type="submit" disabled=move || run.pending().get()>
                 {move || if run.pending().get() { "Running…" } else { "Run" }}
             </button>
+            <NeedsNetwork />
         </form>
         {outcome(run)}
     }
@@ -175,6 +177,7 @@ fn TensorForm(model: Signal<String>, node: Signal<Option<NodeId>>) -> impl IntoV
             <button type="submit" disabled=move || run.pending().get()>
                 {move || if run.pending().get() { "Running…" } else { "Run" }}
             </button>
+            <NeedsNetwork />
         </form>
         {move || bad_json.get().map(|e| view! { <p class="error">{e}</p> })}
         {outcome(run)}

@@ -3,7 +3,7 @@
 //! | route | who may call |
 //! |---|---|
 //! | `POST /jobs` (run a job, answer its record) | signed in (`jobs` scope for keys) |
-//! | `GET /jobs` (one's newest jobs) | signed in (`jobs`) |
+//! | `GET /jobs?limit=&cursor=` (one's jobs, newest first, a page at a time) | signed in (`jobs`) |
 //! | `GET /jobs/{id}` (one's job, input and output included) | signed in (`jobs`); another's job is 404 |
 //! | `GET /receipts/{id}` (terms and signed receipt, no input or output) | anyone |
 
@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use wire::accounts::{ReceiptCheck, Scope};
-use wire::jobs::{JobInput, JobRecord, JobSummary, SubmitJob};
+use wire::jobs::{JobCursor, JobInput, JobPage, JobRecord, SubmitJob};
 use wire::{Caller, JobId};
 
 use super::{JobError, Order};
@@ -70,18 +70,15 @@ async fn submit(
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct JobList {
-    jobs: Vec<JobSummary>,
+    /// `next_cursor` of the page before.
+    cursor: Option<String>,
 }
 
 async fn list(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<JobList>, ApiError> {
+) -> Result<Json<JobPage>, ApiError> {
     require(&caller, Scope::Jobs)?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_LIST {
@@ -89,9 +86,18 @@ async fn list(
             "limit must be 1 to {MAX_LIST}"
         )));
     }
-    Ok(Json(JobList {
-        jobs: state.jobs.list(&caller.account, limit).await?,
-    }))
+    let after = q
+        .cursor
+        .as_deref()
+        .map(str::parse::<JobCursor>)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
+    Ok(Json(
+        state
+            .jobs
+            .list(&caller.account, limit, after.as_ref())
+            .await?,
+    ))
 }
 
 async fn fetch(

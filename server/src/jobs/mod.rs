@@ -28,7 +28,7 @@ use tracing::Instrument;
 use wire::accounts::ReceiptCheck;
 use wire::api::ErrorBody;
 use wire::jobs::{
-    InputError, JobEvent, JobInput, JobRecord, JobRequest, JobStatus, JobSummary, ReceiptError,
+    InputError, JobCursor, JobEvent, JobInput, JobPage, JobRecord, JobRequest, JobStatus, ReceiptError,
     RefusalCode,
 };
 use wire::registry::ModelOffer;
@@ -476,13 +476,24 @@ impl Jobs {
         }))
     }
 
-    /// `owner`'s newest `limit` jobs.
+    /// A page of `owner`'s jobs, newest first: the first `limit`, or those
+    /// after `after`.
     pub(crate) async fn list(
         &self,
         owner: &AccountId,
         limit: u32,
-    ) -> Result<Vec<JobSummary>, JobError> {
-        Ok(self.store.list(owner, limit).await?)
+        after: Option<&JobCursor>,
+    ) -> Result<JobPage, JobError> {
+        let mut jobs = self
+            .store
+            .list(owner, limit.saturating_add(1), after)
+            .await?;
+        let more = jobs.len() > limit as usize;
+        jobs.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| jobs.last().map(|j| JobCursor::after(j).to_string()))
+            .flatten();
+        Ok(JobPage { jobs, next_cursor })
     }
 
     /// Fails the jobs that are still dispatched well after their deadline:

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::json;
 use wire::api::ErrorBody;
-use wire::jobs::{JobEvent, JobInput, JobOutput, JobRecord, JobStatus, JobSummary};
+use wire::jobs::{JobCursor, JobEvent, JobInput, JobOutput, JobRecord, JobStatus, JobSummary};
 use wire::registry::Task;
 use wire::{AccountId, JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
 
@@ -375,20 +375,48 @@ impl JobStore {
         }))
     }
 
-    /// `owner`'s newest `limit` jobs.
+    /// `owner`'s newest `limit` jobs, or the newest older than `after`
+    /// (newest first, ties broken by id).
     pub(super) async fn list(
         &self,
         owner: &AccountId,
         limit: u32,
+        after: Option<&JobCursor>,
     ) -> Result<Vec<JobSummary>, DbError> {
-        self.db
-            .rows(
-                "SELECT job_id AS id, model, node_id, status, price_msat, created_at, finished_at \
-                 FROM job WHERE owner = $owner ORDER BY created_at DESC LIMIT $limit",
-                json!({ "owner": owner, "limit": limit }),
-                0,
-            )
-            .await
+        const FIELDS: &str =
+            "job_id AS id, model, node_id, status, price_msat, created_at, finished_at";
+        match after {
+            None => {
+                self.db
+                    .rows(
+                        &format!(
+                            "SELECT {FIELDS} FROM job WHERE owner = $owner \
+                             ORDER BY created_at DESC, id DESC LIMIT $limit"
+                        ),
+                        json!({ "owner": owner, "limit": limit }),
+                        0,
+                    )
+                    .await
+            }
+            Some(after) => {
+                self.db
+                    .rows(
+                        &format!(
+                            "SELECT {FIELDS} FROM job WHERE owner = $owner AND created_at <= $at \
+                             AND (created_at < $at OR job_id < $id) \
+                             ORDER BY created_at DESC, id DESC LIMIT $limit"
+                        ),
+                        json!({
+                            "owner": owner,
+                            "limit": limit,
+                            "at": after.created_at,
+                            "id": after.id,
+                        }),
+                        0,
+                    )
+                    .await
+            }
+        }
     }
 }
 
@@ -580,12 +608,60 @@ mod tests {
         assert!(store.get(&theirs.id, Some(&me)).await.unwrap().is_none());
         assert!(store.get(&theirs.id, None).await.unwrap().is_some());
         let listed: Vec<JobId> = store
-            .list(&me, 10)
+            .list(&me, 10, None)
             .await
             .unwrap()
             .into_iter()
             .map(|j| j.id)
             .collect();
         assert_eq!(listed, vec![mine.id]);
+    }
+
+    #[tokio::test]
+    async fn pages_of_jobs_follow_each_other_without_gaps_or_repeats_even_at_the_same_millisecond() {
+        let db = Db::temp("pages").await;
+        let store = JobStore::new(db.clone());
+        let ledger = Ledger::new(db, 0, false);
+        let me = AccountId::from_random([1; 16]);
+        let other = AccountId::from_random([2; 16]);
+        for who in [&me, &other] {
+            ledger
+                .credit(who, MilliSats(100_000), "start", None)
+                .await
+                .unwrap();
+        }
+        // Seven jobs, three of them created in the same millisecond.
+        let base = UnixMillis::now();
+        let mut expected = Vec::new();
+        for (n, at) in [0u64, 1, 1, 1, 2, 3, 5].into_iter().enumerate() {
+            let mut job = dispatched(n as u8 + 10, UnixMillis(base.0 + at));
+            job.model = format!("m{n}");
+            store
+                .insert(&job, job.created_at, &me, None, Some(&hold(&job, &me)))
+                .await
+                .unwrap();
+            expected.push((job.created_at, job.id.clone()));
+        }
+        let theirs = dispatched(99, base);
+        store
+            .insert(&theirs, base, &other, None, Some(&hold(&theirs, &other)))
+            .await
+            .unwrap();
+        // Newest first; ties by id, descending.
+        expected.sort_by(|a, b| b.cmp(a));
+        let expected: Vec<JobId> = expected.into_iter().map(|(_, id)| id).collect();
+
+        let mut seen = Vec::new();
+        let mut after = None::<JobCursor>;
+        loop {
+            let page = store.list(&me, 2, after.as_ref()).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 2);
+            after = page.last().map(JobCursor::after);
+            seen.extend(page.into_iter().map(|j| j.id));
+        }
+        assert_eq!(seen, expected);
     }
 }

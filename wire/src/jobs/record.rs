@@ -98,6 +98,51 @@ impl JobRecord {
     }
 }
 
+/// A page of `GET /api/v1/jobs`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobSummary>,
+    /// Pass as `cursor` to get the next (older) page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Where a page of one's jobs starts: after the job created at `created_at`
+/// with id `id` (newest first, ties broken by id). Written
+/// `<created_at>.<id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCursor {
+    pub created_at: UnixMillis,
+    pub id: JobId,
+}
+
+impl JobCursor {
+    pub fn after(job: &JobSummary) -> Self {
+        JobCursor {
+            created_at: job.created_at,
+            id: job.id.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for JobCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at.0, self.id)
+    }
+}
+
+impl std::str::FromStr for JobCursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("not a job list cursor: {:?}", s.chars().take(80).collect::<String>());
+        let (at, id) = s.split_once('.').ok_or_else(bad)?;
+        Ok(JobCursor {
+            created_at: UnixMillis(at.parse().map_err(|_| bad())?),
+            id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// One line of `GET /api/v1/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {
@@ -109,4 +154,23 @@ pub struct JobSummary {
     pub created_at: UnixMillis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<UnixMillis>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_cursors_round_trip_and_refuse_garbage() {
+        let cursor = JobCursor {
+            created_at: UnixMillis(1_764_000_000_123),
+            id: JobId::from_random([7; 16]),
+        };
+        let text = cursor.to_string();
+        assert_eq!(text, format!("1764000000123.{}", "07".repeat(16)));
+        assert_eq!(text.parse::<JobCursor>(), Ok(cursor));
+        for bad in ["", "12", "x.0707", "12.nothex", &format!("-1.{}", "07".repeat(16))] {
+            assert!(bad.parse::<JobCursor>().is_err(), "{bad:?} parsed");
+        }
+    }
 }

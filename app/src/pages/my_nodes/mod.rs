@@ -30,6 +30,7 @@ use team::{Acting, TeamSection};
 use crate::api::{fleet_view, release_node};
 use crate::auth::RequireAccount;
 use crate::browser::{call, listen_events, stop_events};
+use crate::pwa::NeedsNetwork;
 
 /// The event types the page listens to.
 const EVENTS: [&str; 6] = [
@@ -396,6 +397,7 @@ fn Fleet(
                 "Resume"
             </button>
         </div>
+        <NeedsNetwork />
         {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         <ul class="fleet">
             <For each=move || shown.get() key=|id| *id let:id>

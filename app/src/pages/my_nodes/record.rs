@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use super::with_fleet;
 use crate::api::fleet_stats;
-use crate::components::{sats, short_id};
+use crate::components::{sats, ShortId};
 
 /// Each node's record over the last week: the evidence its reputation is
 /// built from, and what it earned.
@@ -48,28 +48,30 @@ pub(super) fn Record(fleet: Option<String>) -> impl IntoView {
                                     .collect_view();
                                 view! {
                                     <tr class="record" data-node=id.clone()>
-                                        <td class="mono">{short_id(&id)}</td>
-                                        <td>
+                                        <td data-label="Node">
+<ShortId id=id.clone() />
+</td>
+                                        <td data-label="Uptime">
                                             <svg class="uptime-days" viewBox="0 0 42 20" role="img" aria-label="uptime per day">
                                                 {days}
                                             </svg>
                                             {format!(" {:.1} %", n.uptime_pct)}
                                         </td>
-                                        <td>
+                                        <td data-label="Completed">
                                             {n
                                                 .completion_pct
                                                 .map(|c| format!("{c:.1} % of {}", n.jobs_succeeded + n.jobs_failed))
                                                 .unwrap_or_else(|| "no jobs".into())}
                                         </td>
-                                        <td>{n.median_latency_ms.map(|l| format!("{l} ms")).unwrap_or_default()}</td>
-                                        <td>{sats(n.earned_msat.0)}</td>
+                                        <td data-label="Median latency">{n.median_latency_ms.map(|l| format!("{l} ms")).unwrap_or_default()}</td>
+                                        <td data-label="Earned">{sats(n.earned_msat.0)}</td>
                                     </tr>
                                 }
                             })
                             .collect_view();
                         view! {
                             <div class="table-scroll">
-                                <table class="record">
+                                <table class="record stack">
                                     <thead>
                                         <tr>
                                             <th>"Node"</th>
