@@ -737,9 +737,10 @@ test("every page fits a 360 px phone and a 1280 px desktop, its controls labelle
   // Ids are short, with a button that copies the whole one.
   await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: serverUrl });
   const first = page.locator("tr.job-row").first();
-  const fullId = await first.locator(".id a").getAttribute("title");
+  const jobLink = first.locator("td").first().locator(".id a");
+  const fullId = await jobLink.getAttribute("title");
   assert.match(fullId, /^[0-9a-f]{32}$/);
-  assert.ok((await first.locator(".id a").innerText()).length < fullId.length);
+  assert.ok((await jobLink.innerText()).length < fullId.length);
   await first.locator("button.copy").first().click();
   await first.locator("button.copy", { hasText: "✓" }).first().waitFor();
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), fullId);
@@ -772,7 +773,7 @@ test("lists longer than a page: the jobs and the nodes go page by page, newest f
   await page.goto(`${serverUrl}/jobs`);
   await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
   await page.locator("tr.job-row").first().waitFor();
-  const ids = async () => page.locator("tr.job-row .id a").evaluateAll((as) => as.map((a) => a.title));
+  const ids = async () => page.locator("tr.job-row td:first-child .id a").evaluateAll((as) => as.map((a) => a.title));
   const first = await ids();
   assert.equal(first.length, 25);
   await page.locator("nav.pager button.next").click();
@@ -783,6 +784,20 @@ test("lists longer than a page: the jobs and the nodes go page by page, newest f
   await page.locator("nav.pager button.prev").click();
   await page.locator("nav.pager", { hasText: "Page 1" }).waitFor();
   assert.deepEqual(await ids(), first);
+
+  // The wallet's history too (each job held and captured: more than a page).
+  await page.goto(`${serverUrl}/wallet`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  const postings = async () => page.locator("#history li").evaluateAll((li) => li.map((l) => [l.dataset.kind, l.dataset.book]));
+  await page.locator("#history li").first().waitFor();
+  const newest = await postings();
+  assert.equal(newest.length, 20);
+  await page.locator("nav.pager button.next").click();
+  await page.locator("nav.pager", { hasText: "Page 2" }).waitFor();
+  const older = await postings();
+  assert.equal(older.length, 20);
+  const history = await (await page.context().request.get(`${serverUrl}/api/v1/billing/history?limit=40`)).json();
+  assert.deepEqual([...newest, ...older], history.postings.map((p) => [p.kind, p.book]), "the two pages are the newest 40 postings");
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -822,7 +837,9 @@ test("offline: the installed app opens with the last node list, marked offline a
   await page.evaluate(async () => navigator.serviceWorker.ready);
   await page.locator(`tr.node-row[data-peer-id="${nodeId}"]`).waitFor();
   // Visited once with the service worker in control: its copy of the page is kept.
-  await page.reload();
+  await page.goto(`${serverUrl}/sign-in`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  await page.goto(serverUrl);
   await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
   assert.ok(await page.evaluate(() => !!navigator.serviceWorker.controller));
 
@@ -835,10 +852,21 @@ test("offline: the installed app opens with the last node list, marked offline a
     // The page's refresh fails: the list stays, marked as not up to date.
     await page.locator("#nodes-stale").waitFor({ timeout: 15_000 });
     assert.ok(await page.locator(`tr.node-row[data-peer-id="${nodeId}"]`).isVisible());
-    // An action that needs the network says so.
-    await page.locator("#main-nav a", { hasText: "Run a job" }).click();
-    await page.locator("form.run p.stale, main p.stale").first().waitFor();
+    // An action that needs the network says so (a page whose code was not
+    // loaded yet comes from the service worker too).
+    const errors = watchErrors(page);
+    await page.goto(`${serverUrl}/sign-in`);
+    await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+    await page
+      .locator("main p.stale", { hasText: "needs the network" })
+      .waitFor({ timeout: 10_000 })
+      .catch(async (e) => {
+        throw new Error(`${e.message}\nerrors: ${errors.join("\n")}\nmain: ${await page.locator("main").innerHTML()}`);
+      });
     await page.screenshot({ path: join(artifacts, "offline.png"), fullPage: true });
+    // A page never opened on this device says so.
+    await page.goto(`${serverUrl}/jobs/${"0".repeat(32)}`);
+    await page.locator("h1", { hasText: "You are offline" }).waitFor();
   } finally {
     await page.context().setOffline(false);
   }

@@ -5,7 +5,7 @@
 // >= 90, accessibility >= 95, LCP < 2.5 s, < 400 KB on the wire).
 // Run with scripts/bench-pwa.sh, which installs Lighthouse from npm.
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { createInterface } from "node:readline";
@@ -52,6 +52,7 @@ try {
       "--key-file", join(data, "node.key"), "--p2p-host", "127.0.0.1", "--device", "cpu",
     ]);
   }
+  mkdirSync(join(data, "chromium"), { recursive: true });
   chrome = await chromeLauncher.launch({
     chromePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     chromeFlags: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],

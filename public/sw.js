@@ -28,6 +28,17 @@ self.addEventListener("activate", (event) => {
   );
 });
 
+// A page never opened before, asked for offline: say so (another page's
+// copy would not match its address).
+function notSaved() {
+  const html =
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">' +
+    '<title>Offline · Infernet</title><style>body{font:16px/1.5 system-ui,sans-serif;background:#0f172a;color:#e2e8f0;padding:1.5rem}a{color:#38bdf8}</style></head>' +
+    '<body><h1>You are offline</h1><p>This page was not saved on this device. The pages you opened before are here without the network.</p>' +
+    '<p><a href="/">Open the Nodes page</a></p></body></html>';
+  return new Response(html, { status: 503, headers: { "content-type": "text/html; charset=utf-8" } });
+}
+
 function isLive(url) {
   return (
     url.pathname.startsWith("/api/") ||
@@ -45,7 +56,7 @@ self.addEventListener("fetch", (event) => {
 
   if (req.mode === "navigate") {
     // Pages: the network first (they are rendered with live data), the
-    // last copy when offline, else the last Nodes page.
+    // last copy when offline, else a page that says it was not saved.
     event.respondWith(
       fetch(req)
         .then((res) => {
@@ -58,9 +69,9 @@ self.addEventListener("fetch", (event) => {
         .catch(() =>
           caches
             .open(PAGES_CACHE)
-            .then((c) => c.match(req, { ignoreSearch: true }).then((hit) => hit || c.match("/")))
-            .then((hit) => hit || caches.match("/", { cacheName: SHELL_CACHE }))
-            .then((hit) => hit || Response.error()),
+            .then((c) => c.match(req, { ignoreSearch: true }))
+            .then((hit) => hit || (url.pathname === "/" && caches.match("/", { cacheName: SHELL_CACHE })))
+            .then((hit) => hit || notSaved()),
         ),
     );
     return;

@@ -11,6 +11,6 @@ if [ ! -f "$lighthouse_dir/node_modules/lighthouse/package.json" ]; then
   npm install --silent --no-audit --no-fund --prefix "$lighthouse_dir" lighthouse@13.5.0
 fi
 [ -f "$INFERNET_SITE_ROOT/build-id" ] || scripts/build-site.sh
-cargo build -q -p server -p node --bins
+cargo build -q --workspace --bins
 mkdir -p e2e/artifacts
 (cd e2e && LIGHTHOUSE_DIR="$lighthouse_dir" node lighthouse.mjs && node first-visit.mjs | tail -1)

@@ -328,11 +328,12 @@ pub async fn release_node(id: String) -> Result<(), ServerFnError> {
     backend()?.0.release_node(&caller()?, id).await.map_err(err)
 }
 
-/// The signed-in account's balances and its newest postings, with the
-/// server's clock.
+/// The signed-in account's balances and a page of its postings (the
+/// newest, or those before `before`), with the server's clock.
 #[server(input = Json, endpoint = "billing_view")]
 pub async fn billing_view(
     limit: u32,
+    before: Option<String>,
 ) -> Result<
     (
         wire::billing::BillingSummary,
@@ -346,7 +347,7 @@ pub async fn billing_view(
     let summary = backend.0.billing(&caller).await.map_err(err)?;
     let history = backend
         .0
-        .billing_history(&caller, limit)
+        .billing_history(&caller, limit, before)
         .await
         .map_err(err)?;
     Ok((summary, history, UnixMillis::now()))

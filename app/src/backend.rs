@@ -93,8 +93,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody>;
     /// The caller's balances (the `billing` scope).
     async fn billing(&self, caller: &Caller) -> Result<BillingSummary, ErrorBody>;
-    /// The caller's newest postings.
-    async fn billing_history(&self, caller: &Caller, limit: u32) -> Result<HistoryPage, ErrorBody>;
+    /// The caller's postings, newest first: the newest `limit`, or those
+    /// before `before` (the `next` of the page before).
+    async fn billing_history(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        before: Option<String>,
+    ) -> Result<HistoryPage, ErrorBody>;
 }
 
 #[derive(Clone)]

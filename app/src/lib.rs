@@ -18,13 +18,15 @@ mod browser;
 mod components;
 mod pages;
 mod pwa;
+mod routes;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::path;
+use leptos_router::{Lazy, SsrMode};
 
-use crate::auth::{Me, RequireAccount};
+use crate::auth::Me;
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -35,7 +37,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <link rel="stylesheet" id="infernet" href=format!("/{}/app.css", options.site_pkg_dir) />
-                <HydrationScripts options />
+                <AppScript options />
                 <MetaTags />
             </head>
             <body>
@@ -44,6 +46,40 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </body>
         </html>
     }
+}
+
+/// Loads the app's code and hydrates the page, once the server-rendered
+/// page has painted: the page is readable first (its largest paint never
+/// waits for the wasm), interactive a moment later. This is Leptos's
+/// `HydrationScripts` without its preload hints in the head; like it, it
+/// reads the build's split manifest once, so that a lazy page's server
+/// rendering names the wasm modules it needs.
+#[component]
+fn AppScript(options: LeptosOptions) -> impl IntoView {
+    use std::sync::OnceLock;
+    static SPLIT: OnceLock<Option<leptos::WasmSplitManifest>> = OnceLock::new();
+    let pkg = options.site_pkg_dir.to_string();
+    let split = SPLIT.get_or_init(|| {
+        let path = std::path::Path::new(options.site_root.as_ref())
+            .join(&pkg)
+            .join("__wasm_split_manifest.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        let preloads = serde_json::from_str(&text).ok()?;
+        Some(leptos::WasmSplitManifest(ArcStoredValue::new((
+            format!("/{pkg}"),
+            preloads,
+            "__wasm_split.______________________.js".to_owned(),
+        ))))
+    });
+    if let Some(split) = split {
+        provide_context(split.clone());
+    }
+    let name = options.output_name.to_string();
+    let script = format!(
+        "const go = () => import(\"/{pkg}/{name}.js\").then((m) => m.default({{ module_or_path: \"/{pkg}/{name}_bg.wasm\" }}).then(() => m.hydrate()));\n\
+         requestAnimationFrame(() => setTimeout(go, 0));"
+    );
+    view! { <script type="module" inner_html=script></script> }
 }
 
 #[component]
@@ -94,25 +130,18 @@ pub fn App() -> impl IntoView {
             <pwa::Banners />
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
-                    <Route path=path!("/") view=pages::nodes::NodesPage />
-                    <Route path=path!("/node/:id") view=pages::node::NodePage />
-                    <Route
-                        path=path!("/run")
-                        view=|| view! { <RequireAccount><pages::run::RunPage /></RequireAccount> }
-                    />
-                    <Route
-                        path=path!("/jobs")
-                        view=|| view! { <RequireAccount><pages::jobs::JobsPage /></RequireAccount> }
-                    />
-                    <Route
-                        path=path!("/jobs/:id")
-                        view=|| view! { <RequireAccount><pages::jobs::JobPage /></RequireAccount> }
-                    />
-                    <Route path=path!("/sign-in") view=pages::sign_in::SignInPage />
-                    <Route path=path!("/settings") view=pages::settings::SettingsPage />
-                    <Route path=path!("/my-nodes") view=pages::my_nodes::MyNodesPage />
-                    <Route path=path!("/my-nodes/:id") view=pages::fleet_node::FleetNodePage />
-                    <Route path=path!("/wallet") view=pages::wallet::WalletPage />
+                    // The node list is what people come for: it is in the
+                    // first HTML (not streamed in after it), so it paints first.
+                    <Route path=path!("/") view=pages::nodes::NodesPage ssr=SsrMode::Async />
+                    <Route path=path!("/node/:id") view={Lazy::<routes::NodeRoute>::new()} />
+                    <Route path=path!("/run") view={Lazy::<routes::RunRoute>::new()} />
+                    <Route path=path!("/jobs") view={Lazy::<routes::JobsRoute>::new()} />
+                    <Route path=path!("/jobs/:id") view={Lazy::<routes::JobRoute>::new()} />
+                    <Route path=path!("/sign-in") view={Lazy::<routes::SignInRoute>::new()} />
+                    <Route path=path!("/settings") view={Lazy::<routes::SettingsRoute>::new()} />
+                    <Route path=path!("/my-nodes") view={Lazy::<routes::FleetRoute>::new()} />
+                    <Route path=path!("/my-nodes/:id") view={Lazy::<routes::FleetNodeRoute>::new()} />
+                    <Route path=path!("/wallet") view={Lazy::<routes::WalletRoute>::new()} />
                 </Routes>
             </main>
         </Router>
@@ -167,5 +196,5 @@ fn AccountMenu() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    leptos::mount::hydrate_lazy(App);
 }

@@ -112,12 +112,15 @@ pub(crate) fn InstallButton() -> impl IntoView {
 #[component]
 pub(crate) fn NeedsNetwork() -> impl IntoView {
     let pwa = Pwa::get();
+    // Pages loaded later (lazy routes) hydrate after the browser's state is
+    // known: they must first render what the server did (online), and
+    // follow the browser once hydrated, which an effect of their own does.
+    let offline = RwSignal::new(false);
+    Effect::new(move |_| offline.set(!pwa.online.get()));
     view! {
-        <Show when=move || !pwa.online.get()>
-            <p class="stale" role="status">
-                "You are offline: this needs the network. Try again when you are back online."
-            </p>
-        </Show>
+        <p class="stale needs-network" role="status" hidden=move || !offline.get()>
+            "You are offline: this needs the network. Try again when you are back online."
+        </p>
     }
 }
 

@@ -363,12 +363,12 @@ fn router(state: AppState) -> Router {
         )
         .nest(
             "/vendor",
-            Router::new()
-                .fallback_service(files("vendor"))
-                .layer(SetResponseHeaderLayer::if_not_present(
+            Router::new().fallback_service(files("vendor")).layer(
+                SetResponseHeaderLayer::if_not_present(
                     header::CACHE_CONTROL,
                     crate::site::revalidate(),
-                )),
+                ),
+            ),
         );
     let backend = BackendHandle(Arc::new(state.clone()));
     let context = move || provide_context(backend.clone());

@@ -188,10 +188,15 @@ impl Backend for AppState {
         self.ledger.summary(&caller.account).await.map_err(body)
     }
 
-    async fn billing_history(&self, caller: &Caller, limit: u32) -> Result<HistoryPage, ErrorBody> {
+    async fn billing_history(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        before: Option<String>,
+    ) -> Result<HistoryPage, ErrorBody> {
         crate::accounts::require(caller, Scope::Billing).map_err(body)?;
         self.ledger
-            .history(&caller.account, None, limit.clamp(1, 200))
+            .history(&caller.account, before.as_deref(), limit.clamp(1, 200))
             .await
             .map_err(body)
     }

@@ -46,7 +46,19 @@ pub(crate) fn ShortId(id: String, #[prop(optional, into)] href: Option<String>) 
         <span class="id">
             {shown}
             <button type="button" class="copy" aria-label="Copy the whole id" on:click=on_copy>
-                {move || if copied.get() { "✓" } else { "⧉" }}
+                {move || {
+                    if copied.get() {
+                        view! { <span>"✓"</span> }.into_any()
+                    } else {
+                        view! {
+                            <svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true">
+                                <rect x="5" y="5" width="9" height="9" rx="1.5" />
+                                <path d="M11 3.5V3a1 1 0 0 0-1-1H3a1 1 0 0 0-1 1v7a1 1 0 0 0 1 1h.5" />
+                            </svg>
+                        }
+                            .into_any()
+                    }
+                }}
             </button>
         </span>
     }

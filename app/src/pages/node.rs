@@ -15,137 +15,137 @@ pub(crate) fn NodePage() -> impl IntoView {
     let tick = ticker(std::time::Duration::from_secs(2));
     let node = Resource::new(move || (id(), tick.get()), |(id, _)| get_node(id));
     view! {
-        <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match node.await {
-                    Ok(Some((n, now))) => {
-                        let gpus = n
-                            .hardware
-                            .gpus
-                            .iter()
-                            .map(|g| {
-                                view! {
-                                    <li>
-                                        {format!(
-                                            "{} · {} VRAM · compute {}",
-                                            g.name,
-                                            gib(g.vram_mb),
-                                            g.compute_capability.clone().unwrap_or_else(|| "?".into()),
-                                        )}
-                                    </li>
-                                }
-                            })
-                            .collect_view();
-                        let models = n
-                            .models
-                            .iter()
-                            .map(|m| {
-                                view! {
-                                    <tr>
-                                        <td data-label="Name">{m.name.clone()}</td>
-                                        <td data-label="Task">{m.task.as_str()}</td>
-                                        <td data-label="Price per job">{m.price_label()}</td>
-                                        <td data-label="Device">{m.device.clone()}</td>
-                                        <td data-label="Content hash" class="mono">
-{m.hash.to_string()}
-</td>
-                                    </tr>
-                                }
-                            })
-                            .collect_view();
-                        let downloads = (!n.fetching.is_empty())
-                            .then(|| {
-                                let rows = n
-                                    .fetching
-                                    .iter()
-                                    .map(|f| {
-                                        let pct = (f.done_bytes * 100)
-                                            .checked_div(f.total_bytes)
-                                            .unwrap_or(100);
-                                        view! {
-                                            <li data-testid="fetching">
-                                                <span class="mono">{f.model.to_string()}</span>
-                                                " "
-                                                <progress max="100" value=pct.to_string()></progress>
-                                                {format!(
-                                                    " {pct}% · {:.1} of {:.1} MB",
-                                                    f.done_bytes as f64 / 1e6,
-                                                    f.total_bytes as f64 / 1e6,
-                                                )}
-                                            </li>
-                                        }
-                                    })
-                                    .collect_view();
-                                view! {
-                                    <h2>"Downloading"</h2>
-                                    <ul class="downloads">{rows}</ul>
-                                }
-                            });
-                        let addrs = n
-                            .multiaddrs
-                            .iter()
-                            .map(|a| view! { <li class="mono">{a.clone()}</li> })
-                            .collect_view();
-                        view! {
-                            <h1 class="mono">{n.peer_id.to_string()}</h1>
-                            <p>
-                                <StatusBadge status=n.status />
-                                {format!(
-                                    " last seen {} · heartbeat every {} ms · {} active job(s) · version {}",
-                                    ago(now, n.last_seen),
-                                    n.heartbeat_interval_ms,
-                                    n.active_jobs,
-                                    n.version,
-                                )}
-                            </p>
-                            <p id="node-queue">
-                                {match (n.queued_jobs, n.top_bid_msat) {
-                                    (0, None) => "Queue: empty: jobs start at once.".to_owned(),
-                                    (q, None) => format!("Queue: {q} waiting, none bidding."),
-                                    (q, Some(b)) => format!(
-                                        "Queue: {q} waiting; bid more than {} (bid_msat) to go ahead of them.",
-                                        crate::components::sats(b.0)
-                                    ),
-                                }}
-                            </p>
-                            <h2>"Hardware"</h2>
-                            <p>
-                                {format!(
-                                    "{} · {} cores · {} RAM · {}/{}",
-                                    n.hardware.cpu_model,
-                                    n.hardware.cpu_cores,
-                                    gib(n.hardware.ram_mb),
-                                    n.hardware.os,
-                                    n.hardware.arch,
-                                )}
-                            </p>
-                            <ul>{gpus}</ul>
-                            <h2>"Models"</h2>
-                            <table class="stack">
-                                <thead>
-                                    <tr>
-                                        <th>"Name"</th>
-                                        <th>"Task"</th>
-                                        <th>"Price per job"</th>
-                                        <th>"Device"</th>
-                                        <th>"Content hash"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>{models}</tbody>
-                            </table>
-                            {downloads}
-                            <h2>"Addresses"</h2>
-                            <ul>{addrs}</ul>
-                            <p>
-                                <a href=format!("/run?node={}", n.peer_id)>"Run a job on this node"</a>
-                            </p>
+            <Transition fallback=|| view! { <p class="empty">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match node.await {
+                        Ok(Some((n, now))) => {
+                            let gpus = n
+                                .hardware
+                                .gpus
+                                .iter()
+                                .map(|g| {
+                                    view! {
+                                        <li>
+                                            {format!(
+                                                "{} · {} VRAM · compute {}",
+                                                g.name,
+                                                gib(g.vram_mb),
+                                                g.compute_capability.clone().unwrap_or_else(|| "?".into()),
+                                            )}
+                                        </li>
+                                    }
+                                })
+                                .collect_view();
+                            let models = n
+                                .models
+                                .iter()
+                                .map(|m| {
+                                    view! {
+                                        <tr>
+                                            <td data-label="Name">{m.name.clone()}</td>
+                                            <td data-label="Task">{m.task.as_str()}</td>
+                                            <td data-label="Price per job">{m.price_label()}</td>
+                                            <td data-label="Device">{m.device.clone()}</td>
+                                            <td data-label="Content hash" class="mono">
+    {m.hash.to_string()}
+    </td>
+                                        </tr>
+                                    }
+                                })
+                                .collect_view();
+                            let downloads = (!n.fetching.is_empty())
+                                .then(|| {
+                                    let rows = n
+                                        .fetching
+                                        .iter()
+                                        .map(|f| {
+                                            let pct = (f.done_bytes * 100)
+                                                .checked_div(f.total_bytes)
+                                                .unwrap_or(100);
+                                            view! {
+                                                <li data-testid="fetching">
+                                                    <span class="mono">{f.model.to_string()}</span>
+                                                    " "
+                                                    <progress max="100" value=pct.to_string()></progress>
+                                                    {format!(
+                                                        " {pct}% · {:.1} of {:.1} MB",
+                                                        f.done_bytes as f64 / 1e6,
+                                                        f.total_bytes as f64 / 1e6,
+                                                    )}
+                                                </li>
+                                            }
+                                        })
+                                        .collect_view();
+                                    view! {
+                                        <h2>"Downloading"</h2>
+                                        <ul class="downloads">{rows}</ul>
+                                    }
+                                });
+                            let addrs = n
+                                .multiaddrs
+                                .iter()
+                                .map(|a| view! { <li class="mono">{a.clone()}</li> })
+                                .collect_view();
+                            view! {
+                                <h1 class="mono">{n.peer_id.to_string()}</h1>
+                                <p>
+                                    <StatusBadge status=n.status />
+                                    {format!(
+                                        " last seen {} · heartbeat every {} ms · {} active job(s) · version {}",
+                                        ago(now, n.last_seen),
+                                        n.heartbeat_interval_ms,
+                                        n.active_jobs,
+                                        n.version,
+                                    )}
+                                </p>
+                                <p id="node-queue">
+                                    {match (n.queued_jobs, n.top_bid_msat) {
+                                        (0, None) => "Queue: empty: jobs start at once.".to_owned(),
+                                        (q, None) => format!("Queue: {q} waiting, none bidding."),
+                                        (q, Some(b)) => format!(
+                                            "Queue: {q} waiting; bid more than {} (bid_msat) to go ahead of them.",
+                                            crate::components::sats(b.0)
+                                        ),
+                                    }}
+                                </p>
+                                <h2>"Hardware"</h2>
+                                <p>
+                                    {format!(
+                                        "{} · {} cores · {} RAM · {}/{}",
+                                        n.hardware.cpu_model,
+                                        n.hardware.cpu_cores,
+                                        gib(n.hardware.ram_mb),
+                                        n.hardware.os,
+                                        n.hardware.arch,
+                                    )}
+                                </p>
+                                <ul>{gpus}</ul>
+                                <h2>"Models"</h2>
+                                <table class="stack">
+                                    <thead>
+                                        <tr>
+                                            <th>"Name"</th>
+                                            <th>"Task"</th>
+                                            <th>"Price per job"</th>
+                                            <th>"Device"</th>
+                                            <th>"Content hash"</th>
+                                        </tr>
+                                    </thead>
+                                    <tbody>{models}</tbody>
+                                </table>
+                                {downloads}
+                                <h2>"Addresses"</h2>
+                                <ul>{addrs}</ul>
+                                <p>
+                                    <a href=format!("/run?node={}", n.peer_id)>"Run a job on this node"</a>
+                                </p>
+                            }
+                                .into_any()
                         }
-                            .into_any()
+                        Ok(None) => view! { <p class="empty">"No such node."</p> }.into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
-                    Ok(None) => view! { <p class="empty">"No such node."</p> }.into_any(),
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                }
-            })}
-        </Transition>
-    }
+                })}
+            </Transition>
+        }
 }

@@ -9,6 +9,7 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use wire::accounts::{LnurlLogin, LnurlState};
 
 use crate::auth::{safe_next, sign_in_with_passkey, sign_up, start_lightning, wait_for_wallet, Me};
+use crate::pwa::NeedsNetwork;
 
 #[component]
 pub(crate) fn SignInPage() -> impl IntoView {
@@ -98,6 +99,7 @@ pub(crate) fn SignInPage() -> impl IntoView {
 
     view! {
         <h1>"Sign in"</h1>
+        <NeedsNetwork />
         <div class="cards">
             <section class="card">
                 <h2>"With a passkey"</h2>

@@ -15,7 +15,7 @@ use wire::UnixMillis;
 use crate::api::billing_view;
 use crate::auth::RequireAccount;
 use crate::browser::{call, copy, open_wallet};
-use crate::components::{ago, sats, sats_field, signed_sats};
+use crate::components::{ago, sats, sats_field, signed_sats, Pager, Pages};
 
 /// Postings the page shows.
 const HISTORY: u32 = 20;
@@ -43,7 +43,11 @@ fn msg(e: ServerFnError) -> String {
 fn Wallet() -> impl IntoView {
     // Bumped whenever money moved: the balances and history load again.
     let version = RwSignal::new(0u32);
-    let view_data = Resource::new(move || version.get(), |_| billing_view(HISTORY));
+    let pages = Pages::new();
+    let view_data = Resource::new(
+        move || (version.get(), pages.cursor()),
+        |(_, before)| billing_view(HISTORY, before),
+    );
     // The browser wallet paid Infernet: show the new balance.
     let listener = window_event_listener_untyped("infernet:billing-changed", move |_| {
         version.update(|v| *v += 1)
@@ -56,7 +60,7 @@ fn Wallet() -> impl IntoView {
                     Ok((summary, history, now)) => {
                         view! {
                             <Balances summary />
-                            <History history now />
+                            <History history now pages />
                         }
                             .into_any()
                     }
@@ -110,7 +114,8 @@ fn Balances(summary: BillingSummary) -> impl IntoView {
 }
 
 #[component]
-fn History(history: HistoryPage, now: UnixMillis) -> impl IntoView {
+fn History(history: HistoryPage, now: UnixMillis, pages: Pages) -> impl IntoView {
+    let next = history.next.clone();
     view! {
         <section class="card">
             <h2>"History"</h2>
@@ -150,6 +155,7 @@ fn History(history: HistoryPage, now: UnixMillis) -> impl IntoView {
                 }
                     .into_any()
             }}
+            <Pager pages next />
             <p>
                 <a href="/api/v1/billing/history?format=csv" download="infernet-billing.csv">
                     "Export as CSV"

@@ -10,7 +10,7 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use wire::accounts::{ReceiptCheck, Scope};
 use wire::jobs::{JobCursor, JobInput, JobPage, JobRecord, SubmitJob};
 use wire::{Caller, JobId};

@@ -28,8 +28,8 @@ use tracing::Instrument;
 use wire::accounts::ReceiptCheck;
 use wire::api::ErrorBody;
 use wire::jobs::{
-    InputError, JobCursor, JobEvent, JobInput, JobPage, JobRecord, JobRequest, JobStatus, ReceiptError,
-    RefusalCode,
+    InputError, JobCursor, JobEvent, JobInput, JobPage, JobRecord, JobRequest, JobStatus,
+    ReceiptError, RefusalCode,
 };
 use wire::registry::ModelOffer;
 use wire::{AccountId, Caller, JobId, MilliSats, NodeId, UnixMillis};

@@ -618,7 +618,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pages_of_jobs_follow_each_other_without_gaps_or_repeats_even_at_the_same_millisecond() {
+    async fn pages_of_jobs_follow_each_other_without_gaps_or_repeats_even_at_the_same_millisecond()
+    {
         let db = Db::temp("pages").await;
         let store = JobStore::new(db.clone());
         let ledger = Ledger::new(db, 0, false);

@@ -52,6 +52,32 @@ fn assets_go_out_precompressed_as_the_browser_accepts_and_answers_are_compressed
     let r = http().get(server.url("/pkg/nope.js")).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
+    // A build's own folder (named by its content hash) never changes: kept
+    // for a year without asking; what is not there is not cached.
+    let build = pkg.join("0123456789ab");
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::write(build.join("app.css"), "body { color: red }\n".repeat(50)).unwrap();
+    let r = http()
+        .get(server.url("/pkg/0123456789ab/app.css"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let r = http()
+        .get(server.url("/pkg/0123456789ab/nope.css"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["cache-control"], "public, no-cache");
+    // Not a build's folder: revalidated.
+    std::fs::create_dir_all(pkg.join("other")).unwrap();
+    std::fs::write(pkg.join("other").join("x.css"), "a {}").unwrap();
+    let r = http().get(server.url("/pkg/other/x.css")).send().unwrap();
+    assert_eq!(r.headers()["cache-control"], "public, no-cache");
+
     // The API and the app's HTML are compressed on the fly when asked.
     for path in ["/nodes", "/api/v1/network", "/"] {
         let r = http()
@@ -67,5 +93,20 @@ fn assets_go_out_precompressed_as_the_browser_accepts_and_answers_are_compressed
             // Answers shorter than the layer's threshold go as they are.
             assert!(r.bytes().unwrap().len() < 64, "{path} not compressed");
         }
+    }
+
+    // With the build's id in the site, the pages name its folder.
+    std::fs::write(
+        server.data_dir.join("site").join("build-id"),
+        "0123456789ab\n",
+    )
+    .unwrap();
+    let server = server.restart();
+    let html = http().get(server.url("/")).send().unwrap().text().unwrap();
+    for file in ["app.css", "app.js", "app_bg.wasm"] {
+        assert!(
+            html.contains(&format!("/pkg/0123456789ab/{file}")),
+            "{file} not named from the build's folder in {html}"
+        );
     }
 }

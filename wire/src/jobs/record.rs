@@ -134,7 +134,12 @@ impl std::fmt::Display for JobCursor {
 impl std::str::FromStr for JobCursor {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("not a job list cursor: {:?}", s.chars().take(80).collect::<String>());
+        let bad = || {
+            format!(
+                "not a job list cursor: {:?}",
+                s.chars().take(80).collect::<String>()
+            )
+        };
         let (at, id) = s.split_once('.').ok_or_else(bad)?;
         Ok(JobCursor {
             created_at: UnixMillis(at.parse().map_err(|_| bad())?),
@@ -169,7 +174,13 @@ mod tests {
         let text = cursor.to_string();
         assert_eq!(text, format!("1764000000123.{}", "07".repeat(16)));
         assert_eq!(text.parse::<JobCursor>(), Ok(cursor));
-        for bad in ["", "12", "x.0707", "12.nothex", &format!("-1.{}", "07".repeat(16))] {
+        for bad in [
+            "",
+            "12",
+            "x.0707",
+            "12.nothex",
+            &format!("-1.{}", "07".repeat(16)),
+        ] {
             assert!(bad.parse::<JobCursor>().is_err(), "{bad:?} parsed");
         }
     }
