@@ -43,6 +43,19 @@ const EVENTS: [&str; 6] = [
 ];
 /// Commands the page keeps on show.
 const LOG: usize = 20;
+/// Node cards per page.
+const PER_PAGE: usize = 24;
+
+/// Page `page` (from 0; past the end: the last) of `ids`, `per` a page:
+/// the page's ids, the page shown and how many pages there are (at least
+/// one).
+fn page_of<T: Copy>(ids: &[T], page: usize, per: usize) -> (Vec<T>, usize, usize) {
+    let pages = ids.len().div_ceil(per).max(1);
+    let page = page.min(pages - 1);
+    let start = page * per;
+    let end = (start + per).min(ids.len());
+    (ids[start..end].to_vec(), page, pages)
+}
 
 #[component]
 pub(crate) fn MyNodesPage() -> impl IntoView {
@@ -265,6 +278,15 @@ fn Fleet(
                 .collect::<Vec<_>>()
         })
     });
+    // The shown nodes a page at a time; another filter starts again at the
+    // first page.
+    let page = RwSignal::new(0usize);
+    Effect::new(move |_| {
+        query.track();
+        show.track();
+        page.set(0);
+    });
+    let paged = Memo::new(move |_| shown.with(|ids| page_of(ids, page.get(), PER_PAGE)));
     let send = move |targets: Vec<NodeId>, action: Action| {
         error.set(None);
         if targets.is_empty() {
@@ -400,10 +422,38 @@ fn Fleet(
         <NeedsNetwork />
         {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         <ul class="fleet">
-            <For each=move || shown.get() key=|id| *id let:id>
+            <For each=move || paged.with(|p| p.0.clone()) key=|id| *id let:id>
                 <NodeCard id nodes now selected send release fleet=fleet_for_cards.get_value() />
             </For>
         </ul>
+        <Show when=move || paged.with(|p| p.2 > 1)>
+            <nav class="pager" aria-label="Pages of nodes">
+                <button
+                    type="button"
+                    class="prev"
+                    disabled=move || paged.with(|p| p.1 == 0)
+                    on:click=move |_| page.set(paged.with_untracked(|p| p.1.saturating_sub(1)))
+                >
+                    "← Previous"
+                </button>
+                <span class="muted">
+                    {move || {
+                        let (_, at, pages) = paged.get();
+                        let total = shown.with(Vec::len);
+                        let first = at * PER_PAGE + 1;
+                        format!("{first}–{} of {total} · page {} of {pages}", (first + PER_PAGE - 1).min(total), at + 1)
+                    }}
+                </span>
+                <button
+                    type="button"
+                    class="next"
+                    disabled=move || paged.with(|p| p.1 + 1 >= p.2)
+                    on:click=move |_| page.set(paged.with_untracked(|p| p.1 + 1))
+                >
+                    "Next →"
+                </button>
+            </nav>
+        </Show>
         {move || {
             shown.with(Vec::is_empty).then(|| view! { <p class="empty">"No node matches."</p> })
         }}
@@ -413,5 +463,21 @@ fn Fleet(
         <h2>"Recent commands"</h2>
         <Commands log now />
         <Record fleet />
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_of;
+
+    #[test]
+    fn node_cards_go_a_page_at_a_time_and_a_page_past_the_end_is_the_last() {
+        let ids: Vec<u32> = (0..50).collect();
+        assert_eq!(page_of(&ids, 0, 24), ((0..24).collect(), 0, 3));
+        assert_eq!(page_of(&ids, 1, 24), ((24..48).collect(), 1, 3));
+        assert_eq!(page_of(&ids, 2, 24), (vec![48, 49], 2, 3));
+        // The list shrank under the page shown (nodes released, a filter).
+        assert_eq!(page_of(&ids[..30], 2, 24), ((24..30).collect(), 1, 2));
+        assert_eq!(page_of::<u32>(&[], 3, 24), (vec![], 0, 1));
     }
 }
