@@ -7,24 +7,21 @@
 // browsed at http://localhost:<port> (the server's public URL).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { serverArgs, siteRoot, startProcess, stopAll, targetDir } from "./platform.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const targetDir = process.env.CARGO_TARGET_DIR ?? join(here, "..", "target");
-const siteRoot = process.env.INFERNET_SITE_ROOT ?? join(here, "..", "target", "site");
 const modelsDir = process.env.INFERNET_MODELS_DIR;
 const artifacts = join(here, "artifacts");
 mkdirSync(artifacts, { recursive: true });
 
-const children = [];
 let browser; // a BrowserContext with a persistent profile
 let serverUrl;
 let nodeId;
@@ -40,45 +37,18 @@ function admin(...args) {
   return JSON.parse(out.toString());
 }
 
-/** Starts a binary and resolves with its one-line JSON "ready" event. */
-function startProcess(name, args) {
-  const child = spawn(join(targetDir, "debug", name), args, {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, INFERNET_LOG: "info" },
-  });
-  children.push(child);
-  const log = [];
-  createInterface({ input: child.stderr }).on("line", (l) => log.push(l));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${log.slice(-20).join("\n")}`)), 180_000);
-    child.on("exit", (code) => reject(new Error(`${name} exited with ${code}:\n${log.slice(-20).join("\n")}`)));
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      try {
-        const event = JSON.parse(line);
-        if (event.event === "ready") {
-          clearTimeout(timer);
-          resolve({ ...event, pid: child.pid });
-        }
-      } catch {
-        /* not our line */
-      }
-    });
-  });
-}
-
 before(async () => {
   assert.ok(modelsDir, "INFERNET_MODELS_DIR must point at the exported models (run scripts/setup.sh)");
   const data = mkdtempSync(join(tmpdir(), "infernet-e2e-"));
   serverData = join(data, "server");
-  const server = await startProcess("server", [
-    "--listen", "127.0.0.1:0", "--data-dir", serverData,
-    "--p2p-port", "0", "--p2p-host", "127.0.0.1", "--site-root", siteRoot,
+  const server = await startProcess("server", serverArgs(
+    serverData,
     // Lightning's network cannot be reached from here: the test stand-in
     // issues real regtest invoices and `admin test-pay` settles them.
     "--lightning", "test",
     // The fleet test's webhook receiver listens on loopback.
     "--allow-private-webhooks",
-  ]);
+  ));
   serverUrl = server.public_url;
   const node = await startProcess("infernet-node", [
     "--server", serverUrl, "--models-dir", modelsDir, "--key-file", join(data, "node.key"),
@@ -97,7 +67,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  for (const c of children) c.kill("SIGTERM");
+  stopAll();
 });
 
 /** Errors the page logs: a test ends with none. */
@@ -634,7 +604,7 @@ test("the fleet: a schedule closes a node and /nodes says when it is back, pools
   assert.equal(settings.status, 200, JSON.stringify(settings.body));
   const secret = settings.body.webhook_secret;
   const killed = Date.now();
-  children.find((c) => c.pid === second.pid)?.kill("SIGKILL") ?? assert.fail("no pid for the second node");
+  process.kill(second.pid, "SIGKILL");
   await card2.locator(".badge.offline").waitFor({ timeout: 10_000 });
   // The promise: at once when the connection resets (TCP), else after
   // three silent telemetry intervals, at least 2 s (QUIC has no reset).
@@ -802,20 +772,6 @@ test("lists longer than a page: the jobs and the nodes go page by page, newest f
   await page.close();
 });
 
-test("revoking the key and signing out everywhere take effect at once", { timeout: 60_000 }, async () => {
-  const page = passkeyPage;
-  const errors = watchErrors(page);
-  await page.goto(`${serverUrl}/settings`);
-  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
-  await page.locator("button.revoke-key").first().click();
-  await page.locator("li.api-key .badge", { hasText: "revoked" }).waitFor();
-  assert.equal(await withKey("/api/v1/account", apiKey), 401);
-  await page.locator("#sign-out-everywhere").click();
-  await page.waitForURL(/\/sign-in/);
-  assert.equal(await withCookies(page, "/api/v1/account"), 401);
-  assert.deepEqual(errors, []);
-});
-
 test("the app is installable as a PWA and its service worker takes control", { timeout: 60_000 }, async () => {
   const page = await browser.newPage();
   await page.goto(serverUrl);
@@ -830,17 +786,25 @@ test("the app is installable as a PWA and its service worker takes control", { t
   assert.deepEqual(installabilityErrors, []);
 });
 
-test("offline: the installed app opens with the last node list, marked offline and stale; a new version is offered, not forced", { timeout: 120_000 }, async () => {
+test("offline: the installed app opens with the last nodes, jobs and fleet, marked offline and stale; a new version is offered, not forced", { timeout: 180_000 }, async () => {
   const page = await browser.newPage();
   await page.goto(serverUrl);
   await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
   await page.evaluate(async () => navigator.serviceWorker.ready);
   await page.locator(`tr.node-row[data-peer-id="${nodeId}"]`).waitFor();
-  // Visited once with the service worker in control: its copy of the page is kept.
-  await page.goto(`${serverUrl}/sign-in`);
-  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
-  await page.goto(serverUrl);
-  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  // Visited once with the service worker in control: its copy of each page
+  // is kept (the account's own jobs and fleet too).
+  const opened = async (path) => {
+    await page.goto(`${serverUrl}${path}`);
+    await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  };
+  await opened("/jobs");
+  await page.locator("tr.job-row").first().waitFor();
+  const jobIds = await page.locator("tr.job-row td[data-label=Job] a").evaluateAll((a) => a.map((x) => x.getAttribute("href")));
+  assert.ok(jobIds.length > 0);
+  await opened("/my-nodes");
+  await page.locator(`li.fleet-node[data-node="${farmId}"]`).waitFor();
+  await opened("/");
   assert.ok(await page.evaluate(() => !!navigator.serviceWorker.controller));
 
   await page.context().setOffline(true);
@@ -852,25 +816,41 @@ test("offline: the installed app opens with the last node list, marked offline a
     // The page's refresh fails: the list stays, marked as not up to date.
     await page.locator("#nodes-stale").waitFor({ timeout: 15_000 });
     assert.ok(await page.locator(`tr.node-row[data-peer-id="${nodeId}"]`).isVisible());
-    // An action that needs the network says so (a page whose code was not
-    // loaded yet comes from the service worker too).
+    // The account's own jobs, as last seen, marked so.
     const errors = watchErrors(page);
-    await page.goto(`${serverUrl}/sign-in`);
-    await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+    await opened("/jobs");
+    await page.locator("#offline-banner").waitFor();
+    await page.locator("#jobs-stale").waitFor({ timeout: 15_000 });
+    assert.deepEqual(
+      await page.locator("tr.job-row td[data-label=Job] a").evaluateAll((a) => a.map((x) => x.getAttribute("href"))),
+      jobIds,
+    );
+    // A page never opened on this device says so.
+    await page.goto(`${serverUrl}/jobs/${"0".repeat(32)}`);
+    await page.locator("h1", { hasText: "You are offline" }).waitFor();
+    // The fleet (a page whose code was not loaded yet: it comes from the
+    // service worker too), its live stream lost, and the commands that
+    // need the network say so.
+    await opened("/my-nodes");
+    await page.locator("#fleet-stale").waitFor({ timeout: 15_000 });
+    assert.ok(await page.locator(`li.fleet-node[data-node="${farmId}"]`).isVisible());
     await page
       .locator("main p.stale", { hasText: "needs the network" })
       .waitFor({ timeout: 10_000 })
       .catch(async (e) => {
         throw new Error(`${e.message}\nerrors: ${errors.join("\n")}\nmain: ${await page.locator("main").innerHTML()}`);
       });
+    assert.ok(await page.locator("#fleet-count").evaluate((e) => !e.textContent.includes("live")));
     await page.screenshot({ path: join(artifacts, "offline.png"), fullPage: true });
-    // A page never opened on this device says so.
-    await page.goto(`${serverUrl}/jobs/${"0".repeat(32)}`);
-    await page.locator("h1", { hasText: "You are offline" }).waitFor();
   } finally {
     await page.context().setOffline(false);
   }
   await page.locator("#offline-banner").waitFor({ state: "detached" });
+  // Back online, the fleet page picks its stream up again by itself and
+  // reads the whole fleet anew.
+  await page.locator("#fleet-count", { hasText: "live" }).waitFor({ timeout: 30_000 });
+  await page.locator("#fleet-stale").waitFor({ state: "detached" });
+  assert.ok(await page.locator(`li.fleet-node[data-node="${farmId}"]`).isVisible());
 
   // A new version of the service worker waits until the user takes it.
   const sw = join(siteRoot, "sw.js");
@@ -895,4 +875,18 @@ test("offline: the installed app opens with the last node list, marked offline a
   } finally {
     writeFileSync(sw, original);
   }
+});
+
+test("revoking the key and signing out everywhere take effect at once", { timeout: 60_000 }, async () => {
+  const page = passkeyPage;
+  const errors = watchErrors(page);
+  await page.goto(`${serverUrl}/settings`);
+  await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
+  await page.locator("button.revoke-key").first().click();
+  await page.locator("li.api-key .badge", { hasText: "revoked" }).waitFor();
+  assert.equal(await withKey("/api/v1/account", apiKey), 401);
+  await page.locator("#sign-out-everywhere").click();
+  await page.waitForURL(/\/sign-in/);
+  assert.equal(await withCookies(page, "/api/v1/account"), 401);
+  assert.deepEqual(errors, []);
 });

@@ -1,43 +1,24 @@
 // What a first visit downloads: starts the server (and a node, so the
-// Nodes page has a row), opens the Nodes page in a fresh Chromium profile,
+// Nodes page has a row, when INFERNET_MODELS_DIR is set), opens the Nodes page in a fresh Chromium profile,
 // and prints every response's transfer size (bytes on the wire, after
 // compression) and the total. Run from e2e/ after scripts/build-site.sh and
 // `cargo build --workspace --bins`:  node first-visit.mjs
-import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { serverArgs, startProcess, stopAll } from "./platform.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const targetDir = process.env.CARGO_TARGET_DIR ?? join(here, "..", "target");
-const siteRoot = process.env.INFERNET_SITE_ROOT ?? join(here, "..", "target", "site");
 const data = mkdtempSync(join(tmpdir(), "infernet-first-visit-"));
-const children = [];
-
-function start(name, args) {
-  const child = spawn(join(targetDir, "debug", name), args, { stdio: ["ignore", "pipe", "ignore"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.on("exit", (code) => reject(new Error(`${name} exited with ${code}`)));
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      try {
-        const event = JSON.parse(line);
-        if (event.event === "ready") resolve(event);
-      } catch {
-        /* not our line */
-      }
-    });
-  });
-}
 
 try {
-  const server = await start("server", [
-    "--listen", "127.0.0.1:0", "--data-dir", join(data, "server"),
-    "--p2p-port", "0", "--p2p-host", "127.0.0.1", "--site-root", siteRoot,
-  ]);
+  const server = await startProcess("server", serverArgs(join(data, "server")));
+  if (process.env.INFERNET_MODELS_DIR) {
+    await startProcess("infernet-node", [
+      "--server", server.public_url, "--models-dir", process.env.INFERNET_MODELS_DIR,
+      "--key-file", join(data, "node.key"), "--p2p-host", "127.0.0.1", "--device", "cpu",
+    ]);
+  }
   const url = server.public_url;
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -72,5 +53,5 @@ try {
   console.log(`first visit of the Nodes page: ${(total / 1024).toFixed(1)} KiB transferred in ${responses.size} responses; hydrated after ${hydrated} ms (loopback, debug server)`);
   await browser.close();
 } finally {
-  for (const c of children) c.kill("SIGTERM");
+  stopAll();
 }

@@ -4,16 +4,13 @@
 // paint and what the first visit transfers, against the goals (performance
 // >= 90, accessibility >= 95, LCP < 2.5 s, < 400 KB on the wire).
 // Run with scripts/bench-pwa.sh, which installs Lighthouse from npm.
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { serverArgs, startProcess, stopAll } from "./platform.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const targetDir = process.env.CARGO_TARGET_DIR ?? join(here, "..", "target");
-const siteRoot = process.env.INFERNET_SITE_ROOT ?? join(here, "..", "target", "site");
 const lhDir = process.env.LIGHTHOUSE_DIR;
 if (!lhDir) throw new Error("LIGHTHOUSE_DIR: where npm installed lighthouse (scripts/bench-pwa.sh sets it)");
 const load = (path) => import(pathToFileURL(join(lhDir, "node_modules", path)).href);
@@ -21,33 +18,13 @@ const { default: lighthouse } = await load("lighthouse/core/index.js");
 const chromeLauncher = await load("chrome-launcher/dist/index.js");
 
 const data = mkdtempSync(join(tmpdir(), "infernet-lighthouse-"));
-const children = [];
-function start(name, args) {
-  const child = spawn(join(targetDir, "debug", name), args, { stdio: ["ignore", "pipe", "ignore"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.on("exit", (code) => reject(new Error(`${name} exited with ${code}`)));
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      try {
-        const event = JSON.parse(line);
-        if (event.event === "ready") resolve(event);
-      } catch {
-        /* not our line */
-      }
-    });
-  });
-}
-
 let chrome;
 try {
-  const server = await start("server", [
-    "--listen", "127.0.0.1:0", "--data-dir", join(data, "server"),
-    "--p2p-port", "0", "--p2p-host", "127.0.0.1", "--site-root", siteRoot,
-  ]);
+  const server = await startProcess("server", serverArgs(join(data, "server")));
   const url = `${server.public_url}/`;
   // A node, so that the page has a row (its models are what it finds).
   if (process.env.INFERNET_MODELS_DIR) {
-    await start("infernet-node", [
+    await startProcess("infernet-node", [
       "--server", server.public_url, "--models-dir", process.env.INFERNET_MODELS_DIR,
       "--key-file", join(data, "node.key"), "--p2p-host", "127.0.0.1", "--device", "cpu",
     ]);
@@ -92,5 +69,5 @@ try {
   if (failed.length) console.log(`  audits below 0.9: ${failed.join(", ")}`);
 } finally {
   await chrome?.kill();
-  for (const c of children) c.kill("SIGTERM");
+  stopAll();
 }

@@ -97,18 +97,30 @@ pub async fn run_job(job: SubmitJob) -> Result<JobRecord, ServerFnError> {
 
 /// A page of the signed-in account's jobs, newest first: the first, or
 /// the one after `cursor` (the `next_cursor` of the page before).
+/// A page of one's jobs and the server's clock when it was read (what an
+/// offline copy of the page says it shows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobsView {
+    pub page: JobPage,
+    pub now: UnixMillis,
+}
+
 #[server(input = Json, endpoint = "list_jobs")]
-pub async fn list_jobs(cursor: Option<String>) -> Result<JobPage, ServerFnError> {
+pub async fn list_jobs(cursor: Option<String>) -> Result<JobsView, ServerFnError> {
     let after = cursor
         .as_deref()
         .map(str::parse::<wire::jobs::JobCursor>)
         .transpose()
         .map_err(ServerFnError::new)?;
-    backend()?
+    let page = backend()?
         .0
         .list_jobs(&caller()?, JOBS_PER_PAGE, after)
         .await
-        .map_err(err)
+        .map_err(err)?;
+    Ok(JobsView {
+        page,
+        now: UnixMillis::now(),
+    })
 }
 
 /// How many jobs the Jobs page shows at a time.

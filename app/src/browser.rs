@@ -134,7 +134,8 @@ let nextStream = 1;
 export function openEvents(url, kinds, cb) {
   const id = nextStream++;
   const es = new EventSource(url);
-  for (const k of kinds.split(",")) es.addEventListener(k, (e) => cb(k, e.data));
+  // "open" and "error" are the stream's own events, without data.
+  for (const k of kinds.split(",")) es.addEventListener(k, (e) => cb(k, e.data ?? ""));
   streams.set(id, es);
   return id;
 }

@@ -130,18 +130,21 @@ pub fn App() -> impl IntoView {
             <pwa::Banners />
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
-                    // The node list is what people come for: it is in the
-                    // first HTML (not streamed in after it), so it paints first.
+                    // Every page rendered whole on the server, not streamed:
+                    // its data is in the first HTML (the node list, what
+                    // people come for, paints first), and the same data
+                    // gives the same bytes, so a kept copy is revalidated
+                    // rather than sent again (the server's `validators`).
                     <Route path=path!("/") view=pages::nodes::NodesPage ssr=SsrMode::Async />
-                    <Route path=path!("/node/:id") view={Lazy::<routes::NodeRoute>::new()} />
-                    <Route path=path!("/run") view={Lazy::<routes::RunRoute>::new()} />
-                    <Route path=path!("/jobs") view={Lazy::<routes::JobsRoute>::new()} />
-                    <Route path=path!("/jobs/:id") view={Lazy::<routes::JobRoute>::new()} />
-                    <Route path=path!("/sign-in") view={Lazy::<routes::SignInRoute>::new()} />
-                    <Route path=path!("/settings") view={Lazy::<routes::SettingsRoute>::new()} />
-                    <Route path=path!("/my-nodes") view={Lazy::<routes::FleetRoute>::new()} />
-                    <Route path=path!("/my-nodes/:id") view={Lazy::<routes::FleetNodeRoute>::new()} />
-                    <Route path=path!("/wallet") view={Lazy::<routes::WalletRoute>::new()} />
+                    <Route path=path!("/node/:id") view={Lazy::<routes::NodeRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/run") view={Lazy::<routes::RunRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/jobs") view={Lazy::<routes::JobsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/jobs/:id") view={Lazy::<routes::JobRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/sign-in") view={Lazy::<routes::SignInRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/settings") view={Lazy::<routes::SettingsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/my-nodes") view={Lazy::<routes::FleetRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/my-nodes/:id") view={Lazy::<routes::FleetNodeRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/wallet") view={Lazy::<routes::WalletRoute>::new()} ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

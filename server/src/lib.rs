@@ -19,6 +19,7 @@ mod registry;
 mod site;
 mod startup;
 mod topups;
+mod validators;
 mod web;
 
 pub use accounts::{LocalKeyError, SiteError};

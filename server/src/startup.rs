@@ -371,7 +371,13 @@ fn router(state: AppState) -> Router {
             ),
         );
     let backend = BackendHandle(Arc::new(state.clone()));
-    let context = move || provide_context(backend.clone());
+    let context = move || {
+        provide_context(backend.clone());
+        // The app sets no Content-Security-Policy, so it needs no nonce:
+        // Leptos's per-request one (written into its preload links) would
+        // only make every page differ from the last, never revalidated.
+        provide_context(leptos::nonce::Nonce::from_value(""));
+    };
     let routes = generate_route_list(app::App);
     let web = Router::new()
         .leptos_routes_with_context(&options, routes, context.clone(), {
@@ -387,6 +393,10 @@ fn router(state: AppState) -> Router {
     api_routes
         .merge(static_routes)
         .merge(web)
+        // HTML and JSON answers get validators (before they are compressed).
+        .layer(axum::middleware::from_fn(
+            crate::validators::conditional_get,
+        ))
         // HTML and API answers compressed as the client asks (server-sent
         // events and precompressed files are left alone).
         .layer(CompressionLayer::new())

@@ -148,3 +148,24 @@ pub(crate) fn JobStatusBadge(status: JobStatus) -> impl IntoView {
     };
     view! { <span class=class>{status.as_str()}</span> }
 }
+
+/// What a page shows while the server cannot be reached: its last data,
+/// and this note saying how old it is.
+#[component]
+pub(crate) fn StaleNote(
+    /// The note's element id (`nodes-stale`, `jobs-stale`, …).
+    id: &'static str,
+    /// What the page lists ("the nodes", "your jobs").
+    what: &'static str,
+    /// The server's clock when the data was read.
+    at: wire::UnixMillis,
+) -> impl IntoView {
+    view! {
+        <p class="stale" role="status" id=id>
+            {format!(
+                "Not up to date: the server cannot be reached. These are {what} as they were at {}.",
+                wire::schedule::utc_text(at),
+            )}
+        </p>
+    }
+}

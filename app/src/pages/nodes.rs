@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use wire::registry::NodeQuery;
 
 use crate::api::{list_nodes, NodesView};
-use crate::components::{NodeTable, Pager, Pages};
+use crate::components::{NodeTable, Pager, Pages, StaleNote};
 use crate::pages::ticker;
 
 fn parse_opt<T: std::str::FromStr>(s: &str) -> Option<T> {
@@ -103,16 +103,8 @@ pub(crate) fn NodesPage() -> impl IntoView {
                 };
                 let count = view.list.nodes.len();
                 let more = view.list.next_cursor.is_some();
-                let stale = stale.map(|_| {
-                    view! {
-                        <p class="stale" role="status" id="nodes-stale">
-                            {format!(
-                                "Not up to date: the server cannot be reached. These are the nodes as they were at {}.",
-                                wire::schedule::utc_text(view.now),
-                            )}
-                        </p>
-                    }
-                });
+                let stale = stale
+                    .map(|_| view! { <StaleNote id="nodes-stale" what="the nodes" at=view.now /> });
                 view! {
                     {stale}
                     <p class="count">

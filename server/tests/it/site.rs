@@ -6,6 +6,7 @@
 use reqwest::StatusCode;
 
 use crate::harness::{http, Server};
+use crate::wallet::{browser, sign_in, Wallet};
 
 #[test]
 fn assets_go_out_precompressed_as_the_browser_accepts_and_answers_are_compressed() {
@@ -109,4 +110,91 @@ fn assets_go_out_precompressed_as_the_browser_accepts_and_answers_are_compressed
             "{file} not named from the build's folder in {html}"
         );
     }
+}
+
+#[test]
+fn pages_and_api_answers_carry_validators_and_an_unchanged_one_is_not_sent_again() {
+    let server = Server::start();
+    let client = browser(&server);
+    sign_in(
+        &server,
+        &client,
+        &Wallet::from_seed(b"validators test operator wallet 1"),
+    );
+    let tokens = server.url("/api/v1/account/enrol-tokens");
+    let get = |url: &str, tag: Option<&str>| {
+        let mut req = client.get(url);
+        if let Some(tag) = tag {
+            req = req.header("if-none-match", tag);
+        }
+        req.send().unwrap()
+    };
+    // A private list: tagged, kept only by the browser, revalidated.
+    let r = get(&tokens, None);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "private, no-cache");
+    let tag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(tag.starts_with("W/\""), "{tag}");
+    let r = get(&tokens, Some(&tag));
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), tag);
+    assert!(r.bytes().unwrap().is_empty());
+    // Changed: sent again, under another tag.
+    let made = client
+        .post(&tokens)
+        .json(&serde_json::json!({ "name": "rack 1", "reusable": true }))
+        .send()
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let r = get(&tokens, Some(&tag));
+    assert_eq!(r.status(), StatusCode::OK);
+    let new_tag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_tag, tag);
+    let list: serde_json::Value = r.json().unwrap();
+    assert!(list.to_string().contains("rack 1"), "{list}");
+    // Compressed or not, the same answer has the same (weak) tag.
+    let r = client
+        .get(&tokens)
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", &new_tag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    // A tag opens nothing by itself: without the account's session, a 401.
+    let stranger = http()
+        .get(&tokens)
+        .header("if-none-match", &new_tag)
+        .send()
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
+
+    // The app's pages: rendered whole (the same bytes for the same data),
+    // so a visitor's copy is revalidated, not sent again; a signed-in
+    // one's (their account in the top bar) too.
+    for (who, page) in [
+        (http(), "/sign-in"),
+        (http(), "/run"),
+        (client.clone(), "/run"),
+    ] {
+        let page = server.url(page);
+        let r = who.get(&page).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{page}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let tag = r.headers()["etag"].to_str().unwrap().to_owned();
+        let first = r.text().unwrap();
+        assert!(first.contains("<html"));
+        let again = who.get(&page).send().unwrap().text().unwrap();
+        assert_eq!(first, again, "{page}: the same page twice");
+        let r = who.get(&page).header("if-none-match", &tag).send().unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{page}");
+        assert!(r.bytes().unwrap().is_empty());
+    }
+
+    // What is not a document, or not a 200, is left alone.
+    let r = http().get(server.url("/api/v1/nope")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.headers().get("etag").is_none());
 }

@@ -30,16 +30,20 @@ use team::{Acting, TeamSection};
 use crate::api::{fleet_view, release_node};
 use crate::auth::RequireAccount;
 use crate::browser::{call, listen_events, stop_events};
+use crate::components::StaleNote;
 use crate::pwa::NeedsNetwork;
 
-/// The event types the page listens to.
-const EVENTS: [&str; 6] = [
+/// The event types the page listens to; `open` and `error` are the
+/// stream's own (connected, lost: the browser then tries again).
+const EVENTS: [&str; 8] = [
     "telemetry",
     "online",
     "offline",
     "command",
     "alert",
     "lagged",
+    "open",
+    "error",
 ];
 /// Commands the page keeps on show.
 const LOG: usize = 20;
@@ -252,14 +256,30 @@ fn Fleet(
     let show = RwSignal::new(Show::All);
     let error = RwSignal::new(None::<String>);
     let live = RwSignal::new(false);
+    // The server's stream was lost (offline, or the server is down).
+    let stale = RwSignal::new(false);
 
     // Live: every change to these nodes, as it happens.
     Effect::new(move |_| {
         let id = listen_events(&events_url, &EVENTS, move |kind, data| {
-            live.set(true);
-            if kind == "lagged" {
-                version.update(|v| *v += 1);
-                return;
+            match kind.as_str() {
+                // Lost: what is shown stays, marked as not up to date.
+                "error" => {
+                    live.set(false);
+                    stale.set(true);
+                    return;
+                }
+                // Back after a loss: changes may have been missed, so the
+                // whole fleet is read again.
+                "open" if stale.get_untracked() => {
+                    version.update(|v| *v += 1);
+                    return;
+                }
+                "lagged" => {
+                    version.update(|v| *v += 1);
+                    return;
+                }
+                _ => live.set(true),
             }
             if let Ok(event) = serde_json::from_str::<FleetEvent>(&data) {
                 apply(event, nodes, log, alerts, now);
@@ -420,6 +440,11 @@ fn Fleet(
             </button>
         </div>
         <NeedsNetwork />
+        {move || {
+            stale
+                .get()
+                .then(|| view! { <StaleNote id="fleet-stale" what="your nodes" at=now.get() /> })
+        }}
         {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         <ul class="fleet">
             <For each=move || paged.with(|p| p.0.clone()) key=|id| *id let:id>
