@@ -772,7 +772,7 @@ test("lists longer than a page: the jobs and the nodes go page by page, newest f
   await page.close();
 });
 
-test("the app is installable as a PWA and its service worker takes control", { timeout: 60_000 }, async () => {
+test("the app is installable as a PWA, its service worker takes control, and its Install button opens the browser's dialog", { timeout: 60_000 }, async () => {
   const page = await browser.newPage();
   await page.goto(serverUrl);
   await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
@@ -784,6 +784,25 @@ test("the app is installable as a PWA and its service worker takes control", { t
   assert.deepEqual(manifest.errors, []);
   const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
   assert.deepEqual(installabilityErrors, []);
+  // The in-app button comes with the browser's own offer
+  // (`beforeinstallprompt`, which Chromium makes once the app is
+  // installable) and hands the choice to the browser's dialog.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.locator("#install-app").waitFor({ timeout: 30_000 });
+  const offered = await page.evaluate(() => window.__infernet.install?.constructor.name);
+  assert.equal(offered, "BeforeInstallPromptEvent", "the browser's offer, kept by the page");
+  await page.evaluate(() => {
+    const offer = window.__infernet.install;
+    const prompt = offer.prompt.bind(offer);
+    offer.prompt = () => {
+      window.__prompted = (window.__prompted ?? 0) + 1;
+      return prompt();
+    };
+  });
+  await page.locator("#install-app").click();
+  assert.equal(await page.evaluate(() => window.__prompted), 1, "the browser's dialog was asked for");
+  // An offer is good once: the button goes.
+  await page.locator("#install-app").waitFor({ state: "detached" });
 });
 
 test("offline: the installed app opens with the last nodes, jobs and fleet, marked offline and stale; a new version is offered, not forced", { timeout: 180_000 }, async () => {
