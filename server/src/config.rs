@@ -56,6 +56,10 @@ struct Cli {
     /// Longest a job may take, in seconds [default: 60].
     #[arg(long, env = "INFERNET_JOB_TIMEOUT_SECS")]
     job_timeout_secs: Option<u64>,
+    /// A job whose node sends no output within this many seconds moves to
+    /// the next node [default: 20, at most the job timeout].
+    #[arg(long, env = "INFERNET_FIRST_OUTPUT_SECS")]
+    first_output_secs: Option<u64>,
     /// public (the p2p listen addresses are dialable as they are), auto
     /// (AutoNAT decides) or private [default: public].
     #[arg(long, env = "INFERNET_P2P_REACHABILITY")]
@@ -214,6 +218,7 @@ struct FileConfig {
     p2p_host: Option<IpAddr>,
     site_root: Option<PathBuf>,
     job_timeout_secs: Option<u64>,
+    first_output_secs: Option<u64>,
     p2p_reachability: Option<String>,
     p2p_external_addr: Option<Vec<String>>,
     node_retention_secs: Option<u64>,
@@ -245,6 +250,9 @@ pub struct Config {
     pub p2p_host: IpAddr,
     pub site_root: PathBuf,
     pub job_timeout: Duration,
+    /// How long a node may take to its job's first output before the job
+    /// moves on (at most `job_timeout`).
+    pub first_output: Duration,
     pub p2p_reachability: p2p::Reachability,
     pub p2p_external_addrs: Vec<p2p::Multiaddr>,
     pub node_retention: Duration,
@@ -281,6 +289,7 @@ impl std::fmt::Debug for Config {
             .field("p2p_host", &self.p2p_host)
             .field("site_root", &self.site_root)
             .field("job_timeout", &self.job_timeout)
+            .field("first_output", &self.first_output)
             .field("p2p_reachability", &self.p2p_reachability)
             .field("p2p_external_addrs", &self.p2p_external_addrs)
             .field("node_retention", &self.node_retention)
@@ -341,6 +350,7 @@ impl Config {
             p2p_host: IpAddr::from([127, 0, 0, 1]),
             site_root: site_root.to_owned(),
             job_timeout: Duration::from_secs(30),
+            first_output: Duration::from_secs(20),
             p2p_reachability: p2p::Reachability::Public,
             p2p_external_addrs: Vec::new(),
             node_retention: Duration::from_secs(7 * 24 * 3600),
@@ -379,6 +389,16 @@ impl Config {
         if timeout == 0 || timeout > 3600 {
             return Err(ConfigError::Invalid(
                 "job_timeout_secs must be 1 to 3600".into(),
+            ));
+        }
+        let first_output = cli
+            .first_output_secs
+            .or(file.first_output_secs)
+            .unwrap_or(20)
+            .min(timeout);
+        if first_output == 0 {
+            return Err(ConfigError::Invalid(
+                "first_output_secs must be at least 1".into(),
             ));
         }
         let p2p_reachability = cli
@@ -510,6 +530,7 @@ impl Config {
                 .or(file.site_root)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SITE_ROOT)),
             job_timeout: Duration::from_secs(timeout),
+            first_output: Duration::from_secs(first_output),
             p2p_reachability,
             p2p_external_addrs,
             node_retention: Duration::from_secs(retention),

@@ -172,7 +172,7 @@ impl Application {
             db.clone(),
             registry.clone(),
             network.clone(),
-            config.job_timeout,
+            (config.job_timeout, config.first_output),
             ledger.clone(),
             enrolments.clone(),
             accounts.clone(),

@@ -81,6 +81,7 @@ fn job(now: UnixMillis, node: NodeId) -> JobRecord {
             at: now,
             message: Some(format!("sent to {node}")),
         }],
+        attempts: Vec::new(),
     }
 }
 

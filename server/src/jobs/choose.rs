@@ -7,18 +7,18 @@ use wire::{MilliSats, NodeId};
 
 use super::JobError;
 
-/// Picks the node to run a job on: available (online, accepting jobs and
-/// inside its schedule), offering the model (by name or hash), the named
-/// node if there is one, in the pool if one is asked for, at or under the
-/// maximum price. The cheapest wins; then the least busy; then the
-/// freshest.
-pub(crate) fn choose_node<'a>(
+/// The nodes a job may run on, best first: available (online, accepting
+/// jobs and inside its schedule), offering the model (by name or hash),
+/// the named node if there is one, in the pool if one is asked for, at or
+/// under the maximum price. The cheapest first; then the least busy; then
+/// the freshest. Never empty: no node is an error that says why.
+pub(crate) fn rank_nodes<'a>(
     nodes: &'a [NodeInfo],
     model: &str,
     only: Option<NodeId>,
     pool: Option<&str>,
     max_price: Option<MilliSats>,
-) -> Result<(&'a NodeInfo, &'a ModelOffer), JobError> {
+) -> Result<Vec<(&'a NodeInfo, &'a ModelOffer)>, JobError> {
     let offering: Vec<(&NodeInfo, &ModelOffer)> = nodes
         .iter()
         .filter_map(|n| n.offer(model).map(|o| (n, o)))
@@ -72,17 +72,31 @@ pub(crate) fn choose_node<'a>(
         ));
     }
     let cheapest = available.iter().map(|(_, o)| o.price_msat).min();
-    available
+    let mut ranked: Vec<_> = available
         .into_iter()
         .filter(|(_, o)| max_price.is_none_or(|max| o.price_msat <= max))
-        .min_by_key(|(n, o)| (o.price_msat, n.active_jobs, Reverse(n.last_seen), n.peer_id))
-        .ok_or_else(|| {
-            JobError::NoNodeAvailable(format!(
-                "no online node offers `{model}` at or below {} msat (cheapest: {} msat)",
-                max_price.unwrap_or_default().0,
-                cheapest.unwrap_or_default().0
-            ))
-        })
+        .collect();
+    if ranked.is_empty() {
+        return Err(JobError::NoNodeAvailable(format!(
+            "no online node offers `{model}` at or below {} msat (cheapest: {} msat)",
+            max_price.unwrap_or_default().0,
+            cheapest.unwrap_or_default().0
+        )));
+    }
+    ranked.sort_by_key(|(n, o)| (o.price_msat, n.active_jobs, Reverse(n.last_seen), n.peer_id));
+    Ok(ranked)
+}
+
+/// The best node of [`rank_nodes`].
+#[cfg(test)]
+fn choose_node<'a>(
+    nodes: &'a [NodeInfo],
+    model: &str,
+    only: Option<NodeId>,
+    pool: Option<&str>,
+    max_price: Option<MilliSats>,
+) -> Result<(&'a NodeInfo, &'a ModelOffer), JobError> {
+    Ok(rank_nodes(nodes, model, only, pool, max_price)?[0])
 }
 
 #[cfg(test)]
@@ -130,6 +144,27 @@ mod tests {
         let nodes = vec![node(1, "m", 300, true, 0)];
         let hash = Sha256Digest::of(b"m").to_string();
         assert!(choose_node(&nodes, &hash, None, None, None).is_ok());
+    }
+
+    #[test]
+    fn every_node_that_may_take_the_job_is_ranked_best_first() {
+        let nodes = vec![
+            node(1, "m", 300, true, 0),
+            node(2, "m", 100, true, 2),
+            node(3, "m", 100, true, 0),
+            node(4, "m", 50, false, 0),
+            node(5, "m", 900, true, 0),
+        ];
+        let ranked: Vec<_> = rank_nodes(&nodes, "m", None, None, Some(MilliSats(300)))
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n.peer_id)
+            .collect();
+        assert_eq!(
+            ranked,
+            vec![nodes[2].peer_id, nodes[1].peer_id, nodes[0].peer_id],
+            "cheapest, then least busy; offline and too dear left out"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 use wire::jobs::{
-    verify_receipt, JobEvent, JobOutput, JobRecord, JobRequest, JobStatus, JobTerms, OutputPart,
-    Receipt,
+    verify_receipt, JobAttempt, JobEvent, JobOutput, JobRecord, JobRequest, JobStatus, JobTerms,
+    OutputPart, Receipt, RefusalCode,
 };
 use wire::{AccountId, SignedEnvelope, UnixMillis};
 
@@ -25,6 +25,9 @@ struct TextOut {
     /// Someone reads the text as it streams (else the text is not wanted
     /// and its channel closes at once).
     streaming: Arc<AtomicBool>,
+    /// Some output came from a node: the job has started there, and does
+    /// not move to another node any more.
+    started: bool,
 }
 
 impl TextOut {
@@ -56,6 +59,11 @@ impl TextOut {
 impl Jobs {
     /// Runs a job already recorded as dispatched and records how it ended.
     /// Generated text goes to `text` while it streams in.
+    ///
+    /// A job that fails on its node before any output (refused, the node
+    /// unreachable, silent past the first-output timeout, a bad receipt)
+    /// moves to the next candidate, under the same id and budget; the
+    /// record keeps each failed try. Only the node that runs it is paid.
     pub(super) async fn run(
         &self,
         prepared: Prepared,
@@ -64,18 +72,76 @@ impl Jobs {
     ) -> Result<JobRecord, JobError> {
         let Prepared {
             mut record,
-            addrs,
-            request,
+            candidates,
+            mut request,
             owner,
             ..
         } = prepared;
-        tracing::info!(model = %record.model, "job dispatched");
+        tracing::info!(model = %record.model, candidates = candidates.len(), "job dispatched");
         let mut text = TextOut {
             tx: Some(text),
             held: String::new(),
             streaming,
+            started: false,
         };
-        let outcome = self.dispatch(&record, addrs, request, &mut text).await;
+        let mut candidates = candidates.into_iter().peekable();
+        let mut tried_since = record.created_at;
+        let outcome = loop {
+            let Some(candidate) = candidates.next() else {
+                break Err(JobError::Internal("a job with no node to run on".into()));
+            };
+            // The last candidate is waited for as long as the job may
+            // take: there is nowhere else to go.
+            let patience = if candidates.peek().is_some() {
+                self.first_output
+            } else {
+                self.timeout
+            };
+            let outcome = self
+                .dispatch(
+                    &record,
+                    candidate.addrs,
+                    request.clone(),
+                    &mut text,
+                    patience,
+                )
+                .await;
+            let error = match outcome {
+                Err(error) if !text.started && moves_on(&error) => error,
+                outcome => break outcome,
+            };
+            let Some(next) = candidates.peek() else {
+                break Err(error);
+            };
+            let now = UnixMillis::now();
+            tracing::warn!(%error, from = %record.node_id, to = %next.node, "the job moves to the next node");
+            record.attempts.push(JobAttempt {
+                node_id: record.node_id,
+                started_at: tried_since,
+                ended_at: now,
+                error: crate::error::job_error_body(&error),
+            });
+            let event = JobEvent {
+                status: JobStatus::Dispatched,
+                at: now,
+                message: Some(format!(
+                    "{} failed ({error}); sent to {}",
+                    record.node_id, next.node
+                )),
+            };
+            record.node_id = next.node;
+            let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+            request.deadline = UnixMillis(now.0.saturating_add(timeout_ms));
+            match self.store.move_to(&record, request.deadline, &event).await {
+                Ok(true) => {}
+                // Given up on meanwhile (the reconciler): it stays so.
+                Ok(false) => break Err(error),
+                // The job's end writes where it ran, whatever happens here.
+                Err(e) => tracing::warn!(error = %e, "could not record the job's move"),
+            }
+            record.events.push(event);
+            tried_since = now;
+        };
         let finished = UnixMillis::now();
         record.finished_at = Some(finished);
         let ended = match outcome {
@@ -172,12 +238,16 @@ impl Jobs {
         }
     }
 
+    /// Runs the job on `record.node_id`. The node has `patience` to
+    /// answer (the dial included): to say it took the job, or with its
+    /// first output; then the job's timeout.
     async fn dispatch(
         &self,
         record: &JobRecord,
         addrs: Vec<p2p::Multiaddr>,
         request: JobRequest,
         text: &mut TextOut,
+        patience: Duration,
     ) -> Result<(JobOutput, SignedEnvelope, Receipt), JobError> {
         let peer = record.node_id;
         let network_err = |e| match e {
@@ -188,16 +258,31 @@ impl Jobs {
             }
             e => JobError::NodeUnreachable(e.to_string()),
         };
+        let first_output = tokio::time::Instant::now() + patience;
+        let silent = || JobError::NodeTimeout(patience.as_secs());
+        let mut answered = false;
         let call = async {
-            let mut call = self
-                .network
-                .call_job(peer.peer_id(), addrs, request.clone())
-                .await
-                .map_err(network_err)?;
+            let mut call = tokio::time::timeout_at(
+                first_output,
+                self.network
+                    .call_job(peer.peer_id(), addrs, request.clone()),
+            )
+            .await
+            .map_err(|_| silent())?
+            .map_err(network_err)?;
             let mut stopping = false;
             loop {
-                match call.next().await.map_err(network_err)? {
+                let update = if answered {
+                    call.next().await
+                } else {
+                    tokio::time::timeout_at(first_output, call.next())
+                        .await
+                        .map_err(|_| silent())?
+                };
+                answered = true;
+                match update.map_err(network_err)? {
                     Some(p2p::JobUpdate::Output(OutputPart::Text { delta, .. })) => {
+                        text.started = true;
                         text.push(delta);
                         if !stopping && text.reader_left() {
                             // The consumer went away: the node stops and
@@ -208,7 +293,8 @@ impl Jobs {
                         }
                     }
                     Some(p2p::JobUpdate::Finished(response)) => return Ok(response),
-                    Some(_) => {}
+                    Some(p2p::JobUpdate::Output(_)) => text.started = true,
+                    Some(p2p::JobUpdate::Accepted { .. }) => {}
                     None => return Err(JobError::NodeDisconnected),
                 }
             }
@@ -228,9 +314,52 @@ impl Jobs {
     }
 }
 
+/// Whether a job that failed this way, before any output, goes to the
+/// next node: yes when the node was the trouble, not when the job was
+/// (its input) or its consumer (a cancel).
+fn moves_on(error: &JobError) -> bool {
+    match error {
+        JobError::NodeRefused { code, .. } => {
+            !matches!(code, RefusalCode::BadInput | RefusalCode::Cancelled)
+        }
+        JobError::NodeUnreachable(_)
+        | JobError::NodeDisconnected
+        | JobError::NodeTimeout(_)
+        | JobError::NodeProtocol(_)
+        | JobError::BadReceipt(_) => true,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_moves_on_when_its_node_failed_it_not_when_the_job_itself_did() {
+        let refused = |code| JobError::NodeRefused {
+            code,
+            message: String::new(),
+        };
+        for yes in [
+            refused(RefusalCode::Overloaded),
+            refused(RefusalCode::NotAccepting),
+            refused(RefusalCode::UnknownModel),
+            refused(RefusalCode::PriceTooLow),
+            JobError::NodeUnreachable("no route".into()),
+            JobError::NodeDisconnected,
+            JobError::NodeTimeout(20),
+        ] {
+            assert!(moves_on(&yes), "{yes}");
+        }
+        for no in [
+            refused(RefusalCode::BadInput),
+            refused(RefusalCode::Cancelled),
+            JobError::Internal("x".into()),
+        ] {
+            assert!(!moves_on(&no), "{no}");
+        }
+    }
 
     #[tokio::test]
     async fn a_slow_reader_gets_the_held_text_joined_up_and_never_stalls_the_job() {
@@ -239,6 +368,7 @@ mod tests {
             tx: Some(tx),
             held: String::new(),
             streaming: Arc::new(AtomicBool::new(true)),
+            started: false,
         };
         for piece in ["one ", "two ", "three"] {
             out.push(piece.into());
@@ -267,6 +397,7 @@ mod tests {
             tx: Some(tx),
             held: String::new(),
             streaming: Arc::new(AtomicBool::new(true)),
+            started: false,
         };
         out.push("lost".into());
         assert!(out.tx.is_none());

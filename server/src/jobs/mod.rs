@@ -39,7 +39,7 @@ use crate::db::{Db, DbError};
 use crate::enrolment::Enrolments;
 use crate::ledger::{Book, Ledger, LedgerError, Movement};
 use crate::registry::{Registry, RegistryError};
-use choose::choose_node;
+use choose::rank_nodes;
 use store::JobStore;
 
 /// Text a job may have waiting for a slow reader before the node's stream
@@ -177,14 +177,27 @@ impl Started {
     }
 }
 
-/// A job with its node chosen and its input built, not yet recorded.
+/// A job with its nodes ranked and its input built, not yet recorded.
 struct Prepared {
+    /// As recorded: sent to the first candidate.
     record: JobRecord,
     owner: AccountId,
     limits: SpendingLimits,
-    addrs: Vec<p2p::Multiaddr>,
+    /// Where the job may run, best first (the same model file on each):
+    /// it moves to the next when one refuses, cannot be reached or sends
+    /// nothing in time.
+    candidates: Vec<Candidate>,
     request: JobRequest,
 }
+
+/// A node a job may run on, and where to dial it.
+struct Candidate {
+    node: NodeId,
+    addrs: Vec<p2p::Multiaddr>,
+}
+
+/// The most nodes one job is tried on.
+const MAX_ATTEMPTS: usize = 3;
 
 /// Runs jobs and keeps their records; cheap to clone.
 #[derive(Clone)]
@@ -193,6 +206,9 @@ pub(crate) struct Jobs {
     registry: Registry,
     network: p2p::Client,
     timeout: Duration,
+    /// How long a node may take to a job's first output before the job
+    /// moves to the next node.
+    first_output: Duration,
     ledger: Ledger,
     enrolments: Enrolments,
     accounts: Accounts,
@@ -209,7 +225,7 @@ impl Jobs {
         db: Db,
         registry: Registry,
         network: p2p::Client,
-        timeout: Duration,
+        (timeout, first_output): (Duration, Duration),
         ledger: Ledger,
         enrolments: Enrolments,
         accounts: Accounts,
@@ -219,6 +235,7 @@ impl Jobs {
             registry,
             network,
             timeout,
+            first_output: first_output.min(timeout),
             ledger,
             enrolments,
             accounts,
@@ -395,20 +412,34 @@ impl Jobs {
         if let Some(pool) = order.pool {
             wire::registry::check_label(pool).map_err(JobError::Pool)?;
         }
-        let (node, offer) =
-            choose_node(&nodes, order.model, order.node, order.pool, order.max_price)?;
+        let ranked = rank_nodes(&nodes, order.model, order.node, order.pool, order.max_price)?;
+        let (node, offer) = ranked[0];
         let input = input(offer)?;
         input.validate().map_err(JobError::from)?;
-        let addrs: Vec<p2p::Multiaddr> = node
-            .multiaddrs
-            .iter()
-            .filter_map(|a| a.parse().ok())
+        // The next best nodes with the same model file, for a job that
+        // cannot run on the first.
+        let candidates: Vec<_> = ranked
+            .into_iter()
+            .filter(|(_, o)| o.hash == offer.hash && o.task == offer.task)
+            .take(MAX_ATTEMPTS)
             .collect();
         // Without a maximum the consumer agrees to what the input can cost
-        // at most on this model; the receipt says what it did cost.
-        let budget = order
-            .max_price
-            .unwrap_or_else(|| offer.worst_case_price(&input));
+        // at most on the nodes it may go to; the receipt says what it did
+        // cost.
+        let budget = order.max_price.unwrap_or_else(|| {
+            candidates
+                .iter()
+                .map(|(_, o)| o.worst_case_price(&input))
+                .max()
+                .unwrap_or_default()
+        });
+        let candidates: Vec<Candidate> = candidates
+            .into_iter()
+            .map(|(n, _)| Candidate {
+                node: n.peer_id,
+                addrs: n.multiaddrs.iter().filter_map(|a| a.parse().ok()).collect(),
+            })
+            .collect();
         let budget = MilliSats(budget.0.saturating_add(order.bid.0));
         let job_id = JobId::from_random(uuid::Uuid::new_v4().into_bytes());
         let record = JobRecord {
@@ -431,6 +462,7 @@ impl Jobs {
                 at: now,
                 message: Some(format!("sent to {}", node.peer_id)),
             }],
+            attempts: Vec::new(),
         };
         let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let request = JobRequest {
@@ -445,7 +477,7 @@ impl Jobs {
             record,
             owner: order.caller.account.clone(),
             limits,
-            addrs,
+            candidates,
             request,
         })
     }

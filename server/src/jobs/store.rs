@@ -5,7 +5,9 @@
 use serde::Deserialize;
 use serde_json::json;
 use wire::api::ErrorBody;
-use wire::jobs::{JobCursor, JobEvent, JobInput, JobOutput, JobRecord, JobStatus, JobSummary};
+use wire::jobs::{
+    JobAttempt, JobCursor, JobEvent, JobInput, JobOutput, JobRecord, JobStatus, JobSummary,
+};
 use wire::registry::Task;
 use wire::{AccountId, JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
 
@@ -44,6 +46,8 @@ struct JobRow {
     created_at: UnixMillis,
     #[serde(default)]
     finished_at: Option<UnixMillis>,
+    #[serde(default)]
+    attempts: Vec<JobAttempt>,
 }
 
 #[derive(Clone)]
@@ -231,7 +235,12 @@ impl JobStore {
         event: &JobEvent,
         settle: &Movement,
     ) -> Result<bool, LedgerError> {
-        let mut patch = json!({ "status": r.status, "price_msat": r.price_msat });
+        let mut patch = json!({
+            "status": r.status,
+            "price_msat": r.price_msat,
+            "node_id": r.node_id,
+            "attempts": r.attempts,
+        });
         if let Some(o) = &r.output {
             patch["output"] = json!(o);
         }
@@ -246,6 +255,36 @@ impl JobStore {
         }
         self.end_if_dispatched(&r.id, patch, event_row(&r.id, 0, event), settle)
             .await
+    }
+
+    /// Moves a job that is still dispatched to its next node: the node, the
+    /// failed tries so far, the new deadline and the event, in one
+    /// transaction. Returns whether it did (not if the job has ended, e.g.
+    /// given up on as lost).
+    pub(super) async fn move_to(
+        &self,
+        r: &JobRecord,
+        deadline: UnixMillis,
+        event: &JobEvent,
+    ) -> Result<bool, DbError> {
+        let patch = json!({ "node_id": r.node_id, "attempts": r.attempts, "deadline": deadline });
+        let moved: Vec<serde_json::Value> = self
+            .db
+            .transact(
+                "BEGIN TRANSACTION; \
+                 LET $moved = (UPDATE type::record('job', $id) MERGE $patch \
+                     WHERE status = 'dispatched' RETURN job_id); \
+                 IF array::len($moved) > 0 { \
+                     LET $seq = array::len((SELECT seq FROM job_event WHERE job_id = $id)); \
+                     CREATE job_event CONTENT object::extend($event, { seq: $seq }); \
+                 }; \
+                 RETURN $moved; \
+                 COMMIT TRANSACTION;",
+                json!({ "id": r.id, "patch": patch, "event": event_row(&r.id, 0, event) }),
+                3,
+            )
+            .await?;
+        Ok(!moved.is_empty())
     }
 
     /// Jobs still dispatched whose deadline passed before `cutoff`, or
@@ -372,6 +411,7 @@ impl JobStore {
             created_at: row.created_at,
             finished_at: row.finished_at,
             events,
+            attempts: row.attempts,
         }))
     }
 
@@ -449,6 +489,7 @@ mod tests {
                 at: now,
                 message: None,
             }],
+            attempts: Vec::new(),
         }
     }
 

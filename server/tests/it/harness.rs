@@ -149,6 +149,16 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// SIGKILL: the process gets no chance to say goodbye.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
@@ -418,6 +428,26 @@ impl Node {
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
+}
+
+/// The embedding model of [`models_dir`] alone, at `price_msat` a job:
+/// the same model file (linked, so the same hash), its manifest priced
+/// anew. For tests that need nodes at different prices.
+pub(crate) fn priced_models(price_msat: u64) -> PathBuf {
+    let dir = temp_dir("models").join("all-minilm-l6-v2");
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = models_dir().join("all-minilm-l6-v2");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "manifest.json" {
+            std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let manifest = std::fs::read_to_string(source.join("manifest.json")).unwrap();
+    let mut manifest: Value = serde_json::from_str(&manifest).unwrap();
+    manifest["price_msat"] = serde_json::json!(price_msat);
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    dir.parent().unwrap().to_owned()
 }
 
 /// A client that sends `key` as its bearer token.

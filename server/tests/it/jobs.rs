@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wire::jobs::{cosine, verify_receipt, JobOutput, JobRecord, JobStatus};
 
-use crate::harness::{Node, Server};
+use crate::harness::{eventually, priced_models, temp_dir, Node, Server};
 
 fn submit(server: &Server, body: &Value) -> (StatusCode, Value) {
     let r = server
@@ -315,4 +315,132 @@ fn tensor_and_generation_jobs_run_through_the_job_api() {
         "0 per job + 1 msat per input token + 2 per output token"
     );
     assert_eq!(record.price_msat, receipt.price_msat);
+}
+
+#[test]
+fn a_job_moves_to_the_next_node_when_the_cheapest_is_silent_or_gone_and_is_charged_once() {
+    // The first-output timeout short, so that a silent node is left soon.
+    let server = Server::start_with(&["--first-output-secs", "3"]);
+    // Nodes announce themselves every 10 s: a node that dies stays listed
+    // online for a while, as it would on a real network.
+    let key = |tag: &str| temp_dir(tag).join("node.key");
+    let mut cheap = Node::start_in(&server, &priced_models(100), 10_000, &key("cheap"), &[]);
+    let dear = Node::start_in(&server, &priced_models(900), 10_000, &key("dear"), &[]);
+    let listed = |id: &str| {
+        eventually(Duration::from_secs(30), "both nodes listed", || {
+            let n: Value = server
+                .http()
+                .get(server.url(&format!("/nodes/{id}")))
+                .send()
+                .unwrap()
+                .json()
+                .ok()?;
+            (n["status"] == "online").then_some(())
+        })
+    };
+    listed(&cheap.peer_id);
+    listed(&dear.peer_id);
+    let job = json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["failover"] } });
+    let balance = |s: &Server| -> i64 {
+        let b: Value = s
+            .http()
+            .get(s.url("/api/v1/billing"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        b["balance_msat"].as_i64().unwrap()
+    };
+
+    // Up: the cheapest runs it, alone.
+    let (status, body) = submit(&server, &job);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["node_id"], cheap.peer_id.as_str());
+    assert!(body.get("attempts").is_none(), "{body}");
+
+    // Silent (stopped, its connection still open): after the first-output
+    // timeout the job goes to the next node, under the same id.
+    cheap.proc.signal("STOP");
+    let before = balance(&server);
+    let (status, body) = submit(&server, &job);
+    cheap.proc.signal("CONT");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record: JobRecord = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(record.node_id.to_string(), dear.peer_id);
+    assert_eq!(record.attempts.len(), 1, "{body}");
+    assert_eq!(record.attempts[0].node_id.to_string(), cheap.peer_id);
+    assert_eq!(record.attempts[0].error.error.code, "node_timeout");
+    let moved = record
+        .events
+        .iter()
+        .filter_map(|e| e.message.as_deref())
+        .find(|m| m.contains("sent to") && m.contains(&dear.peer_id))
+        .unwrap_or_else(|| panic!("no event of the move: {body}"));
+    assert!(moved.contains(&cheap.peer_id), "{moved}");
+    // The receipt is the node's that ran it, for this job; charged once,
+    // what that node asked.
+    let receipt = verify_receipt(
+        record.receipt.as_ref().unwrap(),
+        &record.terms(),
+        record.output.as_ref().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(receipt.price_msat.0, 900);
+    assert_eq!(before - balance(&server), 900);
+    // Read back, the record says the same.
+    let stored: JobRecord = server
+        .http()
+        .get(server.url(&format!("/api/v1/jobs/{}", record.id)))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored.node_id, record.node_id);
+    assert_eq!(stored.attempts, record.attempts);
+    assert_eq!(stored.events.len(), record.events.len());
+
+    // Gone (killed, still listed online): the dial fails, or nothing
+    // answers in time, and the job moves.
+    cheap.proc.kill();
+    let before = balance(&server);
+    let (status, body) = submit(&server, &job);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record: JobRecord = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(record.node_id.to_string(), dear.peer_id);
+    assert_eq!(record.attempts.len(), 1, "{body}");
+    assert!(
+        ["node_unreachable", "node_disconnected", "node_timeout"]
+            .contains(&record.attempts[0].error.error.code.as_str()),
+        "{body}"
+    );
+    assert_eq!(before - balance(&server), 900);
+
+    // A node named by the consumer is that node or nothing.
+    let (status, body) = submit(
+        &server,
+        &json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["x"] }, "node": cheap.peer_id }),
+    );
+    assert!(
+        [StatusCode::BAD_GATEWAY, StatusCode::GATEWAY_TIMEOUT].contains(&status),
+        "{body}"
+    );
+    let failed: JobRecord = server
+        .http()
+        .get(server.url(&format!(
+            "/api/v1/jobs/{}",
+            body["error"]["job_id"].as_str().unwrap()
+        )))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.attempts.is_empty());
+
+    // Money: every hold settled once, the books balanced.
+    let (status, audit, _) = server.admin(&["audit"]);
+    assert!(status.success());
+    let audit: Value = serde_json::from_str(audit.trim()).unwrap();
+    assert_eq!(audit["clean"], true, "{audit}");
+    drop(dear);
 }

@@ -83,6 +83,21 @@ pub struct JobRecord {
     pub finished_at: Option<UnixMillis>,
     #[serde(default)]
     pub events: Vec<JobEvent>,
+    /// Tries on other nodes that failed before `node_id` took the job
+    /// (refused, unreachable, or silent past the first-output timeout), in
+    /// order. Only the node that ran the job is paid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<JobAttempt>,
+}
+
+/// A try of a job on a node that did not run it: the job moved on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobAttempt {
+    pub node_id: NodeId,
+    pub started_at: UnixMillis,
+    pub ended_at: UnixMillis,
+    /// Why it failed, as the job's own error would say it.
+    pub error: ErrorBody,
 }
 
 impl JobRecord {
