@@ -65,7 +65,7 @@ impl AppState {
         &self,
         now: UnixMillis,
     ) -> Result<Vec<ModelListing>, registry::RegistryError> {
-        Ok(wire::catalog::catalog(&self.registry.all(now).await?))
+        Ok(self.registry.catalog(now))
     }
 }
 
@@ -124,9 +124,10 @@ impl AppState {
             return Ok(Vec::new());
         }
         // One read of the registry, not one per node.
+        let ids: Vec<wire::NodeId> = mine.iter().map(|(id, _)| *id).collect();
         let mut known: std::collections::HashMap<_, _> = self
             .registry
-            .all(UnixMillis::now())
+            .nodes(&ids, UnixMillis::now())
             .await?
             .into_iter()
             .map(|n| (n.peer_id, n))

@@ -12,7 +12,6 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use wire::registry::NodeStatus;
 use wire::UnixMillis;
 
 use crate::AppState;
@@ -41,22 +40,8 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 }
 
 async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
-    let nodes = match state.registry.all(UnixMillis::now()).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: could not read the registry");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, "text/plain")],
-                String::new(),
-            );
-        }
-    };
+    let (nodes, online) = state.registry.counts(UnixMillis::now());
     let jobs = state.jobs.count_by_status().await.unwrap_or_default();
-    let online = nodes
-        .iter()
-        .filter(|n| n.status == NodeStatus::Online)
-        .count() as u64;
     let fleet = state.fleet.counters();
     let mut out = String::new();
     family(
@@ -65,8 +50,8 @@ async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
         "gauge",
         "Nodes in the registry.",
         &[
-            (r#"{status="online"}"#, online),
-            (r#"{status="offline"}"#, nodes.len() as u64 - online),
+            (r#"{status="online"}"#, online as u64),
+            (r#"{status="offline"}"#, (nodes - online) as u64),
         ],
     );
     family(

@@ -42,6 +42,8 @@ pub enum StartupError {
     Identity(#[from] p2p::identity::IdentityError),
     #[error("could not open the database: {0}")]
     Db(#[from] DbError),
+    #[error("could not read the registry: {0}")]
+    Registry(String),
     #[error("could not start the libp2p peer: {0}")]
     Network(#[from] p2p::NetworkError),
     #[error("could not listen on {addr}: {source}")]
@@ -127,7 +129,9 @@ impl Application {
             version: wire::VERSION.to_owned(),
         };
 
-        let registry = Registry::new(db.clone());
+        let registry = Registry::open(db.clone())
+            .await
+            .map_err(|e| StartupError::Registry(e.to_string()))?;
         tokio::spawn(
             registry
                 .clone()

@@ -42,13 +42,28 @@ impl ModelListing {
 /// The catalogue of what `nodes` offer, sorted by name. Only nodes that can
 /// take a job now count ([`NodeInfo::is_available`]).
 pub fn catalog(nodes: &[NodeInfo]) -> Vec<ModelListing> {
-    // Cheapest: per job, then per output token, then per input token.
-    let cost =
-        |price: MilliSats, tokens: TokenPrice| (price, tokens.output_msat, tokens.input_msat);
-    let mut listings: Vec<ModelListing> = Vec::new();
+    let mut listings = Catalog::default();
     for node in nodes.iter().filter(|n| n.is_available()) {
+        listings.add(node);
+    }
+    listings.into_listings()
+}
+
+/// A catalogue being gathered, one node at a time.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// By model name.
+    listings: std::collections::BTreeMap<String, ModelListing>,
+}
+
+impl Catalog {
+    /// Adds what `node` offers (the caller knows it can take a job now).
+    pub fn add(&mut self, node: &NodeInfo) {
+        // Cheapest: per job, then per output token, then per input token.
+        let cost =
+            |price: MilliSats, tokens: TokenPrice| (price, tokens.output_msat, tokens.input_msat);
         for offer in &node.models {
-            match listings.iter_mut().find(|l| l.name == offer.name) {
+            match self.listings.get_mut(&offer.name) {
                 Some(l) => {
                     l.providers += 1;
                     l.since = l.since.min(node.registered_at);
@@ -61,20 +76,28 @@ pub fn catalog(nodes: &[NodeInfo]) -> Vec<ModelListing> {
                         l.embedding_dim = offer.embedding_dim;
                     }
                 }
-                None => listings.push(ModelListing {
-                    name: offer.name.clone(),
-                    task: offer.task,
-                    hash: offer.hash,
-                    providers: 1,
-                    price_msat: offer.price_msat,
-                    token_price: offer.token_price,
-                    context_tokens: offer.context_tokens,
-                    embedding_dim: offer.embedding_dim,
-                    since: node.registered_at,
-                }),
+                None => {
+                    self.listings.insert(
+                        offer.name.clone(),
+                        ModelListing {
+                            name: offer.name.clone(),
+                            task: offer.task,
+                            hash: offer.hash,
+                            providers: 1,
+                            price_msat: offer.price_msat,
+                            token_price: offer.token_price,
+                            context_tokens: offer.context_tokens,
+                            embedding_dim: offer.embedding_dim,
+                            since: node.registered_at,
+                        },
+                    );
+                }
             }
         }
     }
-    listings.sort_by(|a, b| a.name.cmp(&b.name));
-    listings
+
+    /// The listings, sorted by name.
+    pub fn into_listings(self) -> Vec<ModelListing> {
+        self.listings.into_values().collect()
+    }
 }

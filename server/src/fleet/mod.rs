@@ -276,10 +276,11 @@ impl Fleet {
         if mine.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<NodeId> = mine.iter().map(|(id, _)| *id).collect();
         let mut known: HashMap<_, _> = self
             .inner
             .registry
-            .all(UnixMillis::now())
+            .nodes(&ids, UnixMillis::now())
             .await?
             .into_iter()
             .map(|n| (n.peer_id, n))

@@ -408,10 +408,19 @@ impl Jobs {
             return Err(JobError::ModelName.into());
         }
         let now = UnixMillis::now();
-        let nodes = self.registry.all(now).await.map_err(JobError::from)?;
         if let Some(pool) = order.pool {
             wire::registry::check_label(pool).map_err(JobError::Pool)?;
         }
+        // A few more than the candidates: some may hold another file of
+        // the model.
+        let nodes = self.registry.for_job(
+            order.model,
+            order.node,
+            order.pool,
+            order.max_price,
+            now,
+            3 * MAX_ATTEMPTS,
+        );
         let ranked = rank_nodes(&nodes, order.model, order.node, order.pool, order.max_price)?;
         let (node, offer) = ranked[0];
         let input = input(offer)?;

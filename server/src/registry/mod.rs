@@ -4,11 +4,14 @@
 //! - `query`: the rules, without storage (online status, freshness,
 //!   filters, pages);
 //! - `store`: the `node` table and all its SurrealQL;
+//! - `index`: the nodes in memory, in step with the table, which every
+//!   read uses;
 //! - `http`: the routes (`GET /nodes`, registration, heartbeats);
 //! - `follow`: the registry fed by the network's ads.
 
 mod follow;
 mod http;
+mod index;
 mod query;
 mod store;
 
@@ -20,6 +23,7 @@ use wire::registry::{Heartbeat, NodeInfo, NodeList, NodeQuery, Registration};
 use wire::{NodeId, SignedEnvelope, SigningError, UnixMillis};
 
 use crate::db::{Db, DbError};
+use index::Index;
 use store::{Beat, NodeStore};
 
 /// Why the registry refused or failed.
@@ -47,13 +51,18 @@ pub(crate) enum RegistryError {
 #[derive(Clone)]
 pub(crate) struct Registry {
     store: NodeStore,
+    index: Index,
 }
 
 impl Registry {
-    pub(crate) fn new(db: Db) -> Self {
-        Registry {
-            store: NodeStore::new(db),
+    /// The registry over `db`'s `node` table, read into memory.
+    pub(crate) async fn open(db: Db) -> Result<Self, RegistryError> {
+        let store = NodeStore::new(db);
+        let index = Index::default();
+        for row in store.all().await? {
+            index.put(row);
         }
+        Ok(Registry { store, index })
     }
 
     /// Takes a node's signed registration: signed by the node it names,
@@ -77,11 +86,14 @@ impl Registry {
         r: &Registration,
         now: UnixMillis,
     ) -> Result<NodeInfo, RegistryError> {
-        self.store
+        let row = self
+            .store
             .register(r, now)
             .await?
-            .map(|row| row.into_info(now))
-            .ok_or(RegistryError::Replay)
+            .ok_or(RegistryError::Replay)?;
+        let id = row_id(&row);
+        self.index.put(row);
+        self.index.get(&id, now).ok_or(RegistryError::Replay)
     }
 
     /// Takes a node's signed heartbeat, on the same terms as registrations.
@@ -93,7 +105,10 @@ impl Registry {
         let beat: Heartbeat = envelope.open()?;
         query::check_fresh(beat.timestamp, now)?;
         match self.store.heartbeat(&beat, now).await? {
-            Beat::Taken => Ok(()),
+            Beat::Taken(row) => {
+                self.index.put(*row);
+                Ok(())
+            }
             Beat::Stale => Err(RegistryError::Replay),
             Beat::UnknownNode => Err(RegistryError::NotRegistered(beat.node_id)),
         }
@@ -107,12 +122,20 @@ impl Registry {
         ad: &CapabilityAd,
         now: UnixMillis,
     ) -> Result<bool, RegistryError> {
-        Ok(self.store.ingest_ad(ad, now).await?)
+        match self.store.ingest_ad(ad, now).await? {
+            Some(row) => {
+                self.index.put(row);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Forgets nodes not heard from since `cutoff`. Returns how many.
     pub(crate) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, RegistryError> {
-        Ok(self.store.forget_silent(cutoff).await?)
+        let gone = self.store.forget_silent(cutoff).await?;
+        self.index.remove(gone.iter().map(String::as_str));
+        Ok(gone.len())
     }
 
     pub(crate) async fn get(
@@ -120,11 +143,11 @@ impl Registry {
         id: NodeId,
         now: UnixMillis,
     ) -> Result<Option<NodeInfo>, RegistryError> {
-        let Some(row) = self.store.get(id).await? else {
+        let Some(info) = self.index.get(&id.to_string(), now) else {
             return Ok(None);
         };
         let claims = self.store.claims(Some(id)).await?;
-        Ok(Some(claimed(row.into_info(now), &claims)))
+        Ok(Some(claimed(info, &claims)))
     }
 
     /// Nodes nobody has enrolled that name a payout address, and the
@@ -140,16 +163,47 @@ impl Registry {
             .collect())
     }
 
-    /// Every node, sorted by peer id, with its status as of `now`.
-    pub(crate) async fn all(&self, now: UnixMillis) -> Result<Vec<NodeInfo>, RegistryError> {
-        let claims = self.store.claims(None).await?;
-        Ok(self
-            .store
-            .all()
-            .await?
-            .into_iter()
-            .map(|r| claimed(r.into_info(now), &claims))
-            .collect())
+    /// The nodes among `ids` that are listed, as of `now`.
+    pub(crate) async fn nodes(
+        &self,
+        ids: &[NodeId],
+        now: UnixMillis,
+    ) -> Result<Vec<NodeInfo>, RegistryError> {
+        let found: Vec<NodeInfo> = ids
+            .iter()
+            .filter_map(|id| self.index.get(&id.to_string(), now))
+            .collect();
+        let listed: Vec<NodeId> = found.iter().map(|n| n.peer_id).collect();
+        let claims = self.store.claims_of(&listed).await?;
+        Ok(found.into_iter().map(|n| claimed(n, &claims)).collect())
+    }
+
+    /// How many nodes are listed, and how many are online.
+    pub(crate) fn counts(&self, now: UnixMillis) -> (usize, usize) {
+        self.index.counts(now)
+    }
+
+    /// What the nodes that can take a job now offer, by model.
+    pub(crate) fn catalog(&self, now: UnixMillis) -> Vec<wire::catalog::ModelListing> {
+        let mut listings = wire::catalog::Catalog::default();
+        self.index.each_available(now, |n| listings.add(n));
+        listings.into_listings()
+    }
+
+    /// The nodes a job may go to (see [`Index::for_job`]): at most `keep`
+    /// that can take it, or all that offer the model, for the reasons.
+    pub(crate) fn for_job(
+        &self,
+        model: &str,
+        only: Option<NodeId>,
+        pool: Option<&str>,
+        max_price: Option<wire::MilliSats>,
+        now: UnixMillis,
+        keep: usize,
+    ) -> Vec<NodeInfo> {
+        let only = only.map(|id| id.to_string());
+        self.index
+            .for_job(model, only.as_deref(), pool, max_price, now, keep)
     }
 
     /// A page of the nodes that `q` selects.
@@ -159,14 +213,20 @@ impl Registry {
         now: UnixMillis,
     ) -> Result<NodeList, RegistryError> {
         let (limit, after) = query::page_of(q)?;
-        let nodes: Vec<NodeInfo> = self
-            .all(now)
-            .await?
+        let mut list = self.index.list(q, after.as_deref(), limit, now);
+        let ids: Vec<NodeId> = list.nodes.iter().map(|n| n.peer_id).collect();
+        let claims = self.store.claims_of(&ids).await?;
+        list.nodes = list
+            .nodes
             .into_iter()
-            .filter(|n| query::matches(q, n))
+            .map(|n| claimed(n, &claims))
             .collect();
-        Ok(query::paginate(nodes, after.as_deref(), limit))
+        Ok(list)
     }
+}
+
+fn row_id(row: &store::NodeRow) -> String {
+    row.peer_id().to_string()
 }
 
 /// `info`, marked claimed (with its operator's public name) if `claims`
@@ -189,7 +249,9 @@ mod tests {
     use wire::registry::Task;
 
     async fn registry(tag: &str) -> Registry {
-        Registry::new(crate::db::Db::temp(tag).await)
+        Registry::open(crate::db::Db::temp(tag).await)
+            .await
+            .unwrap()
     }
 
     fn registration(id: NodeId, now: UnixMillis) -> Registration {
@@ -226,6 +288,39 @@ mod tests {
                 Err(RegistryError::Replay)
             ));
         }
+    }
+
+    #[tokio::test]
+    async fn a_page_of_nodes_is_read_with_its_claims() {
+        let registry = registry("claims").await;
+        let now = UnixMillis::now();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let key = p2p::Keypair::generate_ed25519();
+            let id = NodeId::from(key.public().to_peer_id());
+            registry
+                .register(&registration(id, now), now)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        registry
+            .store
+            .db()
+            .rows::<serde_json::Value>(
+                "CREATE type::record('claim', $id) CONTENT { peer_id: $id, account: 'nobody', token_id: 't', enrolled_at: 0 }",
+                serde_json::json!({ "id": ids[1].to_string() }),
+                0,
+            )
+            .await
+            .unwrap();
+        let list = registry.list(&NodeQuery::default(), now).await.unwrap();
+        assert_eq!(list.nodes.len(), 3);
+        for n in &list.nodes {
+            assert_eq!(n.claimed, n.peer_id == ids[1], "{}", n.peer_id);
+        }
+        let some = registry.nodes(&ids[..2], now).await.unwrap();
+        assert_eq!(some.iter().filter(|n| n.claimed).count(), 1);
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use wire::registry::{
-    ModelOffer, NodeInfo, NodeList, NodeQuery, NodeStatus, Registration, MAX_HEARTBEAT_MS,
+    ModelOffer, NodeInfo, NodeQuery, NodeStatus, Registration, MAX_HEARTBEAT_MS,
     MAX_MODELS_PER_NODE, MAX_MULTIADDRS, MIN_HEARTBEAT_MS, MISSED_HEARTBEATS_OFFLINE,
 };
 use wire::{NodeId, UnixMillis};
@@ -102,9 +102,16 @@ pub(crate) fn page_of(q: &NodeQuery) -> Result<(usize, Option<String>), Registry
 
 /// Whether `node` passes every filter of `q` (pagination aside). Model,
 /// task and price filters must all hold for one and the same offer.
+#[cfg(test)]
 pub(crate) fn matches(q: &NodeQuery, node: &NodeInfo) -> bool {
+    matches_at(q, node, node.status)
+}
+
+/// [`matches`] for a node whose status is `status` (the index keeps nodes
+/// as stored, and works their status out when read).
+pub(crate) fn matches_at(q: &NodeQuery, node: &NodeInfo, status: NodeStatus) -> bool {
     if let Some(online) = q.online {
-        if online != (node.status == NodeStatus::Online) {
+        if online != (status == NodeStatus::Online) {
             return false;
         }
     }
@@ -150,8 +157,14 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<String, RegistryError> {
     Ok(id.to_owned())
 }
 
-/// One page of `nodes` (sorted by peer id) after `cursor`.
-pub(crate) fn paginate(nodes: Vec<NodeInfo>, after: Option<&str>, limit: usize) -> NodeList {
+/// One page of `nodes` (sorted by peer id) after `cursor` (what the
+/// index does without the copies).
+#[cfg(test)]
+pub(crate) fn paginate(
+    nodes: Vec<NodeInfo>,
+    after: Option<&str>,
+    limit: usize,
+) -> wire::registry::NodeList {
     let mut rest = nodes
         .into_iter()
         .skip_while(|n| after.is_some_and(|a| n.peer_id.to_string().as_str() <= a));
@@ -160,7 +173,7 @@ pub(crate) fn paginate(nodes: Vec<NodeInfo>, after: Option<&str>, limit: usize) 
         (Some(last), Some(_)) => Some(encode_cursor(last.peer_id)),
         _ => None,
     };
-    NodeList {
+    wire::registry::NodeList {
         nodes: page,
         next_cursor,
     }

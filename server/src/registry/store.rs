@@ -11,8 +11,8 @@ use wire::registry::{
 use wire::schedule::Availability;
 use wire::{MilliSats, NodeId, UnixMillis};
 
-use super::query::status_at;
 use crate::db::{Db, DbError};
+use wire::registry::NodeStatus;
 
 /// A node as stored in the `node` table.
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,9 +50,19 @@ fn yes() -> bool {
 }
 
 impl NodeRow {
-    pub(super) fn into_info(self, now: UnixMillis) -> NodeInfo {
-        NodeInfo {
-            status: status_at(self.last_seen, self.heartbeat_interval_ms, now),
+    pub(super) fn peer_id(&self) -> NodeId {
+        self.peer_id
+    }
+
+    /// The node (its status and schedule not worked out: see the index)
+    /// and its open spans.
+    pub(super) fn into_parts(self) -> (NodeInfo, Option<Availability>) {
+        let availability = self
+            .availability
+            .into_iter()
+            .find_map(|a| serde_json::from_value::<Availability>(a).ok());
+        let info = NodeInfo {
+            status: NodeStatus::Offline,
             peer_id: self.peer_id,
             multiaddrs: self.multiaddrs,
             hardware: self.hardware,
@@ -66,22 +76,44 @@ impl NodeRow {
             top_bid_msat: self.top_bid_msat.filter(|b| !b.is_zero()),
             accepting_jobs: self.accepting_jobs,
             fetching: self.fetching,
-            schedule: self
-                .availability
-                .into_iter()
-                .find_map(|a| serde_json::from_value::<Availability>(a).ok())
-                .map(|a| a.status(now)),
+            schedule: None,
             pools: self.pools,
             claimed: false,
             operator: None,
             payout_address: self.payout_address.filter(|a| !a.is_empty()),
+        };
+        (info, availability)
+    }
+
+    /// The row a node's info would be stored as (for tests of the index).
+    #[cfg(test)]
+    pub(super) fn of(info: &NodeInfo) -> NodeRow {
+        NodeRow {
+            peer_id: info.peer_id,
+            multiaddrs: info.multiaddrs.clone(),
+            hardware: info.hardware.clone(),
+            models: info.models.clone(),
+            version: info.version.clone(),
+            heartbeat_interval_ms: info.heartbeat_interval_ms,
+            active_jobs: info.active_jobs,
+            registered_at: info.registered_at,
+            last_seen: info.last_seen,
+            last_signed: info.last_seen,
+            accepting_jobs: info.accepting_jobs,
+            fetching: info.fetching.clone(),
+            queued_jobs: info.queued_jobs,
+            top_bid_msat: info.top_bid_msat,
+            payout_address: info.payout_address.clone(),
+            availability: vec![],
+            pools: info.pools.clone(),
         }
     }
 }
 
 /// How a heartbeat went.
 pub(super) enum Beat {
-    Taken,
+    /// Stored: the node's row as it is now.
+    Taken(Box<NodeRow>),
     /// Not newer than a message already taken from this node.
     Stale,
     UnknownNode,
@@ -95,6 +127,11 @@ pub(super) struct NodeStore {
 impl NodeStore {
     pub(super) fn new(db: Db) -> Self {
         NodeStore { db }
+    }
+
+    #[cfg(test)]
+    pub(super) fn db(&self) -> &Db {
+        &self.db
     }
 
     async fn exists(&self, id: NodeId) -> Result<bool, DbError> {
@@ -140,12 +177,12 @@ impl NodeStore {
     }
 
     /// Stores a verified ad unless an ad at least as new was taken for this
-    /// node; returns whether it was stored.
+    /// node; returns the row as stored, or `None` if it was not.
     pub(super) async fn ingest_ad(
         &self,
         ad: &CapabilityAd,
         now: UnixMillis,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Option<NodeRow>, DbError> {
         let interval = (ad.ttl_ms / MISSED_HEARTBEATS_OFFLINE).max(1);
         let data = json!({
             "peer_id": ad.node_id.to_string(),
@@ -165,18 +202,16 @@ impl NodeStore {
             "availability": ad.availability.as_slice(),
             "pools": ad.pools,
         });
-        let stored = self
-            .merge_or_create(
-                ad.node_id,
-                data,
-                "last_ad_seq IS NONE OR last_ad_seq < $newer",
-                json!(ad.seq),
-                // No signed HTTP message yet: any later one is newer.
-                json!({ "last_signed": 0 }),
-                now,
-            )
-            .await?;
-        Ok(stored.is_some())
+        self.merge_or_create(
+            ad.node_id,
+            data,
+            "last_ad_seq IS NONE OR last_ad_seq < $newer",
+            json!(ad.seq),
+            // No signed HTTP message yet: any later one is newer.
+            json!({ "last_signed": 0 }),
+            now,
+        )
+        .await
     }
 
     /// Merges `data` into the node's row if `guard` (SurrealQL over the
@@ -245,13 +280,13 @@ impl NodeStore {
     }
 
     pub(super) async fn heartbeat(&self, h: &Heartbeat, now: UnixMillis) -> Result<Beat, DbError> {
-        let updated: Vec<serde_json::Value> = self
+        let updated: Vec<NodeRow> = self
             .db
             .transact(
                 "UPDATE type::record('node', $id) \
                  SET last_seen = $now, last_signed = $ts, active_jobs = $active, \
                      accepting_jobs = $accepting \
-                 WHERE last_signed < $ts RETURN peer_id",
+                 WHERE last_signed < $ts RETURN AFTER",
                 json!({
                     "id": h.node_id.to_string(),
                     "now": now,
@@ -262,25 +297,13 @@ impl NodeStore {
                 0,
             )
             .await?;
-        Ok(if !updated.is_empty() {
-            Beat::Taken
+        Ok(if let Some(row) = updated.into_iter().next() {
+            Beat::Taken(Box::new(row))
         } else if self.exists(h.node_id).await? {
             Beat::Stale
         } else {
             Beat::UnknownNode
         })
-    }
-
-    pub(super) async fn get(&self, id: NodeId) -> Result<Option<NodeRow>, DbError> {
-        let rows: Vec<NodeRow> = self
-            .db
-            .rows(
-                "SELECT * FROM type::record('node', $id)",
-                json!({ "id": id.to_string() }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
     }
 
     /// Nodes that name a payout address, and the address.
@@ -305,14 +328,13 @@ impl NodeStore {
             .collect())
     }
 
-    /// Every node, sorted by peer id.
+    /// Every node, sorted by peer id (read once, into the index).
     pub(super) async fn all(&self) -> Result<Vec<NodeRow>, DbError> {
         self.db
             .rows("SELECT * FROM node ORDER BY peer_id", json!({}), 0)
             .await
     }
 
-    /// Forgets nodes not heard from since `cutoff`. Returns how many.
     /// The nodes an operator has enrolled (the `claim` table): every one,
     /// or `only` that one; with the operator's public name if they show it.
     pub(super) async fn claims(
@@ -335,8 +357,40 @@ impl NodeStore {
         Ok(rows.into_iter().map(|r| (r.peer_id, r.operator)).collect())
     }
 
-    pub(super) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, DbError> {
-        let gone: Vec<serde_json::Value> = self
+    /// The claims of `nodes` (a page), as [`Self::claims`].
+    pub(super) async fn claims_of(
+        &self,
+        nodes: &[NodeId],
+    ) -> Result<std::collections::HashMap<NodeId, Option<String>>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            peer_id: NodeId,
+            #[serde(default)]
+            operator: Option<String>,
+        }
+        if nodes.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT peer_id, type::record('account', account).public_name AS operator \
+                 FROM array::map($ids, |$id| type::record('claim', $id)) \
+                 WHERE peer_id != NONE",
+                json!({ "ids": nodes }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.peer_id, r.operator)).collect())
+    }
+
+    /// Deletes the nodes not heard from since `cutoff`: their peer ids.
+    pub(super) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<Vec<String>, DbError> {
+        #[derive(Deserialize)]
+        struct Gone {
+            peer_id: String,
+        }
+        let gone: Vec<Gone> = self
             .db
             .rows(
                 "DELETE node WHERE last_seen < $cutoff RETURN BEFORE",
@@ -344,6 +398,6 @@ impl NodeStore {
                 0,
             )
             .await?;
-        Ok(gone.len())
+        Ok(gone.into_iter().map(|g| g.peer_id).collect())
     }
 }

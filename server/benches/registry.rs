@@ -1,0 +1,341 @@
+//! The registry at scale: a real server process, `--nodes` nodes
+//! registered through the real API (each a signed `Registration` from its
+//! own key, as a node sends it), then a signed heartbeat from each, then
+//! `GET /nodes` under load.
+//!
+//! Printed, all from the same run:
+//! - registrations and heartbeats taken per second (`--clients` at once);
+//! - `GET /nodes?limit=50`, filtered (a model, online, a page after a
+//!   cursor): req/s and p50/p99 from `--clients` keep-alive clients in this
+//!   process; with `wrk` installed (Debian's package), the same query and
+//!   `/healthz` (the HTTP stack alone: the baseline) through `wrk`;
+//! - the server's resident memory before the nodes and after them;
+//! - a job's choice of node among them: the time `POST /api/v1/jobs`
+//!   takes to refuse a price no node meets, against `/healthz`.
+//!
+//! `cargo bench -p server --bench registry` (release: 100 000 nodes) or, as
+//! a quick smoke, `cargo bench --profile dev -p server --bench registry --
+//! --nodes 300 --secs 1`. `--db ws://…` runs the server against a remote
+//! SurrealDB.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use testkit::bench::{arg, p50_p99_ms};
+use testkit::fixtures::{hardware, offer};
+use wire::registry::{Heartbeat, Registration, Task};
+use wire::{NodeId, SignedEnvelope, UnixMillis};
+
+struct Server {
+    child: Child,
+    http: String,
+    key: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path, db: Option<&str>) -> Server {
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let key_file = dir.join("local.key");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--p2p-port",
+        "0",
+        "--p2p-host",
+        "127.0.0.1",
+    ])
+    .arg("--data-dir")
+    .arg(dir.join("data"))
+    .arg("--site-root")
+    .arg(&site)
+    .arg("--local-key-file")
+    .arg(&key_file);
+    if let Some(db) = db {
+        cmd.args(["--db", db, "--db-user", "root", "--db-pass", "root"]);
+    }
+    let mut child = cmd
+        .env("INFERNET_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server binary runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("the server's ready line");
+    Server {
+        http: ready["http"].as_str().unwrap().to_owned(),
+        key: std::fs::read_to_string(&key_file)
+            .unwrap()
+            .trim()
+            .to_owned(),
+        child,
+    }
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Runs `work(i)` for i in 0..n on `clients` threads; the rate per second.
+fn in_parallel(
+    n: usize,
+    clients: usize,
+    work: impl Fn(&reqwest::blocking::Client, usize) + Sync,
+) -> f64 {
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            s.spawn(|| {
+                let client = reqwest::blocking::Client::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return;
+                    }
+                    work(&client, i);
+                }
+            });
+        }
+    });
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Requests to `url` from `clients` threads for `secs`: req/s and latencies.
+fn load(url: &str, clients: usize, secs: u64, key: Option<&str>) -> (f64, Vec<Duration>) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let samples = std::sync::Mutex::new(Vec::new());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            s.spawn(|| {
+                let client = reqwest::blocking::Client::new();
+                let mut mine = Vec::new();
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    let mut req = client.get(url);
+                    if let Some(key) = key {
+                        req = req.bearer_auth(key);
+                    }
+                    let r = req.send().unwrap();
+                    let _ = r.bytes().unwrap();
+                    mine.push(t.elapsed());
+                }
+                samples.lock().unwrap().extend(mine);
+            });
+        }
+    });
+    let samples = samples.into_inner().unwrap();
+    (
+        samples.len() as f64 / started.elapsed().as_secs_f64(),
+        samples,
+    )
+}
+
+/// `wrk` against `url`, if it is installed: its req/s and its summary line.
+fn wrk(url: &str, clients: usize, secs: u64) -> Option<(f64, String)> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{clients}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            url,
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())?;
+    let p99 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("99%"))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_default();
+    Some((rate, p99))
+}
+
+fn main() {
+    let nodes = arg("--nodes", 100_000);
+    let clients = arg("--clients", 16);
+    let secs = arg("--secs", 5) as u64;
+    let args: Vec<String> = std::env::args().collect();
+    let db = args
+        .iter()
+        .position(|a| a == "--db")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let dir = std::env::temp_dir().join(format!("infernet-bench-registry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server = start_server(&dir, db.as_deref());
+    let pid = server.child.id();
+    let base = server.http.clone();
+    let idle_mb = rss_mb(pid);
+    println!(
+        "registry benchmark: {nodes} nodes, {clients} clients, {} database",
+        db.as_deref().unwrap_or("embedded")
+    );
+
+    // Keys, made before the clock starts.
+    let keys: Arc<Vec<p2p::Keypair>> = Arc::new(
+        (0..nodes)
+            .map(|_| p2p::Keypair::generate_ed25519())
+            .collect(),
+    );
+    let models = |i: usize| {
+        vec![
+            offer(
+                &format!("model-{}", i % 20),
+                Task::Embedding,
+                100 + (i % 50) as u64,
+            ),
+            offer("common", Task::Embedding, 1_000 + (i % 997) as u64),
+        ]
+    };
+    let register = |client: &reqwest::blocking::Client, i: usize| {
+        let key = &keys[i];
+        let registration = Registration {
+            node_id: NodeId::from(key.public().to_peer_id()),
+            timestamp: UnixMillis::now(),
+            multiaddrs: vec![format!("/ip4/127.0.0.1/tcp/{}", 20_000 + i % 40_000)],
+            hardware: hardware(),
+            models: models(i),
+            version: "bench".into(),
+            heartbeat_interval_ms: 60_000,
+            payout_address: None,
+        };
+        let envelope = SignedEnvelope::seal(key, &registration).unwrap();
+        let r = client
+            .post(format!("{base}/api/v1/nodes/register"))
+            .json(&envelope)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().unwrap());
+    };
+    let registered = in_parallel(nodes, clients, register);
+    let beat = |client: &reqwest::blocking::Client, i: usize| {
+        let key = &keys[i];
+        let beat = Heartbeat {
+            node_id: NodeId::from(key.public().to_peer_id()),
+            timestamp: UnixMillis::now(),
+            active_jobs: (i % 3) as u32,
+            accepting_jobs: true,
+        };
+        let envelope = SignedEnvelope::seal(key, &beat).unwrap();
+        let r = client
+            .post(format!("{base}/api/v1/nodes/heartbeat"))
+            .json(&envelope)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().unwrap());
+    };
+    let beats = in_parallel(nodes, clients, beat);
+    let full_mb = rss_mb(pid);
+    println!("ingestion (HTTP, signed, {clients} clients):");
+    println!("  registrations  {registered:>9.0} /s");
+    println!("  heartbeats     {beats:>9.0} /s   goal >= 10000");
+    println!("memory: {idle_mb:.0} MB idle, {full_mb:.0} MB with {nodes} nodes   goal < 1024 MB");
+
+    // Queries: the same one (what a cache serves), and a page deep into
+    // the list (after a cursor), each filtered.
+    let cached = format!("{base}/nodes?limit=50&online=true&model=model-7");
+    let first: serde_json::Value =
+        reqwest::blocking::get(format!("{base}/nodes?limit=50&model=common"))
+            .unwrap()
+            .json()
+            .unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
+    let deep = format!("{base}/nodes?limit=50&model=common&max_price=1500&cursor={cursor}");
+    let health = format!("{base}/healthz");
+    println!("GET /nodes?limit=50 (in-process clients, {secs} s each):");
+    let mut baseline_rate = 0.0;
+    for (what, url) in [
+        ("/healthz (baseline)", &health),
+        ("same filtered query", &cached),
+        ("page after a cursor", &deep),
+    ] {
+        let (rate, samples) = load(url, clients, secs, None);
+        let (p50, p99) = p50_p99_ms(samples);
+        if baseline_rate == 0.0 {
+            baseline_rate = rate;
+        }
+        println!(
+            "  {what:<22} {rate:>8.0} req/s  p50 {p50:.2} ms  p99 {p99:.2} ms  ({:.2} of the baseline)",
+            rate / baseline_rate
+        );
+    }
+    match wrk(&health, 64, secs) {
+        Some((health_rate, _)) => {
+            println!("through wrk (2 threads, 64 connections, {secs} s):");
+            println!("  /healthz (baseline)    {health_rate:>8.0} req/s");
+            for (what, url) in [
+                ("same filtered query", &cached),
+                ("page after a cursor", &deep),
+            ] {
+                if let Some((rate, p99)) = wrk(url, 64, secs) {
+                    println!(
+                        "  {what:<22} {rate:>8.0} req/s  {p99}  ({:.2} of the baseline; goal >= 20000 req/s, p99 < 10 ms)",
+                        rate / health_rate
+                    );
+                }
+            }
+        }
+        None => {
+            println!("(wrk not installed: apt-get install wrk for the load generator's figures)")
+        }
+    }
+
+    // A job's choice of node: refused at once for a price no node meets,
+    // after the choice has looked at every node offering the model.
+    let client = reqwest::blocking::Client::new();
+    let mut choice = Vec::new();
+    let mut health_times = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let r = client
+            .post(format!("{base}/api/v1/jobs"))
+            .bearer_auth(&server.key)
+            .json(&serde_json::json!({
+                "model": "common", "input": { "texts": ["x"] }, "max_price_msat": 1
+            }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503, "{}", r.text().unwrap());
+        choice.push(t.elapsed());
+        let t = Instant::now();
+        client.get(&health).send().unwrap();
+        health_times.push(t.elapsed());
+    }
+    let (c50, c99) = p50_p99_ms(choice);
+    let (h50, _) = p50_p99_ms(health_times);
+    println!(
+        "node choice among {nodes} nodes offering the model (a refused job): p50 {c50:.2} ms, p99 {c99:.2} ms; /healthz p50 {h50:.2} ms"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,365 @@
+//! The registry's nodes in memory, in step with the `node` table: loaded
+//! from it at start-up, and every write this server makes to a node's row
+//! puts the row it wrote here too (the database first, then the index, so
+//! the index never shows what was not stored). Reads (`GET /nodes`, a
+//! job's choice of node, the catalogue) never scan the table: pages are
+//! cut from a map sorted by peer id, and a model's nodes come from a map
+//! by model name and hash.
+//!
+//! An entry keeps the node as stored; its status (online after its last
+//! beat) and schedule (open at this instant) are worked out when read.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use wire::registry::{ModelOffer, NodeInfo, NodeList, NodeQuery, NodeStatus};
+use wire::schedule::Availability;
+use wire::{MilliSats, UnixMillis};
+
+use super::query::{self, status_at};
+use super::store::NodeRow;
+
+/// One node as stored, with its open spans read once.
+struct Entry {
+    info: NodeInfo,
+    availability: Option<Availability>,
+}
+
+impl Entry {
+    fn status(&self, now: UnixMillis) -> NodeStatus {
+        status_at(self.info.last_seen, self.info.heartbeat_interval_ms, now)
+    }
+
+    /// The node as of `now`.
+    fn info(&self, now: UnixMillis) -> NodeInfo {
+        let mut info = self.info.clone();
+        info.status = self.status(now);
+        info.schedule = self.availability.as_ref().map(|a| a.status(now));
+        info
+    }
+
+    /// Online, taking jobs and inside its schedule: [`NodeInfo::is_available`]
+    /// without copying the node.
+    fn available(&self, now: UnixMillis) -> bool {
+        self.status(now) == NodeStatus::Online
+            && self.info.accepting_jobs
+            && self.availability.as_ref().is_none_or(|a| a.is_open(now))
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// By peer id as text: the order of `GET /nodes` pages.
+    nodes: BTreeMap<String, Arc<Entry>>,
+    /// Model name or content hash (as text) → the nodes offering it.
+    by_model: HashMap<String, BTreeSet<String>>,
+}
+
+impl Inner {
+    fn model_keys(info: &NodeInfo) -> impl Iterator<Item = String> + '_ {
+        info.models
+            .iter()
+            .flat_map(|m| [m.name.clone(), m.hash.to_string()])
+    }
+
+    fn unlink(&mut self, id: &str) {
+        if let Some(old) = self.nodes.remove(id) {
+            for key in Self::model_keys(&old.info) {
+                if let Some(set) = self.by_model.get_mut(&key) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        self.by_model.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Cheap to clone: every clone is the same index.
+#[derive(Clone, Default)]
+pub(super) struct Index(Arc<RwLock<Inner>>);
+
+impl Index {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A panic while the lock was held cannot leave the maps half
+        // changed (each write is one `put` or `remove`): go on.
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a row as it was stored, replacing the node's previous one.
+    pub(super) fn put(&self, row: NodeRow) {
+        let (info, availability) = row.into_parts();
+        let id = info.peer_id.to_string();
+        let keys: Vec<String> = Inner::model_keys(&info).collect();
+        let entry = Arc::new(Entry { info, availability });
+        let mut inner = self.write();
+        inner.unlink(&id);
+        for key in keys {
+            inner.by_model.entry(key).or_default().insert(id.clone());
+        }
+        inner.nodes.insert(id, entry);
+    }
+
+    /// Forgets nodes (deleted from the table).
+    pub(super) fn remove<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut inner = self.write();
+        for id in ids {
+            inner.unlink(id);
+        }
+    }
+
+    pub(super) fn get(&self, id: &str, now: UnixMillis) -> Option<NodeInfo> {
+        self.read().nodes.get(id).map(|e| e.info(now))
+    }
+
+    /// How many nodes there are, and how many of them are online.
+    pub(super) fn counts(&self, now: UnixMillis) -> (usize, usize) {
+        let inner = self.read();
+        let online = inner
+            .nodes
+            .values()
+            .filter(|e| e.status(now) == NodeStatus::Online)
+            .count();
+        (inner.nodes.len(), online)
+    }
+
+    /// The page of nodes that `q` selects after peer id `after`: read in
+    /// peer id order (a model's nodes only, when `q` names a model) until
+    /// the page is full.
+    pub(super) fn list(
+        &self,
+        q: &NodeQuery,
+        after: Option<&str>,
+        limit: usize,
+        now: UnixMillis,
+    ) -> NodeList {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let inner = self.read();
+        let from = after.map_or(Unbounded, |a| Excluded(a.to_owned()));
+        let mut page = Vec::with_capacity(limit.min(64));
+        let mut more = false;
+        let mut take = |entry: &Entry| {
+            if !query::matches_at(q, &entry.info, entry.status(now)) {
+                return true;
+            }
+            if page.len() == limit {
+                more = true;
+                return false;
+            }
+            page.push(entry.info(now));
+            true
+        };
+        match q.model.as_deref() {
+            Some(model) => {
+                if let Some(ids) = inner.by_model.get(model) {
+                    for id in ids.range((from, Unbounded)) {
+                        if let Some(entry) = inner.nodes.get(id) {
+                            if !take(entry) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                for entry in inner.nodes.range((from, Unbounded)).map(|(_, e)| e) {
+                    if !take(entry) {
+                        break;
+                    }
+                }
+            }
+        }
+        let next_cursor = more
+            .then(|| page.last().map(|n| query::encode_cursor(n.peer_id)))
+            .flatten();
+        NodeList {
+            nodes: page,
+            next_cursor,
+        }
+    }
+
+    /// The nodes a job for `model` may choose from, as of `now`: when some
+    /// can take it (available, in `pool`, at or under `max_price`), the
+    /// best `keep` of those by price, load and freshness; else every node
+    /// offering the model (at most a thousand), for the choice to say why
+    /// none can. With `only`, that node alone (if it offers the model).
+    pub(super) fn for_job(
+        &self,
+        model: &str,
+        only: Option<&str>,
+        pool: Option<&str>,
+        max_price: Option<MilliSats>,
+        now: UnixMillis,
+        keep: usize,
+    ) -> Vec<NodeInfo> {
+        const EXPLAIN: usize = 1000;
+        let inner = self.read();
+        let Some(ids) = inner.by_model.get(model) else {
+            return Vec::new();
+        };
+        if let Some(only) = only {
+            return match ids.get(only).and_then(|id| inner.nodes.get(id)) {
+                Some(entry) => vec![entry.info(now)],
+                // Others offer it: the choice says the named one does not.
+                None => ids
+                    .iter()
+                    .filter_map(|id| inner.nodes.get(id))
+                    .take(1)
+                    .map(|e| e.info(now))
+                    .collect(),
+            };
+        }
+        let offer = |e: &Entry| -> Option<ModelOffer> {
+            e.info
+                .models
+                .iter()
+                .find(|m| m.name == model || m.hash.to_string() == model)
+                .cloned()
+        };
+        // The best `keep`, by the choice's own order.
+        let mut best: Vec<(
+            MilliSats,
+            u32,
+            std::cmp::Reverse<UnixMillis>,
+            &String,
+            &Entry,
+        )> = Vec::with_capacity(keep + 1);
+        for id in ids {
+            let Some(entry) = inner.nodes.get(id) else {
+                continue;
+            };
+            if !entry.available(now) || pool.is_some_and(|p| !entry.info.in_pool(p)) {
+                continue;
+            }
+            let Some(price) = offer(entry).map(|o| o.price_msat) else {
+                continue;
+            };
+            if max_price.is_some_and(|max| price > max) {
+                continue;
+            }
+            let key = (
+                price,
+                entry.info.active_jobs,
+                std::cmp::Reverse(entry.info.last_seen),
+                id,
+                entry.as_ref(),
+            );
+            let at = best.partition_point(|b| (b.0, b.1, b.2, b.3) <= (key.0, key.1, key.2, key.3));
+            if at < keep {
+                best.insert(at, key);
+                best.truncate(keep);
+            }
+        }
+        if !best.is_empty() {
+            return best.into_iter().map(|b| b.4.info(now)).collect();
+        }
+        ids.iter()
+            .filter_map(|id| inner.nodes.get(id))
+            .take(EXPLAIN)
+            .map(|e| e.info(now))
+            .collect()
+    }
+
+    /// Calls `f` with every node that can take a job now (its status and
+    /// schedule as stored: read only its models and registration).
+    pub(super) fn each_available(&self, now: UnixMillis, mut f: impl FnMut(&NodeInfo)) {
+        for entry in self.read().nodes.values() {
+            if entry.available(now) {
+                f(&entry.info);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::fixtures::{node_info, offer};
+    use wire::registry::Task;
+
+    fn row(seed: u8, model: &str, price: u64, last_seen: u64) -> NodeRow {
+        let mut info = node_info(seed, vec![offer(model, Task::Embedding, price)]);
+        info.last_seen = UnixMillis(last_seen);
+        info.heartbeat_interval_ms = 1000;
+        NodeRow::of(&info)
+    }
+
+    #[test]
+    fn pages_go_in_peer_id_order_and_a_model_s_nodes_come_from_its_own_map() {
+        let index = Index::default();
+        for seed in 0..20u8 {
+            index.put(row(
+                seed,
+                if seed % 2 == 0 { "even" } else { "odd" },
+                10,
+                1_000,
+            ));
+        }
+        let now = UnixMillis(1_500);
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = index.list(&NodeQuery::default(), after.as_deref(), 7, now);
+            seen.extend(page.nodes.iter().map(|n| n.peer_id.to_string()));
+            match page.next_cursor {
+                Some(c) => after = Some(query::decode_cursor(&c).unwrap()),
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted);
+        assert_eq!(seen.len(), 20);
+        let q = NodeQuery {
+            model: Some("odd".into()),
+            ..NodeQuery::default()
+        };
+        let odd = index.list(&q, None, 100, now);
+        assert_eq!(odd.nodes.len(), 10);
+        assert!(odd.nodes.iter().all(|n| n.models[0].name == "odd"));
+        // A node that changes its models moves between the maps.
+        index.put(row(1, "even", 10, 1_000));
+        assert_eq!(index.list(&q, None, 100, now).nodes.len(), 9);
+        index.remove(["nope"]);
+        let gone = index.list(&q, None, 100, now).nodes[0].peer_id.to_string();
+        index.remove([gone.as_str()]);
+        assert_eq!(index.list(&q, None, 100, now).nodes.len(), 8);
+        assert_eq!(index.counts(now), (19, 19));
+        // Status is worked out when read.
+        assert_eq!(index.counts(UnixMillis(10_000)), (19, 0));
+    }
+
+    #[test]
+    fn a_job_gets_the_best_few_that_can_take_it_or_all_to_say_why_not() {
+        let index = Index::default();
+        for seed in 0..50u8 {
+            index.put(row(
+                seed,
+                "m",
+                100 + u64::from(seed % 5),
+                1_000 + u64::from(seed),
+            ));
+        }
+        let now = UnixMillis(1_500);
+        let best = index.for_job("m", None, None, None, now, 3);
+        assert_eq!(best.len(), 3);
+        assert!(best
+            .iter()
+            .all(|n| n.models[0].price_msat == MilliSats(100)));
+        // Of equal price and load, the freshest first.
+        assert!(best[0].last_seen > best[1].last_seen && best[1].last_seen > best[2].last_seen);
+        // Under a price no node meets: all of them, for the reasons.
+        let none = index.for_job("m", None, None, Some(MilliSats(50)), now, 3);
+        assert_eq!(none.len(), 50);
+        assert!(index.for_job("other", None, None, None, now, 3).is_empty());
+        let one = best[2].peer_id.to_string();
+        let only = index.for_job("m", Some(&one), None, None, now, 3);
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].peer_id.to_string(), one);
+    }
+}
