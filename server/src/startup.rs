@@ -137,6 +137,7 @@ impl Application {
                 .clone()
                 .follow_network(network.clone(), config.node_retention),
         );
+        tokio::spawn(registry.clone().reach_forever(network.clone()));
         let enrolments = enrolment::Enrolments::new(db.clone(), peer_id.into());
         let lightning = crate::lightning::start(&config).await?;
         let ledger = ledger::Ledger::new(

@@ -78,6 +78,12 @@ pub fn node_info(seed: u8, models: Vec<ModelOffer>) -> NodeInfo {
         claimed: false,
         operator: None,
         payout_address: None,
+        // Reached: what most choices are made among.
+        reach: wire::registry::NodeReach {
+            state: wire::registry::ReachState::Reached,
+            checked_at: Some(UnixMillis(0)),
+            reason: None,
+        },
     }
 }
 

@@ -202,6 +202,30 @@ pub enum NodeStatus {
     Offline,
 }
 
+/// Whether the server could reach a node at its addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReachState {
+    /// Not dialled yet.
+    #[default]
+    Unverified,
+    /// Dialled (or connected), its peer id confirmed by the handshake.
+    Reached,
+    /// Dialling failed, or a job could not reach it: not routed to.
+    Unreachable,
+}
+
+/// What the server found when it last tried to reach a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReach {
+    pub state: ReachState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<UnixMillis>,
+    /// Why it could not be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// One entry of the public registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -246,6 +270,11 @@ pub struct NodeInfo {
     /// (a Lightning address it signed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_address: Option<String>,
+    /// Whether this server could reach it. An unreachable node is listed
+    /// (with the reason) but not routed to; one not dialled yet only when
+    /// no reached node can take the job.
+    #[serde(default)]
+    pub reach: NodeReach,
 }
 
 fn yes() -> bool {
@@ -253,10 +282,13 @@ fn yes() -> bool {
 }
 
 impl NodeInfo {
-    /// Online, taking jobs and inside its schedule: what a job can be
-    /// routed to.
+    /// Online, taking jobs, inside its schedule and not found unreachable:
+    /// what a job can be routed to.
     pub fn is_available(&self) -> bool {
-        self.status == NodeStatus::Online && self.accepting_jobs && self.on_schedule()
+        self.status == NodeStatus::Online
+            && self.accepting_jobs
+            && self.on_schedule()
+            && self.reach.state != ReachState::Unreachable
     }
 
     /// Inside its schedule's open hours (or without a schedule).

@@ -2,7 +2,7 @@
 
 use std::cmp::Reverse;
 
-use wire::registry::{ModelOffer, NodeInfo, NodeStatus};
+use wire::registry::{ModelOffer, NodeInfo, NodeStatus, ReachState};
 use wire::{MilliSats, NodeId};
 
 use super::JobError;
@@ -10,8 +10,9 @@ use super::JobError;
 /// The nodes a job may run on, best first: available (online, accepting
 /// jobs and inside its schedule), offering the model (by name or hash),
 /// the named node if there is one, in the pool if one is asked for, at or
-/// under the maximum price. The cheapest first; then the least busy; then
-/// the freshest. Never empty: no node is an error that says why.
+/// under the maximum price, not found unreachable. Nodes this server has
+/// reached first (then those not dialled yet); the cheapest first; then
+/// the least busy; then the freshest. Never empty: no node is an error that says why.
 pub(crate) fn rank_nodes<'a>(
     nodes: &'a [NodeInfo],
     model: &str,
@@ -83,7 +84,16 @@ pub(crate) fn rank_nodes<'a>(
             cheapest.unwrap_or_default().0
         )));
     }
-    ranked.sort_by_key(|(n, o)| (o.price_msat, n.active_jobs, Reverse(n.last_seen), n.peer_id));
+    // Nodes this server has reached before nodes it has not dialled yet.
+    ranked.sort_by_key(|(n, o)| {
+        (
+            n.reach.state != ReachState::Reached,
+            o.price_msat,
+            n.active_jobs,
+            Reverse(n.last_seen),
+            n.peer_id,
+        )
+    });
     Ok(ranked)
 }
 

@@ -106,6 +106,17 @@ impl Jobs {
                     patience,
                 )
                 .await;
+            // Evidence of whether the node can be reached, for the
+            // registry (and the next job's choice).
+            match &outcome {
+                Err(JobError::NodeUnreachable(e)) => {
+                    self.registry
+                        .job_reached(record.node_id, Err(e.clone()))
+                        .await;
+                }
+                Ok(_) => self.registry.job_reached(record.node_id, Ok(())).await,
+                Err(_) => {}
+            }
             let error = match outcome {
                 Err(error) if !text.started && moves_on(&error) => error,
                 outcome => break outcome,

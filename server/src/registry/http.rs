@@ -34,11 +34,13 @@ pub(crate) fn api_router() -> Router<AppState> {
 async fn list_nodes(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<NodeQuery>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let list = state.registry.list(&query, UnixMillis::now()).await?;
-    let body = serde_json::to_vec(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let etag = format!("\"{}\"", &wire::Sha256Digest::of(&body).to_string()[..32]);
+    let (etag, body) = state
+        .registry
+        .list_json(uri.query().unwrap_or(""), &query, UnixMillis::now())
+        .await?;
     let cache = HeaderValue::from_static("public, max-age=2");
     let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
     let fresh = headers

@@ -12,9 +12,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use wire::registry::{ModelOffer, NodeInfo, NodeList, NodeQuery, NodeStatus};
+use wire::registry::{
+    ModelOffer, NodeInfo, NodeList, NodeQuery, NodeReach, NodeStatus, ReachState,
+};
 use wire::schedule::Availability;
-use wire::{MilliSats, UnixMillis};
+use wire::{MilliSats, NodeId, UnixMillis};
 
 use super::query::{self, status_at};
 use super::store::NodeRow;
@@ -43,12 +45,30 @@ impl Entry {
     fn available(&self, now: UnixMillis) -> bool {
         self.status(now) == NodeStatus::Online
             && self.info.accepting_jobs
+            && self.info.reach.state != ReachState::Unreachable
             && self.availability.as_ref().is_none_or(|a| a.is_open(now))
     }
 }
 
+/// Whether two versions of a node differ only in when it was last heard
+/// from and how busy it is.
+fn same_but_load(a: &NodeInfo, b: &NodeInfo) -> bool {
+    let quiet = |n: &NodeInfo| NodeInfo {
+        last_seen: UnixMillis(0),
+        active_jobs: 0,
+        queued_jobs: 0,
+        top_bid_msat: None,
+        ..n.clone()
+    };
+    quiet(a) == quiet(b)
+}
+
 #[derive(Default)]
 struct Inner {
+    /// Goes up whenever what a node offers or is changes (not when it
+    /// only beats again or its load changes): cached answers are good
+    /// while it stays.
+    generation: u64,
     /// By peer id as text: the order of `GET /nodes` pages.
     nodes: BTreeMap<String, Arc<Entry>>,
     /// Model name or content hash (as text) → the nodes offering it.
@@ -92,22 +112,90 @@ impl Index {
     }
 
     /// Puts a row as it was stored, replacing the node's previous one.
-    pub(super) fn put(&self, row: NodeRow) {
-        let (info, availability) = row.into_parts();
+    /// Returns whether the node is new or names other addresses (to be
+    /// reached anew). What reaching it found stays, unless the row holds
+    /// a later finding.
+    pub(super) fn put(&self, row: NodeRow) -> bool {
+        let (mut info, availability) = row.into_parts();
         let id = info.peer_id.to_string();
         let keys: Vec<String> = Inner::model_keys(&info).collect();
-        let entry = Arc::new(Entry { info, availability });
         let mut inner = self.write();
+        let (moved, changed) = match inner.nodes.get(&id) {
+            Some(old) => {
+                if old.info.reach.checked_at > info.reach.checked_at {
+                    info.reach = old.info.reach.clone();
+                }
+                (
+                    old.info.multiaddrs != info.multiaddrs,
+                    !same_but_load(&old.info, &info) || old.availability != availability,
+                )
+            }
+            None => (info.reach.checked_at.is_none(), true),
+        };
+        if moved {
+            info.reach = NodeReach::default();
+        }
+        if changed {
+            inner.generation += 1;
+        }
+        let entry = Arc::new(Entry { info, availability });
         inner.unlink(&id);
         for key in keys {
             inner.by_model.entry(key).or_default().insert(id.clone());
         }
         inner.nodes.insert(id, entry);
+        moved
+    }
+
+    /// See `Inner::generation`.
+    pub(super) fn generation(&self) -> u64 {
+        self.read().generation
+    }
+
+    /// Records what reaching a node found.
+    pub(super) fn set_reach(&self, id: &str, reach: NodeReach) {
+        let mut inner = self.write();
+        inner.generation += 1;
+        if let Some(entry) = inner.nodes.get_mut(id) {
+            let mut info = entry.info.clone();
+            info.reach = reach;
+            *entry = Arc::new(Entry {
+                info,
+                availability: entry.availability.clone(),
+            });
+        }
+    }
+
+    /// The nodes to try to reach again as of `now`: not tried yet; found
+    /// unreachable more than `retry_ms` ago; reached more than
+    /// `recheck_ms` ago. Online ones only (the offline are tried again
+    /// when they speak again).
+    pub(super) fn due(&self, now: UnixMillis, retry_ms: u64, recheck_ms: u64) -> Vec<NodeId> {
+        let inner = self.read();
+        inner
+            .nodes
+            .values()
+            .filter(|e| e.status(now) == NodeStatus::Online)
+            .filter(|e| {
+                let age = e
+                    .info
+                    .reach
+                    .checked_at
+                    .map_or(u64::MAX, |at| now.0.saturating_sub(at.0));
+                match e.info.reach.state {
+                    ReachState::Unverified => true,
+                    ReachState::Unreachable => age > retry_ms,
+                    ReachState::Reached => age > recheck_ms,
+                }
+            })
+            .map(|e| e.info.peer_id)
+            .collect()
     }
 
     /// Forgets nodes (deleted from the table).
     pub(super) fn remove<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut inner = self.write();
+        inner.generation += 1;
         for id in ids {
             inner.unlink(id);
         }
@@ -221,14 +309,16 @@ impl Index {
                 .find(|m| m.name == model || m.hash.to_string() == model)
                 .cloned()
         };
-        // The best `keep`, by the choice's own order.
-        let mut best: Vec<(
+        // The best `keep`, by the choice's own order: reached before not
+        // yet dialled, then cheapest, least busy, freshest.
+        type Key<'a> = (
+            bool,
             MilliSats,
             u32,
             std::cmp::Reverse<UnixMillis>,
-            &String,
-            &Entry,
-        )> = Vec::with_capacity(keep + 1);
+            &'a String,
+        );
+        let mut best: Vec<(Key<'_>, &Entry)> = Vec::with_capacity(keep + 1);
         for id in ids {
             let Some(entry) = inner.nodes.get(id) else {
                 continue;
@@ -243,20 +333,20 @@ impl Index {
                 continue;
             }
             let key = (
+                entry.info.reach.state != ReachState::Reached,
                 price,
                 entry.info.active_jobs,
                 std::cmp::Reverse(entry.info.last_seen),
                 id,
-                entry.as_ref(),
             );
-            let at = best.partition_point(|b| (b.0, b.1, b.2, b.3) <= (key.0, key.1, key.2, key.3));
+            let at = best.partition_point(|b| b.0 <= key);
             if at < keep {
-                best.insert(at, key);
+                best.insert(at, (key, entry.as_ref()));
                 best.truncate(keep);
             }
         }
         if !best.is_empty() {
-            return best.into_iter().map(|b| b.4.info(now)).collect();
+            return best.into_iter().map(|b| b.1.info(now)).collect();
         }
         ids.iter()
             .filter_map(|id| inner.nodes.get(id))
@@ -357,6 +447,21 @@ mod tests {
         let none = index.for_job("m", None, None, Some(MilliSats(50)), now, 3);
         assert_eq!(none.len(), 50);
         assert!(index.for_job("other", None, None, None, now, 3).is_empty());
+        // Found unreachable: left out; not dialled yet: after the reached.
+        let unreachable = NodeReach {
+            state: ReachState::Unreachable,
+            checked_at: Some(now),
+            reason: Some("connection refused".into()),
+        };
+        index.set_reach(&best[0].peer_id.to_string(), unreachable);
+        index.set_reach(&best[1].peer_id.to_string(), NodeReach::default());
+        let next = index.for_job("m", None, None, None, now, 50);
+        assert_eq!(next.len(), 49);
+        assert!(next.iter().all(|n| n.peer_id != best[0].peer_id));
+        assert_eq!(next.last().unwrap().peer_id, best[1].peer_id);
+        let found = index.get(&best[0].peer_id.to_string(), now).unwrap();
+        assert_eq!(found.reach.reason.as_deref(), Some("connection refused"));
+        assert_eq!(index.due(now, 60_000, 600_000), vec![best[1].peer_id]);
         let one = best[2].peer_id.to_string();
         let only = index.for_job("m", Some(&one), None, None, now, 3);
         assert_eq!(only.len(), 1);

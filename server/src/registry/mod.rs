@@ -7,16 +7,21 @@
 //! - `index`: the nodes in memory, in step with the table, which every
 //!   read uses;
 //! - `http`: the routes (`GET /nodes`, registration, heartbeats);
-//! - `follow`: the registry fed by the network's ads.
+//! - `follow`: the registry fed by the network's ads;
+//! - `reach`: whether this server can reach each node (dialled before
+//!   jobs count on it).
 
 mod follow;
 mod http;
 mod index;
 mod query;
+mod reach;
 mod store;
 
 pub(crate) use http::{api_router, public_router, MAX_SIGNED_BODY};
 pub(crate) use query::check_fresh;
+
+use std::collections::HashMap;
 
 use wire::ads::CapabilityAd;
 use wire::registry::{Heartbeat, NodeInfo, NodeList, NodeQuery, Registration};
@@ -52,7 +57,27 @@ pub(crate) enum RegistryError {
 pub(crate) struct Registry {
     store: NodeStore,
     index: Index,
+    /// Nodes to dial (see `reach`), once that task runs.
+    probes: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<NodeId>>>,
+    /// `GET /nodes` answers, by query string (see [`Registry::list_json`]).
+    answers: std::sync::Arc<std::sync::Mutex<HashMap<String, Answer>>>,
 }
+
+/// A `GET /nodes` answer as sent: good while the index's generation is
+/// the same, for at most [`ANSWER_TTL`].
+struct Answer {
+    generation: u64,
+    at: std::time::Instant,
+    etag: String,
+    body: axum::body::Bytes,
+}
+
+/// How long a `GET /nodes` answer is sent again unchanged while no node
+/// changed what it offers (its liveness and load may be this old; the
+/// answer says `max-age=2`).
+const ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Answers kept at most (distinct queries); then they start again.
+const ANSWERS_KEPT: usize = 1024;
 
 impl Registry {
     /// The registry over `db`'s `node` table, read into memory.
@@ -62,7 +87,12 @@ impl Registry {
         for row in store.all().await? {
             index.put(row);
         }
-        Ok(Registry { store, index })
+        Ok(Registry {
+            store,
+            index,
+            probes: Default::default(),
+            answers: Default::default(),
+        })
     }
 
     /// Takes a node's signed registration: signed by the node it names,
@@ -91,9 +121,13 @@ impl Registry {
             .register(r, now)
             .await?
             .ok_or(RegistryError::Replay)?;
-        let id = row_id(&row);
-        self.index.put(row);
-        self.index.get(&id, now).ok_or(RegistryError::Replay)
+        let node = row.peer_id();
+        if self.index.put(row) {
+            self.reach_soon(node);
+        }
+        self.index
+            .get(&node.to_string(), now)
+            .ok_or(RegistryError::Replay)
     }
 
     /// Takes a node's signed heartbeat, on the same terms as registrations.
@@ -106,7 +140,10 @@ impl Registry {
         query::check_fresh(beat.timestamp, now)?;
         match self.store.heartbeat(&beat, now).await? {
             Beat::Taken(row) => {
-                self.index.put(*row);
+                let node = row.peer_id();
+                if self.index.put(*row) {
+                    self.reach_soon(node);
+                }
                 Ok(())
             }
             Beat::Stale => Err(RegistryError::Replay),
@@ -124,7 +161,9 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         match self.store.ingest_ad(ad, now).await? {
             Some(row) => {
-                self.index.put(row);
+                if self.index.put(row) {
+                    self.reach_soon(ad.node_id);
+                }
                 Ok(true)
             }
             None => Ok(false),
@@ -206,6 +245,47 @@ impl Registry {
             .for_job(model, only.as_deref(), pool, max_price, now, keep)
     }
 
+    /// `GET /nodes?{raw}`: the JSON of [`Registry::list`] and its ETag,
+    /// the same answer again while no node changed what it offers, for at
+    /// most a second. (A node's load and last beat change all the time:
+    /// a list that waits for none of them to change would never be kept.)
+    pub(crate) async fn list_json(
+        &self,
+        raw: &str,
+        q: &NodeQuery,
+        now: UnixMillis,
+    ) -> Result<(String, axum::body::Bytes), RegistryError> {
+        let generation = self.index.generation();
+        let kept = |answers: &HashMap<String, Answer>| {
+            answers
+                .get(raw)
+                .filter(|a| a.generation == generation && a.at.elapsed() < ANSWER_TTL)
+                .map(|a| (a.etag.clone(), a.body.clone()))
+        };
+        if let Some(hit) = kept(&self.answers.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(hit);
+        }
+        let list = self.list(q, now).await?;
+        let body = axum::body::Bytes::from(
+            serde_json::to_vec(&list).map_err(|e| RegistryError::InvalidQuery(e.to_string()))?,
+        );
+        let etag = format!("\"{}\"", &wire::Sha256Digest::of(&body).to_string()[..32]);
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.len() >= ANSWERS_KEPT {
+            answers.clear();
+        }
+        answers.insert(
+            raw.to_owned(),
+            Answer {
+                generation,
+                at: std::time::Instant::now(),
+                etag: etag.clone(),
+                body: body.clone(),
+            },
+        );
+        Ok((etag, body))
+    }
+
     /// A page of the nodes that `q` selects.
     pub(crate) async fn list(
         &self,
@@ -223,10 +303,6 @@ impl Registry {
             .collect();
         Ok(list)
     }
-}
-
-fn row_id(row: &store::NodeRow) -> String {
-    row.peer_id().to_string()
 }
 
 /// `info`, marked claimed (with its operator's public name) if `claims`
@@ -321,6 +397,51 @@ mod tests {
         }
         let some = registry.nodes(&ids[..2], now).await.unwrap();
         assert_eq!(some.iter().filter(|n| n.claimed).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_list_answer_is_kept_while_no_node_changes_what_it_offers() {
+        let registry = registry("answers").await;
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        let now = UnixMillis::now();
+        registry
+            .register(&registration(id, now), now)
+            .await
+            .unwrap();
+        let q = NodeQuery::default();
+        let (tag, body) = registry.list_json("", &q, now).await.unwrap();
+        // A heartbeat: the same answer (it is at most a second old).
+        let beat = Heartbeat {
+            node_id: id,
+            timestamp: UnixMillis(now.0 + 1),
+            active_jobs: 2,
+            accepting_jobs: true,
+        };
+        let before = registry.index.generation();
+        registry
+            .heartbeat_signed(&SignedEnvelope::seal(&key, &beat).unwrap(), now)
+            .await
+            .unwrap();
+        assert_eq!(registry.index.generation(), before);
+        assert_eq!(registry.list_json("", &q, now).await.unwrap().0, tag);
+        // Another query is another answer, read now: it has the new load,
+        // which the kept one shows a second later at most.
+        let other = registry.list_json("online=true", &q, now).await.unwrap();
+        let fresh: NodeList = serde_json::from_slice(&other.1).unwrap();
+        let kept: NodeList = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (kept.nodes[0].active_jobs, fresh.nodes[0].active_jobs),
+            (0, 2)
+        );
+        // What it offers changed: answered anew, at once.
+        let mut paused = ad(&key, now.0 + 2, now, 30_000);
+        paused.accepting_jobs = false;
+        registry.ingest_ad(&paused, now).await.unwrap();
+        let (new_tag, new_body) = registry.list_json("", &q, now).await.unwrap();
+        assert_ne!(new_tag, tag);
+        let list: NodeList = serde_json::from_slice(&new_body).unwrap();
+        assert!(!list.nodes[0].accepting_jobs);
     }
 
     #[tokio::test]

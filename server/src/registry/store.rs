@@ -12,7 +12,7 @@ use wire::schedule::Availability;
 use wire::{MilliSats, NodeId, UnixMillis};
 
 use crate::db::{Db, DbError};
-use wire::registry::NodeStatus;
+use wire::registry::{NodeReach, NodeStatus};
 
 /// A node as stored in the `node` table.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,6 +43,9 @@ pub(super) struct NodeRow {
     availability: Vec<serde_json::Value>,
     #[serde(default)]
     pools: Vec<String>,
+    /// Whether this server could reach it, when it last tried.
+    #[serde(default)]
+    reach: Option<NodeReach>,
 }
 
 fn yes() -> bool {
@@ -81,6 +84,7 @@ impl NodeRow {
             claimed: false,
             operator: None,
             payout_address: self.payout_address.filter(|a| !a.is_empty()),
+            reach: self.reach.unwrap_or_default(),
         };
         (info, availability)
     }
@@ -106,6 +110,7 @@ impl NodeRow {
             payout_address: info.payout_address.clone(),
             availability: vec![],
             pools: info.pools.clone(),
+            reach: Some(info.reach.clone()),
         }
     }
 }
@@ -304,6 +309,18 @@ impl NodeStore {
         } else {
             Beat::UnknownNode
         })
+    }
+
+    /// Records what reaching a node found (nothing if it is gone).
+    pub(super) async fn set_reach(&self, id: NodeId, reach: &NodeReach) -> Result<(), DbError> {
+        self.db
+            .transact::<serde_json::Value>(
+                "UPDATE type::record('node', $id) SET reach = $reach RETURN NONE",
+                json!({ "id": id.to_string(), "reach": reach }),
+                0,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Nodes that name a payout address, and the address.

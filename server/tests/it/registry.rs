@@ -301,3 +301,98 @@ fn pages_of_the_node_list_cover_every_node_once() {
     registered.sort();
     assert_eq!(seen, registered);
 }
+
+#[test]
+fn nodes_that_cannot_be_reached_are_listed_as_such_and_never_chosen() {
+    let server = Server::start();
+    let honest = Node::start(&server, 1000);
+    let server_peer: String = http()
+        .get(server.url("/api/v1/network"))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["multiaddrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Far cheaper than the honest node, and lying: a port where nothing
+    // listens; another peer's address (the server's own: the handshake
+    // gives away that it is someone else); no address at all.
+    let liars: Vec<(p2p::Keypair, Vec<String>)> = vec![
+        (
+            p2p::Keypair::generate_ed25519(),
+            vec!["/ip4/127.0.0.1/tcp/9".into()],
+        ),
+        (
+            p2p::Keypair::generate_ed25519(),
+            vec![server_peer.rsplit_once("/p2p/").unwrap().0.to_owned()],
+        ),
+        (p2p::Keypair::generate_ed25519(), vec![]),
+    ];
+    for (key, addrs) in &liars {
+        let mut r = registration(key, 60_000);
+        r.multiaddrs = addrs.clone();
+        r.models = vec![fixtures::offer("all-minilm-l6-v2", Task::Embedding, 1)];
+        // The honest node's model file, as a liar would claim it.
+        r.models[0].hash = list(&server, "")
+            .nodes
+            .iter()
+            .find(|n| n.peer_id.to_string() == honest.peer_id)
+            .unwrap()
+            .models[0]
+            .hash;
+        let (status, body) = post(
+            &server,
+            "/api/v1/nodes/register",
+            &SignedEnvelope::seal(key, &r).unwrap(),
+        );
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // Each is dialled and found out, with the reason, in /nodes.
+    let reasons = eventually(Duration::from_secs(40), "the liars found out", || {
+        let nodes = list(&server, "").nodes;
+        let liars: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.peer_id.to_string() != honest.peer_id)
+            .collect();
+        liars
+            .iter()
+            .all(|n| n.reach.state == wire::registry::ReachState::Unreachable)
+            .then(|| {
+                liars
+                    .iter()
+                    .map(|n| n.reach.reason.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+    });
+    assert_eq!(reasons.len(), 3);
+    assert!(
+        reasons.iter().any(|r| r.contains("no address")),
+        "{reasons:?}"
+    );
+    let me = list(&server, "")
+        .nodes
+        .into_iter()
+        .find(|n| n.peer_id.to_string() == honest.peer_id)
+        .unwrap();
+    assert_eq!(
+        me.reach.state,
+        wire::registry::ReachState::Reached,
+        "{:?}",
+        me.reach
+    );
+    // Jobs go to the node that can be reached, at once, with no try on a
+    // liar.
+    for _ in 0..3 {
+        let r = server
+            .http()
+            .post(server.url("/api/v1/jobs"))
+            .json(&json!({ "model": "all-minilm-l6-v2", "input": { "texts": ["who answers?"] } }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let record: Value = r.json().unwrap();
+        assert_eq!(record["node_id"], honest.peer_id.as_str());
+        assert!(record.get("attempts").is_none(), "{record}");
+    }
+}
