@@ -122,12 +122,17 @@ impl Registry {
             .await?
             .ok_or(RegistryError::Replay)?;
         let node = row.peer_id();
-        if self.index.put(row) {
+        let moved = self.index.put(row);
+        let info = self
+            .index
+            .get(&node.to_string(), now)
+            .ok_or(RegistryError::Replay)?;
+        // New, at new addresses, or found unreachable before: dialled
+        // (again).
+        if moved || info.reach.state == wire::registry::ReachState::Unreachable {
             self.reach_soon(node);
         }
-        self.index
-            .get(&node.to_string(), now)
-            .ok_or(RegistryError::Replay)
+        Ok(info)
     }
 
     /// Takes a node's signed heartbeat, on the same terms as registrations.

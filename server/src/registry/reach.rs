@@ -61,8 +61,14 @@ impl Registry {
             .index
             .get(&node.to_string(), UnixMillis::now())
             .is_some_and(|n| n.reach.state == reach.state);
+        let failed = reach.state == ReachState::Unreachable;
         if !unchanged {
             self.set_reach(node, reach).await;
+        }
+        // One job's failure is not the last word (the node may have just
+        // restarted): it is dialled again at once.
+        if failed {
+            self.reach_soon(node);
         }
     }
 
