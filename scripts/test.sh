@@ -47,6 +47,7 @@ cargo bench --profile dev -p node --bench job_round_trip -- --jobs 30
 cargo bench --profile dev -p node --bench engine_vs_torch -- --requests 64 --rounds 1
 cargo bench --profile dev -p server --bench billing -- --jobs 50 --movements 200
 cargo bench --profile dev -p server --bench fleet -- --nodes 10 --secs 3
+cargo bench --profile dev -p server --bench registry -- --nodes 300 --secs 1
 
 step "browser test"
 (cd e2e && node --test --test-reporter=spec app.test.mjs)

@@ -32,6 +32,11 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                 .join("\n");
             let paused = (!n.accepting_jobs && n.status == wire::registry::NodeStatus::Online)
                 .then(|| view! { <span class="badge pending">"paused"</span> });
+            let unreachable =
+                (n.reach.state == wire::registry::ReachState::Unreachable).then(|| {
+                    let why = n.reach.reason.clone().unwrap_or_default();
+                    view! { <span class="badge offline unreachable" title=why>"unreachable"</span> }
+                });
             let closed = schedule_note(now, n.schedule)
                 .map(|note| view! { <span class="badge pending schedule">{note}</span> });
             let pools = (!n.pools.is_empty()).then(|| {
@@ -53,6 +58,7 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                     <td data-label="Status">
                         <div>
                             <StatusBadge status=n.status />
+                            {unreachable}
                             {paused}
                             {closed}
                         </div>

@@ -88,6 +88,17 @@ pub(crate) fn NodePage() -> impl IntoView {
                                 .collect_view();
                             view! {
                                 <h1 class="mono">{n.peer_id.to_string()}</h1>
+                                {(n.reach.state == wire::registry::ReachState::Unreachable)
+                                    .then(|| {
+                                        view! {
+                                            <p class="stale" id="node-unreachable">
+                                                {format!(
+                                                    "This server cannot reach this node, so no job goes to it: {}",
+                                                    n.reach.reason.clone().unwrap_or_default(),
+                                                )}
+                                            </p>
+                                        }
+                                    })}
                                 <p>
                                     <StatusBadge status=n.status />
                                     {format!(
