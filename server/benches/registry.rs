@@ -126,6 +126,17 @@ fn in_parallel(
 
 /// Requests to `url` from `clients` threads for `secs`: req/s and latencies.
 fn load(url: &str, clients: usize, secs: u64, key: Option<&str>) -> (f64, Vec<Duration>) {
+    load_each(|_| url.to_owned(), clients, secs, key)
+}
+
+/// [`load`], the `n`th request of all to `url(n)`.
+fn load_each(
+    url: impl Fn(usize) -> String + Sync,
+    clients: usize,
+    secs: u64,
+    key: Option<&str>,
+) -> (f64, Vec<Duration>) {
+    let count = AtomicUsize::new(0);
     let until = Instant::now() + Duration::from_secs(secs);
     let samples = std::sync::Mutex::new(Vec::new());
     let started = Instant::now();
@@ -136,7 +147,7 @@ fn load(url: &str, clients: usize, secs: u64, key: Option<&str>) -> (f64, Vec<Du
                 let mut mine = Vec::new();
                 while Instant::now() < until {
                     let t = Instant::now();
-                    let mut req = client.get(url);
+                    let mut req = client.get(url(count.fetch_add(1, Ordering::Relaxed)));
                     if let Some(key) = key {
                         req = req.bearer_auth(key);
                     }
@@ -289,6 +300,20 @@ fn main() {
             rate / baseline_rate
         );
     }
+    // Uncached: every request a query never asked before (its maximum
+    // price differs), so each is read from the index and written anew.
+    let (rate, samples) = load_each(
+        |n| format!("{base}/nodes?limit=50&model=common&max_price={}", 2_000 + n),
+        clients,
+        secs,
+        None,
+    );
+    let (p50, p99) = p50_p99_ms(samples);
+    println!(
+        "  {:<22} {rate:>8.0} req/s  p50 {p50:.2} ms  p99 {p99:.2} ms  ({:.2} of the baseline)",
+        "every query new",
+        rate / baseline_rate
+    );
     match wrk(&health, 64, secs) {
         Some((health_rate, _)) => {
             println!("through wrk (2 threads, 64 connections, {secs} s):");
