@@ -18,9 +18,8 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,54 +30,13 @@ use wire::fleet::{
 };
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
-struct Server {
-    child: Child,
-    data: PathBuf,
-    http: String,
-    peer: p2p::PeerId,
-    tcp: p2p::Multiaddr,
-    key: String,
-}
+mod common;
+use common::{start_server, Server};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path) -> Server {
-    let data = dir.join("data");
-    let site = dir.join("site");
-    std::fs::create_dir_all(&site).unwrap();
-    let key_file = dir.join("local.key");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--p2p-port",
-            "0",
-            "--p2p-host",
-            "127.0.0.1",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--site-root")
-        .arg(&site)
-        .arg("--local-key-file")
-        .arg(&key_file)
-        .env("INFERNET_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server binary runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("the server's ready line");
-    let peer: p2p::PeerId = ready["peer_id"].as_str().unwrap().parse().unwrap();
-    let tcp = ready["p2p"]
+/// The server's peer id and its TCP address, from its ready line.
+fn p2p_of(server: &Server) -> (p2p::PeerId, p2p::Multiaddr) {
+    let peer = server.ready["peer_id"].as_str().unwrap().parse().unwrap();
+    let tcp = server.ready["p2p"]
         .as_array()
         .unwrap()
         .iter()
@@ -87,17 +45,7 @@ fn start_server(dir: &Path) -> Server {
         .unwrap()
         .parse()
         .unwrap();
-    Server {
-        http: ready["http"].as_str().unwrap().to_owned(),
-        key: std::fs::read_to_string(&key_file)
-            .unwrap()
-            .trim()
-            .to_owned(),
-        child,
-        data,
-        peer,
-        tcp,
-    }
+    (peer, tcp)
 }
 
 /// The server process's CPU time so far (user + system).
@@ -188,7 +136,8 @@ async fn main() {
             "release build"
         }
     );
-    let server = start_server(&dir);
+    let server = start_server(&dir, &[]);
+    let (server_peer, server_tcp) = p2p_of(&server);
     let http = reqwest::Client::new();
     let auth = format!("Bearer {}", server.key);
     let me: serde_json::Value = http
@@ -258,7 +207,7 @@ async fn main() {
         let node = NodeId::from(keypair.public().to_peer_id());
         let enrolment = Enrolment {
             node_id: node,
-            server: server.peer.into(),
+            server: server_peer.into(),
             token: token.clone(),
             timestamp: UnixMillis::now(),
         };
@@ -278,10 +227,10 @@ async fn main() {
         let (network, _inbound, event_loop) = p2p::start(keypair, config).await.unwrap();
         keep.push(tokio::spawn(event_loop.run()));
         network
-            .dial(server.tcp.clone().with(p2p::Protocol::P2p(server.peer)))
+            .dial(server_tcp.clone().with(p2p::Protocol::P2p(server_peer)))
             .await
             .unwrap();
-        let link = network.open_fleet_link(server.peer).await.unwrap();
+        let link = network.open_fleet_link(server_peer).await.unwrap();
         let (reader, mut writer) = link.split::<ServerFrame, NodeFrame>();
         // One frame to come online, promising a long silence: the baseline.
         writer

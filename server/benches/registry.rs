@@ -20,9 +20,7 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,61 +30,8 @@ use testkit::fixtures::{hardware, offer};
 use wire::registry::{Heartbeat, Registration, Task};
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
-struct Server {
-    child: Child,
-    http: String,
-    key: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path, db: Option<&str>) -> Server {
-    let site = dir.join("site");
-    std::fs::create_dir_all(&site).unwrap();
-    let key_file = dir.join("local.key");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--p2p-port",
-        "0",
-        "--p2p-host",
-        "127.0.0.1",
-    ])
-    .arg("--data-dir")
-    .arg(dir.join("data"))
-    .arg("--site-root")
-    .arg(&site)
-    .arg("--local-key-file")
-    .arg(&key_file);
-    if let Some(db) = db {
-        cmd.args(["--db", db, "--db-user", "root", "--db-pass", "root"]);
-    }
-    let mut child = cmd
-        .env("INFERNET_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server binary runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("the server's ready line");
-    Server {
-        http: ready["http"].as_str().unwrap().to_owned(),
-        key: std::fs::read_to_string(&key_file)
-            .unwrap()
-            .trim()
-            .to_owned(),
-        child,
-    }
-}
+mod common;
+use common::start_server;
 
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -203,7 +148,11 @@ fn main() {
         .cloned();
     let dir = std::env::temp_dir().join(format!("infernet-bench-registry-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let server = start_server(&dir, db.as_deref());
+    let remote: Vec<&str> = match db.as_deref() {
+        Some(db) => vec!["--db", db, "--db-user", "root", "--db-pass", "root"],
+        None => Vec::new(),
+    };
+    let server = start_server(&dir, &remote);
     let pid = server.child.id();
     let base = server.http.clone();
     let idle_mb = rss_mb(pid);

@@ -239,7 +239,7 @@ fn registry_status(e: &RegistryError) -> StatusCode {
         RegistryError::InvalidRegistration(_) | RegistryError::InvalidQuery(_) => {
             StatusCode::BAD_REQUEST
         }
-        RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        RegistryError::Store(_) | RegistryError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -250,7 +250,7 @@ fn registry_code(e: &RegistryError) -> &'static str {
         RegistryError::Replay => "replayed",
         RegistryError::NotRegistered(_) => "not_found",
         RegistryError::InvalidRegistration(_) | RegistryError::InvalidQuery(_) => "bad_request",
-        RegistryError::Store(_) => "internal",
+        RegistryError::Store(_) | RegistryError::Encode(_) => "internal",
     }
 }
 

@@ -12,9 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use wire::registry::{
-    ModelOffer, NodeInfo, NodeList, NodeQuery, NodeReach, NodeStatus, ReachState,
-};
+use wire::registry::{NodeInfo, NodeList, NodeQuery, NodeReach, NodeStatus, ReachState};
 use wire::schedule::Availability;
 use wire::{MilliSats, NodeId, UnixMillis};
 
@@ -201,6 +199,12 @@ impl Index {
         }
     }
 
+    /// Whether a node is listed and how reaching it last went, without
+    /// copying its entry.
+    pub(super) fn reach_state(&self, id: &str) -> Option<ReachState> {
+        self.read().nodes.get(id).map(|e| e.info.reach.state)
+    }
+
     pub(super) fn get(&self, id: &str, now: UnixMillis) -> Option<NodeInfo> {
         self.read().nodes.get(id).map(|e| e.info(now))
     }
@@ -302,12 +306,15 @@ impl Index {
                     .collect(),
             };
         }
-        let offer = |e: &Entry| -> Option<ModelOffer> {
+        // A model is named by its name or its file's hash (parsed once:
+        // this runs for every node offering it).
+        let hash = model.parse::<wire::ModelHash>().ok();
+        let price_of = |e: &Entry| -> Option<MilliSats> {
             e.info
                 .models
                 .iter()
-                .find(|m| m.name == model || m.hash.to_string() == model)
-                .cloned()
+                .find(|m| m.name == model || hash.as_ref() == Some(&m.hash))
+                .map(|m| m.price_msat)
         };
         // The best `keep`, by the choice's own order: reached before not
         // yet dialled, then cheapest, least busy, freshest.
@@ -326,7 +333,7 @@ impl Index {
             if !entry.available(now) || pool.is_some_and(|p| !entry.info.in_pool(p)) {
                 continue;
             }
-            let Some(price) = offer(entry).map(|o| o.price_msat) else {
+            let Some(price) = price_of(entry) else {
                 continue;
             };
             if max_price.is_some_and(|max| price > max) {

@@ -50,6 +50,8 @@ pub(crate) enum RegistryError {
     InvalidQuery(String),
     #[error(transparent)]
     Store(#[from] DbError),
+    #[error("could not write the node list: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// The registry; cheap to clone.
@@ -190,14 +192,14 @@ impl Registry {
         let Some(info) = self.index.get(&id.to_string(), now) else {
             return Ok(None);
         };
-        let claims = self.store.claims(Some(id)).await?;
+        let claims = self.store.claims_of(&[id]).await?;
         Ok(Some(claimed(info, &claims)))
     }
 
     /// Nodes nobody has enrolled that name a payout address, and the
     /// address: where their pending earnings are paid.
     pub(crate) async fn payout_addresses(&self) -> Result<Vec<(NodeId, String)>, RegistryError> {
-        let claims = self.store.claims(None).await?;
+        let claims = self.store.claims().await?;
         Ok(self
             .store
             .payout_addresses()
@@ -271,9 +273,7 @@ impl Registry {
             return Ok(hit);
         }
         let list = self.list(q, now).await?;
-        let body = axum::body::Bytes::from(
-            serde_json::to_vec(&list).map_err(|e| RegistryError::InvalidQuery(e.to_string()))?,
-        );
+        let body = axum::body::Bytes::from(serde_json::to_vec(&list)?);
         let etag = format!("\"{}\"", &wire::Sha256Digest::of(&body).to_string()[..32]);
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         if answers.len() >= ANSWERS_KEPT {

@@ -57,10 +57,7 @@ impl Registry {
                 .err()
                 .map(|e| format!("a job could not reach it: {e}")),
         };
-        let unchanged = self
-            .index
-            .get(&node.to_string(), UnixMillis::now())
-            .is_some_and(|n| n.reach.state == reach.state);
+        let unchanged = self.index.reach_state(&node.to_string()) == Some(reach.state);
         let failed = reach.state == ReachState::Unreachable;
         if !unchanged {
             self.set_reach(node, reach).await;

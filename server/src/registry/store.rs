@@ -352,43 +352,31 @@ impl NodeStore {
             .await
     }
 
-    /// The nodes an operator has enrolled (the `claim` table): every one,
-    /// or `only` that one; with the operator's public name if they show it.
+    /// The nodes an operator has enrolled (the `claim` table), every one,
+    /// with the operator's public name if they show it.
     pub(super) async fn claims(
         &self,
-        only: Option<NodeId>,
     ) -> Result<std::collections::HashMap<NodeId, Option<String>>, DbError> {
-        #[derive(Deserialize)]
-        struct Row {
-            peer_id: NodeId,
-            #[serde(default)]
-            operator: Option<String>,
-        }
-        let sql = if only.is_some() {
-            "SELECT peer_id, type::record('account', account).public_name AS operator \
-             FROM type::record('claim', $id)"
-        } else {
-            "SELECT peer_id, type::record('account', account).public_name AS operator FROM claim"
-        };
-        let rows: Vec<Row> = self.db.rows(sql, json!({ "id": only }), 0).await?;
+        let rows: Vec<ClaimRow> = self
+            .db
+            .rows(
+                "SELECT peer_id, type::record('account', account).public_name AS operator FROM claim",
+                json!({}),
+                0,
+            )
+            .await?;
         Ok(rows.into_iter().map(|r| (r.peer_id, r.operator)).collect())
     }
 
-    /// The claims of `nodes` (a page), as [`Self::claims`].
+    /// The claims of `nodes` (a page, or one node), as [`Self::claims`].
     pub(super) async fn claims_of(
         &self,
         nodes: &[NodeId],
     ) -> Result<std::collections::HashMap<NodeId, Option<String>>, DbError> {
-        #[derive(Deserialize)]
-        struct Row {
-            peer_id: NodeId,
-            #[serde(default)]
-            operator: Option<String>,
-        }
         if nodes.is_empty() {
             return Ok(Default::default());
         }
-        let rows: Vec<Row> = self
+        let rows: Vec<ClaimRow> = self
             .db
             .rows(
                 "SELECT peer_id, type::record('account', account).public_name AS operator \
@@ -417,4 +405,12 @@ impl NodeStore {
             .await?;
         Ok(gone.into_iter().map(|g| g.peer_id).collect())
     }
+}
+
+/// A node's claim as the listings show it: its operator's public name.
+#[derive(Deserialize)]
+struct ClaimRow {
+    peer_id: NodeId,
+    #[serde(default)]
+    operator: Option<String>,
 }
