@@ -263,6 +263,18 @@ test("a job submitted in the browser completes with a verified receipt", { timeo
   assert.match(await page.locator("tr.job-row").first().innerText(), /succeeded/);
   await page.screenshot({ path: join(artifacts, "jobs.png"), fullPage: true });
 
+  // The node's record counts the job: on its page and in the table.
+  await page.goto(`${serverUrl}/node/${nodeId}`);
+  await page.locator("#node-reputation").waitFor();
+  assert.match(await page.locator("#node-reputation").innerText(), /\d+ of 100/);
+  const record = await page.locator("ul.reputation").innerText();
+  const done = record.match(/Jobs completed: [\d.]+ % \((\d+) of (\d+)\)/);
+  assert.ok(done && Number(done[1]) >= 1 && done[1] === done[2], record);
+  assert.match(await page.locator("table.latency").innerText(), /all-minilm-l6-v2/);
+  await page.goto(serverUrl);
+  const cell = page.locator(`tr.node-row[data-peer-id="${nodeId}"] td.reputation`);
+  assert.match(await cell.innerText(), /completed \d+ of \d+ job/);
+
   assert.deepEqual(consoleErrors, []);
 });
 

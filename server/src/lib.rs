@@ -16,6 +16,7 @@ mod network;
 mod openai;
 mod payouts;
 mod registry;
+mod reputation;
 mod site;
 mod startup;
 mod topups;

@@ -65,6 +65,8 @@ pub struct Application {
     router: Router,
     network_info: NetworkInfo,
     public_url: String,
+    /// Written out when the server stops.
+    reputations: crate::reputation::Reputations,
     /// Keeps the swarm's event loop alive as long as the server runs.
     _network: p2p::Client,
 }
@@ -129,9 +131,10 @@ impl Application {
             version: wire::VERSION.to_owned(),
         };
 
-        let registry = Registry::open(db.clone())
+        let registry = Registry::open(db.clone(), peer_id.into())
             .await
             .map_err(|e| StartupError::Registry(e.to_string()))?;
+        tokio::spawn(registry.reputations().clone().keep_forever());
         tokio::spawn(
             registry
                 .clone()
@@ -236,9 +239,11 @@ impl Application {
             ),
             None => None,
         };
+        let reputations = state.registry.reputations().clone();
         Ok(Application {
             listener,
             metrics_addr,
+            reputations,
             router: router(state),
             network_info,
             public_url,
@@ -266,18 +271,23 @@ impl Application {
         &self.public_url
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then lets in-flight requests
+    /// finish and writes the nodes' evidence gathered since the last write.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        if let Err(e) = self.reputations.flush().await {
+            tracing::warn!(error = %e, "could not write the nodes' latest evidence");
+        }
+        served
     }
 }
 

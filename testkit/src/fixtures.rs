@@ -84,6 +84,7 @@ pub fn node_info(seed: u8, models: Vec<ModelOffer>) -> NodeInfo {
             checked_at: Some(UnixMillis(0)),
             reason: None,
         },
+        reputation: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod models;
 pub mod pricing;
 pub mod registry;
+pub mod reputation;
 pub mod schedule;
 pub mod signing;
 

@@ -275,6 +275,10 @@ pub struct NodeInfo {
     /// no reached node can take the job.
     #[serde(default)]
     pub reach: NodeReach,
+    /// What the servers saw it do (see [`crate::reputation`]); absent
+    /// where a server keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reputation: Option<crate::reputation::Reputation>,
 }
 
 fn yes() -> bool {
@@ -338,10 +342,28 @@ pub struct NodeQuery {
     /// Only nodes that joined this public pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// Only nodes whose reputation score is at least this (0 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_reputation: Option<u8>,
+    /// The order of the list: by peer id (the default) or best
+    /// reputation first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<NodeSort>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// How `GET /nodes` orders its list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeSort {
+    /// By peer id: stable pages.
+    #[default]
+    PeerId,
+    /// Highest reputation score first (ties by peer id).
+    Reputation,
 }
 
 /// The answer to an accepted heartbeat.

@@ -7,7 +7,7 @@ mod receipt;
 
 pub(crate) use chart::LineChart;
 pub(crate) use format::{ago, gib, sats, sats_field, schedule_note, short_id, signed_sats, until};
-pub(crate) use node_table::NodeTable;
+pub(crate) use node_table::{reputation_detail, NodeTable};
 pub(crate) use receipt::JobResult;
 
 use leptos::prelude::*;

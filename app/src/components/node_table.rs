@@ -47,6 +47,15 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                     .collect_view();
                 view! { <div class="chips">{chips}</div> }
             });
+            let reputation = n.reputation.as_ref().map(|r| {
+                let detail = reputation_detail(r);
+                view! {
+                    <span class="score" title=detail.clone()>
+                        {r.score.to_string()}
+                    </span>
+                    <span class="detail">{detail}</span>
+                }
+            });
             view! {
                 <tr class="node-row" data-peer-id=id.clone()>
                     <td data-label="Node">
@@ -71,8 +80,8 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                         {models}
                     </td>
                     <td data-label="Last seen">{ago(now, n.last_seen)}</td>
-                    <td data-label="Version" class="mono">
-                        {n.version}
+                    <td data-label="Reputation" class="reputation">
+                        {reputation}
                     </td>
                 </tr>
             }
@@ -88,11 +97,22 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                     <th>"GPUs"</th>
                     <th>"Models · task · price"</th>
                     <th>"Last seen"</th>
-                    <th>"Version"</th>
+                    <th>"Reputation"</th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>
         </table>
     }
     .into_any()
+}
+
+/// A reputation's figures in a line: uptime, completion, jobs.
+pub(crate) fn reputation_detail(r: &wire::reputation::Reputation) -> String {
+    let pct = |p: Option<f64>| p.map_or_else(|| "–".to_owned(), |p| format!("{p:.1} %"));
+    format!(
+        "uptime {} · completed {} of {} job(s)",
+        pct(r.uptime_pct),
+        r.jobs - r.failed,
+        r.jobs
+    )
 }

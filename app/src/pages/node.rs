@@ -81,6 +81,85 @@ pub(crate) fn NodePage() -> impl IntoView {
                                         <ul class="downloads">{rows}</ul>
                                     }
                                 });
+                            let reputation = n.reputation.clone().map(|r| {
+                                let name_of = |hash: &wire::ModelHash| {
+                                    n.models
+                                        .iter()
+                                        .find(|m| m.hash == *hash)
+                                        .map_or_else(|| short_hash(hash), |m| m.name.clone())
+                                };
+                                let latency = r
+                                    .latency
+                                    .iter()
+                                    .map(|l| {
+                                        view! {
+                                            <tr>
+                                                <td data-label="Model">{name_of(&l.model)}</td>
+                                                <td data-label="Jobs">{l.jobs.to_string()}</td>
+                                                <td data-label="Median">{format!("{} ms", l.p50_ms)}</td>
+                                                <td data-label="p95">{format!("{} ms", l.p95_ms)}</td>
+                                            </tr>
+                                        }
+                                    })
+                                    .collect_view();
+                                let latency = (!r.latency.is_empty())
+                                    .then(|| {
+                                        view! {
+                                            <table class="stack latency">
+                                                <thead>
+                                                    <tr>
+                                                        <th>"Model"</th>
+                                                        <th>"Jobs"</th>
+                                                        <th>"Median"</th>
+                                                        <th>"p95"</th>
+                                                    </tr>
+                                                </thead>
+                                                <tbody>{latency}</tbody>
+                                            </table>
+                                        }
+                                    });
+                                let pct = |p: Option<f64>| {
+                                    p.map_or_else(|| "no record yet".to_owned(), |p| format!("{p:.1} %"))
+                                };
+                                view! {
+                                    <h2>"Reputation"</h2>
+                                    <p id="node-reputation">
+                                        <meter min="0" max="100" low="50" high="80" optimum="100" value=r.score.to_string()></meter>
+                                        {format!(" {} of 100", r.score)}
+                                    </p>
+                                    <ul class="reputation">
+                                        <li>{format!("Uptime (30 days): {}", pct(r.uptime_pct))}</li>
+                                        <li>
+                                            {format!(
+                                                "Jobs completed: {} ({} of {})",
+                                                pct(r.completion_pct),
+                                                r.jobs - r.failed,
+                                                r.jobs,
+                                            )}
+                                        </li>
+                                        <li>
+                                            {format!(
+                                                "Canary jobs passed: {} of {} · disputes lost: {}",
+                                                r.canaries_passed,
+                                                r.canaries_passed + r.canaries_failed,
+                                                r.disputes_lost,
+                                            )}
+                                        </li>
+                                        {(r.recent_failures > 0)
+                                            .then(|| {
+                                                view! {
+                                                    <li>
+                                                        {format!(
+                                                            "{} failed or refused job(s) in the last 15 minutes",
+                                                            r.recent_failures,
+                                                        )}
+                                                    </li>
+                                                }
+                                            })}
+                                    </ul>
+                                    {latency}
+                                }
+                            });
                             let addrs = n
                                 .multiaddrs
                                 .iter()
@@ -119,6 +198,7 @@ pub(crate) fn NodePage() -> impl IntoView {
                                         ),
                                     }}
                                 </p>
+                                {reputation}
                                 <h2>"Hardware"</h2>
                                 <p>
                                     {format!(
@@ -159,4 +239,9 @@ pub(crate) fn NodePage() -> impl IntoView {
                 })}
             </Transition>
         }
+}
+
+fn short_hash(hash: &wire::ModelHash) -> String {
+    let text = hash.to_string();
+    format!("{}…", &text[..12])
 }

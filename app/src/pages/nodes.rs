@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
-use wire::registry::NodeQuery;
+use wire::registry::{NodeQuery, NodeSort};
 
 use crate::api::{list_nodes, NodesView};
 use crate::components::{NodeTable, Pager, Pages, StaleNote};
@@ -29,6 +29,8 @@ pub(crate) fn NodesPage() -> impl IntoView {
     let min_vram = RwSignal::new(String::new());
     let max_price = RwSignal::new(String::new());
     let pool = RwSignal::new(String::new());
+    let min_reputation = RwSignal::new(String::new());
+    let by_reputation = RwSignal::new(false);
     let tick = ticker(Duration::from_secs(3));
     let pages = Pages::new();
 
@@ -46,6 +48,8 @@ pub(crate) fn NodesPage() -> impl IntoView {
         cursor: None,
         task: None,
         pool: Some(pool.get().trim().to_lowercase()).filter(|p| !p.is_empty()),
+        min_reputation: parse_opt::<u8>(&min_reputation.get()).map(|r| r.min(100)),
+        sort: by_reputation.get().then_some(NodeSort::Reputation),
     });
     // Other filters: back to the first page.
     Effect::new(move |_| {
@@ -87,6 +91,13 @@ pub(crate) fn NodesPage() -> impl IntoView {
             </label>
             <label>
                 "Pool " <input type="text" name="pool" placeholder="e.g. eu-west" bind:value=pool />
+            </label>
+            <label>
+                "Min reputation " <input type="number" name="min_reputation" min="0" max="100" step="1" bind:value=min_reputation />
+            </label>
+            <label>
+                <input type="checkbox" name="by_reputation" bind:checked=by_reputation />
+                " Best reputation first"
             </label>
         </form>
         <Transition fallback=|| view! { <p class="empty">"Loading nodes…"</p> }>

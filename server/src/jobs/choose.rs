@@ -6,13 +6,15 @@ use wire::registry::{ModelOffer, NodeInfo, NodeStatus, ReachState};
 use wire::{MilliSats, NodeId};
 
 use super::JobError;
+use crate::reputation::evidence::routing_cost;
 
 /// The nodes a job may run on, best first: available (online, accepting
 /// jobs and inside its schedule), offering the model (by name or hash),
 /// the named node if there is one, in the pool if one is asked for, at or
 /// under the maximum price, not found unreachable. Nodes this server has
-/// reached first (then those not dialled yet); the cheapest first; then
-/// the least busy; then the freshest. Never empty: no node is an error that says why.
+/// reached first (then those not dialled yet); the cheapest first, as
+/// weighed by reputation and recent failures; then the least busy; then
+/// the freshest. Never empty: no node is an error that says why.
 pub(crate) fn rank_nodes<'a>(
     nodes: &'a [NodeInfo],
     model: &str,
@@ -84,11 +86,16 @@ pub(crate) fn rank_nodes<'a>(
             cheapest.unwrap_or_default().0
         )));
     }
-    // Nodes this server has reached before nodes it has not dialled yet.
+    // Nodes this server has reached before nodes it has not dialled yet;
+    // then by price weighed by reputation (`reputation::evidence`).
     ranked.sort_by_key(|(n, o)| {
+        let cost = match &n.reputation {
+            Some(r) => routing_cost(o.price_msat, r.score, r.recent_failures),
+            None => o.price_msat.0,
+        };
         (
             n.reach.state != ReachState::Reached,
-            o.price_msat,
+            cost,
             n.active_jobs,
             Reverse(n.last_seen),
             n.peer_id,
@@ -124,6 +131,32 @@ mod tests {
         n.active_jobs = active_jobs;
         n.last_seen = UnixMillis(u64::from(seed));
         n
+    }
+
+    #[test]
+    fn price_is_weighed_by_reputation_and_recent_failures() {
+        let reputation = |score, recent_failures| wire::reputation::Reputation {
+            score,
+            uptime_pct: None,
+            jobs: 0,
+            failed: 0,
+            completion_pct: None,
+            recent_failures,
+            latency: vec![],
+            canaries_passed: 0,
+            canaries_failed: 0,
+            disputes_lost: 0,
+        };
+        let mut nodes = vec![node(1, "m", 100, true, 0), node(2, "m", 300, true, 0)];
+        nodes[0].reputation = Some(reputation(86, 0));
+        nodes[1].reputation = Some(reputation(86, 0));
+        let best =
+            |nodes: &[NodeInfo]| choose_node(nodes, "m", None, None, None).unwrap().0.peer_id;
+        assert_eq!(best(&nodes), nodes[0].peer_id);
+        nodes[0].reputation = Some(reputation(86, 2));
+        assert_eq!(best(&nodes), nodes[1].peer_id);
+        nodes[0].reputation = Some(reputation(25, 0));
+        assert_eq!(best(&nodes), nodes[1].peer_id);
     }
 
     #[test]

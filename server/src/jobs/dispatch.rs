@@ -15,6 +15,7 @@ use wire::{AccountId, SignedEnvelope, UnixMillis};
 
 use super::{JobError, Jobs, Prepared, FINAL_WRITE_TRIES};
 use crate::ledger::{Movement, Payee};
+use crate::reputation::Outcome;
 
 /// Where a job's streamed text goes: to its reader as fast as the reader
 /// takes it, never holding up the node. Text the reader has no room for
@@ -116,6 +117,14 @@ impl Jobs {
                 }
                 Ok(_) => self.registry.job_reached(record.node_id, Ok(())).await,
                 Err(_) => {}
+            }
+            // And of what the node is worth (its reputation).
+            let now = UnixMillis::now();
+            let ms = now.0.saturating_sub(tried_since.0);
+            if let Some(evidence) = evidence_of(&outcome, record.model_hash, ms) {
+                self.registry
+                    .reputations()
+                    .job(record.node_id, evidence, now);
             }
             let error = match outcome {
                 Err(error) if !text.started && moves_on(&error) => error,
@@ -328,6 +337,36 @@ impl Jobs {
 /// Whether a job that failed this way, before any output, goes to the
 /// next node: yes when the node was the trouble, not when the job was
 /// (its input) or its consumer (a cancel).
+/// What a try's outcome says of its node: it ran the job in `ms`; it
+/// failed it; it turned it down; or nothing (the job itself was at fault).
+fn evidence_of<T>(
+    outcome: &Result<T, JobError>,
+    model: wire::ModelHash,
+    ms: u64,
+) -> Option<Outcome> {
+    match outcome {
+        Ok(_) => Some(Outcome::Succeeded { model, ms }),
+        Err(JobError::NodeRefused { code, .. }) => match code {
+            RefusalCode::BadInput | RefusalCode::Cancelled => None,
+            RefusalCode::Overloaded | RefusalCode::NotAccepting => Some(Outcome::Refused),
+            // A model or price it advertises, an engine that fails, a
+            // deadline it could not keep: the node's failure.
+            RefusalCode::UnknownModel
+            | RefusalCode::PriceTooLow
+            | RefusalCode::EngineFailed
+            | RefusalCode::DeadlineExceeded => Some(Outcome::Failed),
+        },
+        Err(
+            JobError::NodeUnreachable(_)
+            | JobError::NodeDisconnected
+            | JobError::NodeTimeout(_)
+            | JobError::NodeProtocol(_)
+            | JobError::BadReceipt(_),
+        ) => Some(Outcome::Failed),
+        Err(_) => None,
+    }
+}
+
 fn moves_on(error: &JobError) -> bool {
     match error {
         JobError::NodeRefused { code, .. } => {
@@ -369,6 +408,43 @@ mod tests {
             JobError::Internal("x".into()),
         ] {
             assert!(!moves_on(&no), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_node_s_record_counts_what_it_did_not_what_the_job_did() {
+        let model = wire::ModelHash::of(b"m");
+        let refused = |code| -> Result<(), JobError> {
+            Err(JobError::NodeRefused {
+                code,
+                message: String::new(),
+            })
+        };
+        assert_eq!(
+            evidence_of(&Ok::<(), JobError>(()), model, 42),
+            Some(Outcome::Succeeded { model, ms: 42 })
+        );
+        for failed in [
+            refused(RefusalCode::UnknownModel),
+            refused(RefusalCode::EngineFailed),
+            Err(JobError::NodeTimeout(20)),
+            Err(JobError::NodeDisconnected),
+            Err(JobError::NodeUnreachable("refused".into())),
+        ] {
+            assert_eq!(evidence_of(&failed, model, 1), Some(Outcome::Failed));
+        }
+        for busy in [
+            refused(RefusalCode::Overloaded),
+            refused(RefusalCode::NotAccepting),
+        ] {
+            assert_eq!(evidence_of(&busy, model, 1), Some(Outcome::Refused));
+        }
+        for not_its_fault in [
+            refused(RefusalCode::BadInput),
+            refused(RefusalCode::Cancelled),
+            Err(JobError::ModelName),
+        ] {
+            assert_eq!(evidence_of(&not_its_fault, model, 1), None);
         }
     }
 

@@ -472,7 +472,9 @@ async fn an_unenrolled_node_is_paid_at_its_signed_address() {
     let db = Db::temp("payout-node").await;
     let ledger = Ledger::new(db.clone(), 0, true);
     let ours = TestLightning::new();
-    let registry = crate::registry::Registry::open(db.clone()).await.unwrap();
+    let registry = crate::registry::Registry::open(db.clone(), testkit::fixtures::node_id(200))
+        .await
+        .unwrap();
     let payouts = Payouts::new(db, ledger.clone(), Some(Arc::new(ours.clone())))
         .paying_nodes(registry.clone(), MilliSats(50_000));
     let host = lnurl_service(TestLightning::new(), ours.clone()).await;

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use wire::registry::{HeartbeatAck, NodeInfo, NodeQuery};
+use wire::reputation::ReputationReport;
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 use crate::error::{parse_id, ApiError, ApiJson, ApiQuery};
@@ -15,11 +16,13 @@ use crate::AppState;
 /// Body limit of registration and heartbeat requests.
 pub(crate) const MAX_SIGNED_BODY: usize = 64 * 1024;
 
-/// `GET /nodes`, `GET /nodes/{peer_id}`: anyone may call them.
+/// `GET /nodes`, `GET /nodes/{peer_id}`, `GET /nodes/{peer_id}/reputation`:
+/// anyone may call them.
 pub(crate) fn public_router() -> Router<AppState> {
     Router::new()
         .route("/nodes", get(list_nodes))
         .route("/nodes/{peer_id}", get(get_node))
+        .route("/nodes/{peer_id}/reputation", get(get_reputation))
 }
 
 /// Registration and heartbeats, under `/api/v1`: anyone may call them, and
@@ -77,6 +80,19 @@ async fn get_node(
         .registry
         .get(id, UnixMillis::now())
         .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("node {id}")))
+}
+
+/// A node's reputation and the days it is made of.
+async fn get_reputation(
+    State(state): State<AppState>,
+    Path(peer_id): Path<String>,
+) -> Result<Json<ReputationReport>, ApiError> {
+    let id: NodeId = parse_id(&peer_id)?;
+    state
+        .registry
+        .reputation_report(id, UnixMillis::now())
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("node {id}")))
 }

@@ -12,12 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use wire::registry::{NodeInfo, NodeList, NodeQuery, NodeReach, NodeStatus, ReachState};
+use wire::registry::{NodeInfo, NodeList, NodeQuery, NodeReach, NodeSort, NodeStatus, ReachState};
 use wire::schedule::Availability;
 use wire::{MilliSats, NodeId, UnixMillis};
 
-use super::query::{self, status_at};
+use super::query::{self, status_at, Cursor};
 use super::store::NodeRow;
+use crate::reputation::evidence::routing_cost;
 
 /// One node as stored, with its open spans read once.
 struct Entry {
@@ -92,6 +93,17 @@ impl Inner {
             }
         }
     }
+}
+
+/// What a job asks of its node (see [`Index::for_job`]).
+#[derive(Clone, Copy)]
+pub(super) struct Wanted<'a> {
+    /// A model name or content hash.
+    pub(super) model: &'a str,
+    /// The node the caller named, by peer id.
+    pub(super) only: Option<&'a str>,
+    pub(super) pool: Option<&'a str>,
+    pub(super) max_price: Option<MilliSats>,
 }
 
 /// Cheap to clone: every clone is the same index.
@@ -220,23 +232,33 @@ impl Index {
         (inner.nodes.len(), online)
     }
 
-    /// The page of nodes that `q` selects after peer id `after`: read in
-    /// peer id order (a model's nodes only, when `q` names a model) until
-    /// the page is full.
+    /// The page of nodes that `q` selects after `after`: by peer id, read
+    /// in that order (a model's nodes only, when `q` names a model) until
+    /// the page is full; or best `score` first.
     pub(super) fn list(
         &self,
         q: &NodeQuery,
-        after: Option<&str>,
+        after: Option<&Cursor>,
         limit: usize,
         now: UnixMillis,
+        score: &dyn Fn(&NodeId) -> u8,
     ) -> NodeList {
         use std::ops::Bound::{Excluded, Unbounded};
+        if q.sort == Some(NodeSort::Reputation) {
+            return self.list_ranked(q, after, limit, now, score);
+        }
         let inner = self.read();
-        let from = after.map_or(Unbounded, |a| Excluded(a.to_owned()));
+        let from = match after {
+            Some(Cursor::Peer(a)) => Excluded(a.clone()),
+            _ => Unbounded,
+        };
         let mut page = Vec::with_capacity(limit.min(64));
         let mut more = false;
         let mut take = |entry: &Entry| {
-            if !query::matches_at(q, &entry.info, entry.status(now)) {
+            if !query::matches_at(q, &entry.info, entry.status(now))
+                || q.min_reputation
+                    .is_some_and(|min| score(&entry.info.peer_id) < min)
+            {
                 return true;
             }
             if page.len() == limit {
@@ -275,21 +297,86 @@ impl Index {
         }
     }
 
+    /// [`Index::list`] best score first (ties by peer id): every node the
+    /// query selects is scored, the page is the best `limit` after the
+    /// cursor's place.
+    fn list_ranked(
+        &self,
+        q: &NodeQuery,
+        after: Option<&Cursor>,
+        limit: usize,
+        now: UnixMillis,
+        score: &dyn Fn(&NodeId) -> u8,
+    ) -> NodeList {
+        use std::cmp::Reverse;
+        let inner = self.read();
+        let after = match after {
+            Some(Cursor::Ranked(s, peer)) => Some((Reverse(*s), peer.as_str())),
+            _ => None,
+        };
+        let selected: Vec<(&String, &Arc<Entry>)> = match q.model.as_deref() {
+            Some(model) => inner
+                .by_model
+                .get(model)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| inner.nodes.get_key_value(id))
+                .collect(),
+            None => inner.nodes.iter().collect(),
+        };
+        let mut hits: Vec<((Reverse<u8>, &str), &Entry)> = Vec::new();
+        for (id, entry) in selected {
+            if !query::matches_at(q, &entry.info, entry.status(now)) {
+                continue;
+            }
+            let s = score(&entry.info.peer_id);
+            if q.min_reputation.is_some_and(|min| s < min) {
+                continue;
+            }
+            let key = (Reverse(s), id.as_str());
+            if after.is_none_or(|a| key > a) {
+                hits.push((key, entry));
+            }
+        }
+        if hits.len() > limit + 1 {
+            hits.select_nth_unstable_by(limit, |a, b| a.0.cmp(&b.0));
+            hits.truncate(limit + 1);
+        }
+        hits.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let more = hits.len() > limit;
+        hits.truncate(limit);
+        let next_cursor = more
+            .then(|| {
+                hits.last()
+                    .map(|((s, _), e)| query::encode_ranked_cursor(s.0, e.info.peer_id))
+            })
+            .flatten();
+        NodeList {
+            nodes: hits.into_iter().map(|(_, e)| e.info(now)).collect(),
+            next_cursor,
+        }
+    }
+
     /// The nodes a job for `model` may choose from, as of `now`: when some
     /// can take it (available, in `pool`, at or under `max_price`), the
-    /// best `keep` of those by price, load and freshness; else every node
-    /// offering the model (at most a thousand), for the choice to say why
-    /// none can. With `only`, that node alone (if it offers the model).
+    /// best `keep` of those by price weighed by `score` (a node's score and
+    /// recent failures), load and freshness; else every node offering the
+    /// model (at most a thousand), for the choice to say why none can.
+    /// With `only`, that node alone (if it offers the model).
     pub(super) fn for_job(
         &self,
-        model: &str,
-        only: Option<&str>,
-        pool: Option<&str>,
-        max_price: Option<MilliSats>,
+        wanted: &Wanted<'_>,
         now: UnixMillis,
         keep: usize,
+        score: &dyn Fn(&NodeId) -> (u8, u32),
     ) -> Vec<NodeInfo> {
         const EXPLAIN: usize = 1000;
+        let Wanted {
+            model,
+            only,
+            pool,
+            max_price,
+        } = *wanted;
         let inner = self.read();
         let Some(ids) = inner.by_model.get(model) else {
             return Vec::new();
@@ -317,14 +404,9 @@ impl Index {
                 .map(|m| m.price_msat)
         };
         // The best `keep`, by the choice's own order: reached before not
-        // yet dialled, then cheapest, least busy, freshest.
-        type Key<'a> = (
-            bool,
-            MilliSats,
-            u32,
-            std::cmp::Reverse<UnixMillis>,
-            &'a String,
-        );
+        // yet dialled, then the price weighed by reputation (see
+        // `reputation::evidence`), least busy, freshest.
+        type Key<'a> = (bool, u64, u32, std::cmp::Reverse<UnixMillis>, &'a String);
         let mut best: Vec<(Key<'_>, &Entry)> = Vec::with_capacity(keep + 1);
         for id in ids {
             let Some(entry) = inner.nodes.get(id) else {
@@ -339,9 +421,10 @@ impl Index {
             if max_price.is_some_and(|max| price > max) {
                 continue;
             }
+            let (score, recent) = score(&entry.info.peer_id);
             let key = (
                 entry.info.reach.state != ReachState::Reached,
-                price,
+                routing_cost(price, score, recent),
                 entry.info.active_jobs,
                 std::cmp::Reverse(entry.info.last_seen),
                 id,
@@ -399,9 +482,9 @@ mod tests {
         }
         let now = UnixMillis(1_500);
         let mut seen = Vec::new();
-        let mut after: Option<String> = None;
+        let mut after: Option<Cursor> = None;
         loop {
-            let page = index.list(&NodeQuery::default(), after.as_deref(), 7, now);
+            let page = index.list(&NodeQuery::default(), after.as_ref(), 7, now, &|_| 86);
             seen.extend(page.nodes.iter().map(|n| n.peer_id.to_string()));
             match page.next_cursor {
                 Some(c) => after = Some(query::decode_cursor(&c).unwrap()),
@@ -416,16 +499,18 @@ mod tests {
             model: Some("odd".into()),
             ..NodeQuery::default()
         };
-        let odd = index.list(&q, None, 100, now);
+        let odd = index.list(&q, None, 100, now, &|_| 86);
         assert_eq!(odd.nodes.len(), 10);
         assert!(odd.nodes.iter().all(|n| n.models[0].name == "odd"));
         // A node that changes its models moves between the maps.
         index.put(row(1, "even", 10, 1_000));
-        assert_eq!(index.list(&q, None, 100, now).nodes.len(), 9);
+        assert_eq!(index.list(&q, None, 100, now, &|_| 86).nodes.len(), 9);
         index.remove(["nope"]);
-        let gone = index.list(&q, None, 100, now).nodes[0].peer_id.to_string();
+        let gone = index.list(&q, None, 100, now, &|_| 86).nodes[0]
+            .peer_id
+            .to_string();
         index.remove([gone.as_str()]);
-        assert_eq!(index.list(&q, None, 100, now).nodes.len(), 8);
+        assert_eq!(index.list(&q, None, 100, now, &|_| 86).nodes.len(), 8);
         assert_eq!(index.counts(now), (19, 19));
         // Status is worked out when read.
         assert_eq!(index.counts(UnixMillis(10_000)), (19, 0));
@@ -443,7 +528,17 @@ mod tests {
             ));
         }
         let now = UnixMillis(1_500);
-        let best = index.for_job("m", None, None, None, now, 3);
+        let best = index.for_job(
+            &Wanted {
+                model: "m",
+                only: None,
+                pool: None,
+                max_price: None,
+            },
+            now,
+            3,
+            &|_| (86, 0),
+        );
         assert_eq!(best.len(), 3);
         assert!(best
             .iter()
@@ -451,9 +546,27 @@ mod tests {
         // Of equal price and load, the freshest first.
         assert!(best[0].last_seen > best[1].last_seen && best[1].last_seen > best[2].last_seen);
         // Under a price no node meets: all of them, for the reasons.
-        let none = index.for_job("m", None, None, Some(MilliSats(50)), now, 3);
+        let under_50 = Wanted {
+            model: "m",
+            only: None,
+            pool: None,
+            max_price: Some(MilliSats(50)),
+        };
+        let none = index.for_job(&under_50, now, 3, &|_| (86, 0));
         assert_eq!(none.len(), 50);
-        assert!(index.for_job("other", None, None, None, now, 3).is_empty());
+        assert!(index
+            .for_job(
+                &Wanted {
+                    model: "other",
+                    only: None,
+                    pool: None,
+                    max_price: None
+                },
+                now,
+                3,
+                &|_| (86, 0)
+            )
+            .is_empty());
         // Found unreachable: left out; not dialled yet: after the reached.
         let unreachable = NodeReach {
             state: ReachState::Unreachable,
@@ -462,7 +575,17 @@ mod tests {
         };
         index.set_reach(&best[0].peer_id.to_string(), unreachable);
         index.set_reach(&best[1].peer_id.to_string(), NodeReach::default());
-        let next = index.for_job("m", None, None, None, now, 50);
+        let next = index.for_job(
+            &Wanted {
+                model: "m",
+                only: None,
+                pool: None,
+                max_price: None,
+            },
+            now,
+            50,
+            &|_| (86, 0),
+        );
         assert_eq!(next.len(), 49);
         assert!(next.iter().all(|n| n.peer_id != best[0].peer_id));
         assert_eq!(next.last().unwrap().peer_id, best[1].peer_id);
@@ -470,8 +593,104 @@ mod tests {
         assert_eq!(found.reach.reason.as_deref(), Some("connection refused"));
         assert_eq!(index.due(now, 60_000, 600_000), vec![best[1].peer_id]);
         let one = best[2].peer_id.to_string();
-        let only = index.for_job("m", Some(&one), None, None, now, 3);
+        let only = index.for_job(
+            &Wanted {
+                model: "m",
+                only: Some(&one),
+                pool: None,
+                max_price: None,
+            },
+            now,
+            3,
+            &|_| (86, 0),
+        );
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].peer_id.to_string(), one);
+    }
+
+    #[test]
+    fn a_cheap_node_that_fails_loses_the_job_to_a_dearer_one_that_works() {
+        let index = Index::default();
+        index.put(row(1, "m", 100, 1_000));
+        index.put(row(2, "m", 300, 1_000));
+        let cheap = testkit::fixtures::node_id(1);
+        let now = UnixMillis(1_500);
+        let first = |score: &dyn Fn(&NodeId) -> (u8, u32)| {
+            index.for_job(
+                &Wanted {
+                    model: "m",
+                    only: None,
+                    pool: None,
+                    max_price: None,
+                },
+                now,
+                1,
+                score,
+            )[0]
+            .peer_id
+        };
+        assert_eq!(first(&|_| (86, 0)), cheap);
+        // One recent failure: still the cheaper (100 / 0.43 < 300 / 0.86).
+        assert_eq!(
+            first(&|n| if *n == cheap { (86, 1) } else { (86, 0) }),
+            cheap
+        );
+        // Two: not any more (100 / 0.215 > 300 / 0.86).
+        assert_ne!(
+            first(&|n| if *n == cheap { (86, 2) } else { (86, 0) }),
+            cheap
+        );
+        // A poor record, nothing recent: not either.
+        assert_ne!(
+            first(&|n| if *n == cheap { (20, 0) } else { (86, 0) }),
+            cheap
+        );
+    }
+
+    #[test]
+    fn a_list_by_reputation_pages_best_first_and_filters_by_score() {
+        let index = Index::default();
+        for seed in 0..20u8 {
+            index.put(row(seed, "m", 10, 1_000));
+        }
+        let now = UnixMillis(1_500);
+        // Scores 0, 5, 10, … 95 with ties broken by peer id.
+        let score = |n: &NodeId| -> u8 {
+            let seed = (0..20u8)
+                .find(|s| testkit::fixtures::node_id(*s) == *n)
+                .unwrap_or(0);
+            (seed / 2) * 10
+        };
+        let q = NodeQuery {
+            sort: Some(NodeSort::Reputation),
+            min_reputation: Some(30),
+            ..NodeQuery::default()
+        };
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = index.list(&q, after.as_ref(), 3, now, &score);
+            seen.extend(
+                page.nodes
+                    .iter()
+                    .map(|n| (score(&n.peer_id), n.peer_id.to_string())),
+            );
+            match page.next_cursor {
+                Some(c) => after = Some(query::decode_cursor(&c).unwrap()),
+                None => break,
+            }
+        }
+        // 30 to 90: 7 scores, two nodes each.
+        assert_eq!(seen.len(), 14);
+        let mut expected = seen.clone();
+        expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        assert_eq!(seen, expected);
+        assert_eq!(seen[0].0, 90);
+        // The filter alone, in peer id order.
+        let q = NodeQuery {
+            min_reputation: Some(80),
+            ..NodeQuery::default()
+        };
+        assert_eq!(index.list(&q, None, 100, now, &score).nodes.len(), 4);
     }
 }

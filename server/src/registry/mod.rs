@@ -28,7 +28,8 @@ use wire::registry::{Heartbeat, NodeInfo, NodeList, NodeQuery, Registration};
 use wire::{NodeId, SignedEnvelope, SigningError, UnixMillis};
 
 use crate::db::{Db, DbError};
-use index::Index;
+use crate::reputation::Reputations;
+use index::{Index, Wanted};
 use store::{Beat, NodeStore};
 
 /// Why the registry refused or failed.
@@ -63,6 +64,8 @@ pub(crate) struct Registry {
     probes: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<NodeId>>>,
     /// `GET /nodes` answers, by query string (see [`Registry::list_json`]).
     answers: std::sync::Arc<std::sync::Mutex<HashMap<String, Answer>>>,
+    /// What the nodes were seen to do.
+    reputations: Reputations,
 }
 
 /// A `GET /nodes` answer as sent: good while the index's generation is
@@ -82,8 +85,10 @@ const ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 const ANSWERS_KEPT: usize = 1024;
 
 impl Registry {
-    /// The registry over `db`'s `node` table, read into memory.
-    pub(crate) async fn open(db: Db) -> Result<Self, RegistryError> {
+    /// The registry over `db`'s `node` table, read into memory, with the
+    /// nodes' evidence (this server's own written as `server`).
+    pub(crate) async fn open(db: Db, server: NodeId) -> Result<Self, RegistryError> {
+        let reputations = Reputations::open(db.clone(), server).await?;
         let store = NodeStore::new(db);
         let index = Index::default();
         for row in store.all().await? {
@@ -94,7 +99,29 @@ impl Registry {
             index,
             probes: Default::default(),
             answers: Default::default(),
+            reputations,
         })
+    }
+
+    /// The nodes' evidence: jobs add to it.
+    pub(crate) fn reputations(&self) -> &Reputations {
+        &self.reputations
+    }
+
+    /// A node's reputation and its days, if it is listed.
+    pub(crate) fn reputation_report(
+        &self,
+        id: NodeId,
+        now: UnixMillis,
+    ) -> Option<wire::reputation::ReputationReport> {
+        self.index.reach_state(&id.to_string())?;
+        Some(self.reputations.report(id, now))
+    }
+
+    /// `info` with its reputation.
+    fn reputed(&self, mut info: NodeInfo, now: UnixMillis) -> NodeInfo {
+        info.reputation = Some(self.reputations.reputation(info.peer_id, now));
+        info
     }
 
     /// Takes a node's signed registration: signed by the node it names,
@@ -124,6 +151,7 @@ impl Registry {
             .await?
             .ok_or(RegistryError::Replay)?;
         let node = row.peer_id();
+        self.reputations.heard(node, now);
         let moved = self.index.put(row);
         let info = self
             .index
@@ -148,6 +176,7 @@ impl Registry {
         match self.store.heartbeat(&beat, now).await? {
             Beat::Taken(row) => {
                 let node = row.peer_id();
+                self.reputations.heard(node, now);
                 if self.index.put(*row) {
                     self.reach_soon(node);
                 }
@@ -168,6 +197,7 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         match self.store.ingest_ad(ad, now).await? {
             Some(row) => {
+                self.reputations.heard(ad.node_id, now);
                 if self.index.put(row) {
                     self.reach_soon(ad.node_id);
                 }
@@ -193,7 +223,7 @@ impl Registry {
             return Ok(None);
         };
         let claims = self.store.claims_of(&[id]).await?;
-        Ok(Some(claimed(info, &claims)))
+        Ok(Some(self.reputed(claimed(info, &claims), now)))
     }
 
     /// Nodes nobody has enrolled that name a payout address, and the
@@ -221,7 +251,10 @@ impl Registry {
             .collect();
         let listed: Vec<NodeId> = found.iter().map(|n| n.peer_id).collect();
         let claims = self.store.claims_of(&listed).await?;
-        Ok(found.into_iter().map(|n| claimed(n, &claims)).collect())
+        Ok(found
+            .into_iter()
+            .map(|n| self.reputed(claimed(n, &claims), now))
+            .collect())
     }
 
     /// How many nodes are listed, and how many are online.
@@ -248,8 +281,25 @@ impl Registry {
         keep: usize,
     ) -> Vec<NodeInfo> {
         let only = only.map(|id| id.to_string());
-        self.index
-            .for_job(model, only.as_deref(), pool, max_price, now, keep)
+        let found = {
+            let scores = self.reputations.scores();
+            self.index.for_job(
+                &Wanted {
+                    model,
+                    only: only.as_deref(),
+                    pool,
+                    max_price,
+                },
+                now,
+                keep,
+                &|id| scores.get(id, now),
+            )
+        };
+        if found.len() > keep {
+            // None can take the job: the choice only says why.
+            return found;
+        }
+        found.into_iter().map(|n| self.reputed(n, now)).collect()
     }
 
     /// `GET /nodes?{raw}`: the JSON of [`Registry::list`] and its ETag,
@@ -298,13 +348,17 @@ impl Registry {
         now: UnixMillis,
     ) -> Result<NodeList, RegistryError> {
         let (limit, after) = query::page_of(q)?;
-        let mut list = self.index.list(q, after.as_deref(), limit, now);
+        let mut list = {
+            let scores = self.reputations.scores();
+            self.index
+                .list(q, after.as_ref(), limit, now, &|id| scores.get(id, now).0)
+        };
         let ids: Vec<NodeId> = list.nodes.iter().map(|n| n.peer_id).collect();
         let claims = self.store.claims_of(&ids).await?;
         list.nodes = list
             .nodes
             .into_iter()
-            .map(|n| claimed(n, &claims))
+            .map(|n| self.reputed(claimed(n, &claims), now))
             .collect();
         Ok(list)
     }
@@ -330,9 +384,12 @@ mod tests {
     use wire::registry::Task;
 
     async fn registry(tag: &str) -> Registry {
-        Registry::open(crate::db::Db::temp(tag).await)
-            .await
-            .unwrap()
+        Registry::open(
+            crate::db::Db::temp(tag).await,
+            testkit::fixtures::node_id(200),
+        )
+        .await
+        .unwrap()
     }
 
     fn registration(id: NodeId, now: UnixMillis) -> Registration {

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use wire::registry::{
-    ModelOffer, NodeInfo, NodeQuery, NodeStatus, Registration, MAX_HEARTBEAT_MS,
+    ModelOffer, NodeInfo, NodeQuery, NodeSort, NodeStatus, Registration, MAX_HEARTBEAT_MS,
     MAX_MODELS_PER_NODE, MAX_MULTIADDRS, MIN_HEARTBEAT_MS, MISSED_HEARTBEATS_OFFLINE,
 };
 use wire::{NodeId, UnixMillis};
@@ -80,8 +80,16 @@ pub(crate) fn status_at(
     }
 }
 
+/// Where a page of `GET /nodes` starts: after a peer id (the default
+/// order), or after a score and peer id (best reputation first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cursor {
+    Peer(String),
+    Ranked(u8, String),
+}
+
 /// The query's page size and cursor, checked.
-pub(crate) fn page_of(q: &NodeQuery) -> Result<(usize, Option<String>), RegistryError> {
+pub(crate) fn page_of(q: &NodeQuery) -> Result<(usize, Option<Cursor>), RegistryError> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(RegistryError::InvalidQuery(format!(
@@ -93,10 +101,24 @@ pub(crate) fn page_of(q: &NodeQuery) -> Result<(usize, Option<String>), Registry
             "min_vram_gb must be a non-negative number".into(),
         ));
     }
+    if q.min_reputation.is_some_and(|r| r > 100) {
+        return Err(RegistryError::InvalidQuery(
+            "min_reputation must be 0 to 100".into(),
+        ));
+    }
     if let Some(pool) = &q.pool {
         wire::registry::check_label(pool).map_err(RegistryError::InvalidQuery)?;
     }
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let ranked = q.sort == Some(NodeSort::Reputation);
+    if after
+        .as_ref()
+        .is_some_and(|c| matches!(c, Cursor::Ranked(..)) != ranked)
+    {
+        return Err(RegistryError::InvalidQuery(
+            "this cursor is from a list in another order".into(),
+        ));
+    }
     Ok((limit as usize, after))
 }
 
@@ -148,13 +170,29 @@ pub(crate) fn encode_cursor(last: NodeId) -> String {
     B64URL.encode(format!("v1:{last}"))
 }
 
-pub(crate) fn decode_cursor(cursor: &str) -> Result<String, RegistryError> {
+/// The cursor after `last`, whose score was `score`, in a list by
+/// reputation.
+pub(crate) fn encode_ranked_cursor(score: u8, last: NodeId) -> String {
+    B64URL.encode(format!("r1:{score}:{last}"))
+}
+
+pub(crate) fn decode_cursor(cursor: &str) -> Result<Cursor, RegistryError> {
     let invalid = || RegistryError::InvalidQuery("invalid cursor".into());
     let bytes = B64URL.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let id = text.strip_prefix("v1:").ok_or_else(invalid)?;
-    id.parse::<NodeId>().map_err(|_| invalid())?;
-    Ok(id.to_owned())
+    let peer = |id: &str| -> Result<String, RegistryError> {
+        id.parse::<NodeId>().map_err(|_| invalid())?;
+        Ok(id.to_owned())
+    };
+    if let Some(id) = text.strip_prefix("v1:") {
+        return Ok(Cursor::Peer(peer(id)?));
+    }
+    let (score, id) = text
+        .strip_prefix("r1:")
+        .and_then(|rest| rest.split_once(':'))
+        .ok_or_else(invalid)?;
+    let score: u8 = score.parse().map_err(|_| invalid())?;
+    Ok(Cursor::Ranked(score, peer(id)?))
 }
 
 /// One page of `nodes` (sorted by peer id) after `cursor` (what the
@@ -194,6 +232,13 @@ mod tests {
             n.status = NodeStatus::Offline;
         }
         n
+    }
+
+    fn peer_after(cursor: &str) -> String {
+        match decode_cursor(cursor).unwrap() {
+            Cursor::Peer(peer) => peer,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -266,7 +311,7 @@ mod tests {
         let mut seen = vec![];
         let mut cursor: Option<String> = None;
         loop {
-            let after = cursor.as_deref().map(|c| decode_cursor(c).unwrap());
+            let after = cursor.as_deref().map(peer_after);
             let page = paginate(nodes.clone(), after.as_deref(), 3);
             assert!(page.nodes.len() <= 3);
             seen.extend(page.nodes.iter().map(|n| n.peer_id));
@@ -283,7 +328,7 @@ mod tests {
         let mut nodes: Vec<NodeInfo> = (1..=4).map(|s| node(s, 1, vec![], true)).collect();
         nodes.sort_by_key(|n| n.peer_id.to_string());
         let first = paginate(nodes.clone(), None, 2);
-        let after = decode_cursor(first.next_cursor.as_deref().unwrap()).unwrap();
+        let after = peer_after(first.next_cursor.as_deref().unwrap());
         let second = paginate(nodes, Some(&after), 2);
         assert_eq!(second.nodes.len(), 2);
         assert_eq!(second.next_cursor, None);
@@ -294,6 +339,31 @@ mod tests {
         assert!(decode_cursor("!!!").is_err());
         assert!(decode_cursor(&B64URL.encode("v1:not-a-peer")).is_err());
         assert!(decode_cursor(&B64URL.encode("v2:x")).is_err());
+        assert!(decode_cursor(&B64URL.encode("r1:101:x")).is_err());
+        assert!(decode_cursor(&B64URL.encode("r1:999:x")).is_err());
+        let peer = testkit::fixtures::node_id(1);
+        assert_eq!(
+            decode_cursor(&encode_ranked_cursor(42, peer)).unwrap(),
+            Cursor::Ranked(42, peer.to_string())
+        );
+        // A cursor of one order is refused in the other.
+        let ranked = NodeQuery {
+            sort: Some(NodeSort::Reputation),
+            cursor: Some(encode_cursor(peer)),
+            ..Default::default()
+        };
+        assert!(matches!(
+            page_of(&ranked),
+            Err(RegistryError::InvalidQuery(_))
+        ));
+        let by_peer = NodeQuery {
+            cursor: Some(encode_ranked_cursor(1, peer)),
+            ..Default::default()
+        };
+        assert!(matches!(
+            page_of(&by_peer),
+            Err(RegistryError::InvalidQuery(_))
+        ));
         for bad in [
             NodeQuery {
                 limit: Some(0),
@@ -309,6 +379,10 @@ mod tests {
             },
             NodeQuery {
                 pool: Some("Not A Pool".into()),
+                ..Default::default()
+            },
+            NodeQuery {
+                min_reputation: Some(101),
                 ..Default::default()
             },
         ] {

@@ -85,6 +85,8 @@ impl NodeRow {
             operator: None,
             payout_address: self.payout_address.filter(|a| !a.is_empty()),
             reach: self.reach.unwrap_or_default(),
+            // Kept apart (`crate::reputation`), joined when read.
+            reputation: None,
         };
         (info, availability)
     }

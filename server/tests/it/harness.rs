@@ -215,6 +215,23 @@ impl Server {
         Self::start_in(data_dir, extra, Some(addr))
     }
 
+    /// [`Server::restart`], stopping it as an operator would (SIGTERM:
+    /// it finishes and writes what it keeps in memory).
+    pub(crate) fn restart_gracefully(self) -> Server {
+        let Server {
+            mut proc,
+            data_dir,
+            extra,
+            url,
+            ..
+        } = self;
+        proc.signal("TERM");
+        let (code, logs) = proc.wait_exit(Duration::from_secs(30));
+        assert_eq!(code, Some(0), "the server stops cleanly: {logs:?}");
+        let addr = url.trim_start_matches("http://").to_owned();
+        Self::start_in(data_dir, extra, Some(addr))
+    }
+
     fn start_in(data_dir: PathBuf, extra: Vec<String>, listen: Option<String>) -> Server {
         let site = data_dir.join("site");
         std::fs::create_dir_all(&site).unwrap();

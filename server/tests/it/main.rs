@@ -13,5 +13,6 @@ mod network;
 mod openai;
 mod registry;
 mod remote_db;
+mod reputation;
 mod site;
 mod wallet;

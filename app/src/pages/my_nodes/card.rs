@@ -97,6 +97,12 @@ pub(super) fn NodeCard(
             .map(|s| ago(now, s))
             .unwrap_or_else(|| "never".into());
         let since = n.since.map(|s| ago(now, s)).unwrap_or_default();
+        // The public score the network sees (from the registry).
+        let public = n.info.as_ref().and_then(|i| i.reputation.as_ref());
+        let reputation = public.map_or_else(|| "–".to_owned(), |r| format!("{} / 100", r.score));
+        let reputation_title = public
+            .map(crate::components::reputation_detail)
+            .unwrap_or_default();
         let models = if t.loaded_models.is_empty() {
             "none loaded".to_owned()
         } else {
@@ -143,6 +149,12 @@ pub(super) fn NodeCard(
                 <div>
                     <dt>"Seen"</dt>
                     <dd>{seen}</dd>
+                </div>
+                <div>
+                    <dt>"Reputation"</dt>
+                    <dd data-gauge="reputation" title=reputation_title>
+                        {reputation}
+                    </dd>
                 </div>
             </dl>
             {t
