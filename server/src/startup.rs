@@ -65,8 +65,8 @@ pub struct Application {
     router: Router,
     network_info: NetworkInfo,
     public_url: String,
-    /// Written out when the server stops.
-    reputations: crate::reputation::Reputations,
+    /// What it keeps in memory is written out when the server stops.
+    registry: Registry,
     /// Keeps the swarm's event loop alive as long as the server runs.
     _network: p2p::Client,
 }
@@ -135,6 +135,7 @@ impl Application {
             .await
             .map_err(|e| StartupError::Registry(e.to_string()))?;
         tokio::spawn(registry.reputations().clone().keep_forever());
+        tokio::spawn(registry.clone().write_beats_forever());
         tokio::spawn(
             registry
                 .clone()
@@ -239,11 +240,11 @@ impl Application {
             ),
             None => None,
         };
-        let reputations = state.registry.reputations().clone();
+        let registry = state.registry.clone();
         Ok(Application {
             listener,
             metrics_addr,
-            reputations,
+            registry,
             router: router(state),
             network_info,
             public_url,
@@ -272,7 +273,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests
-    /// finish and writes the nodes' evidence gathered since the last write.
+    /// finish and writes what the registry keeps in memory (the latest
+    /// heartbeats, the nodes' evidence).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -284,9 +286,7 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await;
-        if let Err(e) = self.reputations.flush().await {
-            tracing::warn!(error = %e, "could not write the nodes' latest evidence");
-        }
+        self.registry.flush().await;
         served
     }
 }

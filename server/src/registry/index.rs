@@ -24,6 +24,20 @@ use crate::reputation::evidence::routing_cost;
 struct Entry {
     info: NodeInfo,
     availability: Option<Availability>,
+    /// The newest signed message's timestamp: the replay guard.
+    last_signed: UnixMillis,
+}
+
+/// How a heartbeat met the index (see [`Index::beat`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Beat {
+    /// Taken: the node's liveness and load are updated.
+    Taken,
+    /// Not newer than a signed message already taken from the node.
+    Stale,
+    /// It changes what the node is (it paused or resumed), or the node is
+    /// not here: for the table to decide.
+    ToStore,
 }
 
 impl Entry {
@@ -126,6 +140,7 @@ impl Index {
     /// reached anew). What reaching it found stays, unless the row holds
     /// a later finding.
     pub(super) fn put(&self, row: NodeRow) -> bool {
+        let mut last_signed = row.last_signed();
         let (mut info, availability) = row.into_parts();
         let id = info.peer_id.to_string();
         let keys: Vec<String> = Inner::model_keys(&info).collect();
@@ -135,6 +150,11 @@ impl Index {
                 if old.info.reach.checked_at > info.reach.checked_at {
                     info.reach = old.info.reach.clone();
                 }
+                // Beats taken here may not be written yet.
+                if old.last_signed > last_signed {
+                    last_signed = old.last_signed;
+                }
+                info.last_seen = info.last_seen.max(old.info.last_seen);
                 (
                     old.info.multiaddrs != info.multiaddrs,
                     !same_but_load(&old.info, &info) || old.availability != availability,
@@ -148,13 +168,53 @@ impl Index {
         if changed {
             inner.generation += 1;
         }
-        let entry = Arc::new(Entry { info, availability });
+        let entry = Arc::new(Entry {
+            info,
+            availability,
+            last_signed,
+        });
         inner.unlink(&id);
         for key in keys {
             inner.by_model.entry(key).or_default().insert(id.clone());
         }
         inner.nodes.insert(id, entry);
         moved
+    }
+
+    /// Takes a verified heartbeat signed at `signed`, heard at `now`, if
+    /// it only says the node is alive and how busy it is.
+    pub(super) fn beat(
+        &self,
+        id: &str,
+        signed: UnixMillis,
+        now: UnixMillis,
+        active_jobs: u32,
+        accepting_jobs: bool,
+    ) -> Beat {
+        let mut inner = self.write();
+        let Some(entry) = inner.nodes.get_mut(id) else {
+            return Beat::ToStore;
+        };
+        if signed <= entry.last_signed {
+            return Beat::Stale;
+        }
+        if accepting_jobs != entry.info.accepting_jobs {
+            return Beat::ToStore;
+        }
+        let mut info = entry.info.clone();
+        info.last_seen = now;
+        info.active_jobs = active_jobs;
+        *entry = Arc::new(Entry {
+            info,
+            availability: entry.availability.clone(),
+            last_signed: signed,
+        });
+        Beat::Taken
+    }
+
+    /// The replay guard of a node: the newest signed message taken.
+    pub(super) fn last_signed(&self, id: &str) -> Option<UnixMillis> {
+        self.read().nodes.get(id).map(|e| e.last_signed)
     }
 
     /// See `Inner::generation`.
@@ -172,6 +232,7 @@ impl Index {
             *entry = Arc::new(Entry {
                 info,
                 availability: entry.availability.clone(),
+                last_signed: entry.last_signed,
             });
         }
     }

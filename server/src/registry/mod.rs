@@ -30,7 +30,7 @@ use wire::{NodeId, SignedEnvelope, SigningError, UnixMillis};
 use crate::db::{Db, DbError};
 use crate::reputation::Reputations;
 use index::{Index, Wanted};
-use store::{Beat, NodeStore};
+use store::{Beat, NodeStore, StoredBeat};
 
 /// Why the registry refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,13 @@ pub(crate) struct Registry {
     answers: std::sync::Arc<std::sync::Mutex<HashMap<String, Answer>>>,
     /// What the nodes were seen to do.
     reputations: Reputations,
+    /// Heartbeats taken in memory and not written yet, by node (the
+    /// latest of each).
+    beats: std::sync::Arc<std::sync::Mutex<HashMap<NodeId, StoredBeat>>>,
 }
+
+/// How often heartbeats taken in memory are written.
+const BEAT_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A `GET /nodes` answer as sent: good while the index's generation is
 /// the same, for at most [`ANSWER_TTL`].
@@ -100,7 +106,54 @@ impl Registry {
             probes: Default::default(),
             answers: Default::default(),
             reputations,
+            beats: Default::default(),
         })
+    }
+
+    /// Writes the heartbeats taken since the last write.
+    pub(crate) async fn write_beats(&self) -> Result<usize, RegistryError> {
+        let beats: Vec<StoredBeat> =
+            std::mem::take(&mut *self.beats.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_values()
+                .collect();
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = self.store.write_beats(&beats).await {
+            // Again at the next write, unless a newer beat came meanwhile.
+            let mut pending = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+            for beat in beats {
+                let node = beat.id.parse::<NodeId>();
+                if let Ok(node) = node {
+                    pending.entry(node).or_insert(beat);
+                }
+            }
+            return Err(e.into());
+        }
+        Ok(beats.len())
+    }
+
+    /// Writes heartbeats every [`BEAT_WRITES`], for ever.
+    pub(crate) async fn write_beats_forever(self) {
+        let mut every = tokio::time::interval(BEAT_WRITES);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = self.write_beats().await {
+                tracing::warn!(error = %e, "could not write heartbeats; trying again");
+            }
+        }
+    }
+
+    /// Writes what is kept in memory only (heartbeats, evidence): when the
+    /// server stops.
+    pub(crate) async fn flush(&self) {
+        if let Err(e) = self.write_beats().await {
+            tracing::warn!(error = %e, "could not write the latest heartbeats");
+        }
+        if let Err(e) = self.reputations.flush().await {
+            tracing::warn!(error = %e, "could not write the nodes' latest evidence");
+        }
     }
 
     /// The nodes' evidence: jobs add to it.
@@ -134,6 +187,14 @@ impl Registry {
         let registration: Registration = envelope.open()?;
         query::check_fresh(registration.timestamp, now)?;
         query::validate_registration(&registration)?;
+        // Beats taken in memory may be newer than the table knows.
+        if self
+            .index
+            .last_signed(&registration.node_id.to_string())
+            .is_some_and(|t| registration.timestamp <= t)
+        {
+            return Err(RegistryError::Replay);
+        }
         let info = self.register(&registration, now).await?;
         tracing::info!(peer_id = %registration.node_id, models = registration.models.len(), "node registered");
         Ok(info)
@@ -173,6 +234,34 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let beat: Heartbeat = envelope.open()?;
         query::check_fresh(beat.timestamp, now)?;
+        // Most beats say only that the node is alive and how busy: taken in
+        // memory, written within a second, in batches. One that changes
+        // what the node is (paused, resumed), or of a node this server has
+        // not seen (another server's), goes to the table at once.
+        let id = beat.node_id.to_string();
+        match self.index.beat(
+            &id,
+            beat.timestamp,
+            now,
+            beat.active_jobs,
+            beat.accepting_jobs,
+        ) {
+            index::Beat::Taken => {
+                self.reputations.heard(beat.node_id, now);
+                self.beats.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    beat.node_id,
+                    StoredBeat {
+                        id,
+                        seen: now,
+                        signed: beat.timestamp,
+                        active: beat.active_jobs,
+                    },
+                );
+                return Ok(());
+            }
+            index::Beat::Stale => return Err(RegistryError::Replay),
+            index::Beat::ToStore => {}
+        }
         match self.store.heartbeat(&beat, now).await? {
             Beat::Taken(row) => {
                 let node = row.peer_id();
@@ -504,6 +593,111 @@ mod tests {
         assert_ne!(new_tag, tag);
         let list: NodeList = serde_json::from_slice(&new_body).unwrap();
         assert!(!list.nodes[0].accepting_jobs);
+    }
+
+    #[tokio::test]
+    async fn heartbeats_are_taken_in_memory_written_in_batches_and_replays_still_refused() {
+        let registry = registry("beats").await;
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        let now = UnixMillis::now();
+        registry
+            .register(&registration(id, now), now)
+            .await
+            .unwrap();
+        let stored_seen = |registry: Registry| async move {
+            let rows: Vec<serde_json::Value> = registry
+                .store
+                .db()
+                .rows(
+                    "SELECT last_seen, last_signed, active_jobs FROM type::record('node', $id)",
+                    serde_json::json!({ "id": id.to_string() }),
+                    0,
+                )
+                .await
+                .unwrap();
+            rows[0].clone()
+        };
+        let beat = |at: u64, active: u32| {
+            let beat = Heartbeat {
+                node_id: id,
+                timestamp: UnixMillis(now.0 + at),
+                active_jobs: active,
+                accepting_jobs: true,
+            };
+            SignedEnvelope::seal(&key, &beat).unwrap()
+        };
+        let later = UnixMillis(now.0 + 500);
+        registry
+            .heartbeat_signed(&beat(10, 3), later)
+            .await
+            .unwrap();
+        // Listed at once, written later.
+        let got = registry.get(id, later).await.unwrap().unwrap();
+        assert_eq!((got.last_seen, got.active_jobs), (later, 3));
+        assert_eq!(stored_seen(registry.clone()).await["last_seen"], now.0);
+        // The same beat again, an older one, or an older registration: no.
+        for replay in [beat(10, 3), beat(5, 1)] {
+            assert!(matches!(
+                registry.heartbeat_signed(&replay, later).await,
+                Err(RegistryError::Replay)
+            ));
+        }
+        let older = registration(id, UnixMillis(now.0 + 9));
+        assert!(matches!(
+            registry
+                .register_signed(&SignedEnvelope::seal(&key, &older).unwrap(), later)
+                .await,
+            Err(RegistryError::Replay)
+        ));
+        // Written in one batch, the latest beat of each node.
+        registry
+            .heartbeat_signed(&beat(20, 4), later)
+            .await
+            .unwrap();
+        assert_eq!(registry.write_beats().await.unwrap(), 1);
+        let row = stored_seen(registry.clone()).await;
+        assert_eq!(row["last_seen"], later.0);
+        assert_eq!(row["last_signed"], now.0 + 20);
+        assert_eq!(row["active_jobs"], 4);
+        assert_eq!(registry.write_beats().await.unwrap(), 0);
+        // A beat that pauses the node is stored at once, and listed.
+        let paused = Heartbeat {
+            node_id: id,
+            timestamp: UnixMillis(now.0 + 30),
+            active_jobs: 0,
+            accepting_jobs: false,
+        };
+        registry
+            .heartbeat_signed(&SignedEnvelope::seal(&key, &paused).unwrap(), later)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored_seen(registry.clone()).await["last_signed"],
+            now.0 + 30
+        );
+        assert!(
+            !registry
+                .get(id, later)
+                .await
+                .unwrap()
+                .unwrap()
+                .accepting_jobs
+        );
+        // A node this server does not know: for the table to say.
+        let stranger = p2p::Keypair::generate_ed25519();
+        let unknown = Heartbeat {
+            node_id: NodeId::from(stranger.public().to_peer_id()),
+            timestamp: now,
+            active_jobs: 0,
+            accepting_jobs: true,
+        };
+        assert!(matches!(
+            registry
+                .heartbeat_signed(&SignedEnvelope::seal(&stranger, &unknown).unwrap(), now)
+                .await,
+            Err(RegistryError::NotRegistered(_))
+        ));
     }
 
     #[tokio::test]

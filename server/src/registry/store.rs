@@ -57,6 +57,11 @@ impl NodeRow {
         self.peer_id
     }
 
+    /// The timestamp of the newest signed message taken from the node.
+    pub(super) fn last_signed(&self) -> UnixMillis {
+        self.last_signed
+    }
+
     /// The node (its status and schedule not worked out: see the index)
     /// and its open spans.
     pub(super) fn into_parts(self) -> (NodeInfo, Option<Availability>) {
@@ -115,6 +120,15 @@ impl NodeRow {
             reach: Some(info.reach.clone()),
         }
     }
+}
+
+/// A heartbeat taken in memory, to be written.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct StoredBeat {
+    pub(super) id: String,
+    pub(super) seen: UnixMillis,
+    pub(super) signed: UnixMillis,
+    pub(super) active: u32,
 }
 
 /// How a heartbeat went.
@@ -311,6 +325,26 @@ impl NodeStore {
         } else {
             Beat::UnknownNode
         })
+    }
+
+    /// Writes heartbeats taken in memory (see `Registry::heartbeat_signed`):
+    /// each node's liveness, load and replay guard, unless a newer signed
+    /// message was stored meanwhile. One statement per batch.
+    pub(super) async fn write_beats(&self, beats: &[StoredBeat]) -> Result<(), DbError> {
+        for batch in beats.chunks(1000) {
+            self.db
+                .transact::<serde_json::Value>(
+                    "FOR $b IN $beats { \
+                       UPDATE type::record('node', $b.id) \
+                       SET last_seen = $b.seen, last_signed = $b.signed, active_jobs = $b.active \
+                       WHERE last_signed < $b.signed RETURN NONE; \
+                     };",
+                    json!({ "beats": batch }),
+                    0,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Records what reaching a node found (nothing if it is gone).
