@@ -31,6 +31,8 @@ pub use startup::{Application, StartupError};
 /// Benchmarks' entry points (`cargo bench -p server`): not an API.
 #[doc(hidden)]
 pub use jobs::bench;
+#[doc(hidden)]
+pub use registry::bench as registry_bench;
 
 use leptos::config::LeptosOptions;
 use wire::accounts::{AccountSettings, CreatedEnrolToken, MyNode, NewEnrolToken};

@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use wire::ads::CapabilityAd;
+use wire::registry::MISSED_HEARTBEATS_OFFLINE;
 use wire::registry::{NodeInfo, NodeList, NodeQuery, NodeReach, NodeSort, NodeStatus, ReachState};
 use wire::schedule::Availability;
 use wire::{MilliSats, NodeId, UnixMillis};
@@ -26,14 +28,17 @@ struct Entry {
     availability: Option<Availability>,
     /// The newest signed message's timestamp: the replay guard.
     last_signed: UnixMillis,
+    /// The newest ad's sequence number: older ads are ignored.
+    last_ad_seq: Option<u64>,
 }
 
-/// How a heartbeat met the index (see [`Index::beat`]).
+/// How a heartbeat or an ad met the index (see [`Index::beat`],
+/// [`Index::ad`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Beat {
     /// Taken: the node's liveness and load are updated.
     Taken,
-    /// Not newer than a signed message already taken from the node.
+    /// Not newer than a signed message (an ad) already taken for the node.
     Stale,
     /// It changes what the node is (it paused or resumed), or the node is
     /// not here: for the table to decide.
@@ -76,6 +81,22 @@ fn same_but_load(a: &NodeInfo, b: &NodeInfo) -> bool {
     quiet(a) == quiet(b)
 }
 
+/// Whether `ad` says what the node's stored entry says, its load aside:
+/// the fields an ad writes to the node's row (`NodeStore::ingest_ad`).
+fn says_the_same(entry: &Entry, ad: &CapabilityAd) -> bool {
+    let n = &entry.info;
+    n.multiaddrs == ad.multiaddrs
+        && n.hardware == ad.hardware
+        && n.models == ad.models
+        && n.version == ad.version
+        && n.heartbeat_interval_ms == (ad.ttl_ms / MISSED_HEARTBEATS_OFFLINE).max(1)
+        && n.accepting_jobs == ad.accepting_jobs
+        && n.fetching == ad.fetching
+        && n.payout_address.as_deref() == ad.payout_address.as_deref().filter(|a| !a.is_empty())
+        && n.pools == ad.pools
+        && entry.availability == ad.availability
+}
+
 #[derive(Default)]
 struct Inner {
     /// Goes up whenever what a node offers or is changes (not when it
@@ -86,22 +107,39 @@ struct Inner {
     nodes: BTreeMap<String, Arc<Entry>>,
     /// Model name or content hash (as text) → the nodes offering it.
     by_model: HashMap<String, BTreeSet<String>>,
+    /// The same, cheapest first: a job's choice reads a model's nodes in
+    /// price order and stops once no dearer one could win.
+    by_price: HashMap<String, BTreeSet<(MilliSats, String)>>,
 }
 
 impl Inner {
-    fn model_keys(info: &NodeInfo) -> impl Iterator<Item = String> + '_ {
-        info.models
-            .iter()
-            .flat_map(|m| [m.name.clone(), m.hash.to_string()])
+    /// Each name and hash a node's models answer to, with the price of the
+    /// first model that answers to it (the one a job for it gets).
+    fn model_keys(info: &NodeInfo) -> Vec<(String, MilliSats)> {
+        let mut keys: Vec<(String, MilliSats)> = Vec::with_capacity(info.models.len() * 2);
+        for m in &info.models {
+            for key in [m.name.clone(), m.hash.to_string()] {
+                if !keys.iter().any(|(k, _)| *k == key) {
+                    keys.push((key, m.price_msat));
+                }
+            }
+        }
+        keys
     }
 
     fn unlink(&mut self, id: &str) {
         if let Some(old) = self.nodes.remove(id) {
-            for key in Self::model_keys(&old.info) {
+            for (key, price) in Self::model_keys(&old.info) {
                 if let Some(set) = self.by_model.get_mut(&key) {
                     set.remove(id);
                     if set.is_empty() {
                         self.by_model.remove(&key);
+                    }
+                }
+                if let Some(set) = self.by_price.get_mut(&key) {
+                    set.remove(&(price, id.to_owned()));
+                    if set.is_empty() {
+                        self.by_price.remove(&key);
                     }
                 }
             }
@@ -141,9 +179,10 @@ impl Index {
     /// a later finding.
     pub(super) fn put(&self, row: NodeRow) -> bool {
         let mut last_signed = row.last_signed();
+        let mut last_ad_seq = row.last_ad_seq();
         let (mut info, availability) = row.into_parts();
         let id = info.peer_id.to_string();
-        let keys: Vec<String> = Inner::model_keys(&info).collect();
+        let keys = Inner::model_keys(&info);
         let mut inner = self.write();
         let (moved, changed) = match inner.nodes.get(&id) {
             Some(old) => {
@@ -154,6 +193,7 @@ impl Index {
                 if old.last_signed > last_signed {
                     last_signed = old.last_signed;
                 }
+                last_ad_seq = last_ad_seq.max(old.last_ad_seq);
                 info.last_seen = info.last_seen.max(old.info.last_seen);
                 (
                     old.info.multiaddrs != info.multiaddrs,
@@ -172,9 +212,15 @@ impl Index {
             info,
             availability,
             last_signed,
+            last_ad_seq,
         });
         inner.unlink(&id);
-        for key in keys {
+        for (key, price) in keys {
+            inner
+                .by_price
+                .entry(key.clone())
+                .or_default()
+                .insert((price, id.clone()));
             inner.by_model.entry(key).or_default().insert(id.clone());
         }
         inner.nodes.insert(id, entry);
@@ -208,6 +254,34 @@ impl Index {
             info,
             availability: entry.availability.clone(),
             last_signed: signed,
+            last_ad_seq: entry.last_ad_seq,
+        });
+        Beat::Taken
+    }
+
+    /// Takes a verified ad heard at `now`, if it says only what the node's
+    /// latest already said, with another load.
+    pub(super) fn ad(&self, ad: &CapabilityAd, now: UnixMillis) -> Beat {
+        let mut inner = self.write();
+        let Some(entry) = inner.nodes.get_mut(&ad.node_id.to_string()) else {
+            return Beat::ToStore;
+        };
+        if entry.last_ad_seq.is_some_and(|seq| ad.seq <= seq) {
+            return Beat::Stale;
+        }
+        if !says_the_same(entry, ad) {
+            return Beat::ToStore;
+        }
+        let mut info = entry.info.clone();
+        info.last_seen = now;
+        info.active_jobs = ad.load.active_jobs;
+        info.queued_jobs = ad.load.queued_jobs;
+        info.top_bid_msat = ad.load.top_bid_msat.filter(|b| !b.is_zero());
+        *entry = Arc::new(Entry {
+            info,
+            availability: entry.availability.clone(),
+            last_signed: entry.last_signed,
+            last_ad_seq: Some(ad.seq),
         });
         Beat::Taken
     }
@@ -233,6 +307,7 @@ impl Index {
                 info,
                 availability: entry.availability.clone(),
                 last_signed: entry.last_signed,
+                last_ad_seq: entry.last_ad_seq,
             });
         }
     }
@@ -454,32 +529,30 @@ impl Index {
                     .collect(),
             };
         }
-        // A model is named by its name or its file's hash (parsed once:
-        // this runs for every node offering it).
-        let hash = model.parse::<wire::ModelHash>().ok();
-        let price_of = |e: &Entry| -> Option<MilliSats> {
-            e.info
-                .models
-                .iter()
-                .find(|m| m.name == model || hash.as_ref() == Some(&m.hash))
-                .map(|m| m.price_msat)
-        };
         // The best `keep`, by the choice's own order: reached before not
         // yet dialled, then the price weighed by reputation (see
         // `reputation::evidence`), least busy, freshest.
         type Key<'a> = (bool, u64, u32, std::cmp::Reverse<UnixMillis>, &'a String);
         let mut best: Vec<(Key<'_>, &Entry)> = Vec::with_capacity(keep + 1);
-        for id in ids {
+        let by_price = inner.by_price.get(model).into_iter().flatten();
+        for (price, id) in by_price {
+            let price = *price;
+            if max_price.is_some_and(|max| price > max) {
+                break;
+            }
+            // A weighed price is never below the price: once the best few
+            // are reached nodes that cost less than this price, no dearer
+            // node can displace them.
+            if best.len() == keep
+                && best.iter().all(|b| !b.0 .0)
+                && best.last().is_some_and(|b| b.0 .1 < price.0)
+            {
+                break;
+            }
             let Some(entry) = inner.nodes.get(id) else {
                 continue;
             };
             if !entry.available(now) || pool.is_some_and(|p| !entry.info.in_pool(p)) {
-                continue;
-            }
-            let Some(price) = price_of(entry) else {
-                continue;
-            };
-            if max_price.is_some_and(|max| price > max) {
                 continue;
             }
             let (score, recent) = score(&entry.info.peer_id);

@@ -11,6 +11,8 @@
 //! - `reach`: whether this server can reach each node (dialled before
 //!   jobs count on it).
 
+#[doc(hidden)]
+pub mod bench;
 mod follow;
 mod http;
 mod index;
@@ -30,7 +32,7 @@ use wire::{NodeId, SignedEnvelope, SigningError, UnixMillis};
 use crate::db::{Db, DbError};
 use crate::reputation::Reputations;
 use index::{Index, Wanted};
-use store::{Beat, NodeStore, StoredBeat};
+use store::{Beat, NodeStore, StoredAd, StoredBeat};
 
 /// Why the registry refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,8 @@ pub(crate) struct Registry {
     /// Heartbeats taken in memory and not written yet, by node (the
     /// latest of each).
     beats: std::sync::Arc<std::sync::Mutex<HashMap<NodeId, StoredBeat>>>,
+    /// The same for ads that changed only a node's load.
+    ad_beats: std::sync::Arc<std::sync::Mutex<HashMap<NodeId, StoredAd>>>,
 }
 
 /// How often heartbeats taken in memory are written.
@@ -107,11 +111,31 @@ impl Registry {
             answers: Default::default(),
             reputations,
             beats: Default::default(),
+            ad_beats: Default::default(),
         })
     }
 
-    /// Writes the heartbeats taken since the last write.
+    /// Writes the heartbeats and ads taken since the last write.
     pub(crate) async fn write_beats(&self) -> Result<usize, RegistryError> {
+        let ads: Vec<StoredAd> =
+            std::mem::take(&mut *self.ad_beats.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_values()
+                .collect();
+        if !ads.is_empty() {
+            if let Err(e) = self.store.write_ad_beats(&ads).await {
+                let mut pending = self.ad_beats.lock().unwrap_or_else(|e| e.into_inner());
+                for ad in ads {
+                    if let Ok(node) = ad.id.parse::<NodeId>() {
+                        pending.entry(node).or_insert(ad);
+                    }
+                }
+                return Err(e.into());
+            }
+        }
+        Ok(ads.len() + self.write_signed_beats().await?)
+    }
+
+    async fn write_signed_beats(&self) -> Result<usize, RegistryError> {
         let beats: Vec<StoredBeat> =
             std::mem::take(&mut *self.beats.lock().unwrap_or_else(|e| e.into_inner()))
                 .into_values()
@@ -284,6 +308,30 @@ impl Registry {
         ad: &CapabilityAd,
         now: UnixMillis,
     ) -> Result<bool, RegistryError> {
+        // An ad that changes only the node's load: taken in memory,
+        // written within a second (its row is not rewritten).
+        match self.index.ad(ad, now) {
+            index::Beat::Taken => {
+                self.reputations.heard(ad.node_id, now);
+                self.ad_beats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(
+                        ad.node_id,
+                        StoredAd {
+                            id: ad.node_id.to_string(),
+                            seen: now,
+                            seq: ad.seq,
+                            active: ad.load.active_jobs,
+                            queued: ad.load.queued_jobs,
+                            top_bid: ad.load.top_bid_msat.unwrap_or_default(),
+                        },
+                    );
+                return Ok(true);
+            }
+            index::Beat::Stale => return Ok(false),
+            index::Beat::ToStore => {}
+        }
         match self.store.ingest_ad(ad, now).await? {
             Some(row) => {
                 self.reputations.heard(ad.node_id, now);
@@ -698,6 +746,55 @@ mod tests {
                 .await,
             Err(RegistryError::NotRegistered(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_ad_that_changes_only_the_load_does_not_rewrite_the_row() {
+        let registry = registry("ad-beats").await;
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        let now = UnixMillis::now();
+        let stored = |registry: Registry| async move {
+            let rows: Vec<serde_json::Value> = registry
+                .store
+                .db()
+                .rows(
+                    "SELECT last_ad_seq, queued_jobs, models FROM type::record('node', $id)",
+                    serde_json::json!({ "id": id.to_string() }),
+                    0,
+                )
+                .await
+                .unwrap();
+            rows[0].clone()
+        };
+        assert!(registry
+            .ingest_ad(&ad(&key, 1, now, 30_000), now)
+            .await
+            .unwrap());
+        assert_eq!(stored(registry.clone()).await["last_ad_seq"], 1);
+        // Busier, nothing else: listed at once, the row left alone.
+        let mut busy = ad(&key, 2, now, 30_000);
+        busy.load.queued_jobs = 4;
+        assert!(registry.ingest_ad(&busy, now).await.unwrap());
+        assert_eq!(registry.get(id, now).await.unwrap().unwrap().queued_jobs, 4);
+        assert_eq!(stored(registry.clone()).await["last_ad_seq"], 1);
+        // The same ad again: ignored.
+        assert!(!registry.ingest_ad(&busy, now).await.unwrap());
+        // Written with the next batch.
+        assert_eq!(registry.write_beats().await.unwrap(), 1);
+        let row = stored(registry.clone()).await;
+        assert_eq!(
+            (row["last_ad_seq"].as_u64(), row["queued_jobs"].as_u64()),
+            (Some(2), Some(4))
+        );
+        // Another model: the row is written at once.
+        let mut more = ad(&key, 3, now, 30_000);
+        more.models.push(offer("other", Task::Embedding, 5));
+        assert!(registry.ingest_ad(&more, now).await.unwrap());
+        let row = stored(registry.clone()).await;
+        assert_eq!(row["last_ad_seq"], 3);
+        assert_eq!(row["models"].as_array().unwrap().len(), 2);
+        assert_eq!(registry.write_beats().await.unwrap(), 0);
     }
 
     #[tokio::test]

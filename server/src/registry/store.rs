@@ -46,6 +46,9 @@ pub(super) struct NodeRow {
     /// Whether this server could reach it, when it last tried.
     #[serde(default)]
     reach: Option<NodeReach>,
+    /// The newest ad taken for it; none for a node only heard over HTTP.
+    #[serde(default)]
+    last_ad_seq: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -55,6 +58,11 @@ fn yes() -> bool {
 impl NodeRow {
     pub(super) fn peer_id(&self) -> NodeId {
         self.peer_id
+    }
+
+    /// The sequence number of the newest ad taken for the node.
+    pub(super) fn last_ad_seq(&self) -> Option<u64> {
+        self.last_ad_seq
     }
 
     /// The timestamp of the newest signed message taken from the node.
@@ -96,8 +104,8 @@ impl NodeRow {
         (info, availability)
     }
 
-    /// The row a node's info would be stored as (for tests of the index).
-    #[cfg(test)]
+    /// The row a node's info would be stored as (for tests and benchmarks
+    /// of the index).
     pub(super) fn of(info: &NodeInfo) -> NodeRow {
         NodeRow {
             peer_id: info.peer_id,
@@ -118,6 +126,7 @@ impl NodeRow {
             availability: vec![],
             pools: info.pools.clone(),
             reach: Some(info.reach.clone()),
+            last_ad_seq: None,
         }
     }
 }
@@ -129,6 +138,19 @@ pub(super) struct StoredBeat {
     pub(super) seen: UnixMillis,
     pub(super) signed: UnixMillis,
     pub(super) active: u32,
+}
+
+/// An ad taken in memory (it changed only the node's load), to be
+/// written.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct StoredAd {
+    pub(super) id: String,
+    pub(super) seen: UnixMillis,
+    pub(super) seq: u64,
+    pub(super) active: u32,
+    pub(super) queued: u32,
+    /// 0: none.
+    pub(super) top_bid: MilliSats,
 }
 
 /// How a heartbeat went.
@@ -340,6 +362,27 @@ impl NodeStore {
                        WHERE last_signed < $b.signed RETURN NONE; \
                      };",
                     json!({ "beats": batch }),
+                    0,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes ads taken in memory (see `Registry::ingest_ad`): each node's
+    /// liveness, load and newest ad, unless a newer ad was stored
+    /// meanwhile. One statement per batch.
+    pub(super) async fn write_ad_beats(&self, ads: &[StoredAd]) -> Result<(), DbError> {
+        for batch in ads.chunks(1000) {
+            self.db
+                .transact::<serde_json::Value>(
+                    "FOR $a IN $ads { \
+                       UPDATE type::record('node', $a.id) \
+                       SET last_seen = $a.seen, last_ad_seq = $a.seq, active_jobs = $a.active, \
+                           queued_jobs = $a.queued, top_bid_msat = $a.top_bid \
+                       WHERE last_ad_seq IS NONE OR last_ad_seq < $a.seq RETURN NONE; \
+                     };",
+                    json!({ "ads": batch }),
                     0,
                 )
                 .await?;
