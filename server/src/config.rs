@@ -60,6 +60,13 @@ struct Cli {
     /// the next node [default: 20, at most the job timeout].
     #[arg(long, env = "INFERNET_FIRST_OUTPUT_SECS")]
     first_output_secs: Option<u64>,
+    /// Jobs one account may submit a minute (as many at once) [default: 600].
+    #[arg(long, env = "INFERNET_JOBS_PER_MINUTE")]
+    jobs_per_minute: Option<u32>,
+    /// Jobs one client address may submit a minute over the API (as many
+    /// at once) [default: 1200].
+    #[arg(long, env = "INFERNET_JOBS_PER_MINUTE_PER_IP")]
+    jobs_per_minute_per_ip: Option<u32>,
     /// public (the p2p listen addresses are dialable as they are), auto
     /// (AutoNAT decides) or private [default: public].
     #[arg(long, env = "INFERNET_P2P_REACHABILITY")]
@@ -219,6 +226,8 @@ struct FileConfig {
     site_root: Option<PathBuf>,
     job_timeout_secs: Option<u64>,
     first_output_secs: Option<u64>,
+    jobs_per_minute: Option<u32>,
+    jobs_per_minute_per_ip: Option<u32>,
     p2p_reachability: Option<String>,
     p2p_external_addr: Option<Vec<String>>,
     node_retention_secs: Option<u64>,
@@ -253,6 +262,8 @@ pub struct Config {
     /// How long a node may take to its job's first output before the job
     /// moves on (at most `job_timeout`).
     pub first_output: Duration,
+    /// Jobs an account, and a client address, may submit a minute.
+    pub job_rates: JobRates,
     pub p2p_reachability: p2p::Reachability,
     pub p2p_external_addrs: Vec<p2p::Multiaddr>,
     pub node_retention: Duration,
@@ -290,6 +301,7 @@ impl std::fmt::Debug for Config {
             .field("site_root", &self.site_root)
             .field("job_timeout", &self.job_timeout)
             .field("first_output", &self.first_output)
+            .field("job_rates", &self.job_rates)
             .field("p2p_reachability", &self.p2p_reachability)
             .field("p2p_external_addrs", &self.p2p_external_addrs)
             .field("node_retention", &self.node_retention)
@@ -351,6 +363,7 @@ impl Config {
             site_root: site_root.to_owned(),
             job_timeout: Duration::from_secs(30),
             first_output: Duration::from_secs(20),
+            job_rates: JobRates::default(),
             p2p_reachability: p2p::Reachability::Public,
             p2p_external_addrs: Vec::new(),
             node_retention: Duration::from_secs(7 * 24 * 3600),
@@ -399,6 +412,21 @@ impl Config {
         if first_output == 0 {
             return Err(ConfigError::Invalid(
                 "first_output_secs must be at least 1".into(),
+            ));
+        }
+        let job_rates = JobRates {
+            per_account: cli
+                .jobs_per_minute
+                .or(file.jobs_per_minute)
+                .unwrap_or(JobRates::default().per_account),
+            per_ip: cli
+                .jobs_per_minute_per_ip
+                .or(file.jobs_per_minute_per_ip)
+                .unwrap_or(JobRates::default().per_ip),
+        };
+        if job_rates.per_account == 0 || job_rates.per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "jobs_per_minute and jobs_per_minute_per_ip must be at least 1".into(),
             ));
         }
         let p2p_reachability = cli
@@ -531,6 +559,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SITE_ROOT)),
             job_timeout: Duration::from_secs(timeout),
             first_output: Duration::from_secs(first_output),
+            job_rates,
             p2p_reachability,
             p2p_external_addrs,
             node_retention: Duration::from_secs(retention),
@@ -599,5 +628,21 @@ mod tests {
         };
         let c = Config::resolve(cli).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
+
+/// How many jobs may be submitted a minute, and at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobRates {
+    pub per_account: u32,
+    pub per_ip: u32,
+}
+
+impl Default for JobRates {
+    fn default() -> Self {
+        JobRates {
+            per_account: 600,
+            per_ip: 1200,
+        }
     }
 }

@@ -107,7 +107,9 @@ impl ApiError {
 
     /// Headers that go with the status: `Retry-After` on 429.
     pub(crate) fn add_headers(&self, headers: &mut axum::http::HeaderMap) {
-        if let ApiError::Auth(AuthError::RateLimited { retry_after_secs }) = self {
+        if let ApiError::Auth(AuthError::RateLimited { retry_after_secs })
+        | ApiError::Job(JobError::RateLimited { retry_after_secs }) = self
+        {
             headers.insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
         }
     }
@@ -339,6 +341,7 @@ fn job_status(e: &JobError) -> StatusCode {
             StatusCode::PAYMENT_REQUIRED
         }
         JobError::UnknownModel(_) => StatusCode::NOT_FOUND,
+        JobError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         JobError::NoNodeAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         JobError::NodeRefused {
             code: RefusalCode::BadInput,
@@ -369,6 +372,7 @@ fn job_code(e: &JobError) -> &'static str {
         JobError::InsufficientFunds { .. } => "insufficient_funds",
         JobError::SpendingCap { .. } => "spending_cap_exceeded",
         JobError::UnknownModel(_) => "unknown_model",
+        JobError::RateLimited { .. } => "rate_limited",
         JobError::NoNodeAvailable(_) => "no_node_available",
         JobError::NodeRefused { .. } => "node_refused",
         JobError::NodeUnreachable(_) => "node_unreachable",

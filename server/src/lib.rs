@@ -24,7 +24,7 @@ mod validators;
 mod web;
 
 pub use accounts::{LocalKeyError, SiteError};
-pub use config::{AdminCommand, Command, Config, LightningBackend};
+pub use config::{AdminCommand, Command, Config, JobRates, LightningBackend};
 pub use lightning::LightningStartError;
 pub use startup::{Application, StartupError};
 

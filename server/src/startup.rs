@@ -181,7 +181,11 @@ impl Application {
             db.clone(),
             registry.clone(),
             network.clone(),
-            (config.job_timeout, config.first_output),
+            jobs::Pace {
+                timeout: config.job_timeout,
+                first_output: config.first_output,
+                rates: config.job_rates,
+            },
             ledger.clone(),
             enrolments.clone(),
             accounts.clone(),

@@ -21,7 +21,7 @@ mod site;
 mod store;
 
 pub(crate) use auth::{authenticate, require, still_signed_in, OaiCaller, SignedIn};
-pub(crate) use http::{router, Session};
+pub(crate) use http::{router, ClientIp, Session};
 pub(crate) use limits::Limits;
 pub(crate) use secrets::{hash as hash_secret, new_id, new_secret, random_bytes};
 pub(crate) use site::Site;

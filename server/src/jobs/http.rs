@@ -16,7 +16,7 @@ use wire::jobs::{JobCursor, JobInput, JobPage, JobRecord, SubmitJob};
 use wire::{Caller, JobId};
 
 use super::{JobError, Order};
-use crate::accounts::{require, SignedIn};
+use crate::accounts::{require, ClientIp, SignedIn};
 use crate::error::{parse_id, ApiError, ApiJson, ApiQuery};
 use crate::AppState;
 
@@ -59,10 +59,12 @@ impl super::Jobs {
 
 async fn submit(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     SignedIn(caller): SignedIn,
     ApiJson(job): ApiJson<SubmitJob>,
 ) -> Result<Json<JobRecord>, ApiError> {
     require(&caller, Scope::Jobs)?;
+    state.jobs.submitted_from(ip)?;
     Ok(Json(state.jobs.submit(&caller, job).await?))
 }
 

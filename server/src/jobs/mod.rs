@@ -14,6 +14,7 @@ pub mod bench;
 mod choose;
 mod dispatch;
 mod http;
+mod limits;
 mod store;
 
 pub(crate) use http::{router, MAX_JOB_BODY};
@@ -82,6 +83,9 @@ pub(crate) enum JobError {
         spent: MilliSats,
         budget: MilliSats,
     },
+    /// Too many jobs from one account or address: try again after this.
+    #[error("too many jobs at once: try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("no node offers model `{0}`")]
     UnknownModel(String),
     #[error("{0}")]
@@ -212,6 +216,17 @@ pub(crate) struct Jobs {
     ledger: Ledger,
     enrolments: Enrolments,
     accounts: Accounts,
+    /// How fast jobs may come, per account and per client address.
+    submissions: Arc<limits::Submissions>,
+}
+
+/// How jobs run: how long they may take, how soon a node must answer,
+/// and how fast they may come.
+pub(crate) struct Pace {
+    pub(crate) timeout: Duration,
+    /// At most `timeout`.
+    pub(crate) first_output: Duration,
+    pub(crate) rates: crate::config::JobRates,
 }
 
 /// Why a job was not recorded.
@@ -225,7 +240,7 @@ impl Jobs {
         db: Db,
         registry: Registry,
         network: p2p::Client,
-        (timeout, first_output): (Duration, Duration),
+        pace: Pace,
         ledger: Ledger,
         enrolments: Enrolments,
         accounts: Accounts,
@@ -234,12 +249,19 @@ impl Jobs {
             store: JobStore::new(db),
             registry,
             network,
-            timeout,
-            first_output: first_output.min(timeout),
+            timeout: pace.timeout,
+            first_output: pace.first_output.min(pace.timeout),
             ledger,
             enrolments,
             accounts,
+            submissions: Arc::new(limits::Submissions::new(pace.rates)),
         }
+    }
+
+    /// One more job submitted from `ip` (the API's routes check this
+    /// before anything else).
+    pub(crate) fn submitted_from(&self, ip: std::net::IpAddr) -> Result<(), JobError> {
+        self.submissions.ip(ip)
     }
 
     /// Jobs of `nodes` created from `since` to `until` (or, if `ids` is
@@ -309,6 +331,7 @@ impl Jobs {
         E: From<JobError>,
         F: FnOnce(&ModelOffer) -> Result<JobInput, E>,
     {
+        self.submissions.account(&order.caller.account)?;
         let limits = self
             .accounts
             .spending_limits(order.caller)
@@ -601,6 +624,7 @@ impl Jobs {
             if let Err(e) = self.reconcile(UnixMillis::now(), started).await {
                 tracing::warn!(error = %e, "could not reconcile jobs");
             }
+            self.submissions.shrink();
         }
     }
 }

@@ -22,7 +22,7 @@ use super::types::{
     Content, Delta, JobFacts, Stop,
 };
 use super::{receipt_of, require_task};
-use crate::accounts::OaiCaller;
+use crate::accounts::{ClientIp, OaiCaller};
 use crate::error::ApiError;
 use crate::jobs::JobError;
 use crate::AppState;
@@ -119,10 +119,12 @@ impl ChatRequest {
 
 pub(super) async fn create(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     OaiCaller(caller): OaiCaller,
     OaiJson(req): OaiJson<ChatRequest>,
 ) -> Result<Response, OpenAiError> {
     super::may_run_jobs(&caller)?;
+    state.jobs.submitted_from(ip).map_err(ApiError::from)?;
     let order = super::order(
         &req.model,
         req.max_price_msat,

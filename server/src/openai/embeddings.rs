@@ -13,16 +13,18 @@ use super::types::{
     Embedding, EmbeddingObject, EmbeddingUsage, EmbeddingsRequest, EmbeddingsResponse, JobFacts,
 };
 use super::{receipt_of, require_task};
-use crate::accounts::OaiCaller;
+use crate::accounts::{ClientIp, OaiCaller};
 use crate::error::ApiError;
 use crate::AppState;
 
 pub(super) async fn create(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     OaiCaller(caller): OaiCaller,
     OaiJson(req): OaiJson<EmbeddingsRequest>,
 ) -> Result<Json<EmbeddingsResponse>, OpenAiError> {
     super::may_run_jobs(&caller)?;
+    state.jobs.submitted_from(ip).map_err(ApiError::from)?;
     let texts: Vec<String> = match &req.input {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) if items.iter().all(Value::is_string) => items

@@ -197,17 +197,64 @@ pub(crate) enum Outcome {
     Refused,
 }
 
+/// A node's days, oldest first: a sorted vector (a map's nodes would cost
+/// a kilobyte and more per node, and there are at most 30 days).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Days(Vec<(u64, Day)>);
+
+impl Days {
+    pub(crate) fn get(&self, day: &u64) -> Option<&Day> {
+        self.0
+            .binary_search_by_key(day, |(d, _)| *d)
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// The day's evidence, made empty if there is none yet.
+    pub(crate) fn entry(&mut self, day: u64) -> &mut Day {
+        let i = match self.0.binary_search_by_key(&day, |(d, _)| *d) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (day, Day::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    pub(crate) fn insert(&mut self, day: u64, evidence: Day) {
+        *self.entry(day) = evidence;
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.0.retain(|(d, _)| keep(*d));
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Day)> {
+        self.0.iter().map(|(d, e)| (*d, e))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Everything known of one node: its days (the last
 /// [`REPUTATION_DAYS`]) and its recent failures.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Evidence {
-    pub(crate) days: BTreeMap<u64, Day>,
+    pub(crate) days: Days,
     recent: VecDeque<UnixMillis>,
 }
 
 impl Evidence {
     fn day(&mut self, at: UnixMillis) -> &mut Day {
-        self.days.entry(day_of(at)).or_default()
+        self.days.entry(day_of(at))
     }
 
     /// The node was heard from at `at`.
@@ -241,7 +288,7 @@ impl Evidence {
     /// Forgets what is older than the window, as of `now`.
     pub(crate) fn prune(&mut self, now: UnixMillis) {
         let oldest = day_of(now).saturating_sub(u64::from(REPUTATION_DAYS - 1) * DAY_MS);
-        self.days.retain(|d, _| *d >= oldest);
+        self.days.retain(|d| d >= oldest);
         while self
             .recent
             .front()
@@ -282,7 +329,8 @@ impl Evidence {
             return (0, 0);
         }
         let mut heard = 0;
-        for (day, d) in self.days.range(start / SLOTS_PER_DAY * DAY_MS..) {
+        let from_day = start / SLOTS_PER_DAY * DAY_MS;
+        for (day, d) in self.days.iter().filter(|(day, _)| *day >= from_day) {
             let base = day / SLOT_MS;
             if base >= end {
                 break;
@@ -303,7 +351,7 @@ impl Evidence {
     /// The reputation as of `now`.
     pub(crate) fn reputation(&self, now: UnixMillis) -> Reputation {
         let mut all = Day::default();
-        for d in self.days.values() {
+        for (_, d) in self.days.iter() {
             all.merge(d);
         }
         let (heard, possible) = self.uptime_slots(0, u64::MAX, now);
@@ -342,7 +390,7 @@ impl Evidence {
     /// Each day of the window up to `now`'s, oldest first, from the first
     /// day the node was heard from.
     pub(crate) fn daily(&self, now: UnixMillis) -> Vec<ReputationDay> {
-        let Some(first) = self.days.keys().next().copied() else {
+        let Some(first) = self.days.iter().next().map(|(day, _)| day) else {
             return Vec::new();
         };
         (first..=day_of(now))

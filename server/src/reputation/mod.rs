@@ -46,7 +46,7 @@ impl Record {
         let mut all = self.own.clone();
         for (day, servers) in &self.others {
             for d in servers.values() {
-                all.days.entry(*day).or_default().merge(d);
+                all.days.entry(*day).merge(d);
             }
         }
         all

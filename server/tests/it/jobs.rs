@@ -444,3 +444,62 @@ fn a_job_moves_to_the_next_node_when_the_cheapest_is_silent_or_gone_and_is_charg
     assert_eq!(audit["clean"], true, "{audit}");
     drop(dear);
 }
+
+#[test]
+fn a_flood_of_jobs_from_one_account_or_address_is_cut_off_with_429_and_retry_after() {
+    // No node: each job is refused for its model, after the limits.
+    let job = json!({ "model": "nope", "input": { "texts": ["x"] } });
+    let server = Server::start_with(&["--jobs-per-minute", "3"]);
+    for _ in 0..3 {
+        let (status, body) = submit(&server, &job);
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    let r = server
+        .http()
+        .post(server.url("/api/v1/jobs"))
+        .json(&job)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=21).contains(&wait), "{wait}");
+    let body: Value = r.json().unwrap();
+    assert_eq!(code(&body), "rate_limited", "{body}");
+    // The same account on the OpenAI API: OpenAI's shape.
+    let r = server
+        .http()
+        .post(server.url("/v1/embeddings"))
+        .json(&json!({ "model": "nope", "input": "x" }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+
+    // Per address: counted before the account's.
+    let server = Server::start_with(&["--jobs-per-minute-per-ip", "2"]);
+    for _ in 0..2 {
+        assert_eq!(submit(&server, &job).0, StatusCode::NOT_FOUND);
+    }
+    let (status, body) = submit(&server, &job);
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let r = server
+        .http()
+        .post(server.url("/v1/chat/completions"))
+        .json(&json!({ "model": "nope", "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Reading is not limited.
+    let r = server
+        .http()
+        .get(server.url("/api/v1/jobs"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
