@@ -136,6 +136,10 @@ impl Application {
             .map_err(|e| StartupError::Registry(e.to_string()))?;
         tokio::spawn(registry.reputations().clone().keep_forever());
         tokio::spawn(registry.clone().write_beats_forever());
+        // Other servers may share a remote database: follow their writes.
+        if config.db.is_some() {
+            tokio::spawn(registry.clone().follow_others(Duration::from_secs(2)));
+        }
         tokio::spawn(
             registry
                 .clone()

@@ -33,6 +33,12 @@ pub fn choices(nodes: Vec<NodeInfo>, model: &str, rounds: usize) -> (Vec<Duratio
     for node in &nodes {
         index.put(NodeRow::of(node));
     }
+    // Scores as the registry keeps them: a map read per node.
+    let scores: std::collections::HashMap<NodeId, (u8, u32)> = nodes
+        .iter()
+        .map(|n| (n.peer_id, score(&n.peer_id)))
+        .collect();
+    let score = |id: &NodeId| scores.get(id).copied().unwrap_or((86, 0));
     let wanted = Wanted {
         model,
         only: None,
@@ -46,7 +52,7 @@ pub fn choices(nodes: Vec<NodeInfo>, model: &str, rounds: usize) -> (Vec<Duratio
         let chosen = index.for_job(&wanted, now, 3, &score);
         fast.push(started.elapsed());
         let started = Instant::now();
-        let weighed = weigh_all(&nodes, model, 3);
+        let weighed = weigh_all(&nodes, model, 3, &score);
         full.push(started.elapsed());
         // Both ways choose the same nodes.
         let ids: Vec<NodeId> = chosen.iter().map(|n| n.peer_id).collect();
@@ -56,13 +62,19 @@ pub fn choices(nodes: Vec<NodeInfo>, model: &str, rounds: usize) -> (Vec<Duratio
 }
 
 /// Every available node offering `model` weighed, the best `keep`.
-fn weigh_all(nodes: &[NodeInfo], model: &str, keep: usize) -> Vec<NodeId> {
+fn weigh_all(
+    nodes: &[NodeInfo],
+    model: &str,
+    keep: usize,
+    score: &dyn Fn(&NodeId) -> (u8, u32),
+) -> Vec<NodeId> {
     let mut weighed: Vec<(u64, u32, std::cmp::Reverse<UnixMillis>, String, NodeId)> = nodes
         .iter()
         .filter(|n| n.is_available())
         .filter_map(|n| {
             let offer = n.offer(model)?;
             let (s, f) = score(&n.peer_id);
+
             Some((
                 routing_cost(offer.price_msat, s, f),
                 n.active_jobs,

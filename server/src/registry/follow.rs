@@ -1,6 +1,7 @@
 //! The registry as a follower of the network: every ad the network layer
 //! accepted updates its node, and nodes silent for longer than the
-//! retention are forgotten.
+//! retention are forgotten. With a database shared with other servers, it
+//! also follows what they write (see [`Registry::follow_others`]).
 
 use std::time::Duration;
 
@@ -41,6 +42,32 @@ impl Registry {
                         Err(e) => tracing::warn!(error = %e, "could not sweep silent nodes"),
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// Reads the node rows other servers sharing the database wrote (and
+    /// this one's own, which change nothing) every `every`, into the
+    /// index: a node that registered with, or beat to, another server is
+    /// listed and routed to here too, within `every` and that server's
+    /// batching of beats.
+    pub(crate) async fn follow_others(self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Rows seen up to here; a little overlap, for writes that were
+        // still in flight at the last read.
+        let mut since = UnixMillis::now();
+        let overlap = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tick.tick().await;
+            match self
+                .catch_up(UnixMillis(since.0.saturating_sub(overlap)))
+                .await
+            {
+                Ok(newest) => since = since.max(newest),
+                Err(e) => tracing::warn!(error = %e, "could not read other servers' nodes"),
             }
         }
     }

@@ -338,6 +338,16 @@ impl Index {
             .collect()
     }
 
+    /// The nodes last heard from before `cutoff`.
+    pub(super) fn silent_since(&self, cutoff: UnixMillis) -> Vec<String> {
+        self.read()
+            .nodes
+            .iter()
+            .filter(|(_, e)| e.info.last_seen < cutoff)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Forgets nodes (deleted from the table).
     pub(super) fn remove<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut inner = self.write();

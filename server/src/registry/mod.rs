@@ -346,9 +346,28 @@ impl Registry {
 
     /// Forgets nodes not heard from since `cutoff`. Returns how many.
     pub(crate) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, RegistryError> {
-        let gone = self.store.forget_silent(cutoff).await?;
+        let mut gone = self.store.forget_silent(cutoff).await?;
+        // Deleted by another server sharing the database, or heard from
+        // only in memory: silent here too.
+        gone.extend(self.index.silent_since(cutoff));
+        gone.sort();
+        gone.dedup();
         self.index.remove(gone.iter().map(String::as_str));
         Ok(gone.len())
+    }
+
+    /// Puts the node rows written since `since` (by any server) into the
+    /// index; the newest `last_seen` among them.
+    pub(crate) async fn catch_up(&self, since: UnixMillis) -> Result<UnixMillis, RegistryError> {
+        let mut newest = since;
+        for row in self.store.seen_since(since).await? {
+            newest = newest.max(row.last_seen());
+            let node = row.peer_id();
+            if self.index.put(row) {
+                self.reach_soon(node);
+            }
+        }
+        Ok(newest)
     }
 
     pub(crate) async fn get(

@@ -65,6 +65,11 @@ impl NodeRow {
         self.last_ad_seq
     }
 
+    /// When the node was last heard from (by whichever server wrote it).
+    pub(super) fn last_seen(&self) -> UnixMillis {
+        self.last_seen
+    }
+
     /// The timestamp of the newest signed message taken from the node.
     pub(super) fn last_signed(&self) -> UnixMillis {
         self.last_signed
@@ -422,6 +427,18 @@ impl NodeStore {
             .into_iter()
             .map(|r| (r.peer_id, r.payout_address))
             .collect())
+    }
+
+    /// The nodes heard from after `since` (by any server sharing the
+    /// database).
+    pub(super) async fn seen_since(&self, since: UnixMillis) -> Result<Vec<NodeRow>, DbError> {
+        self.db
+            .rows(
+                "SELECT * FROM node WHERE last_seen > $since",
+                json!({ "since": since }),
+                0,
+            )
+            .await
     }
 
     /// Every node, sorted by peer id (read once, into the index).
