@@ -36,10 +36,6 @@ struct Cli {
     /// Root password for a remote SurrealDB.
     #[arg(long, env = "INFERNET_DB_PASS", hide_env_values = true)]
     db_pass: Option<String>,
-    /// Memory the embedded database may keep, in MiB: its block cache; its
-    /// write buffer is a quarter of it, at most 64 [default: 256].
-    #[arg(long, env = "INFERNET_DB_CACHE_MB")]
-    db_cache_mb: Option<u64>,
     /// SurrealDB namespace [default: infernet].
     #[arg(long, env = "INFERNET_DB_NS")]
     db_namespace: Option<String>,
@@ -223,7 +219,6 @@ struct FileConfig {
     db: Option<String>,
     db_user: Option<String>,
     db_pass: Option<String>,
-    db_cache_mb: Option<u64>,
     db_namespace: Option<String>,
     db_database: Option<String>,
     p2p_port: Option<u16>,
@@ -258,8 +253,6 @@ pub struct Config {
     pub db: Option<String>,
     pub db_user: Option<String>,
     pub db_pass: Option<String>,
-    /// The embedded database's memory, in MiB.
-    pub db_cache_mb: u64,
     pub db_namespace: String,
     pub db_database: String,
     pub p2p_port: u16,
@@ -301,7 +294,6 @@ impl std::fmt::Debug for Config {
             .field("db", &self.db.as_deref().unwrap_or("embedded surrealkv"))
             .field("db_user", &self.db_user)
             .field("db_pass", &self.db_pass.as_ref().map(|_| "<redacted>"))
-            .field("db_cache_mb", &self.db_cache_mb)
             .field("db_namespace", &self.db_namespace)
             .field("db_database", &self.db_database)
             .field("p2p_port", &self.p2p_port)
@@ -364,7 +356,6 @@ impl Config {
             db: None,
             db_user: None,
             db_pass: None,
-            db_cache_mb: 256,
             db_namespace: "infernet".into(),
             db_database: "main".into(),
             p2p_port: 0,
@@ -549,7 +540,6 @@ impl Config {
             db,
             db_user: cli.db_user.or(file.db_user),
             db_pass: cli.db_pass.or(file.db_pass),
-            db_cache_mb: cli.db_cache_mb.or(file.db_cache_mb).unwrap_or(256).max(16),
             db_namespace: cli
                 .db_namespace
                 .or(file.db_namespace)
@@ -653,27 +643,6 @@ impl Default for JobRates {
         JobRates {
             per_account: 600,
             per_ip: 1200,
-        }
-    }
-}
-
-impl Config {
-    /// Sizes the embedded database's memory (SurrealKV's defaults grow with
-    /// the machine's memory: a 1 GiB write buffer and half the RAM as cache
-    /// on a 24 GiB machine). Call before any thread starts: it sets the
-    /// environment SurrealKV reads its settings from, unless the operator
-    /// set them already (`SURREAL_SURREALKV_*`).
-    pub fn size_embedded_database(&self) {
-        let mib = 1024 * 1024;
-        let cache = self.db_cache_mb * mib;
-        let memtable = (cache / 4).min(64 * mib);
-        for (key, value) in [
-            ("SURREAL_SURREALKV_BLOCK_CACHE_CAPACITY", cache),
-            ("SURREAL_SURREALKV_MAX_MEMTABLE_SIZE", memtable),
-        ] {
-            if std::env::var_os(key).is_none() {
-                std::env::set_var(key, value.to_string());
-            }
         }
     }
 }

@@ -3,7 +3,8 @@ use std::process::ExitCode;
 use server::{Application, Config};
 use tracing_subscriber::EnvFilter;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("INFERNET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -18,21 +19,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Before the runtime's threads: it sets the environment.
-    config.size_embedded_database();
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(run(config)),
-        Err(e) => {
-            eprintln!("error: could not start the runtime: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-async fn run(config: Config) -> ExitCode {
     if let Some(server::Command::Admin { command }) = config.command.clone() {
         return match server::admin::client(&config.data_dir, command).await {
             Ok(answer) => {

@@ -45,6 +45,17 @@ pub struct Reputation {
     pub canaries_failed: u64,
     #[serde(default)]
     pub disputes_lost: u64,
+    /// The GPUs (by index, `cuda:N`) that ran jobs whose signed receipts
+    /// checked out. GPUs a node lists and no job has used are claims only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus_backed: Vec<u32>,
+}
+
+impl Reputation {
+    /// Whether the node's GPU `index` has served a verified job.
+    pub fn gpu_backed(&self, index: usize) -> bool {
+        self.gpus_backed.iter().any(|g| *g as usize == index)
+    }
 }
 
 /// The latency of one model's succeeded jobs on a node.

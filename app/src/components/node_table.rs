@@ -20,7 +20,13 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                 n.hardware
                     .gpus
                     .iter()
-                    .map(|g| format!("{} ({})", g.name, gib(g.vram_mb)))
+                    .enumerate()
+                    .map(|(i, g)| {
+                        // Listed by the node; backed once a job ran on it.
+                        let backed = n.reputation.as_ref().is_some_and(|r| r.gpu_backed(i));
+                        let claim = if backed { "" } else { ", claimed" };
+                        format!("{} ({}{claim})", g.name, gib(g.vram_mb))
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };

@@ -23,14 +23,24 @@ pub(crate) fn NodePage() -> impl IntoView {
                                 .hardware
                                 .gpus
                                 .iter()
-                                .map(|g| {
+                                .enumerate()
+                                .map(|(i, g)| {
+                                    let backed = n
+                                        .reputation
+                                        .as_ref()
+                                        .is_some_and(|r| r.gpu_backed(i));
                                     view! {
-                                        <li>
+                                        <li class="gpu">
                                             {format!(
-                                                "{} · {} VRAM · compute {}",
+                                                "{} · {} VRAM · compute {} · {}",
                                                 g.name,
                                                 gib(g.vram_mb),
                                                 g.compute_capability.clone().unwrap_or_else(|| "?".into()),
+                                                if backed {
+                                                    "backed: it ran verified jobs"
+                                                } else {
+                                                    "claimed: no verified job ran on it yet"
+                                                },
                                             )}
                                         </li>
                                     }

@@ -146,6 +146,7 @@ mod tests {
             canaries_passed: 0,
             canaries_failed: 0,
             disputes_lost: 0,
+            gpus_backed: vec![],
         };
         let mut nodes = vec![node(1, "m", 100, true, 0), node(2, "m", 300, true, 0)];
         nodes[0].reputation = Some(reputation(86, 0));

@@ -121,7 +121,10 @@ impl Jobs {
             // And of what the node is worth (its reputation).
             let now = UnixMillis::now();
             let ms = now.0.saturating_sub(tried_since.0);
-            if let Some(evidence) = evidence_of(&outcome, record.model_hash, ms) {
+            let ran_on = outcome
+                .as_ref()
+                .map(|(_, _, receipt)| gpu_of(&receipt.device));
+            if let Some(evidence) = evidence_of(ran_on, record.model_hash, ms) {
                 self.registry
                     .reputations()
                     .job(record.node_id, evidence, now);
@@ -337,15 +340,21 @@ impl Jobs {
 /// Whether a job that failed this way, before any output, goes to the
 /// next node: yes when the node was the trouble, not when the job was
 /// (its input) or its consumer (a cancel).
-/// What a try's outcome says of its node: it ran the job in `ms`; it
-/// failed it; it turned it down; or nothing (the job itself was at fault).
-fn evidence_of<T>(
-    outcome: &Result<T, JobError>,
+/// The GPU a receipt's device names (`cuda:N`); none for the CPU.
+fn gpu_of(device: &str) -> Option<u8> {
+    device.strip_prefix("cuda:")?.parse().ok()
+}
+
+/// What a try's outcome says of its node: it ran the job in `ms` (on the
+/// GPU its receipt names); it failed it; it turned it down; or nothing
+/// (the job itself was at fault).
+fn evidence_of(
+    outcome: Result<Option<u8>, &JobError>,
     model: wire::ModelHash,
     ms: u64,
 ) -> Option<Outcome> {
     match outcome {
-        Ok(_) => Some(Outcome::Succeeded { model, ms }),
+        Ok(gpu) => Some(Outcome::Succeeded { model, ms, gpu }),
         Err(JobError::NodeRefused { code, .. }) => match code {
             RefusalCode::BadInput | RefusalCode::Cancelled => None,
             RefusalCode::Overloaded | RefusalCode::NotAccepting => Some(Outcome::Refused),
@@ -414,16 +423,21 @@ mod tests {
     #[test]
     fn a_node_s_record_counts_what_it_did_not_what_the_job_did() {
         let model = wire::ModelHash::of(b"m");
-        let refused = |code| -> Result<(), JobError> {
+        let refused = |code| -> Result<Option<u8>, JobError> {
             Err(JobError::NodeRefused {
                 code,
                 message: String::new(),
             })
         };
         assert_eq!(
-            evidence_of(&Ok::<(), JobError>(()), model, 42),
-            Some(Outcome::Succeeded { model, ms: 42 })
+            evidence_of(Ok(gpu_of("cuda:2")), model, 42),
+            Some(Outcome::Succeeded {
+                model,
+                ms: 42,
+                gpu: Some(2)
+            })
         );
+        assert_eq!(gpu_of("cpu"), None);
         for failed in [
             refused(RefusalCode::UnknownModel),
             refused(RefusalCode::EngineFailed),
@@ -431,20 +445,26 @@ mod tests {
             Err(JobError::NodeDisconnected),
             Err(JobError::NodeUnreachable("refused".into())),
         ] {
-            assert_eq!(evidence_of(&failed, model, 1), Some(Outcome::Failed));
+            assert_eq!(
+                evidence_of(failed.as_ref().copied(), model, 1),
+                Some(Outcome::Failed)
+            );
         }
         for busy in [
             refused(RefusalCode::Overloaded),
             refused(RefusalCode::NotAccepting),
         ] {
-            assert_eq!(evidence_of(&busy, model, 1), Some(Outcome::Refused));
+            assert_eq!(
+                evidence_of(busy.as_ref().copied(), model, 1),
+                Some(Outcome::Refused)
+            );
         }
         for not_its_fault in [
             refused(RefusalCode::BadInput),
             refused(RefusalCode::Cancelled),
             Err(JobError::ModelName),
         ] {
-            assert_eq!(evidence_of(&not_its_fault, model, 1), None);
+            assert_eq!(evidence_of(not_its_fault.as_ref().copied(), model, 1), None);
         }
     }
 

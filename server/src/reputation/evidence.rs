@@ -124,6 +124,10 @@ pub(crate) struct Day {
     pub(crate) canaries_failed: u64,
     #[serde(default)]
     pub(crate) disputes_lost: u64,
+    /// The GPUs (bit `i`: `cuda:i`) that ran jobs whose receipts checked
+    /// out: what backs the GPUs a node claims.
+    #[serde(default)]
+    pub(crate) gpus_used: u32,
 }
 
 /// Slots are stored as the list of their numbers (0 to 287): readable, and
@@ -181,14 +185,20 @@ impl Day {
         self.canaries_passed += other.canaries_passed;
         self.canaries_failed += other.canaries_failed;
         self.disputes_lost += other.disputes_lost;
+        self.gpus_used |= other.gpus_used;
     }
 }
 
 /// How a job's try on a node ended, as far as the node's record goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// It ran and its receipt checked out, in this many milliseconds.
-    Succeeded { model: ModelHash, ms: u64 },
+    /// It ran and its receipt checked out, in this many milliseconds, on
+    /// the GPU its receipt names (none: on the CPU).
+    Succeeded {
+        model: ModelHash,
+        ms: u64,
+        gpu: Option<u8>,
+    },
     /// The node failed it: unreachable, silent, broke off, a bad receipt,
     /// or refused a model it advertises.
     Failed,
@@ -272,10 +282,13 @@ impl Evidence {
 
     pub(crate) fn job(&mut self, outcome: Outcome, at: UnixMillis) {
         match outcome {
-            Outcome::Succeeded { model, ms } => {
+            Outcome::Succeeded { model, ms, gpu } => {
                 let day = self.day(at);
                 day.ok += 1;
                 day.latency.entry(model).or_default().add(ms);
+                if let Some(i) = gpu.filter(|i| *i < 32) {
+                    day.gpus_used |= 1 << i;
+                }
             }
             Outcome::Failed => {
                 self.day(at).failed += 1;
@@ -384,6 +397,9 @@ impl Evidence {
             canaries_passed: all.canaries_passed,
             canaries_failed: all.canaries_failed,
             disputes_lost: all.disputes_lost,
+            gpus_backed: (0..32u32)
+                .filter(|i| all.gpus_used & (1 << i) != 0)
+                .collect(),
         }
     }
 

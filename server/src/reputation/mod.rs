@@ -323,7 +323,15 @@ mod tests {
         let now = UnixMillis::now();
         let model = ModelHash::of(b"m");
         a.heard(node(1), now);
-        a.job(node(1), Outcome::Succeeded { model, ms: 200 }, now);
+        a.job(
+            node(1),
+            Outcome::Succeeded {
+                model,
+                ms: 200,
+                gpu: Some(1),
+            },
+            now,
+        );
         a.job(node(1), Outcome::Failed, now);
         assert_eq!(a.flush().await.unwrap(), 1);
         // Nothing new: nothing written.
@@ -335,13 +343,23 @@ mod tests {
         assert_eq!((r.jobs, r.failed), (2, 1));
         assert_eq!(r.latency.len(), 1);
         assert_eq!(r.latency[0].jobs, 1);
-        b.job(node(1), Outcome::Succeeded { model, ms: 300 }, now);
+        b.job(
+            node(1),
+            Outcome::Succeeded {
+                model,
+                ms: 300,
+                gpu: None,
+            },
+            now,
+        );
         b.flush().await.unwrap();
         // The first catches up with it without counting its own twice.
         assert_eq!(a.catch_up().await.unwrap(), 1);
         let r = a.reputation(node(1), now);
         assert_eq!((r.jobs, r.failed), (3, 1));
         assert_eq!(r.latency[0].jobs, 2);
+        // The GPU a receipt named backs the node's claim, from any server.
+        assert_eq!(r.gpus_backed, vec![1]);
         assert_eq!(a.catch_up().await.unwrap(), 0);
         // And a restart of the first reads both.
         let again = Reputations::open(db, node(100)).await.unwrap();
