@@ -52,4 +52,7 @@ cargo bench --profile dev -p server --bench registry -- --nodes 300 --secs 1
 step "browser test"
 (cd e2e && node --test --test-reporter=spec app.test.mjs)
 
+step "interop: js-libp2p finds a node by its model's CID"
+(cd e2e && node dht-interop.mjs)
+
 step "all tests passed"

@@ -1,6 +1,7 @@
 //! Telling the network about this node without any server: signed
 //! capability ads on gossip (and on the ad protocol), and provider records
-//! in the DHT under each model's hash and name.
+//! in the DHT under each model's hash, its CID (as IPFS and every libp2p
+//! implementation key it) and its name.
 
 use std::time::Duration;
 
@@ -54,7 +55,14 @@ impl Advertiser {
             .borrow()
             .models
             .iter()
-            .flat_map(|m| [p2p::model_key(&m.hash), p2p::model_name_key(&m.name)])
+            .flat_map(|m| {
+                [
+                    p2p::model_key(&m.hash),
+                    // The key other implementations look a CID up by.
+                    p2p::model_cid_key(&m.hash),
+                    p2p::model_name_key(&m.name),
+                ]
+            })
             .collect();
         if keys.is_empty() {
             return Ok(());

@@ -16,7 +16,7 @@
 //! What runs on the swarm:
 //! - identify, ping, Kademlia (`/infernet/kad/1.0.0`): discovery; nodes put
 //!   provider records under each model's content hash and name
-//!   ([`model_key`], [`model_name_key`]);
+//!   ([`model_key`], [`model_cid_key`], [`model_name_key`]);
 //! - gossipsub: signed capability ads on [`wire::ads::ADS_TOPIC`], checked by
 //!   an [`AdBook`](wire::ads::AdBook) before they are passed on;
 //! - AutoNAT v2, circuit relay v2 (server and client), DCUtR: reachability;
@@ -215,6 +215,13 @@ pub fn model_key(hash: &wire::ModelHash) -> Vec<u8> {
     let mut key = b"/infernet/model/".to_vec();
     key.extend_from_slice(hash.as_bytes());
     key
+}
+
+/// The DHT key under which providers of a model are found by any IPFS or
+/// libp2p implementation: the multihash of the model file's CIDv1 (raw,
+/// sha2-256), as their `provide(cid)` and `findProviders(cid)` use it.
+pub fn model_cid_key(hash: &wire::ModelHash) -> Vec<u8> {
+    hash.multihash()
 }
 
 /// The DHT key under which providers of a model (by name) are found.

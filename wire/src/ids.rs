@@ -67,6 +67,29 @@ impl Sha256Digest {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The digest as a multihash: `sha2-256` (0x12), 32 bytes, the digest.
+    /// The key under which IPFS and libp2p DHTs keep a CID's providers.
+    pub fn multihash(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(34);
+        out.extend_from_slice(&[0x12, 0x20]);
+        out.extend_from_slice(&self.0);
+        out
+    }
+
+    /// The CIDv1 of the bytes this digests, with the raw codec (0x55): how
+    /// every IPFS and libp2p implementation names a file by its content.
+    pub fn cid_v1_raw(&self) -> Vec<u8> {
+        let mut out = vec![0x01, 0x55];
+        out.extend_from_slice(&self.multihash());
+        out
+    }
+
+    /// [`Self::cid_v1_raw`] as text: multibase base32 (`b…`), e.g.
+    /// `bafkrei…`, as `ipfs` and js-libp2p print it.
+    pub fn cid_text(&self) -> String {
+        format!("b{}", crate::accounts::base32_lower(&self.cid_v1_raw()))
+    }
 }
 
 impl FromStr for Sha256Digest {
@@ -258,6 +281,18 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_is_named_as_ipfs_names_the_file() {
+        // The empty file: the CID every IPFS implementation gives it.
+        let empty = Sha256Digest::of(b"");
+        assert_eq!(
+            empty.cid_text(),
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        );
+        assert_eq!(&empty.multihash()[..2], &[0x12, 0x20]);
+        assert_eq!(&empty.cid_v1_raw()[2..], empty.multihash().as_slice());
+    }
 
     #[test]
     fn node_id_round_trips_through_json() {

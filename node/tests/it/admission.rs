@@ -10,7 +10,7 @@ use p2p::JobResponse;
 use wire::jobs::{JobInput, JobRequest, RefusalCode};
 use wire::{JobId, UnixMillis};
 
-fn config(models_dir: std::path::PathBuf, key_file: std::path::PathBuf) -> Config {
+pub(crate) fn config(models_dir: std::path::PathBuf, key_file: std::path::PathBuf) -> Config {
     Config {
         server: None,
         bootstrap: vec![],

@@ -4,6 +4,7 @@
 
 mod admission;
 mod bids;
+mod discovery;
 mod engine;
 mod generation;
 mod jobs;
