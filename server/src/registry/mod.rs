@@ -16,6 +16,7 @@ pub mod bench;
 mod follow;
 mod http;
 mod index;
+mod ingest;
 mod query;
 mod reach;
 mod store;
@@ -25,14 +26,13 @@ pub(crate) use query::check_fresh;
 
 use std::collections::HashMap;
 
-use wire::ads::CapabilityAd;
-use wire::registry::{Heartbeat, NodeInfo, NodeList, NodeQuery, Registration};
-use wire::{NodeId, SignedEnvelope, SigningError, UnixMillis};
+use wire::registry::{NodeInfo, NodeList, NodeQuery};
+use wire::{NodeId, SigningError, UnixMillis};
 
 use crate::db::{Db, DbError};
 use crate::reputation::Reputations;
 use index::{Index, Wanted};
-use store::{Beat, NodeStore, StoredAd, StoredBeat};
+use store::{NodeStore, StoredAd, StoredBeat};
 
 /// Why the registry refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ pub(crate) struct Registry {
 }
 
 /// How often heartbeats taken in memory are written.
-const BEAT_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const BEAT_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A `GET /nodes` answer as sent: good while the index's generation is
 /// the same, for at most [`ANSWER_TTL`].
@@ -115,71 +115,6 @@ impl Registry {
         })
     }
 
-    /// Writes the heartbeats and ads taken since the last write.
-    pub(crate) async fn write_beats(&self) -> Result<usize, RegistryError> {
-        let ads: Vec<StoredAd> =
-            std::mem::take(&mut *self.ad_beats.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_values()
-                .collect();
-        if !ads.is_empty() {
-            if let Err(e) = self.store.write_ad_beats(&ads).await {
-                let mut pending = self.ad_beats.lock().unwrap_or_else(|e| e.into_inner());
-                for ad in ads {
-                    if let Ok(node) = ad.id.parse::<NodeId>() {
-                        pending.entry(node).or_insert(ad);
-                    }
-                }
-                return Err(e.into());
-            }
-        }
-        Ok(ads.len() + self.write_signed_beats().await?)
-    }
-
-    async fn write_signed_beats(&self) -> Result<usize, RegistryError> {
-        let beats: Vec<StoredBeat> =
-            std::mem::take(&mut *self.beats.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_values()
-                .collect();
-        if beats.is_empty() {
-            return Ok(0);
-        }
-        if let Err(e) = self.store.write_beats(&beats).await {
-            // Again at the next write, unless a newer beat came meanwhile.
-            let mut pending = self.beats.lock().unwrap_or_else(|e| e.into_inner());
-            for beat in beats {
-                let node = beat.id.parse::<NodeId>();
-                if let Ok(node) = node {
-                    pending.entry(node).or_insert(beat);
-                }
-            }
-            return Err(e.into());
-        }
-        Ok(beats.len())
-    }
-
-    /// Writes heartbeats every [`BEAT_WRITES`], for ever.
-    pub(crate) async fn write_beats_forever(self) {
-        let mut every = tokio::time::interval(BEAT_WRITES);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            if let Err(e) = self.write_beats().await {
-                tracing::warn!(error = %e, "could not write heartbeats; trying again");
-            }
-        }
-    }
-
-    /// Writes what is kept in memory only (heartbeats, evidence): when the
-    /// server stops.
-    pub(crate) async fn flush(&self) {
-        if let Err(e) = self.write_beats().await {
-            tracing::warn!(error = %e, "could not write the latest heartbeats");
-        }
-        if let Err(e) = self.reputations.flush().await {
-            tracing::warn!(error = %e, "could not write the nodes' latest evidence");
-        }
-    }
-
     /// The nodes' evidence: jobs add to it.
     pub(crate) fn reputations(&self) -> &Reputations {
         &self.reputations
@@ -199,175 +134,6 @@ impl Registry {
     fn reputed(&self, mut info: NodeInfo, now: UnixMillis) -> NodeInfo {
         info.reputation = Some(self.reputations.reputation(info.peer_id, now));
         info
-    }
-
-    /// Takes a node's signed registration: signed by the node it names,
-    /// fresh, within limits, and newer than anything taken from it before.
-    pub(crate) async fn register_signed(
-        &self,
-        envelope: &SignedEnvelope,
-        now: UnixMillis,
-    ) -> Result<NodeInfo, RegistryError> {
-        let registration: Registration = envelope.open()?;
-        query::check_fresh(registration.timestamp, now)?;
-        query::validate_registration(&registration)?;
-        // Beats taken in memory may be newer than the table knows.
-        if self
-            .index
-            .last_signed(&registration.node_id.to_string())
-            .is_some_and(|t| registration.timestamp <= t)
-        {
-            return Err(RegistryError::Replay);
-        }
-        let info = self.register(&registration, now).await?;
-        tracing::info!(peer_id = %registration.node_id, models = registration.models.len(), "node registered");
-        Ok(info)
-    }
-
-    /// Stores a verified registration.
-    pub(crate) async fn register(
-        &self,
-        r: &Registration,
-        now: UnixMillis,
-    ) -> Result<NodeInfo, RegistryError> {
-        let row = self
-            .store
-            .register(r, now)
-            .await?
-            .ok_or(RegistryError::Replay)?;
-        let node = row.peer_id();
-        self.reputations.heard(node, now);
-        let moved = self.index.put(row);
-        let info = self
-            .index
-            .get(&node.to_string(), now)
-            .ok_or(RegistryError::Replay)?;
-        // New, at new addresses, or found unreachable before: dialled
-        // (again).
-        if moved || info.reach.state == wire::registry::ReachState::Unreachable {
-            self.reach_soon(node);
-        }
-        Ok(info)
-    }
-
-    /// Takes a node's signed heartbeat, on the same terms as registrations.
-    pub(crate) async fn heartbeat_signed(
-        &self,
-        envelope: &SignedEnvelope,
-        now: UnixMillis,
-    ) -> Result<(), RegistryError> {
-        let beat: Heartbeat = envelope.open()?;
-        query::check_fresh(beat.timestamp, now)?;
-        // Most beats say only that the node is alive and how busy: taken in
-        // memory, written within a second, in batches. One that changes
-        // what the node is (paused, resumed), or of a node this server has
-        // not seen (another server's), goes to the table at once.
-        let id = beat.node_id.to_string();
-        match self.index.beat(
-            &id,
-            beat.timestamp,
-            now,
-            beat.active_jobs,
-            beat.accepting_jobs,
-        ) {
-            index::Beat::Taken => {
-                self.reputations.heard(beat.node_id, now);
-                self.beats.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                    beat.node_id,
-                    StoredBeat {
-                        id,
-                        seen: now,
-                        signed: beat.timestamp,
-                        active: beat.active_jobs,
-                    },
-                );
-                return Ok(());
-            }
-            index::Beat::Stale => return Err(RegistryError::Replay),
-            index::Beat::ToStore => {}
-        }
-        match self.store.heartbeat(&beat, now).await? {
-            Beat::Taken(row) => {
-                let node = row.peer_id();
-                self.reputations.heard(node, now);
-                if self.index.put(*row) {
-                    self.reach_soon(node);
-                }
-                Ok(())
-            }
-            Beat::Stale => Err(RegistryError::Replay),
-            Beat::UnknownNode => Err(RegistryError::NotRegistered(beat.node_id)),
-        }
-    }
-
-    /// Stores a node's capability ad (already verified by the network
-    /// layer: signature, signer, freshness). Ads older than the newest one
-    /// taken for this node are ignored. Returns whether it was stored.
-    pub(crate) async fn ingest_ad(
-        &self,
-        ad: &CapabilityAd,
-        now: UnixMillis,
-    ) -> Result<bool, RegistryError> {
-        // An ad that changes only the node's load: taken in memory,
-        // written within a second (its row is not rewritten).
-        match self.index.ad(ad, now) {
-            index::Beat::Taken => {
-                self.reputations.heard(ad.node_id, now);
-                self.ad_beats
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(
-                        ad.node_id,
-                        StoredAd {
-                            id: ad.node_id.to_string(),
-                            seen: now,
-                            seq: ad.seq,
-                            active: ad.load.active_jobs,
-                            queued: ad.load.queued_jobs,
-                            top_bid: ad.load.top_bid_msat.unwrap_or_default(),
-                        },
-                    );
-                return Ok(true);
-            }
-            index::Beat::Stale => return Ok(false),
-            index::Beat::ToStore => {}
-        }
-        match self.store.ingest_ad(ad, now).await? {
-            Some(row) => {
-                self.reputations.heard(ad.node_id, now);
-                if self.index.put(row) {
-                    self.reach_soon(ad.node_id);
-                }
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Forgets nodes not heard from since `cutoff`. Returns how many.
-    pub(crate) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, RegistryError> {
-        let mut gone = self.store.forget_silent(cutoff).await?;
-        // Deleted by another server sharing the database, or heard from
-        // only in memory: silent here too.
-        gone.extend(self.index.silent_since(cutoff));
-        gone.sort();
-        gone.dedup();
-        self.index.remove(gone.iter().map(String::as_str));
-        Ok(gone.len())
-    }
-
-    /// Puts the node rows written since `since` (by any server) into the
-    /// index; the newest `last_seen` among them.
-    pub(crate) async fn catch_up(&self, since: UnixMillis) -> Result<UnixMillis, RegistryError> {
-        let mut newest = since;
-        for row in self.store.seen_since(since).await? {
-            newest = newest.max(row.last_seen());
-            let node = row.peer_id();
-            if self.index.put(row) {
-                self.reach_soon(node);
-            }
-        }
-        Ok(newest)
     }
 
     pub(crate) async fn get(
@@ -538,6 +304,8 @@ mod tests {
     use super::*;
     use testkit::fixtures::{ad, hardware, offer};
     use wire::registry::Task;
+    use wire::registry::{Heartbeat, Registration};
+    use wire::SignedEnvelope;
 
     async fn registry(tag: &str) -> Registry {
         Registry::open(
@@ -546,6 +314,21 @@ mod tests {
         )
         .await
         .unwrap()
+    }
+
+    /// The node's row as the table holds it.
+    async fn stored_row(registry: &Registry, id: NodeId) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = registry
+            .store
+            .db()
+            .rows(
+                "SELECT * OMIT id FROM type::record('node', $id)",
+                serde_json::json!({ "id": id.to_string() }),
+                0,
+            )
+            .await
+            .unwrap();
+        rows[0].clone()
     }
 
     fn registration(id: NodeId, now: UnixMillis) -> Registration {
@@ -672,19 +455,7 @@ mod tests {
             .register(&registration(id, now), now)
             .await
             .unwrap();
-        let stored_seen = |registry: Registry| async move {
-            let rows: Vec<serde_json::Value> = registry
-                .store
-                .db()
-                .rows(
-                    "SELECT last_seen, last_signed, active_jobs FROM type::record('node', $id)",
-                    serde_json::json!({ "id": id.to_string() }),
-                    0,
-                )
-                .await
-                .unwrap();
-            rows[0].clone()
-        };
+        let stored_seen = |registry: Registry| async move { stored_row(&registry, id).await };
         let beat = |at: u64, active: u32| {
             let beat = Heartbeat {
                 node_id: id,
@@ -773,19 +544,7 @@ mod tests {
         let key = p2p::Keypair::generate_ed25519();
         let id = NodeId::from(key.public().to_peer_id());
         let now = UnixMillis::now();
-        let stored = |registry: Registry| async move {
-            let rows: Vec<serde_json::Value> = registry
-                .store
-                .db()
-                .rows(
-                    "SELECT last_ad_seq, queued_jobs, models FROM type::record('node', $id)",
-                    serde_json::json!({ "id": id.to_string() }),
-                    0,
-                )
-                .await
-                .unwrap();
-            rows[0].clone()
-        };
+        let stored = |registry: Registry| async move { stored_row(&registry, id).await };
         assert!(registry
             .ingest_ad(&ad(&key, 1, now, 30_000), now)
             .await

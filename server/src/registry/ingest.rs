@@ -1,0 +1,244 @@
+//! What nodes send the registry: signed registrations and heartbeats over
+//! HTTP, ads from the network, and other servers' rows on a shared
+//! database. What changes a node is written at once (database, then
+//! index); what changes only its liveness and load is taken in the index
+//! and written once a second in batches.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use wire::ads::CapabilityAd;
+use wire::registry::{Heartbeat, NodeInfo, Registration};
+use wire::{NodeId, SignedEnvelope, UnixMillis};
+
+use super::store::{Beat, StoredAd, StoredBeat};
+use super::{index, query, Registry, RegistryError, BEAT_WRITES};
+
+/// Every pending write of `pending`, taken out: the nodes and the writes.
+fn take<T>(pending: &Mutex<HashMap<NodeId, T>>) -> (Vec<NodeId>, Vec<T>) {
+    std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()))
+        .into_iter()
+        .unzip()
+}
+
+/// Writes that failed, back in `pending` (again at the next write), unless
+/// a newer one for the same node came meanwhile.
+fn put_back<T>(pending: &Mutex<HashMap<NodeId, T>>, nodes: Vec<NodeId>, writes: Vec<T>) {
+    let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+    for (node, write) in nodes.into_iter().zip(writes) {
+        pending.entry(node).or_insert(write);
+    }
+}
+
+impl Registry {
+    /// Writes the heartbeats and ads taken since the last write.
+    pub(crate) async fn write_beats(&self) -> Result<usize, RegistryError> {
+        let (nodes, ads) = take(&self.ad_beats);
+        if !ads.is_empty() {
+            if let Err(e) = self.store.write_ad_beats(&ads).await {
+                put_back(&self.ad_beats, nodes, ads);
+                return Err(e.into());
+            }
+        }
+        let (nodes, beats) = take(&self.beats);
+        if !beats.is_empty() {
+            if let Err(e) = self.store.write_beats(&beats).await {
+                put_back(&self.beats, nodes, beats);
+                return Err(e.into());
+            }
+        }
+        Ok(ads.len() + beats.len())
+    }
+
+    /// Writes heartbeats every [`BEAT_WRITES`], for ever.
+    pub(crate) async fn write_beats_forever(self) {
+        let mut every = tokio::time::interval(BEAT_WRITES);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = self.write_beats().await {
+                tracing::warn!(error = %e, "could not write heartbeats; trying again");
+            }
+        }
+    }
+
+    /// Writes what is kept in memory only (heartbeats, evidence): when the
+    /// server stops.
+    pub(crate) async fn flush(&self) {
+        if let Err(e) = self.write_beats().await {
+            tracing::warn!(error = %e, "could not write the latest heartbeats");
+        }
+        if let Err(e) = self.reputations.flush().await {
+            tracing::warn!(error = %e, "could not write the nodes' latest evidence");
+        }
+    }
+
+    /// Takes a node's signed registration: signed by the node it names,
+    /// fresh, within limits, and newer than anything taken from it before.
+    pub(crate) async fn register_signed(
+        &self,
+        envelope: &SignedEnvelope,
+        now: UnixMillis,
+    ) -> Result<NodeInfo, RegistryError> {
+        let registration: Registration = envelope.open()?;
+        query::check_fresh(registration.timestamp, now)?;
+        query::validate_registration(&registration)?;
+        // Beats taken in memory may be newer than the table knows.
+        if self
+            .index
+            .last_signed(&registration.node_id.to_string())
+            .is_some_and(|t| registration.timestamp <= t)
+        {
+            return Err(RegistryError::Replay);
+        }
+        let info = self.register(&registration, now).await?;
+        tracing::info!(peer_id = %registration.node_id, models = registration.models.len(), "node registered");
+        Ok(info)
+    }
+
+    /// Stores a verified registration.
+    pub(crate) async fn register(
+        &self,
+        r: &Registration,
+        now: UnixMillis,
+    ) -> Result<NodeInfo, RegistryError> {
+        let row = self
+            .store
+            .register(r, now)
+            .await?
+            .ok_or(RegistryError::Replay)?;
+        let node = row.peer_id();
+        self.reputations.heard(node, now);
+        let moved = self.index.put(row);
+        let info = self
+            .index
+            .get(&node.to_string(), now)
+            .ok_or(RegistryError::Replay)?;
+        // New, at new addresses, or found unreachable before: dialled
+        // (again).
+        if moved || info.reach.state == wire::registry::ReachState::Unreachable {
+            self.reach_soon(node);
+        }
+        Ok(info)
+    }
+
+    /// Takes a node's signed heartbeat, on the same terms as registrations.
+    pub(crate) async fn heartbeat_signed(
+        &self,
+        envelope: &SignedEnvelope,
+        now: UnixMillis,
+    ) -> Result<(), RegistryError> {
+        let beat: Heartbeat = envelope.open()?;
+        query::check_fresh(beat.timestamp, now)?;
+        // Most beats say only that the node is alive and how busy: taken in
+        // memory, written within a second, in batches. One that changes
+        // what the node is (paused, resumed), or of a node this server has
+        // not seen (another server's), goes to the table at once.
+        let id = beat.node_id.to_string();
+        match self.index.beat(
+            &id,
+            beat.timestamp,
+            now,
+            beat.active_jobs,
+            beat.accepting_jobs,
+        ) {
+            index::Beat::Taken => {
+                self.reputations.heard(beat.node_id, now);
+                self.beats.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    beat.node_id,
+                    StoredBeat {
+                        id,
+                        seen: now,
+                        signed: beat.timestamp,
+                        active: beat.active_jobs,
+                    },
+                );
+                return Ok(());
+            }
+            index::Beat::Stale => return Err(RegistryError::Replay),
+            index::Beat::ToStore => {}
+        }
+        match self.store.heartbeat(&beat, now).await? {
+            Beat::Taken(row) => {
+                let node = row.peer_id();
+                self.reputations.heard(node, now);
+                if self.index.put(*row) {
+                    self.reach_soon(node);
+                }
+                Ok(())
+            }
+            Beat::Stale => Err(RegistryError::Replay),
+            Beat::UnknownNode => Err(RegistryError::NotRegistered(beat.node_id)),
+        }
+    }
+
+    /// Stores a node's capability ad (already verified by the network
+    /// layer: signature, signer, freshness). Ads older than the newest one
+    /// taken for this node are ignored. Returns whether it was stored.
+    pub(crate) async fn ingest_ad(
+        &self,
+        ad: &CapabilityAd,
+        now: UnixMillis,
+    ) -> Result<bool, RegistryError> {
+        // An ad that changes only the node's load: taken in memory,
+        // written within a second (its row is not rewritten).
+        match self.index.ad(ad, now) {
+            index::Beat::Taken => {
+                self.reputations.heard(ad.node_id, now);
+                self.ad_beats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(
+                        ad.node_id,
+                        StoredAd {
+                            id: ad.node_id.to_string(),
+                            seen: now,
+                            seq: ad.seq,
+                            active: ad.load.active_jobs,
+                            queued: ad.load.queued_jobs,
+                            top_bid: ad.load.top_bid_msat.unwrap_or_default(),
+                        },
+                    );
+                return Ok(true);
+            }
+            index::Beat::Stale => return Ok(false),
+            index::Beat::ToStore => {}
+        }
+        match self.store.ingest_ad(ad, now).await? {
+            Some(row) => {
+                self.reputations.heard(ad.node_id, now);
+                if self.index.put(row) {
+                    self.reach_soon(ad.node_id);
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Forgets nodes not heard from since `cutoff`. Returns how many.
+    pub(crate) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, RegistryError> {
+        let mut gone = self.store.forget_silent(cutoff).await?;
+        // Deleted by another server sharing the database, or heard from
+        // only in memory: silent here too.
+        gone.extend(self.index.silent_since(cutoff));
+        gone.sort();
+        gone.dedup();
+        self.index.remove(gone.iter().map(String::as_str));
+        Ok(gone.len())
+    }
+
+    /// Puts the node rows written since `since` (by any server) into the
+    /// index; the newest `last_seen` among them.
+    pub(crate) async fn catch_up(&self, since: UnixMillis) -> Result<UnixMillis, RegistryError> {
+        let mut newest = since;
+        for row in self.store.seen_since(since).await? {
+            newest = newest.max(row.last_seen());
+            let node = row.peer_id();
+            if self.index.put(row) {
+                self.reach_soon(node);
+            }
+        }
+        Ok(newest)
+    }
+}
