@@ -9,7 +9,11 @@ This one computes, for x: f32[N, 4] and scale: f32[1],
   norm = |x|_2 per row * scale                               f32[N]
 so tests can check its answers exactly.
 
-Usage: python export_tensor_demo.py <out-dir> [--price-msat N]
+With --cheat it writes another computation under the same interface
+(y is off by 0.25): what a node that cheats would run, for the test that
+catches one (server/tests/it/verify.rs).
+
+Usage: python export_tensor_demo.py <out-dir> [--price-msat N] [--cheat]
 """
 
 import argparse
@@ -32,14 +36,29 @@ class Demo(torch.nn.Module):
         return y, norm
 
 
+class Cheat(torch.nn.Module):
+    """Demo's interface, another answer: a cheaper guess at y."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]]))
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor):
+        y = x @ self.w.t() + 0.25
+        norm = (x * x).sum(1).sqrt() * scale
+        return y, norm
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
     parser.add_argument("--price-msat", type=int, default=10)
+    parser.add_argument("--cheat", action="store_true")
     args = parser.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(Demo().eval()).save(str(out / "model.pt"))
+    module = Cheat() if args.cheat else Demo()
+    torch.jit.script(module.eval()).save(str(out / "model.pt"))
     manifest = {
         "name": "tensor-demo",
         "task": "tensor",

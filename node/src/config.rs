@@ -110,6 +110,18 @@ struct Cli {
     /// Fetch the `--fetch` models, then exit instead of serving.
     #[arg(long)]
     fetch_only: bool,
+    /// Compute known answers (canaries) for every model in the models
+    /// directory, write them to this file as JSON, and exit: a server
+    /// given the file (`--canaries`) sends them as jobs to check nodes.
+    #[arg(long, value_name = "FILE")]
+    make_canaries: Option<PathBuf>,
+    /// Canaries per model for `--make-canaries`.
+    #[arg(long, default_value_t = crate::canaries::DEFAULT_COUNT)]
+    canary_count: usize,
+    /// Seed of the canaries' inputs (a new one makes new inputs)
+    /// [default: the clock].
+    #[arg(long)]
+    canary_seed: Option<u64>,
     /// Download models at most this fast, in megabits per second.
     #[arg(long, env = "INFERNET_FETCH_MAX_MBIT")]
     fetch_max_mbit: Option<u64>,
@@ -187,6 +199,9 @@ pub struct Config {
     pub memory_budget_mb: Option<u64>,
     pub fetch: Vec<wire::ModelHash>,
     pub fetch_only: bool,
+    /// `--make-canaries`: where to write them, how many per model, and
+    /// the seed of their inputs.
+    pub make_canaries: Option<(PathBuf, usize, u64)>,
     /// Bytes per second.
     pub fetch_max_rate: Option<u64>,
     /// `--schedule`, read and checked.
@@ -420,6 +435,17 @@ impl Config {
             memory_budget_mb,
             fetch,
             fetch_only: cli.fetch_only,
+            make_canaries: match cli.make_canaries {
+                Some(_) if !(1..=10_000).contains(&cli.canary_count) => {
+                    return Err(invalid("--canary-count must be 1 to 10000".into()))
+                }
+                Some(path) => Some((
+                    path,
+                    cli.canary_count,
+                    cli.canary_seed.unwrap_or_else(|| wire::UnixMillis::now().0),
+                )),
+                None => None,
+            },
             fetch_max_rate: match cli.fetch_max_mbit.or(file.fetch_max_mbit) {
                 Some(0) => return Err(invalid("fetch_max_mbit must be positive".into())),
                 mbit => mbit.map(|m| m.saturating_mul(1_000_000 / 8)),

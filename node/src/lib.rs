@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod advertise;
 pub mod announce;
+pub mod canaries;
 pub mod config;
 pub mod distribute;
 pub mod engine;

@@ -20,6 +20,22 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(?config, "starting");
+    if let Some((out, count, seed)) = config.make_canaries.clone() {
+        return match node::canaries::make(&config, &out, count, seed).await {
+            Ok(sets) => {
+                let done = serde_json::json!({"event": "canaries", "file": out, "sets": sets});
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{done}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if config.fetch_only {
         return match node::fetch_only(config).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -128,6 +128,26 @@ struct Cli {
     /// this, in millisatoshis [default: 1000000, 1000 sat].
     #[arg(long, env = "INFERNET_NODE_PAYOUT_THRESHOLD_MSAT")]
     node_payout_threshold_msat: Option<u64>,
+    /// Known answers to send nodes as canary jobs: a file made by
+    /// `infernet-node --make-canaries` from the same model files.
+    #[arg(long, env = "INFERNET_CANARIES")]
+    canaries: Option<PathBuf>,
+    /// Canaries each node gets per model (of those with canaries) an hour,
+    /// on average [default: 4].
+    #[arg(long, env = "INFERNET_CANARIES_PER_HOUR")]
+    canaries_per_hour: Option<f64>,
+    /// The fraction of consumers' jobs (embeddings, tensors, greedy
+    /// generation) run again on a second node to compare [default: 0.02].
+    #[arg(long, env = "INFERNET_REDUNDANCY")]
+    redundancy: Option<f64>,
+    /// A client must send a request's headers within this many seconds,
+    /// else `408` and the connection closes [default: 10].
+    #[arg(long, env = "INFERNET_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// …and its body within this many seconds of them, else `408
+    /// body_timeout` [default: 30].
+    #[arg(long, env = "INFERNET_BODY_TIMEOUT_SECS")]
+    body_timeout_secs: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -243,6 +263,11 @@ struct FileConfig {
     breez_python: Option<PathBuf>,
     lightning_reconcile_secs: Option<u64>,
     node_payout_threshold_msat: Option<u64>,
+    canaries: Option<PathBuf>,
+    canaries_per_hour: Option<f64>,
+    redundancy: Option<f64>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -282,6 +307,14 @@ pub struct Config {
     pub breez_python: PathBuf,
     pub lightning_reconcile: Duration,
     pub node_payout_threshold_msat: u64,
+    /// `--canaries`: the known answers' file.
+    pub canaries: Option<PathBuf>,
+    pub canaries_per_hour: f64,
+    pub redundancy: f64,
+    /// How long a client may take to send a request's headers, and then
+    /// its body (slow clients are cut off).
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
     /// An admin command to run against the running server, instead of serving.
     pub command: Option<Command>,
 }
@@ -321,6 +354,11 @@ impl std::fmt::Debug for Config {
                 "node_payout_threshold_msat",
                 &self.node_payout_threshold_msat,
             )
+            .field("canaries", &self.canaries)
+            .field("canaries_per_hour", &self.canaries_per_hour)
+            .field("redundancy", &self.redundancy)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -379,6 +417,11 @@ impl Config {
             breez_python: PathBuf::from("python3"),
             lightning_reconcile: Duration::from_secs(30),
             node_payout_threshold_msat: 1_000_000,
+            canaries: None,
+            canaries_per_hour: 0.0,
+            redundancy: 0.0,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             command: None,
         }
     }
@@ -516,9 +559,40 @@ impl Config {
                 "node_payout_threshold_msat must be 11000 to 10000000000".into(),
             ));
         }
+        let canaries_per_hour = cli
+            .canaries_per_hour
+            .or(file.canaries_per_hour)
+            .unwrap_or(4.0);
+        if !(0.0..=3600.0).contains(&canaries_per_hour) {
+            return Err(ConfigError::Invalid(
+                "canaries_per_hour must be 0 to 3600".into(),
+            ));
+        }
+        let redundancy = cli.redundancy.or(file.redundancy).unwrap_or(0.02);
+        if !(0.0..=1.0).contains(&redundancy) {
+            return Err(ConfigError::Invalid("redundancy must be 0 to 1".into()));
+        }
+        let header_timeout = cli
+            .header_timeout_secs
+            .or(file.header_timeout_secs)
+            .unwrap_or(10);
+        let body_timeout = cli
+            .body_timeout_secs
+            .or(file.body_timeout_secs)
+            .unwrap_or(30);
+        if !(1..=600).contains(&header_timeout) || !(1..=600).contains(&body_timeout) {
+            return Err(ConfigError::Invalid(
+                "header_timeout_secs and body_timeout_secs must be 1 to 600".into(),
+            ));
+        }
         Ok(Config {
             platform_fee_bps,
             node_payout_threshold_msat,
+            header_timeout: Duration::from_secs(header_timeout),
+            body_timeout: Duration::from_secs(body_timeout),
+            canaries: cli.canaries.or(file.canaries),
+            canaries_per_hour,
+            redundancy,
             lightning,
             lightning_network,
             breez_api_key,

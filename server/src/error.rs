@@ -80,6 +80,9 @@ impl ApiError {
             ApiError::BadBody { status, .. } if *status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 "unsupported_media_type"
             }
+            ApiError::BadBody { status, .. } if *status == StatusCode::REQUEST_TIMEOUT => {
+                "body_timeout"
+            }
             ApiError::BadBody { .. } => "invalid_json",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
@@ -405,6 +408,17 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        // A body that did not arrive in time (`listen`): say so.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(e) = source {
+            if let Some(late) = e.downcast_ref::<crate::listen::BodyTimedOut>() {
+                return ApiError::BadBody {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: late.to_string(),
+                };
+            }
+            source = e.source();
+        }
         ApiError::BadBody {
             status: rejection.status(),
             message: rejection.body_text(),

@@ -11,6 +11,7 @@ mod fleet;
 mod jobs;
 mod ledger;
 mod lightning;
+mod listen;
 mod metrics;
 mod network;
 mod openai;
@@ -21,6 +22,7 @@ mod site;
 mod startup;
 mod topups;
 mod validators;
+mod verify;
 mod web;
 
 pub use accounts::{LocalKeyError, SiteError};

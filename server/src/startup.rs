@@ -57,6 +57,8 @@ pub enum StartupError {
     LocalKey(#[from] accounts::LocalKeyError),
     #[error(transparent)]
     Lightning(#[from] crate::lightning::LightningStartError),
+    #[error("canaries: {0}")]
+    Canaries(String),
 }
 
 pub struct Application {
@@ -67,6 +69,8 @@ pub struct Application {
     public_url: String,
     /// What it keeps in memory is written out when the server stops.
     registry: Registry,
+    /// How long a client may take to send a request.
+    cutoffs: crate::listen::Cutoffs,
     /// Keeps the swarm's event loop alive as long as the server runs.
     _network: p2p::Client,
 }
@@ -92,6 +96,10 @@ impl Application {
                 source,
             })?;
         let site = accounts::Site::new(config.public_url.as_deref(), listen_addr)?;
+        let canaries = match &config.canaries {
+            Some(path) => crate::verify::read_canaries(path).map_err(StartupError::Canaries)?,
+            None => Vec::new(),
+        };
         let keypair = p2p::identity::load_or_create(&config.data_dir.join("server.key"))?;
 
         let db_url = config
@@ -116,7 +124,7 @@ impl Application {
         // The server is the network's seed: it relays for nodes that
         // cannot be dialled.
         p2p_config.relay_server = true;
-        let (network, _inbound, event_loop) = p2p::start(keypair, p2p_config).await?;
+        let (network, _inbound, event_loop) = p2p::start(keypair.clone(), p2p_config).await?;
         tokio::spawn(event_loop.run());
         let peer_id = network.local_peer_id();
         let multiaddrs = network
@@ -125,10 +133,11 @@ impl Application {
             .into_iter()
             .map(|a| a.with(p2p::Protocol::P2p(peer_id)).to_string())
             .collect();
-        let network_info = NetworkInfo {
+        let mut network_info = NetworkInfo {
             peer_id: peer_id.into(),
             multiaddrs,
             version: wire::VERSION.to_owned(),
+            verification: None,
         };
 
         let registry = Registry::open(db.clone(), peer_id.into())
@@ -181,6 +190,26 @@ impl Application {
         })?;
         let public_url = site.origin().to_owned();
         let accounts = accounts::Accounts::new(db.clone(), site, accounts::Limits::standard())?;
+        // Canaries and second opinions: nodes that answer wrong are
+        // caught and banned.
+        let verifier = crate::verify::Verifier::new(
+            crate::verify::Settings {
+                canaries,
+                canaries_per_hour: config.canaries_per_hour,
+                redundancy: config.redundancy,
+            },
+            crate::verify::Parts {
+                network: network.clone(),
+                registry: registry.clone(),
+                ledger: ledger.clone(),
+                enrolments: enrolments.clone(),
+                jobs: jobs::JobStore::new(db.clone()),
+                keypair,
+                timeout: config.job_timeout,
+            },
+        );
+        network_info.verification = Some(verifier.published());
+        tokio::spawn(verifier.clone().canaries_forever());
         let jobs = jobs::Jobs::new(
             db.clone(),
             registry.clone(),
@@ -193,7 +222,8 @@ impl Application {
             ledger.clone(),
             enrolments.clone(),
             accounts.clone(),
-        );
+        )
+        .checked_by(verifier);
         // Enrolled nodes' fleet links: telemetry up, commands down.
         let webhooks = fleet::Webhooks::load(&config.data_dir, config.allow_private_webhooks)
             .map_err(|source| StartupError::DataDir {
@@ -253,6 +283,10 @@ impl Application {
             listener,
             metrics_addr,
             registry,
+            cutoffs: crate::listen::Cutoffs {
+                header_read: config.header_timeout,
+                body_read: config.body_timeout,
+            },
             router: router(state),
             network_info,
             public_url,
@@ -287,13 +321,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = crate::listen::serve(self.listener, self.router, self.cutoffs, shutdown).await;
         self.registry.flush().await;
         served
     }

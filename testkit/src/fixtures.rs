@@ -85,6 +85,7 @@ pub fn node_info(seed: u8, models: Vec<ModelOffer>) -> NodeInfo {
             reason: None,
         },
         reputation: None,
+        banned: None,
     }
 }
 

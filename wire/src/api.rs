@@ -33,9 +33,12 @@ impl ErrorBody {
 }
 
 /// What `GET /api/v1/network` returns: how to reach the server's libp2p peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInfo {
     pub peer_id: crate::NodeId,
     pub multiaddrs: Vec<String>,
     pub version: String,
+    /// How this server checks nodes' answers (canaries, second opinions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::verify::Published>,
 }

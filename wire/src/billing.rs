@@ -57,6 +57,9 @@ pub enum BookKind {
     Lightning,
     /// Credit granted by the operator of the server.
     Grants,
+    /// What checking nodes costs the platform: canary and second-opinion
+    /// jobs, refunds of jobs a caught node ran, less what is clawed back.
+    Checks,
 }
 
 impl BookKind {
@@ -71,6 +74,7 @@ impl BookKind {
             BookKind::Fees => "fees",
             BookKind::Lightning => "lightning",
             BookKind::Grants => "grants",
+            BookKind::Checks => "checks",
         }
     }
 }
@@ -97,6 +101,12 @@ pub enum MovementKind {
     PayoutSettled,
     /// A payout that failed: its money back.
     PayoutFailed,
+    /// A check job (a canary, a second opinion) paid by the platform.
+    Check,
+    /// A job refunded: its node was caught answering wrong.
+    Refund,
+    /// A caught node's earnings taken back.
+    Clawback,
 }
 
 impl MovementKind {
@@ -111,6 +121,9 @@ impl MovementKind {
             MovementKind::Payout => "payout",
             MovementKind::PayoutSettled => "payout_settled",
             MovementKind::PayoutFailed => "payout_failed",
+            MovementKind::Check => "check",
+            MovementKind::Refund => "refund",
+            MovementKind::Clawback => "clawback",
         }
     }
 }
@@ -298,6 +311,9 @@ mod tests {
             MovementKind::Payout,
             MovementKind::PayoutSettled,
             MovementKind::PayoutFailed,
+            MovementKind::Check,
+            MovementKind::Refund,
+            MovementKind::Clawback,
         ] {
             assert_eq!(
                 serde_json::to_value(k).unwrap(),
@@ -314,6 +330,7 @@ mod tests {
             BookKind::Fees,
             BookKind::Lightning,
             BookKind::Grants,
+            BookKind::Checks,
         ] {
             assert_eq!(
                 serde_json::to_value(b).unwrap(),

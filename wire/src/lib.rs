@@ -19,6 +19,7 @@ pub mod registry;
 pub mod reputation;
 pub mod schedule;
 pub mod signing;
+pub mod verify;
 
 pub use accounts::{AccountId, Caller, CallerAuth};
 pub use ids::{JobId, MilliSats, ModelHash, NodeId, Sha256Digest, UnixMillis};

@@ -279,6 +279,10 @@ pub struct NodeInfo {
     /// where a server keeps none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reputation: Option<crate::reputation::Reputation>,
+    /// Caught answering wrong: never routed to, its ads ignored. The
+    /// signed ban with its evidence is at `GET /nodes/{id}/ban`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banned: Option<crate::verify::BanSummary>,
 }
 
 fn yes() -> bool {
@@ -293,6 +297,7 @@ impl NodeInfo {
             && self.accepting_jobs
             && self.on_schedule()
             && self.reach.state != ReachState::Unreachable
+            && self.banned.is_none()
     }
 
     /// Inside its schedule's open hours (or without a schedule).

@@ -43,6 +43,10 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                     let why = n.reach.reason.clone().unwrap_or_default();
                     view! { <span class="badge offline unreachable" title=why>"unreachable"</span> }
                 });
+            let banned = n.banned.as_ref().map(|b| {
+                let why = b.reason.clone();
+                view! { <span class="badge offline banned" title=why>"banned"</span> }
+            });
             let closed = schedule_note(now, n.schedule)
                 .map(|note| view! { <span class="badge pending schedule">{note}</span> });
             let pools = (!n.pools.is_empty()).then(|| {
@@ -73,6 +77,7 @@ pub(crate) fn NodeTable(nodes: Vec<NodeInfo>, now: UnixMillis) -> impl IntoView 
                     <td data-label="Status">
                         <div>
                             <StatusBadge status=n.status />
+                            {banned}
                             {unreachable}
                             {paused}
                             {closed}

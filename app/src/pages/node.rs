@@ -177,6 +177,19 @@ pub(crate) fn NodePage() -> impl IntoView {
                                 .collect_view();
                             view! {
                                 <h1 class="mono">{n.peer_id.to_string()}</h1>
+                                {n.banned.as_ref().map(|b| {
+                                    let evidence = format!("/nodes/{}/ban", n.peer_id);
+                                    view! {
+                                        <p class="stale" id="node-banned">
+                                            {format!(
+                                                "Banned {}: {}. No job goes to it. ",
+                                                ago(now, b.at),
+                                                b.reason,
+                                            )}
+                                            <a href=evidence rel="external">"The signed evidence"</a>
+                                        </p>
+                                    }
+                                })}
                                 {(n.reach.state == wire::registry::ReachState::Unreachable)
                                     .then(|| {
                                         view! {

@@ -557,6 +557,14 @@ impl Engine {
             .collect()
     }
 
+    /// A raw-tensor model's inputs and outputs, from its manifest.
+    pub fn tensor_spec(&self, hash: &ModelHash) -> Option<manifest::TensorSpec> {
+        self.stored()
+            .iter()
+            .find(|s| s.offer.hash == *hash)
+            .and_then(|s| s.files.manifest.tensor.clone())
+    }
+
     /// Hashes of the models loaded now, most recently used first.
     pub fn resident(&self) -> Vec<ModelHash> {
         self.residency.resident()

@@ -36,6 +36,7 @@ pub(crate) fn config(models_dir: std::path::PathBuf, key_file: std::path::PathBu
         memory_budget_mb: None,
         fetch: vec![],
         fetch_only: false,
+        make_canaries: None,
         fetch_max_rate: None,
         schedule: None,
         pools: vec![],

@@ -181,6 +181,9 @@ impl Jobs {
                 let settle = self.charge(&record, &owner, finished).await;
                 self.record_end(&record, &event, &settle).await;
                 record.events.push(event);
+                if let Some(verifier) = &self.verifier {
+                    verifier.after_job(&record);
+                }
                 tracing::info!(compute_ms = receipt.compute_ms, "job succeeded");
                 Ok(record)
             }

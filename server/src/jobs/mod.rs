@@ -41,7 +41,7 @@ use crate::enrolment::Enrolments;
 use crate::ledger::{Book, Ledger, LedgerError, Movement};
 use crate::registry::{Registry, RegistryError};
 use choose::rank_nodes;
-use store::JobStore;
+pub(crate) use store::JobStore;
 
 /// Text a job may have waiting for a slow reader before the node's stream
 /// waits too (and, behind it, the node's engine holds text back).
@@ -218,6 +218,8 @@ pub(crate) struct Jobs {
     accounts: Accounts,
     /// How fast jobs may come, per account and per client address.
     submissions: Arc<limits::Submissions>,
+    /// Second opinions on some succeeded jobs (see `crate::verify`).
+    verifier: Option<crate::verify::Verifier>,
 }
 
 /// How jobs run: how long they may take, how soon a node must answer,
@@ -255,7 +257,14 @@ impl Jobs {
             enrolments,
             accounts,
             submissions: Arc::new(limits::Submissions::new(pace.rates)),
+            verifier: None,
         }
+    }
+
+    /// Succeeded jobs go to `verifier`, which checks some of them.
+    pub(crate) fn checked_by(mut self, verifier: crate::verify::Verifier) -> Self {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// One more job submitted from `ip` (the API's routes check this

@@ -51,7 +51,7 @@ struct JobRow {
 }
 
 #[derive(Clone)]
-pub(super) struct JobStore {
+pub(crate) struct JobStore {
     db: Db,
 }
 
@@ -64,7 +64,7 @@ fn event_row(id: &JobId, seq: usize, e: &JobEvent) -> serde_json::Value {
 }
 
 impl JobStore {
-    pub(super) fn new(db: Db) -> Self {
+    pub(crate) fn new(db: Db) -> Self {
         JobStore { db }
     }
 
@@ -155,6 +155,63 @@ impl JobStore {
             rows.first()
                 .map_or(0, |s| u64::try_from(s.total).unwrap_or(0)),
         ))
+    }
+
+    /// The jobs `node` ran on `model` and was paid for, created since
+    /// `since`: each one's id, owner and price (what a ban refunds).
+    pub(crate) async fn succeeded_on(
+        &self,
+        node: NodeId,
+        model: ModelHash,
+        since: UnixMillis,
+    ) -> Result<Vec<(JobId, AccountId, MilliSats)>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            job_id: JobId,
+            owner: Option<AccountId>,
+            price_msat: MilliSats,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT job_id, owner, price_msat FROM job \
+                 WHERE node_id = $node AND created_at >= $since \
+                 AND model_hash = $model AND status = 'succeeded'",
+                json!({ "node": node, "since": since, "model": model }),
+                0,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.job_id, r.owner?, r.price_msat)))
+            .collect())
+    }
+
+    /// Refunds a job (`refund`, its money back to its owner) with its
+    /// event, in one transaction. Returns false if it was refunded before.
+    pub(crate) async fn refund(
+        &self,
+        id: &JobId,
+        event: &JobEvent,
+        refund: &Movement,
+    ) -> Result<bool, LedgerError> {
+        let sql = format!(
+            "BEGIN TRANSACTION; \
+             LET $seq = array::len((SELECT seq FROM job_event WHERE job_id = $id)); \
+             CREATE job_event CONTENT object::extend($event, {{ seq: $seq }}); \
+             {} \
+             COMMIT TRANSACTION;",
+            move_sql("refund")
+        );
+        let vars =
+            json!({ "id": id, "event": event_row(id, 0, event), "refund": refund.to_json()? });
+        match self.db.transact::<serde_json::Value>(&sql, vars, 0).await {
+            Ok(_) => Ok(true),
+            Err(e) => match LedgerError::from_db(e)? {
+                Applied::AlreadyDone => Ok(false),
+                Applied::Moved => Ok(true),
+            },
+        }
     }
 
     /// What the fleet's statistics need of jobs: those of `nodes` created

@@ -29,6 +29,8 @@ pub(crate) enum Book {
     Lightning,
     /// Credit the server's operator granted.
     Grants,
+    /// What checking nodes costs the platform (see `crate::verify`).
+    Checks,
 }
 
 impl Book {
@@ -42,6 +44,7 @@ impl Book {
             Book::Fees => "fees".into(),
             Book::Lightning => "lightning".into(),
             Book::Grants => "grants".into(),
+            Book::Checks => "checks".into(),
         }
     }
 
@@ -55,6 +58,7 @@ impl Book {
             Book::Fees => BookKind::Fees,
             Book::Lightning => BookKind::Lightning,
             Book::Grants => BookKind::Grants,
+            Book::Checks => BookKind::Checks,
         }
     }
 
@@ -62,13 +66,13 @@ impl Book {
         match self {
             Book::Balance(a) | Book::Earnings(a) | Book::Escrow { owner: a, .. } => Some(a),
             Book::Payout { owner, .. } => owner.as_ref(),
-            Book::Pending(_) | Book::Fees | Book::Lightning | Book::Grants => None,
+            Book::Pending(_) | Book::Fees | Book::Lightning | Book::Grants | Book::Checks => None,
         }
     }
 
     /// The world outside the ledger may go negative; no book inside may.
     fn overdraft(&self) -> bool {
-        matches!(self, Book::Lightning | Book::Grants)
+        matches!(self, Book::Lightning | Book::Grants | Book::Checks)
     }
 
     /// Books that every job or payment would write keep no running
@@ -76,7 +80,10 @@ impl Book {
     /// row): theirs is the sum of their postings. None of them is ever
     /// spent from by a movement that needs its balance checked.
     pub(crate) fn shared(&self) -> bool {
-        matches!(self, Book::Lightning | Book::Grants | Book::Fees)
+        matches!(
+            self,
+            Book::Lightning | Book::Grants | Book::Fees | Book::Checks
+        )
     }
 }
 
@@ -212,6 +219,48 @@ impl Movement {
             .post(Book::Grants, -signed(amount))
             .post(Book::Balance(account.clone()), signed(amount));
         m.memo = memo;
+        m
+    }
+
+    /// A check job's price, paid by the platform: to the payee less the
+    /// fee, as a consumer's job pays.
+    pub(crate) fn check(
+        job: &JobId,
+        payee: &Payee,
+        price: MilliSats,
+        fee_bps: u32,
+        at: UnixMillis,
+    ) -> Self {
+        let fee = fee_of(price, fee_bps);
+        let to = match payee {
+            Payee::Operator(a) => Book::Earnings(a.clone()),
+            Payee::Node(n) => Book::Pending(*n),
+        };
+        let mut m = Movement::new(format!("check:{job}"), MovementKind::Check, at)
+            .post(Book::Checks, -signed(price))
+            .post(to, signed(price) - signed(fee))
+            .post(Book::Fees, signed(fee));
+        m.job_id = Some(job.clone());
+        m
+    }
+
+    /// A job's price back to its owner: its node was caught answering
+    /// wrong. The platform pays (and claws back what it can).
+    pub(crate) fn refund(job: &JobId, owner: &AccountId, price: MilliSats, at: UnixMillis) -> Self {
+        let mut m = Movement::new(format!("refund:{job}"), MovementKind::Refund, at)
+            .post(Book::Checks, -signed(price))
+            .post(Book::Balance(owner.clone()), signed(price));
+        m.job_id = Some(job.clone());
+        m.memo = Some("refunded: the node that ran it was caught answering wrong".into());
+        m
+    }
+
+    /// Earnings of a caught node taken back from `from`, once per `key`.
+    pub(crate) fn clawback(key: &str, from: Book, amount: i64, at: UnixMillis) -> Self {
+        let mut m = Movement::new(format!("clawback:{key}"), MovementKind::Clawback, at)
+            .post(from, -amount)
+            .post(Book::Checks, amount);
+        m.memo = Some("earnings of jobs refunded after a ban".into());
         m
     }
 
@@ -410,6 +459,49 @@ mod tests {
         assert_eq!(m.key, Movement::settle_key(&job));
         let release = Movement::release(&job, &acct(1), MilliSats(10_000), UnixMillis(5));
         assert_eq!(release.key, m.key, "a job settles once");
+    }
+
+    #[test]
+    fn checks_are_paid_refunds_and_clawbacks_go_through_the_checks_book_once_each() {
+        let job = JobId::from_random([2; 16]);
+        let node = testkit::fixtures::node_id(3);
+        let keyed = |m: &Movement| -> Vec<(String, i64)> {
+            m.postings.iter().map(|(b, a)| (b.key(), *a)).collect()
+        };
+        // A check job pays its node as a consumer's job would.
+        let paid = Movement::check(
+            &job,
+            &Payee::Node(node),
+            MilliSats(1_000),
+            250,
+            UnixMillis(1),
+        );
+        assert_eq!(sum(&paid), 0);
+        assert_eq!(
+            keyed(&paid),
+            vec![
+                ("checks".into(), -1_000),
+                (format!("pending:{node}"), 975),
+                ("fees".into(), 25),
+            ]
+        );
+        assert_eq!(paid.key, format!("check:{job}"));
+        let refund = Movement::refund(&job, &acct(1), MilliSats(1_000), UnixMillis(2));
+        assert_eq!(sum(&refund), 0);
+        assert_eq!(
+            keyed(&refund),
+            vec![
+                ("checks".into(), -1_000),
+                (format!("balance:{}", acct(1)), 1_000)
+            ]
+        );
+        // Its own key: a job's settle and its refund are different movements.
+        assert_eq!(refund.key, format!("refund:{job}"));
+        let back = Movement::clawback("n:m", Book::Earnings(acct(2)), 975, UnixMillis(3));
+        assert_eq!(sum(&back), 0);
+        assert_eq!(back.key, "clawback:n:m");
+        // The checks book is the world's: it may go negative and keeps no row.
+        assert!(Book::Checks.overdraft() && Book::Checks.shared());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The registry's HTTP side: the public `GET /nodes` (cacheable, CORS-open)
+//! The registry's HTTP side: the public `GET /nodes` (cacheable, CORS-open),
+//! a node's reputation and ban,
 //! and the signed registration and heartbeats nodes post.
 
 use axum::extract::{Path, State};
@@ -8,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use wire::registry::{HeartbeatAck, NodeInfo, NodeQuery};
 use wire::reputation::ReputationReport;
+use wire::verify::BanRecord;
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 use crate::error::{parse_id, ApiError, ApiJson, ApiQuery};
@@ -16,13 +18,14 @@ use crate::AppState;
 /// Body limit of registration and heartbeat requests.
 pub(crate) const MAX_SIGNED_BODY: usize = 64 * 1024;
 
-/// `GET /nodes`, `GET /nodes/{peer_id}`, `GET /nodes/{peer_id}/reputation`:
-/// anyone may call them.
+/// `GET /nodes`, `GET /nodes/{peer_id}`, `GET /nodes/{peer_id}/reputation`,
+/// `GET /nodes/{peer_id}/ban`: anyone may call them.
 pub(crate) fn public_router() -> Router<AppState> {
     Router::new()
         .route("/nodes", get(list_nodes))
         .route("/nodes/{peer_id}", get(get_node))
         .route("/nodes/{peer_id}/reputation", get(get_reputation))
+        .route("/nodes/{peer_id}/ban", get(get_ban))
 }
 
 /// Registration and heartbeats, under `/api/v1`: anyone may call them, and
@@ -95,6 +98,20 @@ async fn get_reputation(
         .reputation_report(id, UnixMillis::now())
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("node {id}")))
+}
+
+/// A banned node's ban as its server signed it, with the evidence: 404
+/// for a node that is not banned.
+async fn get_ban(
+    State(state): State<AppState>,
+    Path(peer_id): Path<String>,
+) -> Result<Json<BanRecord>, ApiError> {
+    let id: NodeId = parse_id(&peer_id)?;
+    state
+        .registry
+        .ban_of(id)
+        .map(|(ban, signed)| Json(BanRecord { ban, signed }))
+        .ok_or_else(|| ApiError::NotFound(format!("a ban of node {id}")))
 }
 
 async fn register(

@@ -16,6 +16,7 @@ use wire::ads::CapabilityAd;
 use wire::registry::MISSED_HEARTBEATS_OFFLINE;
 use wire::registry::{NodeInfo, NodeList, NodeQuery, NodeReach, NodeSort, NodeStatus, ReachState};
 use wire::schedule::Availability;
+use wire::verify::BanSummary;
 use wire::{MilliSats, NodeId, UnixMillis};
 
 use super::query::{self, status_at, Cursor};
@@ -64,6 +65,7 @@ impl Entry {
         self.status(now) == NodeStatus::Online
             && self.info.accepting_jobs
             && self.info.reach.state != ReachState::Unreachable
+            && self.info.banned.is_none()
             && self.availability.as_ref().is_none_or(|a| a.is_open(now))
     }
 }
@@ -110,6 +112,9 @@ struct Inner {
     /// The same, cheapest first: a job's choice reads a model's nodes in
     /// price order and stops once no dearer one could win.
     by_price: HashMap<String, BTreeSet<(MilliSats, String)>>,
+    /// Nodes caught answering wrong, by peer id as text: their entries
+    /// say so whatever their rows say.
+    banned: HashMap<String, BanSummary>,
 }
 
 impl Inner {
@@ -205,6 +210,7 @@ impl Index {
         if moved {
             info.reach = NodeReach::default();
         }
+        info.banned = inner.banned.get(&id).cloned();
         if changed {
             inner.generation += 1;
         }
@@ -310,6 +316,28 @@ impl Index {
                 last_ad_seq: entry.last_ad_seq,
             });
         }
+    }
+
+    /// Marks a node banned (listed as such, never chosen), now and
+    /// whenever its row is put again.
+    pub(super) fn ban(&self, id: &str, ban: BanSummary) {
+        let mut inner = self.write();
+        inner.generation += 1;
+        inner.banned.insert(id.to_owned(), ban.clone());
+        if let Some(entry) = inner.nodes.get_mut(id) {
+            let mut info = entry.info.clone();
+            info.banned = Some(ban);
+            *entry = Arc::new(Entry {
+                info,
+                availability: entry.availability.clone(),
+                last_signed: entry.last_signed,
+                last_ad_seq: entry.last_ad_seq,
+            });
+        }
+    }
+
+    pub(super) fn is_banned(&self, id: &str) -> bool {
+        self.read().banned.contains_key(id)
     }
 
     /// The nodes to try to reach again as of `now`: not tried yet; found
@@ -589,6 +617,21 @@ impl Index {
             .collect()
     }
 
+    /// The nodes offering `model` (a name or hash) that can take a job
+    /// now.
+    pub(super) fn available_ids(&self, model: &str, now: UnixMillis) -> Vec<NodeId> {
+        let inner = self.read();
+        inner
+            .by_model
+            .get(model)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.nodes.get(id))
+            .filter(|e| e.available(now))
+            .map(|e| e.info.peer_id)
+            .collect()
+    }
+
     /// Calls `f` with every node that can take a job now (its status and
     /// schedule as stored: read only its models and registration).
     pub(super) fn each_available(&self, now: UnixMillis, mut f: impl FnMut(&NodeInfo)) {
@@ -658,6 +701,42 @@ mod tests {
         assert_eq!(index.counts(now), (19, 19));
         // Status is worked out when read.
         assert_eq!(index.counts(UnixMillis(10_000)), (19, 0));
+    }
+
+    #[test]
+    fn a_banned_node_is_listed_as_banned_never_chosen_and_stays_banned_when_its_row_returns() {
+        let index = Index::default();
+        for seed in 0..3u8 {
+            index.put(row(seed, "m", 100 + u64::from(seed), 1_000));
+        }
+        let now = UnixMillis(1_500);
+        let wanted = Wanted {
+            model: "m",
+            only: None,
+            pool: None,
+            max_price: None,
+        };
+        let cheapest = index.for_job(&wanted, now, 3, &|_| (86, 0))[0].peer_id;
+        let id = cheapest.to_string();
+        index.ban(
+            &id,
+            BanSummary {
+                at: now,
+                server: node_info(9, vec![]).peer_id,
+                model_hash: wire::ModelHash::of(b"m"),
+                reason: "answered a canary wrong".into(),
+            },
+        );
+        assert!(index.is_banned(&id));
+        let chosen = index.for_job(&wanted, now, 3, &|_| (86, 0));
+        assert_eq!(chosen.len(), 2);
+        assert!(chosen.iter().all(|n| n.peer_id != cheapest));
+        assert!(index.available_ids("m", now).iter().all(|n| *n != cheapest));
+        // Its row written again (a heartbeat, a registration): still banned.
+        index.put(row(0, "m", 100, 1_400));
+        let listed = index.get(&id, now).unwrap();
+        assert!(listed.banned.is_some() && !listed.is_available());
+        assert_eq!(index.for_job(&wanted, now, 3, &|_| (86, 0)).len(), 2);
     }
 
     #[test]

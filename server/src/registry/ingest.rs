@@ -180,6 +180,10 @@ impl Registry {
         ad: &CapabilityAd,
         now: UnixMillis,
     ) -> Result<bool, RegistryError> {
+        // A banned node's ads say nothing anyone believes.
+        if self.index.is_banned(&ad.node_id.to_string()) {
+            return Ok(false);
+        }
         // An ad that changes only the node's load: taken in memory,
         // written within a second (its row is not rewritten).
         match self.index.ad(ad, now) {
@@ -239,6 +243,8 @@ impl Registry {
                 self.reach_soon(node);
             }
         }
+        // And the bans other servers found.
+        self.load_bans().await?;
         Ok(newest)
     }
 }

@@ -9,8 +9,10 @@
 //! - `http`: the routes (`GET /nodes`, registration, heartbeats);
 //! - `follow`: the registry fed by the network's ads;
 //! - `reach`: whether this server can reach each node (dialled before
-//!   jobs count on it).
+//!   jobs count on it);
+//! - `bans`: nodes caught answering wrong, with their signed evidence.
 
+mod bans;
 #[doc(hidden)]
 pub mod bench;
 mod follow;
@@ -73,6 +75,8 @@ pub(crate) struct Registry {
     beats: std::sync::Arc<std::sync::Mutex<HashMap<NodeId, StoredBeat>>>,
     /// The same for ads that changed only a node's load.
     ad_beats: std::sync::Arc<std::sync::Mutex<HashMap<NodeId, StoredAd>>>,
+    /// Nodes caught answering wrong (see `bans`).
+    bans: bans::Bans,
 }
 
 /// How often heartbeats taken in memory are written.
@@ -104,7 +108,7 @@ impl Registry {
         for row in store.all().await? {
             index.put(row);
         }
-        Ok(Registry {
+        let registry = Registry {
             store,
             index,
             probes: Default::default(),
@@ -112,7 +116,10 @@ impl Registry {
             reputations,
             beats: Default::default(),
             ad_beats: Default::default(),
-        })
+            bans: Default::default(),
+        };
+        registry.load_bans().await?;
+        Ok(registry)
     }
 
     /// The nodes' evidence: jobs add to it.
@@ -189,6 +196,17 @@ impl Registry {
         let mut listings = wire::catalog::Catalog::default();
         self.index.each_available(now, |n| listings.add(n));
         listings.into_listings()
+    }
+
+    /// The nodes offering `model` (a name or hash) that can take a job
+    /// now: what checks choose from.
+    pub(crate) fn available_for(&self, model: &str, now: UnixMillis) -> Vec<NodeId> {
+        self.index.available_ids(model, now)
+    }
+
+    /// A node as listed now, without its reputation or claim.
+    pub(crate) fn listed(&self, id: NodeId, now: UnixMillis) -> Option<NodeInfo> {
+        self.index.get(&id.to_string(), now)
     }
 
     /// The nodes a job may go to (see [`Index::for_job`]): at most `keep`

@@ -105,6 +105,7 @@ impl NodeRow {
             reach: self.reach.unwrap_or_default(),
             // Kept apart (`crate::reputation`), joined when read.
             reputation: None,
+            banned: None,
         };
         (info, availability)
     }
@@ -483,6 +484,41 @@ impl NodeStore {
             )
             .await?;
         Ok(rows.into_iter().map(|r| (r.peer_id, r.operator)).collect())
+    }
+
+    /// Stores a signed ban, keyed by the banned node: returns false if the
+    /// node is banned already (the first ban stands).
+    pub(super) async fn insert_ban(
+        &self,
+        node: NodeId,
+        envelope: &wire::SignedEnvelope,
+        at: UnixMillis,
+    ) -> Result<bool, DbError> {
+        let created: Vec<serde_json::Value> = self
+            .db
+            .rows(
+                "IF record::exists(type::record('ban', $node)) { RETURN [] } ELSE { \
+                     RETURN (CREATE type::record('ban', $node) \
+                         CONTENT { node_id: $node, envelope: $envelope, at: $at } RETURN node_id) \
+                 };",
+                json!({ "node": node, "envelope": envelope, "at": at }),
+                0,
+            )
+            .await?;
+        Ok(!created.is_empty())
+    }
+
+    /// Every stored ban (this server's and others'), as signed.
+    pub(super) async fn bans(&self) -> Result<Vec<wire::SignedEnvelope>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            envelope: wire::SignedEnvelope,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows("SELECT envelope FROM ban", json!({}), 0)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.envelope).collect())
     }
 
     /// Deletes the nodes not heard from since `cutoff`: their peer ids.

@@ -205,6 +205,13 @@ pub(crate) enum Outcome {
     /// The node turned it down (busy, paused): not a broken job, but
     /// routing should look elsewhere for a while.
     Refused,
+    /// It answered a canary as the known answer says.
+    CanaryPassed,
+    /// It answered a canary otherwise.
+    CanaryFailed,
+    /// Its answer was found wrong: by a canary with a second node agreeing
+    /// with the known answer, or by two other nodes agreeing.
+    DisputeLost,
 }
 
 /// A node's days, oldest first: a sorted vector (a map's nodes would cost
@@ -295,6 +302,12 @@ impl Evidence {
                 self.recent.push_back(at);
             }
             Outcome::Refused => self.recent.push_back(at),
+            Outcome::CanaryPassed => self.day(at).canaries_passed += 1,
+            Outcome::CanaryFailed => {
+                self.day(at).canaries_failed += 1;
+                self.recent.push_back(at);
+            }
+            Outcome::DisputeLost => self.day(at).disputes_lost += 1,
         }
     }
 

@@ -255,6 +255,10 @@ impl Server {
         if !extra.iter().any(|a| a == "--job-timeout-secs") {
             args.extend(["--job-timeout-secs", "60"]);
         }
+        // Second opinions send jobs of their own: only where a test asks.
+        if !extra.iter().any(|a| a == "--redundancy") {
+            args.extend(["--redundancy", "0"]);
+        }
         args.extend(extra.iter().map(String::as_str));
         let proc = Proc::spawn(&server_bin(), &args);
         let url = proc.ready["http"].as_str().unwrap().to_owned();
@@ -458,6 +462,25 @@ pub(crate) fn priced_models(price_msat: u64) -> PathBuf {
         let entry = entry.unwrap();
         if entry.file_name() != "manifest.json" {
             std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let manifest = std::fs::read_to_string(source.join("manifest.json")).unwrap();
+    let mut manifest: Value = serde_json::from_str(&manifest).unwrap();
+    manifest["price_msat"] = serde_json::json!(price_msat);
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    dir.parent().unwrap().to_owned()
+}
+
+/// The model `name` of [`models_dir`] alone, at `price_msat` a job, its
+/// files copied (so a test may change them after the node hashed them).
+pub(crate) fn copied_model(name: &str, price_msat: u64) -> PathBuf {
+    let dir = temp_dir("models").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = models_dir().join(name);
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() && entry.file_name() != "manifest.json" {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
         }
     }
     let manifest = std::fs::read_to_string(source.join("manifest.json")).unwrap();

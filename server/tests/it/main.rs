@@ -15,4 +15,6 @@ mod registry;
 mod remote_db;
 mod reputation;
 mod site;
+mod slow_clients;
+mod verify;
 mod wallet;
