@@ -30,6 +30,8 @@ mod client;
 mod event_loop;
 pub mod fleet;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 mod jobs;
 pub mod models;
