@@ -141,7 +141,8 @@ struct Cli {
     #[arg(long, env = "INFERNET_REDUNDANCY")]
     redundancy: Option<f64>,
     /// A client must send a request's headers within this many seconds,
-    /// else `408` and the connection closes [default: 10].
+    /// else the connection closes; an idle keep-alive connection closes after
+    /// it too [default: 30].
     #[arg(long, env = "INFERNET_HEADER_TIMEOUT_SECS")]
     header_timeout_secs: Option<u64>,
     /// …and its body within this many seconds of them, else `408
@@ -420,7 +421,7 @@ impl Config {
             canaries: None,
             canaries_per_hour: 0.0,
             redundancy: 0.0,
-            header_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
             command: None,
         }
@@ -575,7 +576,7 @@ impl Config {
         let header_timeout = cli
             .header_timeout_secs
             .or(file.header_timeout_secs)
-            .unwrap_or(10);
+            .unwrap_or(30);
         let body_timeout = cli
             .body_timeout_secs
             .or(file.body_timeout_secs)
