@@ -55,6 +55,15 @@ if [ "$(cat "$INFERNET_VENV/.requirements-breez" 2>/dev/null)" != "$breez_hash" 
   echo "$breez_hash" > "$INFERNET_VENV/.requirements-breez"
 fi
 
+# 3c. schemathesis, which tests the HTTP API against its OpenAPI document
+#     (scripts/api-check.sh).
+test_hash="$(sha256sum scripts/requirements-test.txt | cut -c1-16)"
+if [ "$(cat "$INFERNET_VENV/.requirements-test" 2>/dev/null)" != "$test_hash" ]; then
+  say "installing schemathesis"
+  "$INFERNET_PYTHON" -m pip install -q -r scripts/requirements-test.txt
+  echo "$test_hash" > "$INFERNET_VENV/.requirements-test"
+fi
+
 # 4. wasm-bindgen, exactly the version in Cargo.lock.
 wb_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
 if [ "$("$INFERNET_TOOLS/bin/wasm-bindgen" --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then

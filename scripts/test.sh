@@ -41,6 +41,9 @@ step "unit and integration tests"
 # The ledger's property test at full size: 10 000 random concurrent movements.
 INFERNET_LEDGER_OPS=10000 cargo test --workspace
 
+step "API: schemathesis against the server's OpenAPI document"
+scripts/api-check.sh
+
 step "benchmarks, quick smoke (full size: cargo bench -p p2p; cargo bench -p node; cargo bench -p server)"
 cargo bench --profile dev -p p2p --bench ad_propagation -- --nodes 20 --ads 5 --settle-secs 2
 cargo bench --profile dev -p node --bench job_round_trip -- --jobs 30

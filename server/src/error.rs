@@ -3,7 +3,7 @@
 //! wrong; this module alone says which status and stable code each is.
 //! Clients get the code and a message; internal detail goes to the log.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -114,6 +114,10 @@ impl ApiError {
         | ApiError::Job(JobError::RateLimited { retry_after_secs }) = self
         {
             headers.insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
+        }
+        // Open invoices are paid or expire: a minute is a fair wait.
+        if let ApiError::Topup(TopupError::TooManyOpen(_)) = self {
+            headers.insert(axum::http::header::RETRY_AFTER, 60.into());
         }
     }
 
@@ -408,22 +412,34 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        // A body that did not arrive in time (`listen`): say so.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
-        while let Some(e) = source {
-            if let Some(late) = e.downcast_ref::<crate::listen::BodyTimedOut>() {
-                return ApiError::BadBody {
-                    status: StatusCode::REQUEST_TIMEOUT,
-                    message: late.to_string(),
-                };
-            }
-            source = e.source();
-        }
-        ApiError::BadBody {
-            status: rejection.status(),
-            message: rejection.body_text(),
-        }
+        bad_body(&rejection, rejection.status(), rejection.body_text())
     }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        bad_body(&rejection, rejection.status(), rejection.body_text())
+    }
+}
+
+/// A body that could not be read or parsed, as `status`; one that did not
+/// arrive in time (`listen`) says so.
+fn bad_body(
+    rejection: &(dyn std::error::Error + 'static),
+    status: StatusCode,
+    message: String,
+) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = source {
+        if let Some(late) = e.downcast_ref::<crate::listen::BodyTimedOut>() {
+            return ApiError::BadBody {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: late.to_string(),
+            };
+        }
+        source = e.source();
+    }
+    ApiError::BadBody { status, message }
 }
 
 impl From<QueryRejection> for ApiError {
@@ -441,10 +457,57 @@ where
         .map_err(|e: wire::ids::ParseIdError| ApiError::BadRequest(e.to_string()))
 }
 
-/// `axum::Json`, with its rejections in our JSON error shape.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body, with its rejections in our JSON error shape: `axum::Json`,
+/// but only an object is taken. (Serde reads a struct from an array too,
+/// field by field: `[null, null]` would be a body with every field left
+/// out, which is not what the API documents or anyone means.)
 pub(crate) struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::BadBody {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: "Expected request with `Content-Type: application/json`".into(),
+            });
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::BadBody {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: "Failed to deserialize the JSON body: expected an object, not an array"
+                    .into(),
+            });
+        }
+        Ok(ApiJson(Json::<T>::from_bytes(&bytes)?.0))
+    }
+}
+
+/// `application/json`, or another `application/…+json`, with any
+/// parameters (as `axum::Json` takes).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|sub| sub == "json" || sub.ends_with("+json"))
+}
 
 /// `axum::extract::Query`, with its rejections in our JSON error shape.
 #[derive(axum::extract::FromRequestParts)]

@@ -15,6 +15,7 @@ mod listen;
 mod metrics;
 mod network;
 mod openai;
+mod openapi;
 mod payouts;
 mod registry;
 mod reputation;

@@ -118,9 +118,11 @@ impl PaymentChanges {
 }
 
 /// `?wait_secs=` on one payment's `GET`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WaitQuery {
+    #[param(maximum = 60)]
     wait_secs: Option<u64>,
 }
 
@@ -137,9 +139,11 @@ impl WaitQuery {
 }
 
 /// `?limit=` on a list of payments.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

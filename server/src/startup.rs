@@ -24,8 +24,8 @@ use wire::api::{ErrorBody, NetworkInfo};
 use crate::db::{Db, DbConfig, DbError};
 use crate::registry::Registry;
 use crate::{
-    accounts, enrolment, fleet, jobs, ledger, network, openai, payouts, registry, topups, AppState,
-    Config,
+    accounts, enrolment, fleet, jobs, ledger, network, openai, openapi, payouts, registry, topups,
+    AppState, Config,
 };
 
 /// No request body anywhere may be larger than this; routes set lower limits.
@@ -59,6 +59,8 @@ pub enum StartupError {
     Lightning(#[from] crate::lightning::LightningStartError),
     #[error("canaries: {0}")]
     Canaries(String),
+    #[error("the OpenAPI document: {0}")]
+    OpenApi(#[from] serde_json::Error),
 }
 
 pub struct Application {
@@ -287,7 +289,7 @@ impl Application {
                 header_read: config.header_timeout,
                 body_read: config.body_timeout,
             },
-            router: router(state),
+            router: router(state)?,
             network_info,
             public_url,
             _network: network,
@@ -364,8 +366,11 @@ async fn json_body_limit_error(response: axum::response::Response) -> axum::resp
 }
 
 /// Every route, with the layers that apply to all of them.
-fn router(state: AppState) -> Router {
-    let api = Router::new()
+fn router(state: AppState) -> Result<Router, StartupError> {
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+
+    let api = OpenApiRouter::new()
         .merge(registry::api_router())
         .merge(jobs::router())
         .merge(network::router())
@@ -378,18 +383,31 @@ fn router(state: AppState) -> Router {
         .fallback(api_not_found);
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
             header::AUTHORIZATION,
         ])
         .expose_headers([header::ETAG]);
-    let api_routes = Router::new()
+    let (api_routes, openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api)
         .merge(registry::public_router())
         .merge(openai::router())
-        .route("/healthz", get(network::healthz))
+        .routes(utoipa_axum::routes!(network::healthz))
+        .split_for_parts();
+    let document = openapi::Document::new(&openapi)?;
+    let api_routes = api_routes
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(document.response())),
+        )
         .route("/wallet/bip39-english.txt", get(bip39_words))
         .layer(cors)
         .with_state(state.clone());
@@ -441,7 +459,7 @@ fn router(state: AppState) -> Router {
         >(context, app::shell))
         .with_state(options);
 
-    api_routes
+    Ok(api_routes
         .merge(static_routes)
         .merge(web)
         // HTML and JSON answers get validators (before they are compressed).
@@ -457,5 +475,5 @@ fn router(state: AppState) -> Router {
         ))
         .layer(RequestBodyLimitLayer::new(MAX_ANY_BODY))
         .layer(axum::middleware::map_response(json_body_limit_error))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http()))
 }

@@ -17,6 +17,7 @@ use crate::{JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
 
 /// An account's id: `acct_` and 26 lowercase base32 characters (128 random bits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct AccountId(String);
 
@@ -96,6 +97,7 @@ impl From<AccountId> for String {
 /// What an API key may do. Later issues give the fleet and billing scopes
 /// their routes; keys can hold them already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Scope {
     /// Run jobs and read one's own.
     #[serde(rename = "jobs")]
@@ -180,6 +182,7 @@ impl Caller {
 
 /// The signed-in account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     pub id: AccountId,
     pub display_name: String,
@@ -194,6 +197,7 @@ pub struct Account {
 
 /// Everything the Settings page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountSettings {
     pub account: Account,
     pub passkeys: Vec<PasskeyView>,
@@ -204,6 +208,7 @@ pub struct AccountSettings {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasskeyView {
     pub id: String,
     pub name: String,
@@ -213,6 +218,7 @@ pub struct PasskeyView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LightningKeyView {
     pub id: String,
     /// The linking key (compressed secp256k1, hex).
@@ -223,6 +229,7 @@ pub struct LightningKeyView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionView {
     pub id: String,
     pub created_at: UnixMillis,
@@ -237,6 +244,7 @@ pub struct SessionView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,
@@ -260,6 +268,7 @@ pub struct ApiKeyView {
 
 /// A key's spending caps; none: no cap. `PUT /api/v1/account/keys/{id}/caps`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyCaps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_cap_msat: Option<MilliSats>,
@@ -269,6 +278,7 @@ pub struct KeyCaps {
 
 /// `POST /api/v1/account/keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,
@@ -281,12 +291,14 @@ pub struct NewApiKey {
 
 /// The answer that creates a key: the only time its secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
     pub key: ApiKeyView,
     pub secret: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrolTokenView {
     pub id: String,
     pub name: String,
@@ -303,6 +315,7 @@ pub struct EnrolTokenView {
 
 /// `POST /api/v1/account/enrol-tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewEnrolToken {
     pub name: String,
@@ -314,6 +327,7 @@ pub struct NewEnrolToken {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedEnrolToken {
     pub token: EnrolTokenView,
     pub secret: String,
@@ -322,6 +336,7 @@ pub struct CreatedEnrolToken {
 /// What a node signs to bind itself to the account that made `token`, on
 /// the server whose libp2p peer id is `server`. `POST /api/v1/enrolments`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Enrolment {
     pub node_id: NodeId,
     pub server: NodeId,
@@ -338,6 +353,7 @@ impl Signable for Enrolment {
 
 /// The server's answer to an enrolment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Enrolled {
     pub node_id: NodeId,
     /// The server the node is now bound to: the node pins it.
@@ -348,6 +364,7 @@ pub struct Enrolled {
 
 /// A node enrolled to the signed-in operator ("My nodes").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MyNode {
     pub node_id: NodeId,
     pub enrolled_at: UnixMillis,
@@ -359,6 +376,7 @@ pub struct MyNode {
 /// `POST /api/v1/auth/passkey/register/start`: a display name to sign up
 /// with; signed in, a name for the extra passkey instead.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyStart {
     #[serde(default)]
@@ -372,6 +390,7 @@ pub struct PasskeyStart {
 /// `navigator.credentials.create` or `.get` (base64url-encoded binary, as
 /// `PublicKeyCredential.parse…OptionsFromJSON` reads it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasskeyCeremony {
     pub challenge_id: String,
     pub options: serde_json::Value,
@@ -379,6 +398,7 @@ pub struct PasskeyCeremony {
 
 /// The browser's answer to a ceremony: the credential's JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasskeyFinish {
     pub challenge_id: String,
@@ -388,6 +408,7 @@ pub struct PasskeyFinish {
 /// A Lightning login in progress: show `lnurl` as a QR code and a link,
 /// then wait on `GET /api/v1/auth/lnurl/{id}?poll=<poll_token>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LnurlLogin {
     pub id: String,
     /// The bech32 `LNURL1…` text (uppercase, as QR codes want it).
@@ -403,6 +424,7 @@ pub struct LnurlLogin {
 
 /// Where a Lightning login stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LnurlState {
     /// No wallet has signed yet.
@@ -413,6 +435,7 @@ pub enum LnurlState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LnurlStatus {
     pub state: LnurlState,
 }
@@ -420,6 +443,7 @@ pub struct LnurlStatus {
 /// `GET /api/v1/receipts/{job_id}`: what anyone may check about a job,
 /// without its input or output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReceiptCheck {
     pub job_id: JobId,
     pub node_id: NodeId,

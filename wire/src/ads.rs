@@ -30,6 +30,7 @@ pub const DEFAULT_AD_BOOK_CAPACITY: usize = 100_000;
 
 /// How busy a node is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Load {
     /// Jobs running now.
     pub active_jobs: u32,
@@ -52,6 +53,7 @@ impl Load {
 
 /// What a node signs and gossips about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CapabilityAd {
     pub node_id: NodeId,
     /// Grows with every ad the node issues (the node uses its clock in

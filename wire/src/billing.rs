@@ -8,6 +8,7 @@ use crate::{JobId, MilliSats, UnixMillis};
 
 /// `GET /api/v1/billing`: where an account's money is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BillingSummary {
     /// What the account may spend on jobs or withdraw.
     pub balance_msat: MilliSats,
@@ -37,6 +38,7 @@ pub struct BillingSummary {
 
 /// Which of an account's books a posting changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BookKind {
     /// Spendable balance.
@@ -81,6 +83,7 @@ impl BookKind {
 
 /// What a movement of money was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MovementKind {
     /// A paid Lightning top-up.
@@ -130,6 +133,7 @@ impl MovementKind {
 
 /// One line of an account's history: a change of one of its books.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Posting {
     /// Opaque, stable: the movement's key and the posting's place in it.
     pub id: String,
@@ -150,6 +154,7 @@ pub struct Posting {
 
 /// `GET /api/v1/billing/history`: newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPage {
     pub postings: Vec<Posting>,
     /// Pass as `before` for the next (older) page; none at the end.
@@ -159,12 +164,14 @@ pub struct HistoryPage {
 
 /// `POST /api/v1/billing/topups`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTopup {
     pub amount_msat: MilliSats,
 }
 
 /// Where a top-up or payout stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Pending,
@@ -175,6 +182,7 @@ pub enum PaymentStatus {
 
 /// A top-up: a Lightning invoice that credits the account once paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Topup {
     pub id: String,
     pub amount_msat: MilliSats,
@@ -218,6 +226,7 @@ pub fn check_lightning_address(address: &str) -> Result<(), String> {
 
 /// Which of an account's books a payout is paid from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PayoutSource {
     /// What its nodes earned.
@@ -230,6 +239,7 @@ pub enum PayoutSource {
 /// `POST /api/v1/billing/payouts`: pay out (or withdraw) to a BOLT11
 /// invoice or a Lightning address. Exactly one of `invoice` and `address`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewPayout {
     #[serde(default)]
@@ -247,6 +257,7 @@ pub struct NewPayout {
 
 /// A payout or withdrawal over Lightning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Payout {
     pub id: String,
     pub from: PayoutSource,
@@ -284,6 +295,7 @@ pub struct Payout {
 /// `GET/PUT /api/v1/billing/payout-settings`: where and when earnings are
 /// paid out automatically.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PayoutSettings {
     /// The Lightning address (LUD-16) earnings go to; none: no automatic

@@ -10,6 +10,7 @@ use crate::{MilliSats, ModelHash, UnixMillis};
 
 /// One model on offer, summed over the nodes that offer it by this name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelListing {
     pub name: String,
     pub task: Task,

@@ -160,6 +160,7 @@ impl fmt::Debug for JobId {
 
 /// An amount of money in millisatoshis. Money is never a float.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct MilliSats(pub u64);
 
@@ -193,6 +194,7 @@ impl fmt::Debug for MilliSats {
 #[derive(
     Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct UnixMillis(pub u64);
 
@@ -254,6 +256,38 @@ macro_rules! serde_via_str {
 serde_via_str!(NodeId, "a libp2p peer id");
 serde_via_str!(Sha256Digest, "64 lowercase hex characters");
 serde_via_str!(JobId, "a job id of 32 lowercase hex characters");
+
+/// Schemas of the ids that travel as strings, for the OpenAPI document.
+#[cfg(feature = "openapi")]
+macro_rules! string_schema {
+    ($t:ty, $description:literal, $pattern:expr) => {
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($description))
+                    .pattern($pattern)
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $t {}
+    };
+}
+
+#[cfg(feature = "openapi")]
+string_schema!(NodeId, "A node's libp2p peer id (base58).", None::<String>);
+#[cfg(feature = "openapi")]
+string_schema!(
+    Sha256Digest,
+    "A SHA-256 digest: 64 lowercase hex characters.",
+    Some("^[0-9a-f]{64}$")
+);
+#[cfg(feature = "openapi")]
+string_schema!(
+    JobId,
+    "A job id: 32 lowercase hex characters.",
+    Some("^[0-9a-f]{32}$")
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseIdError {

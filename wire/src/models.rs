@@ -18,6 +18,7 @@ pub const MAX_FILE_NAME: usize = 128;
 pub const MAX_FILE_BYTES: u64 = 512 << 30;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum ModelRequest {
     /// Which files make up the model.
@@ -31,6 +32,7 @@ pub enum ModelRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum ModelReply {
     Package {
@@ -48,6 +50,7 @@ pub enum ModelReply {
 
 /// One file of a model package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PackageFile {
     pub name: String,
     pub size: u64,

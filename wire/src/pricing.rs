@@ -10,6 +10,7 @@ use crate::MilliSats;
 
 /// Per-token prices of a model, in millisatoshis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenPrice {
     #[serde(default)]
     pub input_msat: MilliSats,

@@ -17,6 +17,7 @@ pub const MAX_HEARTBEAT_MS: u64 = 300_000;
 pub const MISSED_HEARTBEATS_OFFLINE: u64 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// Text in, one L2-normalised vector per text out.
@@ -55,6 +56,7 @@ impl std::str::FromStr for Task {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuInfo {
     pub name: String,
     pub vram_mb: u64,
@@ -64,6 +66,7 @@ pub struct GpuInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hardware {
     pub cpu_model: String,
     pub cpu_cores: u32,
@@ -81,6 +84,7 @@ impl Hardware {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelOffer {
     pub name: String,
     pub task: Task,
@@ -105,6 +109,7 @@ pub struct ModelOffer {
 
 /// A model a node is downloading from the network, and how far it has got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelFetch {
     pub model: ModelHash,
     pub done_bytes: u64,
@@ -155,6 +160,7 @@ pub fn check_pools(pools: &[String]) -> Result<(), String> {
 
 /// Signed by the node and posted to `POST /api/v1/nodes/register`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Registration {
     pub node_id: NodeId,
     pub timestamp: UnixMillis,
@@ -178,6 +184,7 @@ impl Signable for Registration {
 
 /// Signed by the node and posted to `POST /api/v1/nodes/heartbeat`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     pub node_id: NodeId,
     pub timestamp: UnixMillis,
@@ -196,6 +203,7 @@ impl Signable for Heartbeat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     Online,
@@ -204,6 +212,7 @@ pub enum NodeStatus {
 
 /// Whether the server could reach a node at its addresses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReachState {
     /// Not dialled yet.
@@ -217,6 +226,7 @@ pub enum ReachState {
 
 /// What the server found when it last tried to reach a node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeReach {
     pub state: ReachState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,6 +238,7 @@ pub struct NodeReach {
 
 /// One entry of the public registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeInfo {
     pub peer_id: NodeId,
     pub multiaddrs: Vec<String>,
@@ -318,6 +329,7 @@ impl NodeInfo {
 
 /// A page of `GET /nodes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeList {
     pub nodes: Vec<NodeInfo>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -328,6 +340,11 @@ pub struct NodeList {
 /// The query string of `GET /nodes`. Unknown parameters are an error, so
 /// that a typo does not silently widen a filter.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema, utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 #[serde(deny_unknown_fields)]
 pub struct NodeQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -362,6 +379,7 @@ pub struct NodeQuery {
 
 /// How `GET /nodes` orders its list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NodeSort {
     /// By peer id: stable pages.
@@ -373,6 +391,7 @@ pub enum NodeSort {
 
 /// The answer to an accepted heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatAck {
     /// The server's clock, so that a node can notice its own drift.
     pub server_time: UnixMillis,

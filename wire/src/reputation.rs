@@ -15,6 +15,7 @@ pub const REPUTATION_DAYS: u32 = 30;
 
 /// A node's reputation over the last [`REPUTATION_DAYS`] days.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reputation {
     /// 0 to 100: completion × uptime × canary pass rate, halved for every
     /// dispute lost (each with a prior, so a newcomer starts near 81).
@@ -60,6 +61,7 @@ impl Reputation {
 
 /// The latency of one model's succeeded jobs on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelLatency {
     pub model: ModelHash,
     pub jobs: u64,
@@ -69,6 +71,7 @@ pub struct ModelLatency {
 
 /// One UTC day of a node's record (`GET /nodes/{id}/reputation`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReputationDay {
     /// The day's first instant.
     pub day: UnixMillis,
@@ -80,6 +83,7 @@ pub struct ReputationDay {
 
 /// A node's reputation and the days it is made of, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReputationReport {
     pub reputation: Reputation,
     pub days: Vec<ReputationDay>,

@@ -31,6 +31,7 @@ const MINUTE_MS: u64 = 60_000;
 
 /// A weekly window in the schedule's time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WeeklyWindow {
     /// 0 = Monday … 6 = Sunday.
@@ -43,6 +44,7 @@ pub struct WeeklyWindow {
 
 /// A one-off time the node is closed (maintenance, a move, a price spike).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Maintenance {
     pub from: UnixMillis,
@@ -54,6 +56,7 @@ pub struct Maintenance {
 
 /// When a node takes jobs, as its operator sets it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// An IANA time zone (`Europe/Berlin`); the weekly windows are in it.
@@ -89,6 +92,7 @@ pub fn utc_text(at: UnixMillis) -> String {
 
 /// An absolute stretch of time, `from` included, `until` not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Span {
     pub from: UnixMillis,
     pub until: UnixMillis,
@@ -103,6 +107,7 @@ impl Span {
 /// What an ad says of a node's schedule: when it takes jobs from the ad's
 /// issue until `until` (a week ahead). Outside these spans it refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Availability {
     /// Sorted, disjoint, not touching.
     pub open: Vec<Span>,
@@ -113,6 +118,7 @@ pub struct Availability {
 /// Where a node stands with its schedule at a given time (as `/nodes`
 /// shows it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleStatus {
     /// Inside an open span now.
     pub open: bool,

@@ -21,6 +21,7 @@ pub trait Signable: Serialize + DeserializeOwned {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedEnvelope {
     /// The signer's public key, protobuf-encoded as libp2p does, in base64.
     pub public_key: String,
@@ -113,6 +114,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     struct Note {
         node_id: NodeId,
         text: String,
@@ -125,6 +127,7 @@ mod tests {
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     struct OtherNote {
         node_id: NodeId,
         text: String,

@@ -30,6 +30,7 @@ pub const TENSOR_ATOL: f64 = 1e-3;
 
 /// How a server checks nodes, as it publishes it (`GET /api/v1/network`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Published {
     /// Canaries each node gets per model an hour, on average, for the
     /// models in `canary_models`.
@@ -42,6 +43,7 @@ pub struct Published {
 
 /// A known answer: what the model computes for `input`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Canary {
     pub input: JobInput,
     pub output: JobOutput,
@@ -49,6 +51,7 @@ pub struct Canary {
 
 /// Canaries for one model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CanarySet {
     pub model_hash: ModelHash,
     /// The model's name where it was made (for people; jobs go by hash).
@@ -102,6 +105,7 @@ pub fn comparable(input: &JobInput) -> bool {
 
 /// How two answers to one input compare.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "agreement", rename_all = "snake_case")]
 pub enum Agreement {
     Agree,
@@ -233,6 +237,7 @@ pub fn compare(a: &JobOutput, b: &JobOutput) -> Agreement {
 
 /// What an exhibit of a ban is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExhibitRole {
     /// The banned node's answer.
@@ -245,6 +250,7 @@ pub enum ExhibitRole {
 
 /// One answer in a ban's evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Exhibit {
     pub role: ExhibitRole,
     /// The job that carried it (none for a reference).
@@ -268,6 +274,7 @@ pub struct Exhibit {
 /// A server's finding that a node answered wrong: signed by the server
 /// (its libp2p key), so that other servers can check it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ban {
     pub node_id: NodeId,
     /// The server that found it and signed this.
@@ -293,6 +300,7 @@ impl Signable for Ban {
 /// `GET /nodes/{id}/ban`: the ban, and the same as its server signed it
 /// (check `signed` with [`SignedEnvelope::open`]; its payload is `ban`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanRecord {
     pub ban: Ban,
     pub signed: SignedEnvelope,
@@ -301,6 +309,7 @@ pub struct BanRecord {
 /// What `/nodes` says of a banned node; the whole signed ban is at
 /// `GET /nodes/{id}/ban`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanSummary {
     pub at: UnixMillis,
     pub server: NodeId,

@@ -24,7 +24,8 @@ const KIND: &str = "lnurl";
 pub(crate) const LONG_POLL: Duration = Duration::from_secs(20);
 
 /// What the wallet's callback carries (LUD-04).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Callback {
     pub(crate) tag: Option<String>,
     pub(crate) k1: String,

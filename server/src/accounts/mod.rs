@@ -20,7 +20,9 @@ mod secrets;
 mod site;
 mod store;
 
-pub(crate) use auth::{authenticate, require, still_signed_in, OaiCaller, SignedIn};
+pub(crate) use auth::{
+    authenticate, require, still_signed_in, OaiCaller, SignedIn, SESSION_COOKIE,
+};
 pub(crate) use http::{router, ClientIp, Session};
 pub(crate) use limits::Limits;
 pub(crate) use secrets::{hash as hash_secret, new_id, new_secret, random_bytes};
@@ -59,6 +61,16 @@ pub(crate) struct SpendingLimits {
     pub(crate) default_max_price: Option<MilliSats>,
     /// The key the job came with, and its caps (none for a session).
     pub(crate) caps: Option<(String, KeyCaps)>,
+}
+
+/// A default maximum price per job is 1 msat to the caps' maximum.
+fn check_default_max_price(max: Option<MilliSats>) -> Result<(), AuthError> {
+    if max.is_some_and(|m| m.0 == 0 || m.0 > MAX_CAP_MSAT) {
+        return Err(AuthError::BadRequest(format!(
+            "default_max_price_msat must be 1 to {MAX_CAP_MSAT}"
+        )));
+    }
+    Ok(())
 }
 
 fn check_caps(caps: &KeyCaps) -> Result<(), AuthError> {
@@ -254,15 +266,29 @@ impl Accounts {
         caller: &Caller,
         max: Option<MilliSats>,
     ) -> Result<Account, AuthError> {
-        if max.is_some_and(|m| m.0 == 0 || m.0 > MAX_CAP_MSAT) {
-            return Err(AuthError::BadRequest(format!(
-                "default_max_price_msat must be 1 to {MAX_CAP_MSAT}"
-            )));
-        }
+        check_default_max_price(max)?;
         self.store
             .set_default_max_price(&caller.account, max)
             .await?;
         self.account(&caller.account).await
+    }
+
+    /// Checks a whole `PATCH /account` before any of it is written: a
+    /// change refused leaves the account as it was.
+    pub(crate) fn check_patch(
+        name: Option<&Option<String>>,
+        max: Option<Option<MilliSats>>,
+    ) -> Result<(), AuthError> {
+        if let Some(Some(n)) = name {
+            let n = n.trim();
+            if !n.is_empty() {
+                check_name(n, "public name")?;
+            }
+        }
+        if let Some(max) = max {
+            check_default_max_price(max)?;
+        }
+        Ok(())
     }
 
     /// Sets a key's spending caps (per UTC day and in all).

@@ -27,13 +27,15 @@ use std::convert::Infallible;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wire::api::ErrorBody;
 use wire::fleet::{
-    AlertSettings, AlertSettingsView, AlertView, CommandId, CommandView, FleetNode, FleetStats,
-    NewCommand, Team, TeamGrant, TeamMember, TelemetrySeries,
+    AlertSettings, AlertSettingsView, AlertView, CommandId, CommandView, Earnings, FleetNode,
+    FleetStats, NewCommand, NodeActivity, Team, TeamGrant, TeamMember, TelemetrySeries,
 };
 use wire::{AccountId, NodeId, UnixMillis};
 
@@ -70,34 +72,46 @@ fn list_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/fleet/nodes", get(nodes))
-        .route("/fleet/nodes/{peer_id}/telemetry", get(telemetry))
-        .route("/fleet/nodes/{peer_id}/activity", get(activity))
-        .route("/fleet/commands", get(log).post(send))
-        .route("/fleet/commands/{id}", get(command))
-        .route("/fleet/events", get(events))
-        .route("/fleet/stats", get(stats))
-        .route("/fleet/alerts", get(alerts))
-        .route("/fleet/team", get(team))
-        .route(
-            "/fleet/team/{account}",
-            axum::routing::put(grant).delete(revoke),
-        )
-        .route(
-            "/fleet/alert-settings",
-            get(alert_settings).put(set_alert_settings),
-        )
-        .route("/fleet/earnings", get(earnings))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(nodes))
+        .routes(routes!(telemetry))
+        .routes(routes!(activity))
+        .routes(routes!(log, send))
+        .routes(routes!(command))
+        .routes(routes!(events))
+        .routes(routes!(stats))
+        .routes(routes!(alerts))
+        .routes(routes!(team))
+        .routes(routes!(grant, revoke))
+        .routes(routes!(alert_settings, set_alert_settings))
+        .routes(routes!(earnings))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
 }
 
-#[derive(Serialize)]
+/// The operator's nodes.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = FleetNodeList)]
 struct NodeList {
     nodes: Vec<FleetNode>,
 }
 
+/// The caller's nodes (or those of the fleet named by `?fleet=`), live:
+/// online or not, latest telemetry, tags and listing.
+#[utoipa::path(
+    get,
+    path = "/fleet/nodes",
+    tag = "fleet",
+    params(("fleet" = Option<String>, Query, description = "An owner's account id: act on their fleet as a member of their team (one's own fleet unless given).")),
+    responses(
+        (status = 200, description = "The fleet's nodes.", body = NodeList),
+        (status = 400, description = "`fleet` is not an account id.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "`fleet` names a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn nodes(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -107,16 +121,41 @@ async fn nodes(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TelemetryQuery {
-    /// Read by [`Acting`].
+    /// An owner's account id: act on their fleet as a member of their team
+    /// (one's own fleet unless given).
+    // Read by `Acting`.
     #[allow(dead_code)]
     fleet: Option<String>,
+    /// From when, in Unix milliseconds (an hour before `until` unless given).
     since: Option<u64>,
+    /// Until when, in Unix milliseconds (now unless given).
     until: Option<u64>,
 }
 
+/// One of the fleet's nodes' telemetry from `since` to `until`: every
+/// frame within the last day, five-minute means beyond; at most 720 points,
+/// neighbours averaged together if need be.
+#[utoipa::path(
+    get,
+    path = "/fleet/nodes/{peer_id}/telemetry",
+    tag = "fleet",
+    params(
+        ("peer_id" = String, Path, description = "The node's libp2p peer id."),
+        TelemetryQuery,
+    ),
+    responses(
+        (status = 200, description = "The node's telemetry.", body = TelemetrySeries),
+        (status = 400, description = "Not a peer id, `since` after `until`, `fleet` not an account id, or an unknown parameter.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "No such node in the fleet, or a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn telemetry(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -136,6 +175,23 @@ async fn telemetry(
 
 /// `fleet:read`: one of the caller's nodes' jobs, failures, latency and
 /// earnings over time (the last hour unless told).
+#[utoipa::path(
+    get,
+    path = "/fleet/nodes/{peer_id}/activity",
+    tag = "fleet",
+    params(
+        ("peer_id" = String, Path, description = "The node's libp2p peer id."),
+        TelemetryQuery,
+    ),
+    responses(
+        (status = 200, description = "The node's activity, in buckets.", body = NodeActivity),
+        (status = 400, description = "Not a peer id, `since` not before `until` or more than 30 days before it, `fleet` not an account id, or an unknown parameter.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "No such node in the fleet, or a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn activity(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -150,11 +206,33 @@ async fn activity(
     ))
 }
 
-#[derive(Serialize)]
+/// Commands, as the audit log shows them.
+#[derive(Serialize, utoipa::ToSchema)]
 struct CommandList {
     commands: Vec<CommandView>,
 }
 
+/// Sends an action to nodes (those named, and those carrying `tag`): one
+/// command each, sent at once to nodes online and queued for the others.
+/// Refused as a whole if any node is not the fleet's.
+#[utoipa::path(
+    post,
+    path = "/fleet/commands",
+    tag = "fleet",
+    params(("fleet" = Option<String>, Query, description = "An owner's account id: act on their fleet as a manager in their team (one's own fleet unless given).")),
+    request_body = NewCommand,
+    responses(
+        (status = 201, description = "The commands, one per node.", body = CommandList),
+        (status = 400, description = "Malformed JSON, no node or too many, an unknown tag, an action or expiry out of range, or `fleet` not an account id.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:write`, or a cross-site request with the session cookie.", body = ErrorBody),
+        (status = 404, description = "A node that is not the fleet's, or a fleet the caller is not in.", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not JSON.", body = ErrorBody),
+        (status = 422, description = "JSON that is not a command.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn send(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -164,17 +242,38 @@ async fn send(
     Ok((StatusCode::CREATED, Json(CommandList { commands })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
-    /// Read by [`Acting`].
+    /// An owner's account id: act on their fleet as a member of their team
+    /// (one's own fleet unless given).
+    // Read by `Acting`.
     #[allow(dead_code)]
     fleet: Option<String>,
+    /// Only this node's commands (its libp2p peer id).
     node: Option<String>,
+    /// Only commands made before this, in Unix milliseconds.
     before: Option<u64>,
+    /// How many, 1 to 500 (50 unless given).
     limit: Option<u32>,
 }
 
+/// The fleet's audit log: its commands, newest first.
+#[utoipa::path(
+    get,
+    path = "/fleet/commands",
+    tag = "fleet",
+    params(LogQuery),
+    responses(
+        (status = 200, description = "The commands.", body = CommandList),
+        (status = 400, description = "`node` not a peer id, a limit out of range, `fleet` not an account id, or an unknown parameter.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "`fleet` names a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn log(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -190,6 +289,24 @@ async fn log(
     }))
 }
 
+/// One of the fleet's commands.
+#[utoipa::path(
+    get,
+    path = "/fleet/commands/{id}",
+    tag = "fleet",
+    params(
+        ("id" = String, Path, description = "The command's id (`cmd_` and 32 hex characters)."),
+        ("fleet" = Option<String>, Query, description = "An owner's account id: act on their fleet as a member of their team (one's own fleet unless given)."),
+    ),
+    responses(
+        (status = 200, description = "The command.", body = CommandView),
+        (status = 400, description = "Not a command id, or `fleet` not an account id.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "No such command in the fleet, or a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn command(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -237,6 +354,24 @@ impl Stream {
 /// Every change to the caller's nodes as it happens: `online`, `offline`,
 /// `telemetry`, `command` and `alert` events, each a JSON object. Ends when
 /// the caller may no longer read them.
+///
+/// Each event's `event:` names its type, and its `data:` is a `FleetEvent`
+/// as JSON; a `lagged` event (its data: how many events were missed) says
+/// the stream fell behind and the fleet should be read again.
+#[utoipa::path(
+    get,
+    path = "/fleet/events",
+    tag = "fleet",
+    params(("fleet" = Option<String>, Query, description = "An owner's account id: follow their fleet as a member of their team (one's own fleet unless given).")),
+    responses(
+        (status = 200, description = "Server-sent events, until the caller may no longer read them.", body = crate::openapi::ServerSentEvent, content_type = "text/event-stream"),
+        (status = 400, description = "`fleet` is not an account id.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "`fleet` names a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn events(
     State(state): State<AppState>,
     SignedIn(me): SignedIn,
@@ -286,20 +421,41 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AlertsQuery {
-    /// Read by [`Acting`].
+    /// An owner's account id: act on their fleet as a member of their team
+    /// (one's own fleet unless given).
+    // Read by `Acting`.
     #[allow(dead_code)]
     fleet: Option<String>,
+    /// How many, 1 to 500 (50 unless given).
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+/// Alerts, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
 struct AlertList {
     alerts: Vec<AlertView>,
 }
 
+/// The fleet's alerts, newest first: each fires once when its condition
+/// starts and resolves once when it ends.
+#[utoipa::path(
+    get,
+    path = "/fleet/alerts",
+    tag = "fleet",
+    params(AlertsQuery),
+    responses(
+        (status = 200, description = "The alerts.", body = AlertList),
+        (status = 400, description = "A limit out of range, `fleet` not an account id, or an unknown parameter.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "`fleet` names a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn alerts(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -311,6 +467,19 @@ async fn alerts(
     }))
 }
 
+/// The caller's own alert settings, with the secret that signs their
+/// webhooks (the owner's alone: not available through `?fleet=`).
+#[utoipa::path(
+    get,
+    path = "/fleet/alert-settings",
+    tag = "fleet",
+    responses(
+        (status = 200, description = "The settings and the webhook secret.", body = AlertSettingsView),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key without `fleet:read`.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn alert_settings(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,
@@ -318,6 +487,24 @@ async fn alert_settings(
     Ok(Json(state.fleet.alert_settings(&caller).await?))
 }
 
+/// Sets when the caller's alerts fire and where they are sent besides the
+/// app (the owner's alone).
+#[utoipa::path(
+    put,
+    path = "/fleet/alert-settings",
+    tag = "fleet",
+    request_body = AlertSettings,
+    responses(
+        (status = 200, description = "The settings as now kept, and the webhook secret.", body = AlertSettingsView),
+        (status = 400, description = "Malformed JSON, settings out of range, or a webhook URL that is not allowed.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key without `fleet:write`, or a cross-site request with the session cookie.", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not JSON.", body = ErrorBody),
+        (status = 422, description = "JSON that is not alert settings.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn set_alert_settings(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,
@@ -328,15 +515,35 @@ async fn set_alert_settings(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StatsQuery {
-    /// Read by [`Acting`].
+    /// An owner's account id: act on their fleet as a member of their team
+    /// (one's own fleet unless given).
+    // Read by `Acting`.
     #[allow(dead_code)]
     fleet: Option<String>,
+    /// How many UTC days, today included: 1 to 30 (7 unless given).
     days: Option<u32>,
 }
 
+/// Each of the fleet's nodes' record over the last `days` UTC days:
+/// uptime, completion, latency and earnings.
+#[utoipa::path(
+    get,
+    path = "/fleet/stats",
+    tag = "fleet",
+    params(StatsQuery),
+    responses(
+        (status = 200, description = "The nodes' records.", body = FleetStats),
+        (status = 400, description = "`days` out of range, `fleet` not an account id, or an unknown parameter.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "`fleet` names a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn stats(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -345,20 +552,41 @@ async fn stats(
     Ok(Json(state.fleet.stats(&caller, q.days.unwrap_or(7)).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EarningsQuery {
-    /// Read by [`Acting`].
+    /// An owner's account id: act on their fleet as a member of their team
+    /// (one's own fleet unless given).
+    // Read by `Acting`.
     #[allow(dead_code)]
     fleet: Option<String>,
+    /// From when, in Unix milliseconds (30 days before `until` unless given).
     since: Option<u64>,
+    /// Until when (not included), in Unix milliseconds (now unless given).
     until: Option<u64>,
+    /// `json` (unless given) or `csv`.
     format: Option<String>,
 }
 
 /// What the caller's nodes earned, per UTC day, node, device and model:
 /// JSON, or CSV whose lines add up to the ledger's earnings to the
 /// millisatoshi (the last line is the total).
+#[utoipa::path(
+    get,
+    path = "/fleet/earnings",
+    tag = "fleet",
+    params(EarningsQuery),
+    responses(
+        (status = 200, description = "The earnings: JSON, or CSV (`format=csv`, as an attachment).",
+            content((Earnings = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "`format` neither json nor csv, `since` not before `until`, `fleet` not an account id, or an unknown parameter.", body = ErrorBody),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key (or team role) without `fleet:read`.", body = ErrorBody),
+        (status = 404, description = "`fleet` names a fleet the caller is not in.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn earnings(
     State(state): State<AppState>,
     Acting(caller): Acting,
@@ -460,6 +688,19 @@ pub(crate) async fn team_view(state: &AppState, caller: &wire::Caller) -> Result
     Ok(view)
 }
 
+/// The caller's team (who may see or run their fleet) and the fleets they
+/// are in, with names.
+#[utoipa::path(
+    get,
+    path = "/fleet/team",
+    tag = "fleet",
+    responses(
+        (status = 200, description = "The team and the fleets.", body = Team),
+        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key without `fleet:read`.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn team(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,
@@ -467,6 +708,26 @@ async fn team(
     Ok(Json(team_view(&state, &caller).await?))
 }
 
+/// Lets an account into the caller's fleet as a viewer or a manager (or
+/// changes its role). Takes a signed-in browser session.
+#[utoipa::path(
+    put,
+    path = "/fleet/team/{account}",
+    tag = "fleet",
+    params(("account" = String, Path, description = "The member's account id.")),
+    request_body = TeamGrant,
+    responses(
+        (status = 204, description = "The account is in the team, with that role."),
+        (status = 400, description = "Malformed JSON, not an account id, or the caller's own.", body = ErrorBody),
+        (status = 401, description = "Not signed in, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key, not a browser session, or a cross-site request.", body = ErrorBody),
+        (status = 404, description = "No such account.", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not JSON.", body = ErrorBody),
+        (status = 422, description = "JSON that is not a role.", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn grant(
     State(state): State<AppState>,
     Session(caller): Session,
@@ -482,6 +743,22 @@ async fn grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Takes an account out of the caller's fleet. Takes a signed-in browser
+/// session.
+#[utoipa::path(
+    delete,
+    path = "/fleet/team/{account}",
+    tag = "fleet",
+    params(("account" = String, Path, description = "The member's account id.")),
+    responses(
+        (status = 204, description = "The account is out of the team."),
+        (status = 400, description = "Not an account id.", body = ErrorBody),
+        (status = 401, description = "Not signed in, or an expired session.", body = ErrorBody),
+        (status = 403, description = "An API key, not a browser session, or a cross-site request.", body = ErrorBody),
+        (status = 404, description = "The account is not in the team.", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 async fn revoke(
     State(state): State<AppState>,
     Session(caller): Session,

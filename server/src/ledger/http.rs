@@ -8,10 +8,12 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use wire::accounts::Scope;
+use wire::api::ErrorBody;
 use wire::billing::{BillingSummary, HistoryPage, Posting};
 
 use crate::accounts::{require, SignedIn};
@@ -22,12 +24,28 @@ use crate::AppState;
 const PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/billing", get(summary))
-        .route("/billing/history", get(history))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(summary))
+        .routes(routes!(history))
 }
 
+/// The account's money.
+///
+/// Its balance, what is held for jobs running, its earnings, and totals. An
+/// API key needs the `billing` scope.
+#[utoipa::path(
+    get,
+    path = "/billing",
+    operation_id = "billing_summary",
+    tag = "billing",
+    responses(
+        (status = 200, description = "The account's money.", body = BillingSummary),
+        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn summary(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,
@@ -36,14 +54,48 @@ async fn summary(
     Ok(Json(state.ledger.summary(&caller.account).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
+    /// The previous page's `next`: postings older than it.
     before: Option<String>,
+    /// Postings a page, 1 to 1000 [default: 50; CSV: 1000].
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// `json` [default] or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 
+/// The account's postings, newest first, a page at a time.
+///
+/// `before` is the previous page's `next`. As JSON, or with `format=csv` a
+/// CSV file (amounts in millisatoshis, times in Unix milliseconds; 1000 rows
+/// a page unless `limit` says otherwise) whose `Link` header names the next
+/// page. An API key needs the `billing` scope.
+#[utoipa::path(
+    get,
+    path = "/billing/history",
+    operation_id = "billing_history",
+    tag = "billing",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "A page of postings.",
+            content(
+                (HistoryPage = "application/json"),
+                (String = "text/csv"),
+            ),
+            headers(
+                ("Content-Disposition" = String, description = "CSV: `attachment; filename=\"infernet-billing.csv\"`."),
+                ("Link" = String, description = "CSV, when there are older postings: the next page, `rel=\"next\"`."),
+            )),
+        (status = 400, description = "A `format` other than `json` or `csv`, a `limit` out of range, a `before` that is not a cursor, or a query that is not understood.", body = ErrorBody),
+        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 async fn history(
     State(state): State<AppState>,
     SignedIn(caller): SignedIn,

@@ -19,7 +19,7 @@ use wire::registry::Task;
 use super::error::{invalid, OaiJson, OpenAiError};
 use super::types::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, ChatUsage, Choice, ChunkChoice,
-    Content, Delta, JobFacts, Stop,
+    Content, Delta, ErrorResponse, JobFacts, Stop,
 };
 use super::{receipt_of, require_task};
 use crate::accounts::{ClientIp, OaiCaller};
@@ -117,6 +117,38 @@ impl ChatRequest {
     }
 }
 
+/// The assistant's reply to a chat, run as a job on a node that offers the
+/// model: whole, or streamed while the node decodes it (`stream: true`).
+///
+/// A stream is server-sent events, each `data:` a `chat.completion.chunk`
+/// as JSON (the last with the job's facts and receipt, then the usage if
+/// `stream_options.include_usage`), ended by `data: [DONE]`. A job that
+/// fails once streaming has begun sends an error object in OpenAI's shape
+/// as its last event before `[DONE]`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The reply: a `chat.completion` as JSON, or (`stream: true`) server-sent `chat.completion.chunk` events.",
+            content((ChatCompletion = "application/json"), (crate::openapi::ServerSentEvent = "text/event-stream"))),
+        (status = 400, description = "Malformed JSON, an option not supported (`n`, `tools`, `logprobs`, `response_format`), messages or parameters out of range, a model that is not a text generation model, an unknown pool, or input the node refused (`invalid_request_error`, naming the `param`).", body = ErrorResponse),
+        (status = 401, description = "No API key or session, an unknown or revoked key, or an expired session (`invalid_api_key`).", body = ErrorResponse),
+        (status = 402, description = "Not enough balance for the job's price (`insufficient_quota`), or over the key's spending cap.", body = ErrorResponse),
+        (status = 403, description = "An API key without the `jobs` scope, or a cross-site request with the session cookie.", body = ErrorResponse),
+        (status = 404, description = "No node offers the model (`model_not_found`).", body = ErrorResponse),
+        (status = 413, description = "A body over 1 MiB.", body = ErrorResponse),
+        (status = 415, description = "Not JSON.", body = ErrorResponse),
+        (status = 422, description = "JSON that does not fit the request's shape.", body = ErrorResponse),
+        (status = 429, description = "Too many jobs from this address or account (`rate_limit_error`).", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+        (status = 502, description = "The node refused the job, broke off, or answered wrongly (a bad receipt).", body = ErrorResponse),
+        (status = 503, description = "No node can take the job now (none available, or the node is busy or not accepting).", body = ErrorResponse),
+        (status = 504, description = "The node did not finish in time.", body = ErrorResponse),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -10,13 +10,39 @@ use wire::registry::Task;
 
 use super::error::{invalid, OaiJson, OpenAiError};
 use super::types::{
-    Embedding, EmbeddingObject, EmbeddingUsage, EmbeddingsRequest, EmbeddingsResponse, JobFacts,
+    Embedding, EmbeddingObject, EmbeddingUsage, EmbeddingsRequest, EmbeddingsResponse,
+    ErrorResponse, JobFacts,
 };
 use super::{receipt_of, require_task};
 use crate::accounts::{ClientIp, OaiCaller};
 use crate::error::ApiError;
 use crate::AppState;
 
+/// Embeds a string, or each of an array of strings, as a job on a node
+/// that offers the model: one vector each, as floats or base64.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "openai",
+    request_body = EmbeddingsRequest,
+    responses(
+        (status = 200, description = "The vectors, in the order of the inputs, with the job's facts and receipt.", body = EmbeddingsResponse),
+        (status = 400, description = "Malformed JSON, an `input` or `encoding_format` not understood, dimensions the model does not have, a model that is not an embedding model, an unknown pool, or input the node refused (`invalid_request_error`, naming the `param`).", body = ErrorResponse),
+        (status = 401, description = "No API key or session, an unknown or revoked key, or an expired session (`invalid_api_key`).", body = ErrorResponse),
+        (status = 402, description = "Not enough balance for the job's price (`insufficient_quota`), or over the key's spending cap.", body = ErrorResponse),
+        (status = 403, description = "An API key without the `jobs` scope, or a cross-site request with the session cookie.", body = ErrorResponse),
+        (status = 404, description = "No node offers the model (`model_not_found`).", body = ErrorResponse),
+        (status = 413, description = "A body over 1 MiB.", body = ErrorResponse),
+        (status = 415, description = "Not JSON.", body = ErrorResponse),
+        (status = 422, description = "JSON that does not fit the request's shape.", body = ErrorResponse),
+        (status = 429, description = "Too many jobs from this address or account (`rate_limit_error`).", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+        (status = 502, description = "The node refused the job, broke off, or answered wrongly (a bad receipt).", body = ErrorResponse),
+        (status = 503, description = "No node can take the job now (none available, or the node is busy or not accepting).", body = ErrorResponse),
+        (status = 504, description = "The node did not finish in time.", body = ErrorResponse),
+    ),
+    security(("session" = []), ("api_key" = [])),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

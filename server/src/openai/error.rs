@@ -2,7 +2,6 @@
 //! their usual exceptions: the server's [`ApiError`] gives the status and
 //! code, and each error names the request parameter it is about.
 
-use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use wire::jobs::{InputError, InputField};
@@ -73,12 +72,6 @@ impl From<crate::registry::RegistryError> for OpenAiError {
     }
 }
 
-impl From<JsonRejection> for OpenAiError {
-    fn from(r: JsonRejection) -> Self {
-        ApiError::from(r).into()
-    }
-}
-
 impl OpenAiError {
     pub(super) fn body(&self) -> ErrorResponse {
         let status = self.error.status();
@@ -121,7 +114,7 @@ impl IntoResponse for OpenAiError {
     }
 }
 
-/// `axum::Json` whose rejections are OpenAI-shaped errors.
+/// A JSON object body (`ApiJson`) whose rejections are OpenAI-shaped errors.
 #[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(OpenAiError))]
+#[from_request(via(crate::error::ApiJson), rejection(OpenAiError))]
 pub(crate) struct OaiJson<T>(pub T);

@@ -18,8 +18,8 @@ mod error;
 mod models;
 mod types;
 
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use wire::jobs::{JobRecord, Receipt};
 use wire::registry::{ModelOffer, Task};
 
@@ -32,12 +32,12 @@ use wire::{Caller, MilliSats};
 
 pub(crate) use error::OpenAiError;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{id}", get(models::one))
-        .route("/v1/embeddings", post(embeddings::create))
-        .route("/v1/chat/completions", post(chat::create))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(models::list))
+        .routes(routes!(models::one))
+        .routes(routes!(embeddings::create))
+        .routes(routes!(chat::create))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY))
 }
 

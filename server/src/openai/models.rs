@@ -6,11 +6,20 @@ use axum::Json;
 use wire::UnixMillis;
 
 use super::error::OpenAiError;
-use super::types::{List, Model};
+use super::types::{ErrorResponse, List, Model};
 use crate::error::ApiError;
 use crate::jobs::JobError;
 use crate::AppState;
 
+/// The models on offer on the network, with Infernet's listing of each
+/// (task, nodes, prices).
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "openai",
+    responses((status = 200, description = "The models on offer.", body = List<Model>)),
+    security(()),
+)]
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<List<Model>>, OpenAiError> {
     let models = state.catalog(UnixMillis::now()).await?;
     Ok(Json(List::of(
@@ -18,6 +27,18 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<List<Mode
     )))
 }
 
+/// One model on offer, by name.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    tag = "openai",
+    params(("id" = String, Path, description = "The model's name.")),
+    responses(
+        (status = 200, description = "The model.", body = Model),
+        (status = 404, description = "No node offers the model (`model_not_found`).", body = ErrorResponse),
+    ),
+    security(()),
+)]
 pub(super) async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,

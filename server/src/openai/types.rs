@@ -9,8 +9,9 @@ use wire::jobs::{JobRecord, Receipt, Usage};
 use wire::{JobId, MilliSats, ModelHash, NodeId, SignedEnvelope};
 
 /// `{"object": "list", "data": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct List<T> {
+    /// Always `list`.
     pub(super) object: &'static str,
     pub(super) data: Vec<T>,
 }
@@ -25,13 +26,18 @@ impl<T> List<T> {
 }
 
 /// One entry of `GET /v1/models`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAiModel)]
 pub(super) struct Model {
+    /// The model's name, as requests give it.
     pub(super) id: String,
+    /// Always `model`.
     pub(super) object: &'static str,
     /// When its first provider registered, in Unix seconds.
     pub(super) created: u64,
+    /// Always `infernet`.
     pub(super) owned_by: &'static str,
+    /// The model as Infernet lists it: its task, nodes and prices.
     pub(super) infernet: ModelListing,
 }
 
@@ -48,7 +54,7 @@ impl From<ModelListing> for Model {
 }
 
 /// Infernet's facts about the job behind an answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct JobFacts {
     pub(super) job_id: JobId,
     pub(super) node_id: NodeId,
@@ -73,12 +79,17 @@ impl JobFacts {
 
 // ---------------------------------------------------------------- embeddings
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"model": "all-minilm-l6-v2", "input": ["a cat sat on the mat", "a dog"]}))]
 pub(super) struct EmbeddingsRequest {
+    /// An embedding model's name (`GET /v1/models`).
     pub(super) model: String,
+    /// A string, or an array of strings (token arrays are not supported).
     pub(super) input: Value,
+    /// `float` (unless given) or `base64` (little-endian f32s).
     #[serde(default)]
     pub(super) encoding_format: Option<String>,
+    /// The model's own dimensions only: other values are refused.
     #[serde(default)]
     pub(super) dimensions: Option<u32>,
     /// Infernet's addition: the most to pay, in millisatoshis.
@@ -94,7 +105,8 @@ pub(super) struct EmbeddingsRequest {
     // Other fields (`user`) are taken and ignored, as OpenAI's clients send them.
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = EmbeddingVector)]
 #[serde(untagged)]
 pub(super) enum Embedding {
     Float(Vec<f32>),
@@ -102,20 +114,20 @@ pub(super) enum Embedding {
     Base64(String),
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct EmbeddingObject {
     pub(super) object: &'static str,
     pub(super) index: usize,
     pub(super) embedding: Embedding,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct EmbeddingUsage {
     pub(super) prompt_tokens: u32,
     pub(super) total_tokens: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct EmbeddingsResponse {
     pub(super) object: &'static str,
     pub(super) data: Vec<EmbeddingObject>,
@@ -126,9 +138,17 @@ pub(super) struct EmbeddingsResponse {
 
 // ---------------------------------------------------------------- chat
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "model": "tiny-gpt2",
+    "messages": [{"role": "user", "content": "Tell me about cats."}],
+    "max_tokens": 16
+}))]
 pub(super) struct ChatRequest {
+    /// A text generation model's name (`GET /v1/models`).
     pub(super) model: String,
+    /// The chat so far: `system`, `developer`, `user` and `assistant`
+    /// messages of text.
     pub(super) messages: Vec<ChatMessageIn>,
     #[serde(default)]
     pub(super) max_tokens: Option<u32>,
@@ -140,20 +160,26 @@ pub(super) struct ChatRequest {
     pub(super) top_p: Option<f32>,
     #[serde(default)]
     pub(super) stop: Option<Stop>,
+    /// Stream the answer as server-sent `chat.completion.chunk` events.
     #[serde(default)]
     pub(super) stream: Option<bool>,
     #[serde(default)]
     pub(super) stream_options: Option<StreamOptions>,
     #[serde(default)]
     pub(super) seed: Option<u64>,
+    /// Only 1.
     #[serde(default)]
     pub(super) n: Option<u32>,
+    /// Not supported.
     #[serde(default)]
     pub(super) tools: Option<Value>,
+    /// Not supported.
     #[serde(default)]
     pub(super) functions: Option<Value>,
+    /// Not supported (`false` only).
     #[serde(default)]
     pub(super) logprobs: Option<bool>,
+    /// `{"type": "text"}` only.
     #[serde(default)]
     pub(super) response_format: Option<Value>,
     /// Infernet's addition: the most to pay, in millisatoshis.
@@ -168,21 +194,23 @@ pub(super) struct ChatRequest {
     pub(super) pool: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct ChatMessageIn {
     pub(super) role: String,
     #[serde(default)]
     pub(super) content: Option<Content>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatContent)]
 #[serde(untagged)]
 pub(super) enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatContentPart)]
 pub(super) struct ContentPart {
     #[serde(rename = "type")]
     pub(super) kind: String,
@@ -190,20 +218,23 @@ pub(super) struct ContentPart {
     pub(super) text: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatStop)]
 #[serde(untagged)]
 pub(super) enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatStreamOptions)]
 pub(super) struct StreamOptions {
+    /// End the stream with a chunk of the usage.
     #[serde(default)]
     pub(super) include_usage: bool,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub(super) struct ChatUsage {
     pub(super) prompt_tokens: u32,
     pub(super) completion_tokens: u32,
@@ -221,14 +252,15 @@ impl ChatUsage {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct AssistantMessage {
     pub(super) role: &'static str,
     pub(super) content: String,
     pub(super) refusal: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ChatChoice)]
 pub(super) struct Choice {
     pub(super) index: u32,
     pub(super) message: AssistantMessage,
@@ -236,7 +268,7 @@ pub(super) struct Choice {
     pub(super) finish_reason: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct ChatCompletion {
     pub(super) id: String,
     pub(super) object: &'static str,
@@ -284,12 +316,14 @@ pub(super) struct ChatChunk {
 
 /// OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`,
 /// plus the job's id when a recorded job failed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAiErrorResponse)]
 pub(super) struct ErrorResponse {
     pub(super) error: ErrorObject,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAiErrorObject)]
 pub(super) struct ErrorObject {
     pub(super) message: String,
     #[serde(rename = "type")]

@@ -48,10 +48,8 @@ impl Registry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ban.node_id, (ban, envelope));
-        self.answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        // `GET /nodes` answers kept from before are not served again: the
+        // index's generation moved on.
     }
 
     pub(crate) fn is_banned(&self, node: NodeId) -> bool {
@@ -72,10 +70,15 @@ impl Registry {
 
     /// Takes the stored bans this server does not hold yet, each checked
     /// against its signer's key (a ban that does not check out is
-    /// ignored). Returns how many it took.
+    /// ignored). Returns how many it took. The bans it holds already are
+    /// not checked again (this runs with every catch-up on a shared
+    /// database).
     pub(crate) async fn load_bans(&self) -> Result<usize, RegistryError> {
         let mut taken = 0;
-        for envelope in self.store.bans().await? {
+        for (node, envelope) in self.store.bans().await? {
+            if node.parse::<NodeId>().is_ok_and(|n| self.is_banned(n)) {
+                continue;
+            }
             match envelope.open::<Ban>() {
                 Ok(ban) if !self.is_banned(ban.node_id) => {
                     tracing::info!(node = %ban.node_id, by = %ban.server, reason = %ban.reason, "node banned");

@@ -5,9 +5,11 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use wire::registry::{HeartbeatAck, NodeInfo, NodeQuery};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wire::api::ErrorBody;
+use wire::registry::{HeartbeatAck, NodeInfo, NodeList, NodeQuery};
 use wire::reputation::ReputationReport;
 use wire::verify::BanRecord;
 use wire::{NodeId, SignedEnvelope, UnixMillis};
@@ -20,23 +22,39 @@ pub(crate) const MAX_SIGNED_BODY: usize = 64 * 1024;
 
 /// `GET /nodes`, `GET /nodes/{peer_id}`, `GET /nodes/{peer_id}/reputation`,
 /// `GET /nodes/{peer_id}/ban`: anyone may call them.
-pub(crate) fn public_router() -> Router<AppState> {
-    Router::new()
-        .route("/nodes", get(list_nodes))
-        .route("/nodes/{peer_id}", get(get_node))
-        .route("/nodes/{peer_id}/reputation", get(get_reputation))
-        .route("/nodes/{peer_id}/ban", get(get_ban))
+pub(crate) fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_nodes))
+        .routes(routes!(get_node))
+        .routes(routes!(get_reputation))
+        .routes(routes!(get_ban))
 }
 
 /// Registration and heartbeats, under `/api/v1`: anyone may call them, and
 /// only a message signed by the node's own key is taken.
-pub(crate) fn api_router() -> Router<AppState> {
-    Router::new()
-        .route("/nodes/register", post(register))
-        .route("/nodes/heartbeat", post(heartbeat))
+pub(crate) fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(heartbeat))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SIGNED_BODY))
 }
 
+/// The nodes of the network, filtered, sorted and a page at a time
+/// (`cursor` from the previous page's `next_cursor`). Cacheable for 2 s, with
+/// an `ETag`.
+#[utoipa::path(
+    get,
+    path = "/nodes",
+    tag = "registry",
+    params(NodeQuery),
+    responses(
+        (status = 200, description = "A page of nodes.", body = NodeList,
+            headers(("ETag" = String, description = "Send it back in `If-None-Match`."))),
+        (status = 304, description = "The page is as it was (`If-None-Match`)."),
+        (status = 400, description = "A filter that is not understood.", body = ErrorBody),
+    ),
+    security(()),
+)]
 async fn list_nodes(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<NodeQuery>,
@@ -74,6 +92,19 @@ async fn list_nodes(
         .into_response())
 }
 
+/// One node, as listed.
+#[utoipa::path(
+    get,
+    path = "/nodes/{peer_id}",
+    tag = "registry",
+    params(("peer_id" = String, Path, description = "The node's libp2p peer id.")),
+    responses(
+        (status = 200, description = "The node.", body = NodeInfo),
+        (status = 400, description = "Not a peer id.", body = ErrorBody),
+        (status = 404, description = "No such node.", body = ErrorBody),
+    ),
+    security(()),
+)]
 async fn get_node(
     State(state): State<AppState>,
     Path(peer_id): Path<String>,
@@ -88,6 +119,18 @@ async fn get_node(
 }
 
 /// A node's reputation and the days it is made of.
+#[utoipa::path(
+    get,
+    path = "/nodes/{peer_id}/reputation",
+    tag = "registry",
+    params(("peer_id" = String, Path, description = "The node's libp2p peer id.")),
+    responses(
+        (status = 200, description = "The node's reputation.", body = ReputationReport),
+        (status = 400, description = "Not a peer id.", body = ErrorBody),
+        (status = 404, description = "No such node.", body = ErrorBody),
+    ),
+    security(()),
+)]
 async fn get_reputation(
     State(state): State<AppState>,
     Path(peer_id): Path<String>,
@@ -102,6 +145,18 @@ async fn get_reputation(
 
 /// A banned node's ban as its server signed it, with the evidence: 404
 /// for a node that is not banned.
+#[utoipa::path(
+    get,
+    path = "/nodes/{peer_id}/ban",
+    tag = "registry",
+    params(("peer_id" = String, Path, description = "The node's libp2p peer id.")),
+    responses(
+        (status = 200, description = "The ban and its signed form.", body = BanRecord),
+        (status = 400, description = "Not a peer id.", body = ErrorBody),
+        (status = 404, description = "The node is not banned.", body = ErrorBody),
+    ),
+    security(()),
+)]
 async fn get_ban(
     State(state): State<AppState>,
     Path(peer_id): Path<String>,
@@ -114,6 +169,24 @@ async fn get_ban(
         .ok_or_else(|| ApiError::NotFound(format!("a ban of node {id}")))
 }
 
+/// A node's signed registration (its hardware, models, prices, addresses).
+/// Only a message signed by the node's own key is taken.
+#[utoipa::path(
+    post,
+    path = "/nodes/register",
+    tag = "registry",
+    request_body = SignedEnvelope,
+    responses(
+        (status = 200, description = "The node as now listed.", body = NodeInfo),
+        (status = 400, description = "A malformed registration.", body = ErrorBody),
+        (status = 401, description = "A signature that does not verify, or a clock too far off.", body = ErrorBody),
+        (status = 409, description = "A message taken before (a replay).", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not JSON.", body = ErrorBody),
+        (status = 422, description = "JSON that is not a signed envelope.", body = ErrorBody),
+    ),
+    security(()),
+)]
 async fn register(
     State(state): State<AppState>,
     ApiJson(envelope): ApiJson<SignedEnvelope>,
@@ -126,6 +199,24 @@ async fn register(
     ))
 }
 
+/// A node's signed heartbeat (load, status).
+#[utoipa::path(
+    post,
+    path = "/nodes/heartbeat",
+    tag = "registry",
+    request_body = SignedEnvelope,
+    responses(
+        (status = 200, description = "Taken.", body = HeartbeatAck),
+        (status = 400, description = "A malformed heartbeat.", body = ErrorBody),
+        (status = 401, description = "A signature that does not verify, or a clock too far off.", body = ErrorBody),
+        (status = 409, description = "A message taken before (a replay).", body = ErrorBody),
+        (status = 404, description = "The node never registered.", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
+        (status = 415, description = "Not JSON.", body = ErrorBody),
+        (status = 422, description = "JSON that is not a signed envelope.", body = ErrorBody),
+    ),
+    security(()),
+)]
 async fn heartbeat(
     State(state): State<AppState>,
     ApiJson(envelope): ApiJson<SignedEnvelope>,

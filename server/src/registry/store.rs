@@ -508,17 +508,19 @@ impl NodeStore {
         Ok(!created.is_empty())
     }
 
-    /// Every stored ban (this server's and others'), as signed.
-    pub(super) async fn bans(&self) -> Result<Vec<wire::SignedEnvelope>, DbError> {
+    /// Every stored ban (this server's and others'), as signed, with the
+    /// node it is stored under.
+    pub(super) async fn bans(&self) -> Result<Vec<(String, wire::SignedEnvelope)>, DbError> {
         #[derive(Deserialize)]
         struct Row {
+            node_id: String,
             envelope: wire::SignedEnvelope,
         }
         let rows: Vec<Row> = self
             .db
-            .rows("SELECT envelope FROM ban", json!({}), 0)
+            .rows("SELECT node_id, envelope FROM ban", json!({}), 0)
             .await?;
-        Ok(rows.into_iter().map(|r| r.envelope).collect())
+        Ok(rows.into_iter().map(|r| (r.node_id, r.envelope)).collect())
     }
 
     /// Deletes the nodes not heard from since `cutoff`: their peer ids.

@@ -451,4 +451,19 @@ fn spending_caps_per_key_and_a_default_max_price_hold_jobs_back() {
         .unwrap();
     let account: Value = r.json().unwrap();
     assert!(account.get("default_max_price_msat").is_none(), "{account}");
+    // A patch refused in part is refused whole: the name is not changed
+    // when the price is out of range.
+    let r = page
+        .patch(server.url("/api/v1/account"))
+        .json(&json!({ "public_name": "half-written", "default_max_price_msat": 0 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let account: Value = page
+        .get(server.url("/api/v1/account"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_ne!(account["public_name"], "half-written", "{account}");
 }

@@ -11,6 +11,7 @@ mod jobs;
 mod lightning;
 mod network;
 mod openai;
+mod openapi;
 mod registry;
 mod remote_db;
 mod reputation;

@@ -6,6 +6,7 @@ use crate::ids::UnixMillis;
 
 /// What an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// The node's fleet link has been down longer than allowed.
@@ -32,6 +33,7 @@ impl AlertKind {
 /// One alert: it fires once when its condition starts and resolves once
 /// when it ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertView {
     pub id: String,
     pub node_id: crate::NodeId,
@@ -46,6 +48,7 @@ pub struct AlertView {
 /// `GET`/`PUT /api/v1/fleet/alert-settings`: when alerts fire, and where
 /// they are sent besides the app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AlertSettings {
     /// Alerts are POSTed here as JSON, signed with HMAC-SHA256
@@ -102,6 +105,7 @@ impl AlertSettings {
 
 /// The settings, with the secret that signs the account's webhooks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertSettingsView {
     pub settings: AlertSettings,
     /// Check `X-Infernet-Signature` (hex HMAC-SHA256 of
@@ -111,6 +115,7 @@ pub struct AlertSettingsView {
 
 /// What a webhook receives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookBody {
     /// `alert.fired` or `alert.resolved`.
     #[serde(rename = "type")]

@@ -8,6 +8,7 @@ use crate::ids::UnixMillis;
 
 /// Where a command is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandStatus {
     /// Waiting for the node to connect.
@@ -38,6 +39,7 @@ impl CommandStatus {
 
 /// `POST /api/v1/fleet/commands`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewCommand {
     /// The nodes to command (each gets a command of its own).
@@ -61,6 +63,7 @@ pub const DEFAULT_COMMAND_WAIT_SECS: u64 = 3600;
 
 /// One command, as the audit log shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandView {
     pub id: CommandId,
     pub node_id: crate::NodeId,
@@ -83,6 +86,7 @@ pub struct CommandView {
 
 /// One of the operator's nodes, live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetNode {
     pub node_id: crate::NodeId,
     pub enrolled_at: UnixMillis,
@@ -107,6 +111,7 @@ pub struct FleetNode {
 /// What `GET /api/v1/fleet/events` pushes (server-sent events, one JSON
 /// object per event, `event:` naming its type).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FleetEvent {
     Telemetry {
@@ -152,6 +157,7 @@ impl FleetEvent {
 /// One node's record over a window, as its operator sees it: the evidence
 /// its reputation is built from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStats {
     pub node_id: crate::NodeId,
     /// Share of the window's five-minute slots in which the node reported
@@ -172,6 +178,7 @@ pub struct NodeStats {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DayUptime {
     /// The day's start (UTC midnight).
     pub day: UnixMillis,
@@ -180,6 +187,7 @@ pub struct DayUptime {
 
 /// `GET /api/v1/fleet/stats?days=`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetStats {
     pub since: UnixMillis,
     pub until: UnixMillis,
@@ -189,6 +197,7 @@ pub struct FleetStats {
 /// A node's jobs in one bucket of time (its charts: jobs per hour,
 /// failure rate, latency, earnings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivityBucket {
     /// When the bucket begins.
     pub at: UnixMillis,
@@ -204,6 +213,7 @@ pub struct ActivityBucket {
 /// `GET /api/v1/fleet/nodes/{id}/activity?since=&until=`: the node's jobs
 /// in buckets of `bucket_ms`, oldest first, empty buckets included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeActivity {
     pub since: UnixMillis,
     pub until: UnixMillis,
@@ -215,6 +225,7 @@ pub struct NodeActivity {
 /// device of one node on one UTC day. The lines add up to the ledger's
 /// earnings postings of the same jobs, to the millisatoshi.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EarningsLine {
     pub day: UnixMillis,
     pub node_id: crate::NodeId,
@@ -227,6 +238,7 @@ pub struct EarningsLine {
 
 /// `GET /api/v1/fleet/earnings?since=&until=&format=json|csv`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Earnings {
     pub since: UnixMillis,
     pub until: UnixMillis,

@@ -35,6 +35,7 @@ pub const MAX_FLEET_FRAME_BYTES: u64 = 256 * 1024;
 
 /// A command's id: `cmd_` and 32 hex characters, chosen by the server.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct CommandId(String);
 
@@ -91,6 +92,7 @@ impl fmt::Debug for CommandId {
 
 /// A new price for one model the node offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
     /// The model, by content hash.
@@ -107,6 +109,7 @@ pub const MAX_PRICES: usize = 256;
 
 /// What an operator asks a node to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
     /// Take no new jobs (and say so in the ads) until resumed.
@@ -207,6 +210,7 @@ pub fn check_tags(tags: &[String]) -> Result<(), String> {
 
 /// A command as it travels to the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Command {
     pub id: CommandId,
     pub action: Action,
@@ -216,6 +220,7 @@ pub struct Command {
 
 /// How a command ended on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded { detail: String },
@@ -224,6 +229,7 @@ pub enum Outcome {
 
 /// Server → node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Command(Command),
@@ -231,6 +237,7 @@ pub enum ServerFrame {
 
 /// Node → server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeFrame {
     Telemetry(Box<Telemetry>),

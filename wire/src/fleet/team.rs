@@ -6,6 +6,7 @@ use crate::ids::UnixMillis;
 
 /// What a team member may do in someone else's fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TeamRole {
     /// Sees everything the fleet pages show.
@@ -16,6 +17,7 @@ pub enum TeamRole {
 
 /// `PUT /api/v1/fleet/team/{account}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TeamGrant {
     pub role: TeamRole,
@@ -23,6 +25,7 @@ pub struct TeamGrant {
 
 /// One membership, from either side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TeamMember {
     /// The other account: the member (in one's team) or the owner (a fleet
     /// one belongs to).
@@ -35,6 +38,7 @@ pub struct TeamMember {
 /// `GET /api/v1/fleet/team`: who is in one's team, and whose fleets one
 /// is in (pass `?fleet=<owner>` to any fleet route to act there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Team {
     pub members: Vec<TeamMember>,
     pub fleets: Vec<TeamMember>,

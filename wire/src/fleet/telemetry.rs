@@ -6,6 +6,7 @@ use crate::ids::{ModelHash, UnixMillis};
 
 /// Whether the node takes jobs, as its operator sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AdmissionState {
     Open,
@@ -19,6 +20,7 @@ pub enum AdmissionState {
 
 /// How others reach the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReachabilityKind {
     /// Dialled directly at a confirmed address.
@@ -32,6 +34,7 @@ pub enum ReachabilityKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reachability {
     pub kind: ReachabilityKind,
     /// What to fix, when it is not public.
@@ -41,6 +44,7 @@ pub struct Reachability {
 
 /// One GPU's gauges (NVML), with the DCGM exporter's names alongside.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuTelemetry {
     pub index: u32,
     pub name: String,
@@ -58,6 +62,7 @@ pub struct GpuTelemetry {
 
 /// A model being fetched from the network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Download {
     pub model: ModelHash,
     pub done_bytes: u64,
@@ -66,6 +71,7 @@ pub struct Download {
 
 /// What a node reports every few seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Telemetry {
     /// The node's clock when it measured.
     pub at: UnixMillis,
@@ -103,6 +109,7 @@ pub struct Telemetry {
 
 /// One GPU's gauges in a stored sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuGauges {
     pub util_pct: f32,
     pub mem_used_mib: f32,
@@ -113,6 +120,7 @@ pub struct GpuGauges {
 
 /// What is kept of a telemetry frame for charts: the numbers only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Gauges {
     pub cpu_pct: f32,
     pub ram_used_mib: f32,
@@ -230,6 +238,7 @@ impl Gauges {
 /// A point of a node's telemetry series: one frame at full resolution, or
 /// the mean of the frames in a coarser bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TelemetryPoint {
     /// The server's clock when it arrived (a bucket: when it began).
     pub at: UnixMillis,
@@ -238,6 +247,7 @@ pub struct TelemetryPoint {
 
 /// `GET /api/v1/fleet/nodes/{id}/telemetry`: the series and its resolution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TelemetrySeries {
     /// Milliseconds between points (0: each frame as it came).
     pub step_ms: u64,

@@ -25,6 +25,7 @@ pub const MAX_TENSOR_OUTPUT_VALUES: usize = 1 << 22;
 
 /// A job's input, tagged with its task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum JobInput {
     Embedding {
@@ -41,6 +42,7 @@ pub enum JobInput {
 
 /// A named tensor: its shape and its values in row-major order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NamedTensor {
     pub name: String,
     pub shape: Vec<u64>,
@@ -48,6 +50,7 @@ pub struct NamedTensor {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "dtype", content = "values", rename_all = "snake_case")]
 pub enum TensorData {
     F32(Vec<f32>),
@@ -156,6 +159,7 @@ impl NamedTensor {
 /// What a generation starts from: raw text, or a chat the node renders with
 /// its model's chat template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Prompt {
     Text(String),
@@ -163,12 +167,14 @@ pub enum Prompt {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     System,
@@ -178,6 +184,7 @@ pub enum Role {
 
 /// How to sample. `temperature` 0 is greedy decoding, which is deterministic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GenerationParams {
     pub max_tokens: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -291,6 +298,7 @@ impl JobInput {
         let parsed = match task {
             Task::Embedding => {
                 #[derive(Deserialize)]
+                #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
                 #[serde(deny_unknown_fields)]
                 struct Embedding {
                     texts: Vec<String>,
@@ -305,6 +313,7 @@ impl JobInput {
             }
             Task::TextGeneration => {
                 #[derive(Deserialize)]
+                #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
                 #[serde(deny_unknown_fields)]
                 struct Generation {
                     #[serde(default)]
@@ -347,6 +356,7 @@ impl JobInput {
             }
             Task::Tensor => {
                 #[derive(Deserialize)]
+                #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
                 #[serde(deny_unknown_fields)]
                 struct Tensors {
                     inputs: Vec<NamedTensor>,

@@ -7,6 +7,7 @@ use crate::Sha256Digest;
 
 /// Why a generation ended (OpenAI's `finish_reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// The model's end-of-text token, or a stop sequence.
@@ -30,6 +31,7 @@ impl FinishReason {
 
 /// A job's output, tagged with its task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum JobOutput {
     Embedding {

@@ -9,6 +9,7 @@ use crate::{JobId, MilliSats, ModelHash, NodeId, Sha256Digest, UnixMillis};
 
 /// What a job used, as metered by the node. The price is computed from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
@@ -19,6 +20,7 @@ pub struct Usage {
 /// What the node signs about a finished job. Anyone holding the job's input
 /// and output can check every hash in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     pub job_id: JobId,
     pub node_id: NodeId,

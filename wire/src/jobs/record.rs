@@ -10,6 +10,15 @@ use crate::{JobId, MilliSats, ModelHash, NodeId, SignedEnvelope, UnixMillis};
 
 /// `POST /api/v1/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(example = json!({
+        "model": "all-minilm-l6-v2",
+        "input": {"texts": ["a cat sat on the mat"]},
+        "max_price_msat": 20000
+    }))
+)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
     /// A model name or content hash.
@@ -31,6 +40,7 @@ pub struct SubmitJob {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Sent to a node; waiting for its answer.
@@ -50,6 +60,7 @@ impl JobStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobEvent {
     pub status: JobStatus,
     pub at: UnixMillis,
@@ -59,6 +70,7 @@ pub struct JobEvent {
 
 /// A job as the server keeps it and `GET /api/v1/jobs/{id}` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRecord {
     pub id: JobId,
     pub model: String,
@@ -92,6 +104,7 @@ pub struct JobRecord {
 
 /// A try of a job on a node that did not run it: the job moved on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobAttempt {
     pub node_id: NodeId,
     pub started_at: UnixMillis,
@@ -115,6 +128,7 @@ impl JobRecord {
 
 /// A page of `GET /api/v1/jobs`: newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobPage {
     pub jobs: Vec<JobSummary>,
     /// Pass as `cursor` to get the next (older) page; absent on the last.
@@ -165,6 +179,7 @@ impl std::str::FromStr for JobCursor {
 
 /// One line of `GET /api/v1/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobSummary {
     pub id: JobId,
     pub model: String,

@@ -9,6 +9,7 @@ use crate::{JobId, MilliSats, ModelHash, UnixMillis};
 
 /// Sent by the server (or any consumer) to a node over the job protocol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRequest {
     pub job_id: JobId,
     pub model_hash: ModelHash,
@@ -25,6 +26,7 @@ pub struct JobRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RefusalCode {
     UnknownModel,
@@ -58,6 +60,7 @@ impl RefusalCode {
 /// What a consumer writes on a job stream: one `Request`, then possibly
 /// `Cancel`. Closing the stream before the answer also cancels the job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "frame", rename_all = "snake_case")]
 pub enum ConsumerFrame {
     Request {
@@ -73,6 +76,7 @@ pub enum ConsumerFrame {
 /// `Output` parts (in order), then exactly one `Done` (whose receipt covers
 /// the whole output) or `Refused`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "frame", rename_all = "snake_case")]
 pub enum ProviderFrame {
     Accepted { queue_position: u32 },
@@ -83,6 +87,7 @@ pub enum ProviderFrame {
 
 /// A piece of a job's output, so that long outputs stream in bounded frames.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum OutputPart {
     /// Vectors `first .. first + vectors.len()` of an embedding job.
