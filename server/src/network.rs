@@ -18,6 +18,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     get,
     path = "/network",
+    operation_id = "get_network",
     tag = "network",
     responses((status = 200, description = "How to reach the server's peer.", body = NetworkInfo)),
     security(()),
@@ -39,6 +40,7 @@ pub(crate) struct Health {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "network",
     responses((status = 200, description = "The server is up.", body = Health)),
     security(()),

@@ -101,6 +101,7 @@ struct NodeList {
 #[utoipa::path(
     get,
     path = "/fleet/nodes",
+    operation_id = "list_fleet_nodes",
     tag = "fleet",
     params(("fleet" = Option<String>, Query, description = "An owner's account id: act on their fleet as a member of their team (one's own fleet unless given).")),
     responses(
@@ -142,6 +143,7 @@ struct TelemetryQuery {
 #[utoipa::path(
     get,
     path = "/fleet/nodes/{peer_id}/telemetry",
+    operation_id = "get_fleet_node_telemetry",
     tag = "fleet",
     params(
         ("peer_id" = String, Path, description = "The node's libp2p peer id."),
@@ -178,6 +180,7 @@ async fn telemetry(
 #[utoipa::path(
     get,
     path = "/fleet/nodes/{peer_id}/activity",
+    operation_id = "get_fleet_node_activity",
     tag = "fleet",
     params(
         ("peer_id" = String, Path, description = "The node's libp2p peer id."),
@@ -218,6 +221,7 @@ struct CommandList {
 #[utoipa::path(
     post,
     path = "/fleet/commands",
+    operation_id = "send_fleet_commands",
     tag = "fleet",
     params(("fleet" = Option<String>, Query, description = "An owner's account id: act on their fleet as a manager in their team (one's own fleet unless given).")),
     request_body = NewCommand,
@@ -263,6 +267,7 @@ struct LogQuery {
 #[utoipa::path(
     get,
     path = "/fleet/commands",
+    operation_id = "list_fleet_commands",
     tag = "fleet",
     params(LogQuery),
     responses(
@@ -293,6 +298,7 @@ async fn log(
 #[utoipa::path(
     get,
     path = "/fleet/commands/{id}",
+    operation_id = "get_fleet_command",
     tag = "fleet",
     params(
         ("id" = String, Path, description = "The command's id (`cmd_` and 32 hex characters)."),
@@ -361,6 +367,7 @@ impl Stream {
 #[utoipa::path(
     get,
     path = "/fleet/events",
+    operation_id = "fleet_events",
     tag = "fleet",
     params(("fleet" = Option<String>, Query, description = "An owner's account id: follow their fleet as a member of their team (one's own fleet unless given).")),
     responses(
@@ -445,6 +452,7 @@ struct AlertList {
 #[utoipa::path(
     get,
     path = "/fleet/alerts",
+    operation_id = "list_fleet_alerts",
     tag = "fleet",
     params(AlertsQuery),
     responses(
@@ -472,6 +480,7 @@ async fn alerts(
 #[utoipa::path(
     get,
     path = "/fleet/alert-settings",
+    operation_id = "get_alert_settings",
     tag = "fleet",
     responses(
         (status = 200, description = "The settings and the webhook secret.", body = AlertSettingsView),
@@ -492,6 +501,7 @@ async fn alert_settings(
 #[utoipa::path(
     put,
     path = "/fleet/alert-settings",
+    operation_id = "set_alert_settings",
     tag = "fleet",
     request_body = AlertSettings,
     responses(
@@ -533,6 +543,7 @@ struct StatsQuery {
 #[utoipa::path(
     get,
     path = "/fleet/stats",
+    operation_id = "get_fleet_stats",
     tag = "fleet",
     params(StatsQuery),
     responses(
@@ -575,6 +586,7 @@ struct EarningsQuery {
 #[utoipa::path(
     get,
     path = "/fleet/earnings",
+    operation_id = "get_fleet_earnings",
     tag = "fleet",
     params(EarningsQuery),
     responses(
@@ -693,6 +705,7 @@ pub(crate) async fn team_view(state: &AppState, caller: &wire::Caller) -> Result
 #[utoipa::path(
     get,
     path = "/fleet/team",
+    operation_id = "get_fleet_team",
     tag = "fleet",
     responses(
         (status = 200, description = "The team and the fleets.", body = Team),
@@ -713,6 +726,7 @@ async fn team(
 #[utoipa::path(
     put,
     path = "/fleet/team/{account}",
+    operation_id = "grant_team_member",
     tag = "fleet",
     params(("account" = String, Path, description = "The member's account id.")),
     request_body = TeamGrant,
@@ -748,6 +762,7 @@ async fn grant(
 #[utoipa::path(
     delete,
     path = "/fleet/team/{account}",
+    operation_id = "revoke_team_member",
     tag = "fleet",
     params(("account" = String, Path, description = "The member's account id.")),
     responses(

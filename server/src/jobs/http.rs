@@ -68,6 +68,7 @@ impl super::Jobs {
 #[utoipa::path(
     post,
     path = "/jobs",
+    operation_id = "submit_job",
     tag = "jobs",
     request_body = SubmitJob,
     responses(
@@ -114,6 +115,7 @@ struct ListQuery {
 #[utoipa::path(
     get,
     path = "/jobs",
+    operation_id = "list_jobs",
     tag = "jobs",
     params(ListQuery),
     responses(
@@ -155,6 +157,7 @@ async fn list(
 #[utoipa::path(
     get,
     path = "/jobs/{id}",
+    operation_id = "get_job",
     tag = "jobs",
     params(("id" = String, Path, description = "The job's id (32 lowercase hex characters).")),
     responses(
@@ -186,6 +189,7 @@ async fn fetch(
 #[utoipa::path(
     get,
     path = "/receipts/{id}",
+    operation_id = "get_receipt",
     tag = "jobs",
     params(("id" = String, Path, description = "The job's id (32 lowercase hex characters).")),
     responses(

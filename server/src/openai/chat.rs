@@ -128,6 +128,7 @@ impl ChatRequest {
 #[utoipa::path(
     post,
     path = "/v1/chat/completions",
+    operation_id = "create_chat_completion",
     tag = "openai",
     request_body = ChatRequest,
     responses(

@@ -23,6 +23,7 @@ use crate::AppState;
 #[utoipa::path(
     post,
     path = "/v1/embeddings",
+    operation_id = "create_embedding",
     tag = "openai",
     request_body = EmbeddingsRequest,
     responses(

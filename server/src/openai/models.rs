@@ -16,6 +16,7 @@ use crate::AppState;
 #[utoipa::path(
     get,
     path = "/v1/models",
+    operation_id = "list_models",
     tag = "openai",
     responses((status = 200, description = "The models on offer.", body = List<Model>)),
     security(()),
@@ -31,6 +32,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<List<Mode
 #[utoipa::path(
     get,
     path = "/v1/models/{id}",
+    operation_id = "retrieve_model",
     tag = "openai",
     params(("id" = String, Path, description = "The model's name.")),
     responses(

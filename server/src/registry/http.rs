@@ -45,6 +45,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     get,
     path = "/nodes",
+    operation_id = "list_nodes",
     tag = "registry",
     params(NodeQuery),
     responses(
@@ -96,6 +97,7 @@ async fn list_nodes(
 #[utoipa::path(
     get,
     path = "/nodes/{peer_id}",
+    operation_id = "get_node",
     tag = "registry",
     params(("peer_id" = String, Path, description = "The node's libp2p peer id.")),
     responses(
@@ -122,6 +124,7 @@ async fn get_node(
 #[utoipa::path(
     get,
     path = "/nodes/{peer_id}/reputation",
+    operation_id = "get_node_reputation",
     tag = "registry",
     params(("peer_id" = String, Path, description = "The node's libp2p peer id.")),
     responses(
@@ -148,6 +151,7 @@ async fn get_reputation(
 #[utoipa::path(
     get,
     path = "/nodes/{peer_id}/ban",
+    operation_id = "get_node_ban",
     tag = "registry",
     params(("peer_id" = String, Path, description = "The node's libp2p peer id.")),
     responses(
@@ -174,6 +178,7 @@ async fn get_ban(
 #[utoipa::path(
     post,
     path = "/nodes/register",
+    operation_id = "register_node",
     tag = "registry",
     request_body = SignedEnvelope,
     responses(
@@ -203,6 +208,7 @@ async fn register(
 #[utoipa::path(
     post,
     path = "/nodes/heartbeat",
+    operation_id = "node_heartbeat",
     tag = "registry",
     request_body = SignedEnvelope,
     responses(

@@ -251,6 +251,31 @@ fn malformed_and_oversized_bodies_are_refused() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // `application/…+json` is JSON too.
+    let r = http()
+        .post(server.url("/api/v1/nodes/register"))
+        .header(
+            "content-type",
+            "application/vnd.infernet+json; charset=utf-8",
+        )
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A body is an object: serde would read the envelope's fields from an
+    // array, in order, which no one means.
+    let key = p2p::Keypair::generate_ed25519();
+    let sealed =
+        serde_json::to_value(SignedEnvelope::seal(&key, &registration(&key, 300)).unwrap())
+            .unwrap();
+    let fields = json!([sealed["public_key"], sealed["payload"], sealed["signature"]]);
+    let (status, body) = post(&server, "/api/v1/nodes/register", &fields);
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_json"),
+        "{body}"
+    );
 }
 
 #[test]
