@@ -136,6 +136,113 @@ fn wrk(url: &str, clients: usize, secs: u64) -> Option<(f64, String)> {
     Some((rate, p99))
 }
 
+/// Heartbeats through wrk: its rate, requests sent, answers not 200, and
+/// wrk's `/healthz` rate (the baseline).
+struct WrkBeats {
+    rate: f64,
+    sent: u64,
+    refused: u64,
+    baseline: f64,
+}
+
+/// Each wrk thread posts its share of the signed heartbeats in `$BEATS`
+/// (one JSON envelope a line), each once while they last.
+const BEATS_LUA: &str = r#"
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  local every = tonumber(os.getenv("WRK_THREADS"))
+  beats, n = {}, 0
+  local i = 0
+  for line in io.lines(os.getenv("BEATS")) do
+    if i % every == id then beats[#beats + 1] = line end
+    i = i + 1
+  end
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+function request()
+  n = n + 1
+  return wrk.format(nil, nil, nil, beats[(n - 1) % #beats + 1])
+end
+"#;
+
+/// Signed heartbeats from every node, round after round (each newer than
+/// the node's last, so none is a replay), enough for `secs` at 40 000/s,
+/// posted through `wrk` if it is installed.
+fn wrk_heartbeats(
+    base: &str,
+    keys: &[p2p::Keypair],
+    connections: usize,
+    secs: u64,
+) -> Option<WrkBeats> {
+    let (baseline, _) = wrk(&format!("{base}/healthz"), connections, secs)?;
+    let dir = std::env::temp_dir().join(format!("infernet-beats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let beats = dir.join("beats.jsonl");
+    let script = dir.join("beats.lua");
+    std::fs::write(&script, BEATS_LUA).unwrap();
+    let wanted = (40_000 * secs as usize).max(keys.len());
+    let rounds = wanted.div_ceil(keys.len().max(1));
+    let mut lines = String::new();
+    let now = UnixMillis::now();
+    for round in 0..rounds {
+        for (i, key) in keys.iter().enumerate() {
+            let beat = Heartbeat {
+                node_id: NodeId::from(key.public().to_peer_id()),
+                // Later than the beats sent before: fresh for every node.
+                timestamp: UnixMillis(now.0 + 1 + round as u64),
+                active_jobs: (i % 3) as u32,
+                accepting_jobs: true,
+            };
+            lines.push_str(
+                &serde_json::to_string(&SignedEnvelope::seal(key, &beat).unwrap()).unwrap(),
+            );
+            lines.push('\n');
+        }
+    }
+    std::fs::write(&beats, lines).unwrap();
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+            "-s",
+        ])
+        .arg(&script)
+        .arg(format!("{base}/api/v1/nodes/heartbeat"))
+        .env("BEATS", &beats)
+        .env("WRK_THREADS", "2")
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .map(|v| v.trim().to_owned())
+    };
+    let rate = field("Requests/sec:")?.parse().ok()?;
+    let sent = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let refused = field("Non-2xx or 3xx responses:")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Some(WrkBeats {
+        rate,
+        sent,
+        refused,
+        baseline,
+    })
+}
+
 fn main() {
     let nodes = arg("--nodes", 100_000);
     let clients = arg("--clients", 16);
@@ -224,9 +331,24 @@ fn main() {
     };
     let beats = in_parallel(nodes, clients, beat);
     let full_mb = rss_mb(pid);
-    println!("ingestion (HTTP, signed, {clients} clients):");
+    println!("ingestion (HTTP, signed, {clients} clients in this process):");
     println!("  registrations  {registered:>9.0} /s");
     println!("  heartbeats     {beats:>9.0} /s   goal >= 10000");
+    // The same through wrk, a load generator in C (as a fleet of machines
+    // would send them: the server's figure, not this process's clients'),
+    // against `/healthz` through wrk in the same run.
+    match wrk_heartbeats(&base, &keys, 64, secs) {
+        Some(w) => println!(
+            "  heartbeats     {:>9.0} /s   through wrk (64 connections, {secs} s; {} of {} answers not 200); \
+             /healthz {:.0} req/s ({:.2} of it)   goal >= 10000",
+            w.rate,
+            w.refused,
+            w.sent,
+            w.baseline,
+            w.rate / w.baseline
+        ),
+        None => println!("  (wrk not installed: apt-get install wrk for heartbeats through a load generator)"),
+    }
     println!("memory: {idle_mb:.0} MB idle, {full_mb:.0} MB with {nodes} nodes   goal < 1024 MB");
 
     // Queries: the same one (what a cache serves), and a page deep into

@@ -17,10 +17,11 @@
 //! | `PUT /fleet/alert-settings` | signed in (`fleet:write`), the owner only |
 //! | `GET /fleet/team` (one's team, and the fleets one is in) | signed in (`fleet:read`) |
 //! | `PUT /fleet/team/{account} {role}`, `DELETE /fleet/team/{account}` | signed-in session, the owner |
+//! | `GET /fleet/earnings?since=&until=&format=json\|csv` | signed in (`fleet:read`) |
+//! | `GET /fleet/nodes/{peer_id}/activity?since=&until=` (at most 72 buckets, 30 days) | signed in (`fleet:read`), the node's operator |
 //!
 //! Every route but the alert settings and the team takes `?fleet=<owner>`:
 //! a team member acts on that owner's fleet, as viewer or manager.
-//! | `GET /fleet/earnings?since=&until=&format=json\|csv` | signed in (`fleet:read`) |
 
 use std::convert::Infallible;
 

@@ -168,7 +168,7 @@ pub(super) async fn create(
     let started = state
         .jobs
         .start(order, |offer| {
-            require_task(offer, Task::TextGeneration, "a chat", "messages")?;
+            require_task(offer, Task::TextGeneration, "a chat")?;
             req.input(offer.context_tokens)
         })
         .await?;

@@ -92,11 +92,11 @@ pub(super) async fn create(
     let started = state
         .jobs
         .start(order, |offer| {
-            require_task(offer, Task::Embedding, "an embedding", "input")?;
+            require_task(offer, Task::Embedding, "an embedding")?;
             if let (Some(want), Some(dim)) = (dimensions, offer.embedding_dim) {
                 if want != dim {
                     return Err(invalid(
-                        "input",
+                        "dimensions",
                         format!(
                             "{} gives {dim}-dimensional embeddings; dimensions={want} is not available",
                             offer.name

@@ -76,8 +76,9 @@ impl OpenAiError {
     pub(super) fn body(&self) -> ErrorResponse {
         let status = self.error.status();
         let kind = match status.as_u16() {
-            400 | 404 | 409 | 413 | 415 | 422 => "invalid_request_error",
+            400 | 404 | 408 | 409 | 413 | 415 | 422 => "invalid_request_error",
             401 => "authentication_error",
+            403 => "permission_error",
             402 => "insufficient_quota",
             429 => "rate_limit_error",
             _ => "server_error",

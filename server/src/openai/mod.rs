@@ -66,17 +66,12 @@ fn may_run_jobs(caller: &Caller) -> Result<(), OpenAiError> {
 }
 
 /// The endpoint's task, or a 400 naming the model's, about `param`.
-fn require_task(
-    offer: &ModelOffer,
-    task: Task,
-    what: &str,
-    param: &'static str,
-) -> Result<(), OpenAiError> {
+fn require_task(offer: &ModelOffer, task: Task, what: &str) -> Result<(), OpenAiError> {
     if offer.task == task {
         return Ok(());
     }
     Err(invalid(
-        param,
+        "model",
         format!(
             "{} is a {} model, not {what} model",
             offer.name,

@@ -196,7 +196,7 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
             "/v1/chat/completions",
             json!({"model": "all-minilm-l6-v2", "messages": [{"role": "user", "content": "x"}]}),
             400,
-            "messages",
+            "model",
         ),
         (
             "/v1/embeddings",
@@ -208,7 +208,7 @@ fn openai_shapes_streaming_chunks_and_errors_over_raw_http() {
             "/v1/embeddings",
             json!({"model": "all-minilm-l6-v2", "input": "x", "dimensions": 12}),
             400,
-            "input",
+            "dimensions",
         ),
     ] {
         let (got, err) = post(&server, path, &body);
