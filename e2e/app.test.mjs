@@ -81,6 +81,21 @@ function watchErrors(page) {
   return errors;
 }
 
+/** The service worker's state and every open page, for a failure message. */
+async function swState(page) {
+  const sw = await Promise.race([
+    page.evaluate(async () => {
+      const r = await navigator.serviceWorker.getRegistration();
+      return JSON.stringify({
+        active: r?.active?.state, waiting: r?.waiting?.state, installing: r?.installing?.state,
+        controller: navigator.serviceWorker.controller?.state, applying: window.__infernet?.applying,
+      });
+    }).catch((e) => `evaluate failed: ${e.message}`),
+    new Promise((r) => setTimeout(() => r("evaluate timed out"), 5_000)),
+  ]);
+  return `service worker: ${sw}\npages: ${browser.pages().map((p) => p.url()).join(", ")}`;
+}
+
 /** Whether the page fits a `width` px screen without sideways scrolling. */
 async function fits(page, width) {
   await page.setViewportSize({ width, height: 780 });
@@ -279,6 +294,7 @@ test("a job submitted in the browser completes with a verified receipt", { timeo
   assert.match(await cell.innerText(), /completed \d+ of \d+ job/);
 
   assert.deepEqual(consoleErrors, []);
+  await page.close();
 });
 
 test("a chat streams its reply in the browser and shows its cost and receipt", { timeout: 240_000 }, async () => {
@@ -328,6 +344,7 @@ test("a chat streams its reply in the browser and shows its cost and receipt", {
   );
   await page.screenshot({ path: join(artifacts, "chat.png"), fullPage: true });
   assert.deepEqual(consoleErrors, []);
+  await page.close();
 });
 
 test("the wallet: top-ups are credited live, the Lightning SDK loads only when opened, a chat's cost leaves the balance", { timeout: 240_000 }, async () => {
@@ -402,6 +419,7 @@ test("the wallet: top-ups are credited live, the Lightning SDK loads only when o
   );
   assert.equal(await page.locator("#history li").first().getAttribute("data-kind"), "charge");
   assert.deepEqual(pageErrors, []);
+  await page.close();
 });
 
 test("the fleet: an enrolled node shows live, a pause from the page is acknowledged and done, its charts draw its telemetry", { timeout: 240_000 }, async () => {
@@ -484,6 +502,7 @@ test("the fleet: an enrolled node shows live, a pause from the page is acknowled
   assert.ok(await fits(page, 360), "a node's charts fit a phone");
   await page.screenshot({ path: join(artifacts, "fleet-node-phone.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);
+  await page.close();
 });
 
 /** Starts an enrolled node of the farm; resolves with its ready line. */
@@ -495,10 +514,12 @@ function farmNode(keyDir, extra = []) {
   ]);
 }
 
-/** `path` of the API with the browser's session: the JSON answer. */
+/** `path` of the API with the browser's session: the JSON answer. Jobs
+ * of many long texts on a debug CPU node of a loaded machine take longer
+ * than Playwright's 30 s default. */
 async function api(page, method, path, data) {
   const r = await page.context().request.fetch(`${serverUrl}${path}`, {
-    method, data, headers: { origin: serverUrl },
+    method, data, headers: { origin: serverUrl }, timeout: 120_000,
   });
   return { status: r.status(), body: await r.json().catch(() => null) };
 }
@@ -656,6 +677,7 @@ test("the fleet: a schedule closes a node and /nodes says when it is back, pools
   hook.close();
   await page.screenshot({ path: join(artifacts, "fleet-two-nodes.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);
+  await page.close();
 });
 
 test("every page fits a 360 px phone and a 1280 px desktop, its controls labelled, the menu usable by touch", { timeout: 240_000 }, async () => {
@@ -827,6 +849,7 @@ test("the app is installable as a PWA, its service worker takes control, and its
   assert.equal(await page.evaluate(() => window.__prompted), 1, "the browser's dialog was asked for");
   // An offer is good once: the button goes.
   await page.locator("#install-app").waitFor({ state: "detached" });
+  await page.close();
 });
 
 test("offline: the installed app opens with the last nodes, jobs and fleet, marked offline and stale; a new version is offered, not forced", { timeout: 180_000 }, async () => {
@@ -907,7 +930,12 @@ test("offline: the installed app opens with the last nodes, jobs and fleet, mark
     await page.locator("#update-banner").waitFor({ timeout: 30_000 });
     // Not forced: the old version still runs this page.
     assert.ok(await page.evaluate(async () => !!(await navigator.serviceWorker.getRegistration()).waiting));
-    await Promise.all([page.waitForEvent("load"), page.locator("#update-banner button", { hasText: "Reload" }).click()]);
+    await Promise.all([
+      page.waitForEvent("load").catch(async (e) => {
+        throw new Error(`${e.message}\n${await swState(page)}`);
+      }),
+      page.locator("#update-banner button", { hasText: "Reload" }).click(),
+    ]);
     await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
     const after = await page.evaluate(async () => {
       const reg = await navigator.serviceWorker.getRegistration();
@@ -918,12 +946,15 @@ test("offline: the installed app opens with the last nodes, jobs and fleet, mark
   } finally {
     writeFileSync(sw, original);
   }
+  await page.close();
 });
 
 test("revoking the key and signing out everywhere take effect at once", { timeout: 60_000 }, async () => {
   const page = passkeyPage;
   const errors = watchErrors(page);
-  await page.goto(`${serverUrl}/settings`);
+  await page.goto(`${serverUrl}/settings`).catch(async (e) => {
+    throw new Error(`${e.message}\n${await swState(page)}`);
+  });
   await page.locator("body[data-hydrated=true]").waitFor({ timeout: 60_000 });
   await page.locator("button.revoke-key").first().click();
   await page.locator("li.api-key .badge", { hasText: "revoked" }).waitFor();

@@ -3,8 +3,10 @@
 # NVML sees the GPUs, models load on cuda:N (fp32 and fp16), generation and
 # tensor jobs run there through libp2p with receipts that say so, sixteen
 # generations at once batch on the GPU, and greedy text matches the same
-# job on the CPU; and the node's /metrics (the gauges its fleet telemetry
-# sends) read each GPU through NVML under DCGM's names.
+# job on the CPU; the node's /metrics (the gauges its fleet telemetry
+# sends) read each GPU through NVML under DCGM's names; and known answers
+# (canaries) made on the CPU agree with the GPU node's, and the other way
+# round, by the rules servers use (`infernet check`).
 #
 #   scripts/gpu_check.sh <kit> <out>
 #
@@ -92,10 +94,44 @@ run_jobs() {
   say "$tag: tensor-demo exit $? outputs $(field "$out/$tag-tensor.json" outputs | tr -d ' ')"
 }
 
-gpu_models="$out/models-gpu"; cpu_models="$out/models-cpu"
-mkdir -p "$gpu_models" "$cpu_models"
+gpu_models="$out/models-gpu"; cpu_models="$out/models-cpu"; half_models="$out/models-half"
+mkdir -p "$gpu_models" "$cpu_models" "$half_models"
 for m in tiny-gpt2 tiny-gpt2-half tensor-demo; do ln -sfn "$kit/models/$m" "$gpu_models/$m"; done
 for m in tiny-gpt2 tensor-demo; do ln -sfn "$kit/models/$m" "$cpu_models/$m"; done
+ln -sfn "$kit/models/tiny-gpt2-half" "$half_models/tiny-gpt2-half"
+
+# Known answers made on one device, to be checked on the other by the
+# rules servers use (`infernet check`): an honest node whose device rounds
+# otherwise must agree. Greedy generations and tensors (the embedding model
+# is larger than what can be carried to a lent machine).
+make_canaries() {
+  local tag=$1 device=$2 models=$3
+  "$node" --make-canaries "$out/canaries-$tag.json" --canary-count 24 --canary-seed 11 \
+    --device "$device" --models-dir "$models" --key-file "$out/canaries.key" \
+    >"$out/canaries-$tag.out" 2>"$out/canaries-$tag.log"
+  say "canaries made on $device ($tag): exit $? $(tr -d '\n' <"$out/canaries-$tag.out")"
+}
+check_canaries() {
+  local tag=$1 peer=$2 file=$3
+  [ -s "$file" ] || { say "$tag: no $file to check"; return; }
+  "$cli" --peer "$peer" check --canaries "$file" --timeout 60 >"$out/check-$tag.json" 2>"$out/check-$tag.log"
+  local code=$?
+  say "$tag: infernet check exit $code (0: every answer agrees) $(python3 - "$out/check-$tag.json" <<'PY' 2>&1
+import json, sys
+r = json.load(open(sys.argv[1]))
+sets = []
+for s in r["sets"]:
+    agreed = sum(c["outcome"] == "agree" for c in s["cases"])
+    devices = sorted({c["device"] for c in s["cases"] if c.get("device")})
+    sets.append(f"{s['model']} made on {s['made_on']}: {agreed}/{len(s['cases'])} agree, answered on {','.join(devices)}")
+print("checked", r["checked"], "agreed", r["agreed"], "disagreed", r["disagreed"], "failed", r["failed"], "|", "; ".join(sets))
+PY
+)"
+  grep -E "disagrees|failed:" "$out/check-$tag.log" | head -5 | tee -a "$summary"
+}
+make_canaries cpu cpu "$cpu_models"
+make_canaries half-cpu cpu "$half_models"
+make_canaries cuda cuda:0 "$cpu_models"
 
 started=$SECONDS
 if start_node gpu auto "$gpu_models"; then
@@ -115,11 +151,14 @@ if start_node gpu auto "$gpu_models"; then
   ok=0; for i in $(seq 1 16); do [ -s "$out/gpu-batch-$i.json" ] && ok=$((ok + 1)); done
   say "gpu: $ok of 16 concurrent generations done in $(python3 -c "import time; print(round(time.time() - $t0, 2))") s (16 CLI processes, each joining the network)"
   scrape gpu
+  check_canaries gpu-node-cpu-canaries "$gpu" "$out/canaries-cpu.json"
+  check_canaries gpu-node-fp16-canaries-made-on-cpu "$gpu" "$out/canaries-half-cpu.json"
   kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null; pids=()
 fi
 
 if start_node cpu cpu "$cpu_models"; then
   run_jobs cpu "$peer" "tiny-gpt2"
+  check_canaries cpu-node-cuda-canaries "$peer" "$out/canaries-cuda.json"
 fi
 
 a=$(field "$out/gpu-tiny-gpt2.json" text 2>/dev/null); b=$(field "$out/cpu-tiny-gpt2.json" text 2>/dev/null)

@@ -6,6 +6,7 @@
 //! A job completes at most once: the consumer stops at the first answer whose
 //! receipt checks out, and never sends the job again after that.
 
+pub mod canaries;
 pub mod choice;
 
 use std::collections::HashSet;
@@ -43,6 +44,12 @@ pub enum ConsumerError {
     },
     #[error("every provider failed: {}", summary(.0))]
     AllFailed(Vec<Attempt>),
+    #[error("{found} provider(s) of `{model}` found, not {provider}")]
+    ProviderNotFound {
+        model: String,
+        found: usize,
+        provider: PeerId,
+    },
     #[error("bad input: {0}")]
     BadInput(String),
 }
@@ -125,6 +132,8 @@ pub struct JobSpec {
     pub max_price: Option<MilliSats>,
     /// Only providers that joined this public pool.
     pub pool: Option<String>,
+    /// Only this provider (to check one node, say).
+    pub provider: Option<PeerId>,
     pub timeout: Duration,
 }
 
@@ -239,6 +248,17 @@ impl Consumer {
                     model: spec.model.clone(),
                     found: all,
                     pool: pool.clone(),
+                });
+            }
+        }
+        if let Some(provider) = spec.provider {
+            let all = found.len();
+            found.retain(|c| c.peer == provider);
+            if found.is_empty() {
+                return Err(ConsumerError::ProviderNotFound {
+                    model: spec.model.clone(),
+                    found: all,
+                    provider,
                 });
             }
         }

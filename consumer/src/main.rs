@@ -7,20 +7,27 @@
 //!     --text "A man plays a guitar." --text "Someone makes music."
 //! ```
 //!
+//! `infernet check --canaries canaries.json [--provider <peer id>]` runs
+//! known answers (`infernet-node --make-canaries`) as jobs and compares.
+//!
 //! Progress goes to stderr, the result (JSON) to stdout. Exit codes: 0 done
 //! (also when the reader of stdout went away first, as with `| head`),
-//! 2 bad usage or input, 3 no provider found, 4 every provider failed,
-//! 1 anything else (network set-up, a failed write).
+//! 2 bad usage or input, 3 no provider found, 4 every provider failed
+//! (`check`: a job failed), 5 (`check`) an answer disagreed with the known
+//! one, 1 anything else (network set-up, a failed write).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use consumer::canaries::{CaseOutcome, SetCheck};
 use consumer::{Consumer, ConsumerError, JobSpec, Progress};
-use p2p::Multiaddr;
+use p2p::{Multiaddr, PeerId};
 use serde_json::json;
 use wire::jobs::{cosine, GenerationParams, JobInput, JobOutput, Prompt};
+use wire::verify::CanarySet;
 use wire::{MilliSats, UnixMillis};
 
 #[derive(Parser, Debug)]
@@ -92,6 +99,25 @@ enum Command {
         /// Print the vectors in the result, not just their size.
         #[arg(long)]
         vectors: bool,
+        /// Only this provider (its peer id): no failover to another.
+        #[arg(long)]
+        provider: Option<PeerId>,
+    },
+    /// Runs known answers (a canaries file from `infernet-node
+    /// --make-canaries`) as jobs and compares each answer with the known
+    /// one as servers do: exit 0 when every answer agrees, 5 when one
+    /// does not, 4 when a job failed.
+    Check {
+        /// The canaries file.
+        #[arg(long)]
+        canaries: PathBuf,
+        /// Only this provider (its peer id); else each job goes to the
+        /// best provider of the model, as any job does.
+        #[arg(long)]
+        provider: Option<PeerId>,
+        /// Give up on a job after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
     },
 }
 
@@ -112,8 +138,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(result) => match write_result(&mut std::io::stdout().lock(), &result) {
-            Ok(()) => ExitCode::SUCCESS,
+        Ok((result, code)) => match write_result(&mut std::io::stdout().lock(), &result) {
+            Ok(()) => ExitCode::from(code),
             Err(e) => {
                 say(format!("error: could not write the result: {e}"));
                 ExitCode::from(1)
@@ -125,7 +151,8 @@ fn main() -> ExitCode {
                 ConsumerError::BadInput(_) => 2,
                 ConsumerError::NoProviders(_)
                 | ConsumerError::TooExpensive { .. }
-                | ConsumerError::NotInPool { .. } => 3,
+                | ConsumerError::NotInPool { .. }
+                | ConsumerError::ProviderNotFound { .. } => 3,
                 ConsumerError::AllFailed(_) => 4,
                 ConsumerError::Network(_) => 1,
             })
@@ -148,10 +175,34 @@ fn say(line: String) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// Runs the command and returns its result.
-async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
+/// Runs the command and returns its result and exit code.
+async fn run(cli: Cli) -> Result<(serde_json::Value, u8), ConsumerError> {
+    // The file is read before joining: a bad one fails at once.
+    let sets = match &cli.command {
+        Command::Check { canaries, .. } => read_canaries(canaries)?,
+        _ => Vec::new(),
+    };
     let (consumer, _task) = Consumer::join(cli.peers, Vec::new()).await?;
     match cli.command {
+        Command::Check {
+            provider, timeout, ..
+        } => {
+            let mut checked = Vec::with_capacity(sets.len());
+            for set in &sets {
+                say(format!(
+                    "checking {} ({} known answers made on {})",
+                    set.model,
+                    set.cases.len(),
+                    set.device
+                ));
+                let check = consumer
+                    .check_canaries(set, provider, Duration::from_secs(timeout))
+                    .await;
+                say(summary(&check));
+                checked.push(check);
+            }
+            Ok(check_result(&checked))
+        }
         Command::Providers { model, max_price } => {
             let found = consumer.discover(&model).await?;
             if found.is_empty() {
@@ -177,7 +228,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
                     })
                 })
                 .collect();
-            Ok(json!({ "model": model, "providers": list }))
+            Ok((json!({ "model": model, "providers": list }), 0))
         }
         Command::Run {
             model,
@@ -190,6 +241,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
             pool,
             timeout,
             vectors,
+            provider,
         } => {
             let input = match (prompt, tensors) {
                 (_, Some(json)) => JobInput::Tensor {
@@ -214,6 +266,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
                 input,
                 max_price: max_price.map(MilliSats),
                 pool,
+                provider,
                 timeout: Duration::from_secs(timeout),
             };
             let done = consumer
@@ -256,7 +309,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
                 JobOutput::Tensor { outputs } => {
                     let mut result = base;
                     result["outputs"] = json!(outputs);
-                    return Ok(result);
+                    return Ok((result, 0));
                 }
                 JobOutput::TextGeneration {
                     text,
@@ -266,7 +319,7 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
                     let mut result = base;
                     result["text"] = json!(text);
                     result["finish_reason"] = json!(finish_reason);
-                    return Ok(result);
+                    return Ok((result, 0));
                 }
             };
             let similarity = (vs.len() == 2).then(|| cosine(&vs[0], &vs[1]));
@@ -277,9 +330,74 @@ async fn run(cli: Cli) -> Result<serde_json::Value, ConsumerError> {
             if vectors {
                 result["vectors"] = json!(vs);
             }
-            Ok(result)
+            Ok((result, 0))
         }
     }
+}
+
+/// A canaries file: every set checked before any job runs.
+fn read_canaries(path: &std::path::Path) -> Result<Vec<CanarySet>, ConsumerError> {
+    let bad = |e: String| ConsumerError::BadInput(format!("{}: {e}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let sets: Vec<CanarySet> = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if sets.is_empty() {
+        return Err(bad("no canaries in it".into()));
+    }
+    for set in &sets {
+        set.check().map_err(bad)?;
+    }
+    Ok(sets)
+}
+
+/// One line per set for stderr.
+fn summary(check: &SetCheck) -> String {
+    if let Some(why) = &check.skipped {
+        return format!("{}: not checked: {why}", check.model);
+    }
+    let agreed = check.count(|o| *o == CaseOutcome::Agree);
+    let mut line = format!(
+        "{}: {agreed} of {} answers agree",
+        check.model,
+        check.cases.len()
+    );
+    for case in &check.cases {
+        match &case.outcome {
+            CaseOutcome::Agree => {}
+            CaseOutcome::Disagree { detail } => {
+                line.push_str(&format!("\n  case {}: disagrees: {detail}", case.case))
+            }
+            CaseOutcome::Failed { error } => {
+                line.push_str(&format!("\n  case {}: failed: {error}", case.case))
+            }
+        }
+    }
+    line
+}
+
+/// The check's JSON and exit code: 5 when an answer disagreed, else 4
+/// when a job failed, else 3 when nothing could be checked, else 0.
+fn check_result(checked: &[SetCheck]) -> (serde_json::Value, u8) {
+    let total = |f: fn(&CaseOutcome) -> bool| checked.iter().map(|c| c.count(f)).sum::<usize>();
+    let agreed = total(|o| matches!(o, CaseOutcome::Agree));
+    let disagreed = total(|o| matches!(o, CaseOutcome::Disagree { .. }));
+    let failed = total(|o| matches!(o, CaseOutcome::Failed { .. }));
+    let code = if disagreed > 0 {
+        5
+    } else if failed > 0 {
+        4
+    } else if agreed == 0 {
+        3
+    } else {
+        0
+    };
+    let result = json!({
+        "checked": agreed + disagreed + failed,
+        "agreed": agreed,
+        "disagreed": disagreed,
+        "failed": failed,
+        "sets": checked,
+    });
+    (result, code)
 }
 
 #[cfg(test)]
@@ -308,6 +426,79 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    fn set(outcomes: &[CaseOutcome], skipped: bool) -> SetCheck {
+        SetCheck {
+            model: "m".into(),
+            model_hash: wire::ModelHash::of(b"m"),
+            task: wire::registry::Task::Tensor,
+            made_on: "cpu".into(),
+            skipped: skipped.then(|| "nobody serves it".into()),
+            cases: outcomes
+                .iter()
+                .enumerate()
+                .map(|(case, outcome)| consumer::canaries::CaseCheck {
+                    case,
+                    provider: Some("p".into()),
+                    device: Some("cuda:0".into()),
+                    outcome: outcome.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_check_exits_5_on_a_wrong_answer_4_on_a_failed_job_3_when_nothing_ran() {
+        let agree = CaseOutcome::Agree;
+        let wrong = CaseOutcome::Disagree {
+            detail: "cosine 0.2".into(),
+        };
+        let failed = CaseOutcome::Failed {
+            error: "timed out".into(),
+        };
+        let (json, code) = check_result(&[set(&[agree.clone(), agree.clone()], false)]);
+        assert_eq!(
+            (code, json["checked"].as_u64(), json["agreed"].as_u64()),
+            (0, Some(2), Some(2))
+        );
+        assert_eq!(json["sets"][0]["cases"][0]["outcome"], "agree");
+        assert_eq!(json["sets"][0]["cases"][0]["device"], "cuda:0");
+        let (json, code) = check_result(&[
+            set(&[agree.clone(), failed.clone()], false),
+            set(&[wrong.clone()], false),
+        ]);
+        assert_eq!(
+            (code, json["disagreed"].as_u64(), json["failed"].as_u64()),
+            (5, Some(1), Some(1))
+        );
+        assert_eq!(json["sets"][1]["cases"][0]["detail"], "cosine 0.2");
+        assert_eq!(check_result(&[set(&[agree, failed], false)]).1, 4);
+        let (json, code) = check_result(&[set(&[], true)]);
+        assert_eq!(code, 3);
+        assert_eq!(json["sets"][0]["skipped"], "nobody serves it");
+        assert!(summary(&set(&[wrong], false)).contains("case 0: disagrees: cosine 0.2"));
+    }
+
+    #[test]
+    fn a_canaries_file_is_checked_before_any_job() {
+        let dir = std::env::temp_dir().join(format!("infernet-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = read_canaries(&dir.join("none.json")).unwrap_err();
+        assert!(matches!(missing, ConsumerError::BadInput(_)), "{missing}");
+        let empty = dir.join("empty.json");
+        std::fs::write(&empty, "[]").unwrap();
+        assert!(read_canaries(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("no canaries"));
+        let garbled = dir.join("garbled.json");
+        std::fs::write(&garbled, "{\"cases\": 1}").unwrap();
+        assert!(matches!(
+            read_canaries(&garbled),
+            Err(ConsumerError::BadInput(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -101,6 +101,7 @@ async fn a_receipt_charging_more_than_agreed_fails_over_to_an_honest_provider() 
         .unwrap();
     let spec = JobSpec {
         pool: None,
+        provider: None,
         model: "m".into(),
         input: JobInput::Embedding {
             texts: vec!["what does it cost".into()],
@@ -135,4 +136,30 @@ async fn a_receipt_charging_more_than_agreed_fails_over_to_an_honest_provider() 
         "{}",
         attempt.outcome
     );
+
+    // Pinned to one provider, the job goes to it alone: no failover.
+    let pinned = JobSpec {
+        provider: greedy_id,
+        ..spec.clone()
+    };
+    match consumer.run(&pinned, |_| {}).await {
+        Err(consumer::ConsumerError::AllFailed(attempts)) => {
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            assert_eq!(attempts[0].provider, attempt.provider);
+        }
+        other => panic!("pinned to the overcharging provider: {other:?}"),
+    }
+    let nobody = Keypair::generate_ed25519().public().to_peer_id();
+    let missing = JobSpec {
+        provider: Some(nobody),
+        ..spec
+    };
+    match consumer.run(&missing, |_| {}).await {
+        Err(consumer::ConsumerError::ProviderNotFound {
+            found, provider, ..
+        }) => {
+            assert_eq!((found, provider), (2, nobody));
+        }
+        other => panic!("pinned to a peer that serves nothing: {other:?}"),
+    }
 }

@@ -111,7 +111,45 @@ fn load_each(
     )
 }
 
-/// `wrk` against `url`, if it is installed: its req/s and its summary line.
+/// What one `wrk` run printed.
+struct WrkRun {
+    rate: f64,
+    /// Requests sent.
+    sent: u64,
+    /// Answers other than 2xx or 3xx.
+    refused: u64,
+    /// The `99%` line of `--latency` (empty without it).
+    p99: String,
+}
+
+impl WrkRun {
+    fn parse(text: &str) -> Option<WrkRun> {
+        let field = |prefix: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(prefix))
+                .map(|v| v.trim().to_owned())
+        };
+        Some(WrkRun {
+            rate: field("Requests/sec:")?.parse().ok()?,
+            sent: text
+                .lines()
+                .find(|l| l.contains("requests in"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            refused: field("Non-2xx or 3xx responses:")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            p99: text
+                .lines()
+                .find(|l| l.trim_start().starts_with("99%"))
+                .map(|l| l.trim().to_owned())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// `wrk` against `url`, if it is installed: its req/s and its p99 line.
 fn wrk(url: &str, clients: usize, secs: u64) -> Option<(f64, String)> {
     let out = Command::new("wrk")
         .args([
@@ -123,17 +161,8 @@ fn wrk(url: &str, clients: usize, secs: u64) -> Option<(f64, String)> {
         ])
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let rate = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())?;
-    let p99 = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("99%"))
-        .map(|l| l.trim().to_owned())
-        .unwrap_or_default();
-    Some((rate, p99))
+    let run = WrkRun::parse(&String::from_utf8_lossy(&out.stdout))?;
+    Some((run.rate, run.p99))
 }
 
 /// Heartbeats through wrk: its rate, requests sent, answers not 200, and
@@ -219,26 +248,11 @@ fn wrk_heartbeats(
         .output()
         .ok()?;
     let _ = std::fs::remove_dir_all(&dir);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .map(|v| v.trim().to_owned())
-    };
-    let rate = field("Requests/sec:")?.parse().ok()?;
-    let sent = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let refused = field("Non-2xx or 3xx responses:")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let run = WrkRun::parse(&String::from_utf8_lossy(&out.stdout))?;
     Some(WrkBeats {
-        rate,
-        sent,
-        refused,
+        rate: run.rate,
+        sent: run.sent,
+        refused: run.refused,
         baseline,
     })
 }

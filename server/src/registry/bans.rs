@@ -75,10 +75,16 @@ impl Registry {
     /// database).
     pub(crate) async fn load_bans(&self) -> Result<usize, RegistryError> {
         let mut taken = 0;
-        for (node, envelope) in self.store.bans().await? {
-            if node.parse::<NodeId>().is_ok_and(|n| self.is_banned(n)) {
-                continue;
-            }
+        // The ids first: the evidence is read only for bans not held yet
+        // (this runs every few seconds against a shared database).
+        let new: Vec<String> = self
+            .store
+            .ban_ids()
+            .await?
+            .into_iter()
+            .filter(|node| !node.parse::<NodeId>().is_ok_and(|n| self.is_banned(n)))
+            .collect();
+        for (_, envelope) in self.store.bans_of(&new).await? {
             match envelope.open::<Ban>() {
                 Ok(ban) if !self.is_banned(ban.node_id) => {
                     tracing::info!(node = %ban.node_id, by = %ban.server, reason = %ban.reason, "node banned");

@@ -62,13 +62,50 @@ impl Registry {
         let overlap = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
         loop {
             tick.tick().await;
+            let started = UnixMillis::now();
             match self
                 .catch_up(UnixMillis(since.0.saturating_sub(overlap)))
                 .await
             {
-                Ok(newest) => since = since.max(newest),
+                Ok(newest) => since = next_since(since, newest, started),
                 Err(e) => tracing::warn!(error = %e, "could not read other servers' nodes"),
             }
         }
+    }
+}
+
+/// How long a row may take from the time it names (`last_seen`: when its
+/// beat was taken) to its commit: a server writes beats in batches every
+/// second, longer under load.
+const COMMIT_DELAY: Duration = Duration::from_secs(5);
+
+/// Where the next catch-up reads from: the newest row seen, but never
+/// further back than a read that started at `started` needs (rows named
+/// more than [`COMMIT_DELAY`] before it were committed by then). Without
+/// that floor, once writes stop, the last rows written stay inside the
+/// window and are read again on every tick for good: thousands of rows
+/// every 2 s after a burst of heartbeats at 100 000 nodes, which stalled
+/// `/nodes` for half a second at a time.
+fn next_since(since: UnixMillis, newest: UnixMillis, started: UnixMillis) -> UnixMillis {
+    let floor = started
+        .0
+        .saturating_sub(u64::try_from(COMMIT_DELAY.as_millis()).unwrap_or(u64::MAX));
+    UnixMillis(since.0.max(newest.0).max(floor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_follows_the_newest_row_and_moves_on_once_writes_stop() {
+        let t = |s: u64| UnixMillis(1_000_000 + s * 1000);
+        // Writes flowing: the newest row seen.
+        assert_eq!(next_since(t(10), t(19), t(20)), t(19));
+        // A row named long before its commit moves nothing back.
+        assert_eq!(next_since(t(19), t(3), t(22)), t(19));
+        // Writes stopped at 19: the window leaves them behind.
+        assert_eq!(next_since(t(19), t(19), t(30)), t(25));
+        assert_eq!(next_since(t(25), t(0), t(32)), t(27));
     }
 }

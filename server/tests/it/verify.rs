@@ -350,4 +350,55 @@ fn canaries_catch_a_cheating_node_and_never_an_honest_one() {
     let next = submit(&server);
     assert_eq!(next.node_id.to_string(), honest.peer_id);
     audit_is_clean(&server);
+
+    // Anyone can run the same known answers with the CLI: the honest
+    // node's all agree, the cheat's do not.
+    let check = |provider: &str| {
+        let out = Command::new(sibling_bin("infernet"))
+            .args(["--peer", &server.p2p_tcp(), "check", "--canaries"])
+            .arg(&canaries)
+            .args(["--provider", provider, "--timeout", "60"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), report, stderr)
+    };
+    let (code, report, stderr) = check(&honest.peer_id);
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+    assert_eq!(
+        (report["checked"].as_u64(), report["agreed"].as_u64()),
+        (Some(6), Some(6)),
+        "{report}"
+    );
+    let cases = report["sets"][0]["cases"].as_array().unwrap();
+    assert!(
+        cases
+            .iter()
+            .all(|c| c["provider"] == json!(honest.peer_id) && c["device"] == "cpu"),
+        "{report}"
+    );
+    assert!(stderr.contains("6 of 6 answers agree"), "{stderr}");
+    let (code, report, stderr) = check(&cheat.peer_id);
+    assert_eq!(code, Some(5), "{report}\n{stderr}");
+    assert_eq!(report["disagreed"].as_u64(), Some(6), "{report}");
+    assert!(stderr.contains("disagrees"), "{stderr}");
+    // A provider that does not serve the model: nothing checked (3); a
+    // file that is not canaries: bad input (2), before any job.
+    let (code, report, _) = check(&server.peer_id().to_string());
+    assert_eq!(code, Some(3), "{report}");
+    assert!(report["sets"][0]["skipped"].is_string(), "{report}");
+    let (code, _, stderr) = {
+        let out = Command::new(sibling_bin("infernet"))
+            .args(["--peer", &server.p2p_tcp(), "check", "--canaries"])
+            .arg(temp_dir("not-canaries"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            (),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(2), "{stderr}");
 }
