@@ -466,7 +466,7 @@ mod tests {
         assert_eq!(json["sets"][0]["cases"][0]["device"], "cuda:0");
         let (json, code) = check_result(&[
             set(&[agree.clone(), failed.clone()], false),
-            set(&[wrong.clone()], false),
+            set(std::slice::from_ref(&wrong), false),
         ]);
         assert_eq!(
             (code, json["disagreed"].as_u64(), json["failed"].as_u64()),
