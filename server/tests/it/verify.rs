@@ -298,7 +298,14 @@ fn canaries_catch_a_cheating_node_and_never_an_honest_one() {
     let key = |tag: &str| temp_dir(tag).join("node.key");
     // The honest node first: it is there to confirm the known answer
     // when the cheat's first canary comes back wrong.
-    let honest = Node::start_in(&server, &copied_model(MODEL, 20), 1000, &key("honest"), &[]);
+    // Public: the CLI below dials it directly, as any consumer would.
+    let honest = Node::start_in(
+        &server,
+        &copied_model(MODEL, 20),
+        1000,
+        &key("honest"),
+        &["--reachability", "public"],
+    );
     online(&server, &honest);
     let (cheat_models, cheat_file) = (copied_model(MODEL, 5), cheat_file());
     let cheat = enrolled(&server, &cheat_models, "cheat");
@@ -352,11 +359,11 @@ fn canaries_catch_a_cheating_node_and_never_an_honest_one() {
     audit_is_clean(&server);
 
     // Anyone can run the same known answers with the CLI: the honest
-    // node's all agree, the cheat's do not.
-    let check = |provider: &str| {
+    // node's all agree; known answers that are wrong, none do.
+    let check = |file: &Path, provider: &str| {
         let out = Command::new(sibling_bin("infernet"))
             .args(["--peer", &server.p2p_tcp(), "check", "--canaries"])
-            .arg(&canaries)
+            .arg(file)
             .args(["--provider", provider, "--timeout", "60"])
             .output()
             .unwrap();
@@ -364,7 +371,15 @@ fn canaries_catch_a_cheating_node_and_never_an_honest_one() {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         (out.status.code(), report, stderr)
     };
-    let (code, report, stderr) = check(&honest.peer_id);
+    // The DHT through the server finds the provider within moments.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (code, report, stderr) = loop {
+        let found = check(&canaries, &honest.peer_id);
+        if found.0 != Some(3) || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(code, Some(0), "{report}\n{stderr}");
     assert_eq!(
         (report["checked"].as_u64(), report["agreed"].as_u64()),
@@ -379,26 +394,28 @@ fn canaries_catch_a_cheating_node_and_never_an_honest_one() {
         "{report}"
     );
     assert!(stderr.contains("6 of 6 answers agree"), "{stderr}");
-    let (code, report, stderr) = check(&cheat.peer_id);
+    let mut sets: Vec<wire::verify::CanarySet> =
+        serde_json::from_slice(&std::fs::read(&canaries).unwrap()).unwrap();
+    for case in &mut sets[0].cases {
+        if let wire::jobs::JobOutput::Tensor { outputs } = &mut case.output {
+            for t in outputs {
+                if let wire::jobs::TensorData::F32(values) = &mut t.data {
+                    values.iter_mut().for_each(|v| *v += 1.0);
+                }
+            }
+        }
+    }
+    let wrong = temp_dir("wrong-canaries").join("canaries.json");
+    std::fs::write(&wrong, serde_json::to_vec(&sets).unwrap()).unwrap();
+    let (code, report, stderr) = check(&wrong, &honest.peer_id);
     assert_eq!(code, Some(5), "{report}\n{stderr}");
     assert_eq!(report["disagreed"].as_u64(), Some(6), "{report}");
     assert!(stderr.contains("disagrees"), "{stderr}");
     // A provider that does not serve the model: nothing checked (3); a
     // file that is not canaries: bad input (2), before any job.
-    let (code, report, _) = check(&server.peer_id().to_string());
+    let (code, report, _) = check(&canaries, &server.peer_id().to_string());
     assert_eq!(code, Some(3), "{report}");
     assert!(report["sets"][0]["skipped"].is_string(), "{report}");
-    let (code, _, stderr) = {
-        let out = Command::new(sibling_bin("infernet"))
-            .args(["--peer", &server.p2p_tcp(), "check", "--canaries"])
-            .arg(temp_dir("not-canaries"))
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            (),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let (code, _, stderr) = check(&temp_dir("not-canaries"), &honest.peer_id);
     assert_eq!(code, Some(2), "{stderr}");
 }
