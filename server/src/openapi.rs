@@ -81,13 +81,14 @@ pub(crate) struct ServerSentEvent {
     id: Option<String>,
 }
 
-/// The finished document as JSON, made once at start-up.
+/// The finished document as JSON, made once at start-up; each answer
+/// shares its bytes.
 #[derive(Clone)]
-pub(crate) struct Document(std::sync::Arc<str>);
+pub(crate) struct Document(axum::body::Bytes);
 
 impl Document {
     pub(crate) fn new(openapi: &utoipa::openapi::OpenApi) -> Result<Self, serde_json::Error> {
-        Ok(Document(serde_json::to_string(openapi)?.into()))
+        Ok(Document(serde_json::to_vec(openapi)?.into()))
     }
 
     /// `GET /openapi.json`: anyone may read it.
@@ -103,7 +104,7 @@ impl Document {
                     HeaderValue::from_static("public, max-age=300"),
                 ),
             ],
-            self.0.to_string(),
+            self.0.clone(),
         )
             .into_response()
     }
