@@ -84,7 +84,7 @@ impl Registry {
             .into_iter()
             .filter(|node| !node.parse::<NodeId>().is_ok_and(|n| self.is_banned(n)))
             .collect();
-        for (_, envelope) in self.store.bans_of(&new).await? {
+        for envelope in self.store.bans_of(&new).await? {
             match envelope.open::<Ban>() {
                 Ok(ban) if !self.is_banned(ban.node_id) => {
                     tracing::info!(node = %ban.node_id, by = %ban.server, reason = %ban.reason, "node banned");

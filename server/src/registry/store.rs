@@ -508,37 +508,28 @@ impl NodeStore {
         Ok(!created.is_empty())
     }
 
-    /// Every stored ban (this server's and others'), as signed, with the
-    /// node it is stored under.
+    /// The nodes of every stored ban (this server's and others').
     pub(super) async fn ban_ids(&self) -> Result<Vec<String>, DbError> {
         self.db
             .rows("SELECT VALUE node_id FROM ban", json!({}), 0)
             .await
     }
 
-    /// The stored bans of `nodes` (peer ids), each with its signed
-    /// envelope.
+    /// The stored bans of `nodes` (peer ids), as signed.
     pub(super) async fn bans_of(
         &self,
         nodes: &[String],
-    ) -> Result<Vec<(String, wire::SignedEnvelope)>, DbError> {
-        #[derive(Deserialize)]
-        struct Row {
-            node_id: String,
-            envelope: wire::SignedEnvelope,
-        }
+    ) -> Result<Vec<wire::SignedEnvelope>, DbError> {
         if nodes.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<Row> = self
-            .db
+        self.db
             .rows(
-                "SELECT node_id, envelope FROM ban WHERE node_id IN $ids",
+                "SELECT VALUE envelope FROM ban WHERE node_id IN $ids",
                 json!({ "ids": nodes }),
                 0,
             )
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.node_id, r.envelope)).collect())
+            .await
     }
 
     /// Deletes the nodes not heard from since `cutoff`: their peer ids.
