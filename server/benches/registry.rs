@@ -11,7 +11,9 @@
 //!   `/healthz` (the HTTP stack alone: the baseline) through `wrk`;
 //! - the server's resident memory before the nodes and after them;
 //! - a job's choice of node among them: the time `POST /api/v1/jobs`
-//!   takes to refuse a price no node meets, against `/healthz`.
+//!   takes to refuse a price no node meets, against `/healthz`;
+//! - heartbeats' writes, in process: logged, and folded into the nodes'
+//!   `live` rows, against rewriting their whole rows (the baseline).
 //!
 //! `cargo bench -p server --bench registry` (release: 100 000 nodes) or, as
 //! a quick smoke, `cargo bench --profile dev -p server --bench registry --
@@ -32,6 +34,24 @@ use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 mod common;
 use common::start_server;
+
+/// CPU time `pid` has used (user and system), in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's closing parenthesis: fields 3 onwards; utime
+    // and stime are fields 14 and 15, in clock ticks (100 a second).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
+}
 
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -172,6 +192,10 @@ struct WrkBeats {
     sent: u64,
     refused: u64,
     baseline: f64,
+    /// The server's CPU time per heartbeat (its batch writes included),
+    /// and per `/healthz`, in microseconds.
+    cpu_us: f64,
+    baseline_cpu_us: f64,
 }
 
 /// Each wrk thread posts its share of the signed heartbeats in `$BEATS`
@@ -204,11 +228,14 @@ end
 /// posted through `wrk` if it is installed.
 fn wrk_heartbeats(
     base: &str,
+    pid: u32,
     keys: &[p2p::Keypair],
     connections: usize,
     secs: u64,
 ) -> Option<WrkBeats> {
+    let cpu = cpu_secs(pid);
     let (baseline, _) = wrk(&format!("{base}/healthz"), connections, secs)?;
+    let baseline_cpu_us = (cpu_secs(pid) - cpu) * 1e6 / (baseline * secs as f64).max(1.0);
     let dir = std::env::temp_dir().join(format!("infernet-beats-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let beats = dir.join("beats.jsonl");
@@ -234,6 +261,7 @@ fn wrk_heartbeats(
         }
     }
     std::fs::write(&beats, lines).unwrap();
+    let cpu = cpu_secs(pid);
     let out = Command::new("wrk")
         .args([
             "-t2",
@@ -247,6 +275,9 @@ fn wrk_heartbeats(
         .env("WRK_THREADS", "2")
         .output()
         .ok()?;
+    // The last batch written (once a second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = cpu_secs(pid) - cpu;
     let _ = std::fs::remove_dir_all(&dir);
     let run = WrkRun::parse(&String::from_utf8_lossy(&out.stdout))?;
     Some(WrkBeats {
@@ -254,6 +285,8 @@ fn wrk_heartbeats(
         sent: run.sent,
         refused: run.refused,
         baseline,
+        cpu_us: used * 1e6 / (run.sent as f64).max(1.0),
+        baseline_cpu_us,
     })
 }
 
@@ -351,15 +384,18 @@ fn main() {
     // The same through wrk, a load generator in C (as a fleet of machines
     // would send them: the server's figure, not this process's clients'),
     // against `/healthz` through wrk in the same run.
-    match wrk_heartbeats(&base, &keys, 64, secs) {
+    match wrk_heartbeats(&base, pid, &keys, 64, secs) {
         Some(w) => println!(
             "  heartbeats     {:>9.0} /s   through wrk (64 connections, {secs} s; {} of {} answers not 200); \
-             /healthz {:.0} req/s ({:.2} of it)   goal >= 10000",
+             /healthz {:.0} req/s ({:.2} of it)   goal >= 10000\n  \
+             server CPU per heartbeat {:.0} us (its batch write included), per /healthz {:.0} us",
             w.rate,
             w.refused,
             w.sent,
             w.baseline,
-            w.rate / w.baseline
+            w.rate / w.baseline,
+            w.cpu_us,
+            w.baseline_cpu_us
         ),
         None => println!("  (wrk not installed: apt-get install wrk for heartbeats through a load generator)"),
     }
@@ -470,12 +506,28 @@ fn main() {
             n
         })
         .collect();
-    let (fast, full) = server::registry_bench::choices(infos, "common", 200);
+    let (fast, full) = server::registry_bench::choices(infos.clone(), "common", 200);
     let (f50, f99) = p50_p99_ms(fast);
     let (w50, w99) = p50_p99_ms(full);
     println!(
         "node choice among {nodes} nodes offering the model (a job that runs, in process): \
          p50 {f50:.3} ms, p99 {f99:.3} ms; weighing every node: p50 {w50:.3} ms, p99 {w99:.3} ms ({:.0}x)",
         w50 / f50.max(1e-6)
+    );
+
+    // Heartbeats as the registry writes them: logged each second (one
+    // record), folded into each node's small `live` row every half minute,
+    // against rewriting each node's whole row (what it did before), on an
+    // embedded database of its own.
+    let dir = std::env::temp_dir().join(format!("infernet-bench-beats-{}", std::process::id()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (logged, live, whole) = runtime.block_on(server::registry_bench::beat_writes(infos, &dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "heartbeat writes, {nodes} nodes, embedded: logged {logged:.0} beats/s ({:.1}x), \
+         folded into liveness rows {live:.0} rows/s ({:.2}x); rewriting whole node rows \
+         (the baseline): {whole:.0} rows/s",
+        logged / whole,
+        live / whole
     );
 }

@@ -92,3 +92,91 @@ fn weigh_all(
     weighed.sort();
     weighed.into_iter().map(|w| w.4).collect()
 }
+
+/// Heartbeat batch writes, in process, on an embedded database in `dir`
+/// holding `nodes`, two rounds each way (the first creates what the
+/// second updates; the second is what a server does all day): logged
+/// (one record a batch: what the registry does each second), folded
+/// into the nodes' `live` rows (what it does every half minute, one row
+/// per node however often it beat), and written into their whole node
+/// rows (what it did before, the baseline). Beats per second, each way,
+/// of the second round.
+pub async fn beat_writes(nodes: Vec<NodeInfo>, dir: &std::path::Path) -> (f64, f64, f64) {
+    use super::store::{NodeStore, StoredBeat};
+    let db = crate::db::Db::connect(&crate::db::DbConfig {
+        url: format!("surrealkv://{}?sync=never", dir.display()),
+        namespace: "b".into(),
+        database: "b".into(),
+        credentials: None,
+    })
+    .await
+    .expect("an embedded database opens");
+    for batch in nodes.chunks(1000) {
+        let rows: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|n| {
+                let mut row = serde_json::to_value(NodeRow::of(n)).expect("a row");
+                row["id"] = serde_json::json!(n.peer_id.to_string());
+                if let Some(row) = row.as_object_mut() {
+                    row.retain(|_, v| !v.is_null());
+                }
+                row
+            })
+            .collect();
+        db.execute(
+            "INSERT INTO node $rows RETURN NONE",
+            serde_json::json!({ "rows": rows }),
+        )
+        .await
+        .expect("rows inserted");
+    }
+    let store = NodeStore::new(db.clone());
+    let start = UnixMillis::now().0;
+    let beats = |round: u64| -> Vec<StoredBeat> {
+        nodes
+            .iter()
+            .map(|n| StoredBeat {
+                id: n.peer_id.to_string(),
+                seen: UnixMillis(start + round),
+                signed: UnixMillis(start + round),
+                active: (round % 3) as u32,
+            })
+            .collect()
+    };
+    let mut logged = 0.0;
+    for round in 1..=2 {
+        let beats = beats(round);
+        let started = Instant::now();
+        store
+            .append_log("bench", UnixMillis(start + round), &beats, &[])
+            .await
+            .expect("beats logged");
+        logged = nodes.len() as f64 / started.elapsed().as_secs_f64();
+    }
+    let mut live = 0.0;
+    for round in 1..=2 {
+        let beats = beats(round);
+        let started = Instant::now();
+        store.write_beats(&beats).await.expect("beats written");
+        live = nodes.len() as f64 / started.elapsed().as_secs_f64();
+    }
+    let mut whole = 0.0;
+    for round in 3..=4 {
+        let beats = beats(round);
+        let started = Instant::now();
+        for batch in beats.chunks(1000) {
+            db.execute(
+                "FOR $b IN $beats { \
+                   UPDATE type::record('node', $b.id) \
+                   SET last_seen = $b.seen, last_signed = $b.signed, active_jobs = $b.active \
+                   WHERE last_signed < $b.signed RETURN NONE; \
+                 };",
+                serde_json::json!({ "beats": batch }),
+            )
+            .await
+            .expect("beats written");
+        }
+        whole = nodes.len() as f64 / started.elapsed().as_secs_f64();
+    }
+    (logged, live, whole)
+}

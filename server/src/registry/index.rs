@@ -20,7 +20,7 @@ use wire::verify::BanSummary;
 use wire::{MilliSats, NodeId, UnixMillis};
 
 use super::query::{self, status_at, Cursor};
-use super::store::NodeRow;
+use super::store::{NodeRow, StoredAd, StoredBeat};
 use crate::reputation::evidence::routing_cost;
 
 /// One node as stored, with its open spans read once.
@@ -290,6 +290,45 @@ impl Index {
             last_ad_seq: Some(ad.seq),
         });
         Beat::Taken
+    }
+
+    /// Takes liveness a server logged (this one before a restart, or
+    /// another on the same database) where it is newer than what is held:
+    /// the newest signed message and ad, the load of whichever was heard
+    /// last. Nodes not held are left to their rows.
+    pub(super) fn logged(&self, beat: Option<&StoredBeat>, ad: Option<&StoredAd>) {
+        let Some(id) = beat.map(|b| &b.id).or(ad.map(|a| &a.id)) else {
+            return;
+        };
+        let mut inner = self.write();
+        let Some(entry) = inner.nodes.get_mut(id) else {
+            return;
+        };
+        let mut info = entry.info.clone();
+        let mut last_signed = entry.last_signed;
+        let mut last_ad_seq = entry.last_ad_seq;
+        if let Some(b) = beat {
+            last_signed = last_signed.max(b.signed);
+            if b.seen > info.last_seen {
+                info.last_seen = b.seen;
+                info.active_jobs = b.active;
+            }
+        }
+        if let Some(a) = ad {
+            last_ad_seq = last_ad_seq.max(Some(a.seq));
+            if a.seen > info.last_seen {
+                info.last_seen = a.seen;
+                info.active_jobs = a.active;
+                info.queued_jobs = a.queued;
+                info.top_bid_msat = Some(a.top_bid).filter(|b| !b.is_zero());
+            }
+        }
+        *entry = Arc::new(Entry {
+            info,
+            availability: entry.availability.clone(),
+            last_signed,
+            last_ad_seq,
+        });
     }
 
     /// The replay guard of a node: the newest signed message taken.

@@ -11,8 +11,17 @@ use wire::ads::CapabilityAd;
 use wire::registry::{Heartbeat, NodeInfo, Registration};
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
-use super::store::{Beat, StoredAd, StoredBeat};
-use super::{index, query, Registry, RegistryError, BEAT_WRITES};
+use super::store::{Beat, Logged, StoredAd, StoredBeat};
+use super::{index, query, Registry, RegistryError, BEAT_WRITES, FOLD_EVERY};
+
+/// Beats and ads logged and not folded into `live` yet: the latest of
+/// each node, and the newest of this server's log records they came from.
+#[derive(Default)]
+pub(super) struct Unfolded {
+    beats: HashMap<NodeId, StoredBeat>,
+    ads: HashMap<NodeId, StoredAd>,
+    upto: UnixMillis,
+}
 
 /// Every pending write of `pending`, taken out: the nodes and the writes.
 fn take<T>(pending: &Mutex<HashMap<NodeId, T>>) -> (Vec<NodeId>, Vec<T>) {
@@ -31,33 +40,138 @@ fn put_back<T>(pending: &Mutex<HashMap<NodeId, T>>, nodes: Vec<NodeId>, writes: 
 }
 
 impl Registry {
-    /// Writes the heartbeats and ads taken since the last write.
+    /// Logs the heartbeats and ads taken since the last write: one
+    /// record, however many nodes beat. Returns how many.
     pub(crate) async fn write_beats(&self) -> Result<usize, RegistryError> {
-        let (nodes, ads) = take(&self.ad_beats);
-        if !ads.is_empty() {
-            if let Err(e) = self.store.write_ad_beats(&ads).await {
-                put_back(&self.ad_beats, nodes, ads);
-                return Err(e.into());
-            }
+        let _one = self.writing.lock().await;
+        let (ad_nodes, ads) = take(&self.ad_beats);
+        let (beat_nodes, beats) = take(&self.beats);
+        if ads.is_empty() && beats.is_empty() {
+            return Ok(0);
         }
-        let (nodes, beats) = take(&self.beats);
-        if !beats.is_empty() {
-            if let Err(e) = self.store.write_beats(&beats).await {
-                put_back(&self.beats, nodes, beats);
-                return Err(e.into());
-            }
+        // Each record of this server later than its last.
+        let at = {
+            let unfolded = self.unfolded.lock().unwrap_or_else(|e| e.into_inner());
+            UnixMillis::now().max(UnixMillis(unfolded.upto.0 + 1))
+        };
+        if let Err(e) = self.store.append_log(&self.server, at, &beats, &ads).await {
+            put_back(&self.ad_beats, ad_nodes, ads);
+            put_back(&self.beats, beat_nodes, beats);
+            return Err(e.into());
         }
-        Ok(ads.len() + beats.len())
+        let written = ads.len() + beats.len();
+        let mut unfolded = self.unfolded.lock().unwrap_or_else(|e| e.into_inner());
+        unfolded.beats.extend(beat_nodes.into_iter().zip(beats));
+        unfolded.ads.extend(ad_nodes.into_iter().zip(ads));
+        unfolded.upto = at;
+        Ok(written)
     }
 
-    /// Writes heartbeats every [`BEAT_WRITES`], for ever.
+    /// Folds the logged beats and ads into the nodes' `live` rows (one row
+    /// write per node, however often it beat since the last fold), then
+    /// deletes this server's log records they came from. Returns how many
+    /// nodes.
+    pub(crate) async fn fold_log(&self) -> Result<usize, RegistryError> {
+        let _one = self.writing.lock().await;
+        let (beats, ads, upto) = {
+            let mut unfolded = self.unfolded.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                std::mem::take(&mut unfolded.beats),
+                std::mem::take(&mut unfolded.ads),
+                unfolded.upto,
+            )
+        };
+        if beats.is_empty() && ads.is_empty() {
+            return Ok(0);
+        }
+        let folded = beats.len() + ads.len();
+        let ads_written = {
+            let ads: Vec<StoredAd> = ads.values().cloned().collect();
+            self.store.write_ad_beats(&ads).await
+        };
+        let written = match ads_written {
+            Ok(()) => {
+                let beats: Vec<StoredBeat> = beats.values().cloned().collect();
+                self.store.write_beats(&beats).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            // Again at the next fold (the log still holds them).
+            let mut unfolded = self.unfolded.lock().unwrap_or_else(|e| e.into_inner());
+            for (node, beat) in beats {
+                unfolded.beats.entry(node).or_insert(beat);
+            }
+            for (node, ad) in ads {
+                unfolded.ads.entry(node).or_insert(ad);
+            }
+            return Err(e.into());
+        }
+        self.store
+            .drop_log(&self.server, upto, UnixMillis::now())
+            .await?;
+        Ok(folded)
+    }
+
+    /// Reads the log records written after `since` into the index (and,
+    /// at start-up, `to_fold`: into what this server folds); the newest
+    /// record's time.
+    pub(super) async fn read_log(
+        &self,
+        since: UnixMillis,
+        to_fold: bool,
+    ) -> Result<UnixMillis, RegistryError> {
+        let mut newest = since;
+        for Logged {
+            at,
+            server,
+            beats,
+            ads,
+        } in self.store.log_since(since).await?
+        {
+            newest = newest.max(at);
+            for beat in &beats {
+                self.index.logged(Some(beat), None);
+            }
+            for ad in &ads {
+                self.index.logged(None, Some(ad));
+            }
+            if to_fold {
+                let mut unfolded = self.unfolded.lock().unwrap_or_else(|e| e.into_inner());
+                for beat in beats {
+                    if let Ok(node) = beat.id.parse::<NodeId>() {
+                        unfolded.beats.insert(node, beat);
+                    }
+                }
+                for ad in ads {
+                    if let Ok(node) = ad.id.parse::<NodeId>() {
+                        unfolded.ads.insert(node, ad);
+                    }
+                }
+                if server == self.server {
+                    unfolded.upto = unfolded.upto.max(at);
+                }
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Logs heartbeats every [`BEAT_WRITES`] and folds the log every
+    /// [`FOLD_EVERY`] of those, for ever.
     pub(crate) async fn write_beats_forever(self) {
         let mut every = tokio::time::interval(BEAT_WRITES);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u32;
         loop {
             every.tick().await;
             if let Err(e) = self.write_beats().await {
                 tracing::warn!(error = %e, "could not write heartbeats; trying again");
+            }
+            ticks += 1;
+            if ticks.is_multiple_of(FOLD_EVERY) {
+                if let Err(e) = self.fold_log().await {
+                    tracing::warn!(error = %e, "could not fold the heartbeat log; trying again");
+                }
             }
         }
     }
@@ -67,6 +181,9 @@ impl Registry {
     pub(crate) async fn flush(&self) {
         if let Err(e) = self.write_beats().await {
             tracing::warn!(error = %e, "could not write the latest heartbeats");
+        }
+        if let Err(e) = self.fold_log().await {
+            tracing::warn!(error = %e, "could not fold the heartbeat log");
         }
         if let Err(e) = self.reputations.flush().await {
             tracing::warn!(error = %e, "could not write the nodes' latest evidence");
@@ -222,6 +339,9 @@ impl Registry {
 
     /// Forgets nodes not heard from since `cutoff`. Returns how many.
     pub(crate) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, RegistryError> {
+        // What this server heard is in the table first.
+        self.write_beats().await?;
+        self.fold_log().await?;
         let mut gone = self.store.forget_silent(cutoff).await?;
         // Deleted by another server sharing the database, or heard from
         // only in memory: silent here too.
@@ -243,6 +363,8 @@ impl Registry {
                 self.reach_soon(node);
             }
         }
+        // Liveness logged since (its nodes' rows are in the index now).
+        newest = newest.max(self.read_log(since, false).await?);
         // And the bans other servers found.
         self.load_bans().await?;
         Ok(newest)

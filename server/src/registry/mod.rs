@@ -75,12 +75,21 @@ pub(crate) struct Registry {
     beats: std::sync::Arc<std::sync::Mutex<HashMap<NodeId, StoredBeat>>>,
     /// The same for ads that changed only a node's load.
     ad_beats: std::sync::Arc<std::sync::Mutex<HashMap<NodeId, StoredAd>>>,
+    /// Beats and ads logged and not folded into `live` yet.
+    unfolded: std::sync::Arc<std::sync::Mutex<ingest::Unfolded>>,
+    /// One log write or fold at a time.
+    writing: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Whose log records this server writes.
+    server: String,
     /// Nodes caught answering wrong (see `bans`).
     bans: bans::Bans,
 }
 
-/// How often heartbeats taken in memory are written.
+/// How often heartbeats taken in memory are logged.
 pub(super) const BEAT_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the log is folded into the nodes' `live` rows (in log
+/// writes), besides before every sweep of silent nodes.
+pub(super) const FOLD_EVERY: u32 = 30;
 
 /// A `GET /nodes` answer as sent: good while the index's generation is
 /// the same, for at most [`ANSWER_TTL`].
@@ -116,8 +125,14 @@ impl Registry {
             reputations,
             beats: Default::default(),
             ad_beats: Default::default(),
+            unfolded: Default::default(),
+            writing: Default::default(),
+            server: server.to_string(),
             bans: Default::default(),
         };
+        // Liveness logged and not folded yet (by this server before it
+        // stopped, or by others): into the index, and to be folded.
+        registry.read_log(UnixMillis(0), true).await?;
         registry.load_bans().await?;
         Ok(registry)
     }
@@ -349,6 +364,21 @@ mod tests {
         rows[0].clone()
     }
 
+    /// The node's `live` row (null if none).
+    async fn stored_live(registry: &Registry, id: NodeId) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = registry
+            .store
+            .db()
+            .rows(
+                "SELECT * OMIT id FROM type::record('live', $id)",
+                serde_json::json!({ "id": id.to_string() }),
+                0,
+            )
+            .await
+            .unwrap();
+        rows.first().cloned().unwrap_or_default()
+    }
+
     fn registration(id: NodeId, now: UnixMillis) -> Registration {
         Registration {
             node_id: id,
@@ -512,11 +542,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(registry.write_beats().await.unwrap(), 1);
-        let row = stored_seen(registry.clone()).await;
-        assert_eq!(row["last_seen"], later.0);
-        assert_eq!(row["last_signed"], now.0 + 20);
-        assert_eq!(row["active_jobs"], 4);
         assert_eq!(registry.write_beats().await.unwrap(), 0);
+        // Logged: the node's row left as it was, its liveness not folded
+        // yet.
+        let row = stored_seen(registry.clone()).await;
+        assert_eq!(
+            (&row["last_seen"], &row["last_signed"]),
+            (&now.0.into(), &now.0.into())
+        );
+        assert!(stored_live(&registry, id).await.is_null());
+        // A server that opens the table (a restart, or another server on
+        // the same database) lists the node as its latest beat said, and
+        // refuses the beat again, or an older one, from the log and then
+        // from the folded row.
+        for folded in [false, true] {
+            if folded {
+                assert_eq!(registry.fold_log().await.unwrap(), 1);
+                let live = stored_live(&registry, id).await;
+                assert_eq!(live["last_seen"], later.0);
+                assert_eq!(live["last_signed"], now.0 + 20);
+                assert_eq!(live["active_jobs"], 4);
+                assert_eq!(registry.fold_log().await.unwrap(), 0);
+            }
+            let reopened =
+                Registry::open(registry.store.db().clone(), testkit::fixtures::node_id(201))
+                    .await
+                    .unwrap();
+            let got = reopened.get(id, later).await.unwrap().unwrap();
+            assert_eq!((got.last_seen, got.active_jobs), (later, 4), "{folded}");
+            for replay in [beat(20, 4), beat(15, 1)] {
+                assert!(matches!(
+                    reopened.heartbeat_signed(&replay, later).await,
+                    Err(RegistryError::Replay)
+                ));
+            }
+        }
+        // The table's own guard, once folded: an older registration.
+        let older = registration(id, UnixMillis(now.0 + 19));
+        assert!(matches!(
+            registry.store.register(&older, later).await,
+            Ok(None)
+        ));
         // A beat that pauses the node is stored at once, and listed.
         let paused = Heartbeat {
             node_id: id,
@@ -557,6 +623,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn liveness_written_apart_keeps_a_node_and_reaches_servers_that_follow() {
+        let db = crate::db::Db::temp("live").await;
+        let here = Registry::open(db.clone(), testkit::fixtures::node_id(200))
+            .await
+            .unwrap();
+        let there = Registry::open(db, testkit::fixtures::node_id(201))
+            .await
+            .unwrap();
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        let now = UnixMillis::now();
+        here.register(&registration(id, now), now).await.unwrap();
+        assert_eq!(there.catch_up(now).await.unwrap(), now);
+        assert!(there.listed(id, now).is_none(), "not newer than `since`");
+        assert_eq!(there.catch_up(UnixMillis(now.0 - 1)).await.unwrap(), now);
+        assert_eq!(there.listed(id, now).unwrap().active_jobs, 0);
+        // A beat to this server, written in its batch: only the node's
+        // liveness changed in the table.
+        let later = UnixMillis(now.0 + 5_000);
+        let beat = Heartbeat {
+            node_id: id,
+            timestamp: UnixMillis(now.0 + 5_000),
+            active_jobs: 2,
+            accepting_jobs: true,
+        };
+        here.heartbeat_signed(&SignedEnvelope::seal(&key, &beat).unwrap(), later)
+            .await
+            .unwrap();
+        assert_eq!(here.write_beats().await.unwrap(), 1);
+        assert!(stored_live(&here, id).await.is_null());
+        // The other server follows it from the log.
+        there.catch_up(now).await.unwrap();
+        let seen = there.listed(id, later).unwrap();
+        assert_eq!((seen.last_seen, seen.active_jobs), (later, 2));
+        // Folded by the server that logged it (every half minute).
+        assert_eq!(here.fold_log().await.unwrap(), 1);
+        // Silent since its row was written but not since its beat: kept.
+        assert_eq!(there.forget_silent(UnixMillis(now.0 + 1)).await.unwrap(), 0);
+        assert!(!stored_live(&here, id).await.is_null());
+        // Silent since both: gone, row and liveness.
+        assert_eq!(
+            there.forget_silent(UnixMillis(later.0 + 1)).await.unwrap(),
+            1
+        );
+        assert!(stored_live(&here, id).await.is_null());
+        assert!(here.store.all().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn an_ad_that_changes_only_the_load_does_not_rewrite_the_row() {
         let registry = registry("ad-beats").await;
         let key = p2p::Keypair::generate_ed25519();
@@ -578,11 +693,18 @@ mod tests {
         assert!(!registry.ingest_ad(&busy, now).await.unwrap());
         // Written with the next batch.
         assert_eq!(registry.write_beats().await.unwrap(), 1);
-        let row = stored(registry.clone()).await;
+        assert_eq!(registry.fold_log().await.unwrap(), 1);
+        let live = stored_live(&registry, id).await;
         assert_eq!(
-            (row["last_ad_seq"].as_u64(), row["queued_jobs"].as_u64()),
+            (live["last_ad_seq"].as_u64(), live["queued_jobs"].as_u64()),
             (Some(2), Some(4))
         );
+        assert_eq!(stored(registry.clone()).await["last_ad_seq"], 1);
+        // The ad written is not taken again, from the table either.
+        assert!(matches!(
+            registry.store.ingest_ad(&busy, now).await,
+            Ok(None)
+        ));
         // Another model: the row is written at once.
         let mut more = ad(&key, 3, now, 30_000);
         more.models.push(offer("other", Task::Embedding, 5));

@@ -1,6 +1,7 @@
-//! The registry's table in SurrealDB: one row per node, keyed by peer id
-//! (`type::record('node', $peer_id)`). All of the registry's SurrealQL is
-//! here.
+//! The registry's tables in SurrealDB: one row per node, keyed by peer id
+//! (`type::record('node', $peer_id)`), and its liveness and load apart
+//! (`live`, same key), which heartbeats write without touching the row.
+//! All of the registry's SurrealQL is here.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -49,13 +50,63 @@ pub(super) struct NodeRow {
     /// The newest ad taken for it; none for a node only heard over HTTP.
     #[serde(default)]
     last_ad_seq: Option<u64>,
+    /// Its `live` row, where read with it (see [`NodeRow::settled`]).
+    #[serde(default, skip_serializing)]
+    live: Option<LiveRow>,
 }
+
+/// A node's `live` row: its liveness and load as its latest heartbeat or
+/// load-only ad said.
+#[derive(Debug, Default, Deserialize)]
+struct LiveRow {
+    #[serde(default)]
+    last_seen: Option<UnixMillis>,
+    #[serde(default)]
+    last_signed: Option<UnixMillis>,
+    #[serde(default)]
+    active_jobs: Option<u32>,
+    #[serde(default)]
+    last_ad_seq: Option<u64>,
+    #[serde(default)]
+    queued_jobs: Option<u32>,
+    #[serde(default)]
+    top_bid_msat: Option<MilliSats>,
+}
+
+/// A node row read with its `live` row (to be [`NodeRow::settled`]).
+const WITH_LIVE: &str = "*, type::record('live', peer_id).* AS live";
 
 fn yes() -> bool {
     true
 }
 
 impl NodeRow {
+    /// The row with its `live` row's liveness and load where those are
+    /// newer: the newest signed message and ad of either, the load of
+    /// whichever was heard last.
+    fn settled(mut self) -> Self {
+        let Some(live) = self.live.take() else {
+            return self;
+        };
+        if let Some(signed) = live.last_signed {
+            self.last_signed = self.last_signed.max(signed);
+        }
+        if live.last_ad_seq.is_some() {
+            self.last_ad_seq = self.last_ad_seq.max(live.last_ad_seq);
+        }
+        if let Some(seen) = live.last_seen.filter(|seen| *seen > self.last_seen) {
+            self.last_seen = seen;
+            self.active_jobs = live.active_jobs.unwrap_or(self.active_jobs);
+            if live.queued_jobs.is_some() {
+                self.queued_jobs = live.queued_jobs.unwrap_or_default();
+            }
+            if live.top_bid_msat.is_some() {
+                self.top_bid_msat = live.top_bid_msat;
+            }
+        }
+        self
+    }
+
     pub(super) fn peer_id(&self) -> NodeId {
         self.peer_id
     }
@@ -133,12 +184,13 @@ impl NodeRow {
             pools: info.pools.clone(),
             reach: Some(info.reach.clone()),
             last_ad_seq: None,
+            live: None,
         }
     }
 }
 
 /// A heartbeat taken in memory, to be written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct StoredBeat {
     pub(super) id: String,
     pub(super) seen: UnixMillis,
@@ -148,7 +200,7 @@ pub(super) struct StoredBeat {
 
 /// An ad taken in memory (it changed only the node's load), to be
 /// written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct StoredAd {
     pub(super) id: String,
     pub(super) seen: UnixMillis,
@@ -158,6 +210,24 @@ pub(super) struct StoredAd {
     /// 0: none.
     pub(super) top_bid: MilliSats,
 }
+
+/// One server's beats and ads of one write, from `beat_log`.
+#[derive(Debug)]
+pub(super) struct Logged {
+    pub(super) at: UnixMillis,
+    pub(super) server: String,
+    pub(super) beats: Vec<StoredBeat>,
+    pub(super) ads: Vec<StoredAd>,
+}
+
+/// A log record stays at least this long after it was folded, for the
+/// servers that follow the database (they read it every 2 s).
+pub(super) const LOG_GRACE: u64 = 10_000;
+
+/// Log records older than this are anyone's to delete (their server
+/// stopped before folding them, and every server that started since has
+/// read them).
+pub(super) const LOG_KEPT: u64 = 10 * 60 * 1000;
 
 /// How a heartbeat went.
 pub(super) enum Beat {
@@ -217,7 +287,8 @@ impl NodeStore {
         self.merge_or_create(
             r.node_id,
             data,
-            "last_signed < $newer",
+            // The newest signed message may be a beat, in `live`.
+            "last_signed < $newer AND (type::record('live', $id).last_signed ?? 0) < $newer",
             json!(r.timestamp),
             json!({}),
             now,
@@ -254,7 +325,8 @@ impl NodeStore {
         self.merge_or_create(
             ad.node_id,
             data,
-            "last_ad_seq IS NONE OR last_ad_seq < $newer",
+            "(last_ad_seq IS NONE OR last_ad_seq < $newer) \
+             AND (type::record('live', $id).last_ad_seq ?? -1) < $newer",
             json!(ad.seq),
             // No signed HTTP message yet: any later one is newer.
             json!({ "last_signed": 0 }),
@@ -335,7 +407,9 @@ impl NodeStore {
                 "UPDATE type::record('node', $id) \
                  SET last_seen = $now, last_signed = $ts, active_jobs = $active, \
                      accepting_jobs = $accepting \
-                 WHERE last_signed < $ts RETURN AFTER",
+                 WHERE last_signed < $ts \
+                     AND (type::record('live', $id).last_signed ?? 0) < $ts \
+                 RETURN AFTER",
                 json!({
                     "id": h.node_id.to_string(),
                     "now": now,
@@ -355,17 +429,103 @@ impl NodeStore {
         })
     }
 
+    /// Logs beats and ads taken in memory as `server`'s record at `at`:
+    /// one write (a few, for very many nodes).
+    pub(super) async fn append_log(
+        &self,
+        server: &str,
+        at: UnixMillis,
+        beats: &[StoredBeat],
+        ads: &[StoredAd],
+    ) -> Result<(), DbError> {
+        const PER_RECORD: usize = 20_000;
+        let mut records = Vec::new();
+        for chunk in beats.chunks(PER_RECORD) {
+            records.push(json!({
+                "at": at, "server": server,
+                "beats": serde_json::to_string(chunk)?, "ads": "[]",
+            }));
+        }
+        for chunk in ads.chunks(PER_RECORD) {
+            records.push(json!({
+                "at": at, "server": server,
+                "beats": "[]", "ads": serde_json::to_string(chunk)?,
+            }));
+        }
+        self.db
+            .transact::<serde_json::Value>(
+                "INSERT INTO beat_log $records RETURN NONE",
+                json!({ "records": records }),
+                0,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The log records written after `since` (any server's), oldest first.
+    pub(super) async fn log_since(&self, since: UnixMillis) -> Result<Vec<Logged>, DbError> {
+        #[derive(Deserialize)]
+        struct Row {
+            at: UnixMillis,
+            server: String,
+            beats: String,
+            ads: String,
+        }
+        let rows: Vec<Row> = self
+            .db
+            .rows(
+                "SELECT at, server, beats, ads FROM beat_log WHERE at > $since ORDER BY at",
+                json!({ "since": since }),
+                0,
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Logged {
+                    at: r.at,
+                    server: r.server,
+                    beats: serde_json::from_str(&r.beats)?,
+                    ads: serde_json::from_str(&r.ads)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes `server`'s log records up to `upto` (folded into `live`)
+    /// that are older than [`LOG_GRACE`], and anyone's older than
+    /// [`LOG_KEPT`], before `now`.
+    pub(super) async fn drop_log(
+        &self,
+        server: &str,
+        upto: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), DbError> {
+        self.db
+            .transact::<serde_json::Value>(
+                "DELETE beat_log WHERE (server = $server AND at <= $upto) OR at < $stale RETURN NONE",
+                json!({
+                    "server": server,
+                    "upto": upto.min(UnixMillis(now.0.saturating_sub(LOG_GRACE))),
+                    "stale": now.0.saturating_sub(LOG_KEPT),
+                }),
+                0,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Writes heartbeats taken in memory (see `Registry::heartbeat_signed`):
-    /// each node's liveness, load and replay guard, unless a newer signed
-    /// message was stored meanwhile. One statement per batch.
+    /// each node's liveness, load and replay guard into its `live` row
+    /// (not its node row), unless a newer beat was written there meanwhile.
+    /// One statement per batch.
     pub(super) async fn write_beats(&self, beats: &[StoredBeat]) -> Result<(), DbError> {
         for batch in beats.chunks(1000) {
             self.db
                 .transact::<serde_json::Value>(
                     "FOR $b IN $beats { \
-                       UPDATE type::record('node', $b.id) \
+                       UPSERT type::record('live', $b.id) \
                        SET last_seen = $b.seen, last_signed = $b.signed, active_jobs = $b.active \
-                       WHERE last_signed < $b.signed RETURN NONE; \
+                       WHERE last_signed IS NONE OR last_signed < $b.signed RETURN NONE; \
                      };",
                     json!({ "beats": batch }),
                     0,
@@ -376,14 +536,14 @@ impl NodeStore {
     }
 
     /// Writes ads taken in memory (see `Registry::ingest_ad`): each node's
-    /// liveness, load and newest ad, unless a newer ad was stored
-    /// meanwhile. One statement per batch.
+    /// liveness, load and newest ad into its `live` row, unless a newer ad
+    /// was written there meanwhile. One statement per batch.
     pub(super) async fn write_ad_beats(&self, ads: &[StoredAd]) -> Result<(), DbError> {
         for batch in ads.chunks(1000) {
             self.db
                 .transact::<serde_json::Value>(
                     "FOR $a IN $ads { \
-                       UPDATE type::record('node', $a.id) \
+                       UPSERT type::record('live', $a.id) \
                        SET last_seen = $a.seen, last_ad_seq = $a.seq, active_jobs = $a.active, \
                            queued_jobs = $a.queued, top_bid_msat = $a.top_bid \
                        WHERE last_ad_seq IS NONE OR last_ad_seq < $a.seq RETURN NONE; \
@@ -430,23 +590,32 @@ impl NodeStore {
             .collect())
     }
 
-    /// The nodes heard from after `since` (by any server sharing the
-    /// database).
+    /// The nodes whose rows were written after `since` (by any server
+    /// sharing the database), with their liveness. (Liveness alone is
+    /// followed in `beat_log`.)
     pub(super) async fn seen_since(&self, since: UnixMillis) -> Result<Vec<NodeRow>, DbError> {
-        self.db
+        let rows: Vec<NodeRow> = self
+            .db
             .rows(
-                "SELECT * FROM node WHERE last_seen > $since",
+                &format!("SELECT {WITH_LIVE} FROM node WHERE last_seen > $since"),
                 json!({ "since": since }),
                 0,
             )
-            .await
+            .await?;
+        Ok(rows.into_iter().map(NodeRow::settled).collect())
     }
 
     /// Every node, sorted by peer id (read once, into the index).
     pub(super) async fn all(&self) -> Result<Vec<NodeRow>, DbError> {
-        self.db
-            .rows("SELECT * FROM node ORDER BY peer_id", json!({}), 0)
-            .await
+        let rows: Vec<NodeRow> = self
+            .db
+            .rows(
+                &format!("SELECT {WITH_LIVE} FROM node ORDER BY peer_id"),
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().map(NodeRow::settled).collect())
     }
 
     /// The nodes an operator has enrolled (the `claim` table), every one,
@@ -538,10 +707,15 @@ impl NodeStore {
         struct Gone {
             peer_id: String,
         }
+        // Silent by its row and by its liveness; then the liveness of
+        // nodes gone (or silent) goes too.
         let gone: Vec<Gone> = self
             .db
-            .rows(
-                "DELETE node WHERE last_seen < $cutoff RETURN BEFORE",
+            .transact(
+                "DELETE node WHERE last_seen < $cutoff \
+                   AND (type::record('live', peer_id).last_seen ?? 0) < $cutoff \
+                 RETURN BEFORE; \
+                 DELETE live WHERE last_seen < $cutoff RETURN NONE;",
                 json!({ "cutoff": cutoff }),
                 0,
             )
