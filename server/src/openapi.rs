@@ -5,7 +5,9 @@
 //! `#[utoipa::path]` (method, path, parameters, bodies, answers, who may
 //! call), so a route cannot exist without its description, nor a
 //! description without its route. This module adds what the whole API
-//! shares: the title, the tags, and the two ways to be signed in.
+//! shares: the title, the tags, the two ways to be signed in, and the
+//! answers many routes give alike (`NotSignedIn`, …: named in a route's
+//! `responses(...)` like its own answers).
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +15,37 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::accounts::SESSION_COOKIE;
+use wire::api::ErrorBody;
+
+/// 401 from any route that takes a session or an API key.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key."
+)]
+pub(crate) struct NotSignedIn(#[allow(dead_code)] ErrorBody);
+
+/// 403 from the fleet's read routes.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "An API key (or team role) without `fleet:read`."
+)]
+pub(crate) struct NoFleetRead(#[allow(dead_code)] ErrorBody);
+
+/// 403 from the routes that manage an account, which take a browser
+/// session.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF)."
+)]
+pub(crate) struct SessionOnly(#[allow(dead_code)] ErrorBody);
+
+/// 403 from the billing routes' reads.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, description = "An API key without the `billing` scope.")]
+pub(crate) struct NoBilling(#[allow(dead_code)] ErrorBody);
 
 #[derive(OpenApi)]
 #[openapi(

@@ -98,10 +98,13 @@ impl Backend for AppState {
         caller: &Caller,
         name: Option<String>,
     ) -> Result<Account, ErrorBody> {
-        self.accounts
+        let account = self
+            .accounts
             .set_public_name(caller, name)
             .await
-            .map_err(body)
+            .map_err(body)?;
+        self.registry.claims_changed();
+        Ok(account)
     }
 
     async fn create_enrol_token(
@@ -180,7 +183,9 @@ impl Backend for AppState {
     }
 
     async fn release_node(&self, caller: &Caller, id: NodeId) -> Result<(), ErrorBody> {
-        self.enrolments.release(caller, id).await.map_err(body)
+        self.enrolments.release(caller, id).await.map_err(body)?;
+        self.registry.claims_changed();
+        Ok(())
     }
 
     async fn billing(&self, caller: &Caller) -> Result<BillingSummary, ErrorBody> {

@@ -465,7 +465,7 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     tag = "accounts",
     responses(
         (status = 200, description = "The account.", body = Account),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
     ),
     security(("session" = []), ("api_key" = [])),
 )]
@@ -513,8 +513,8 @@ where
     responses(
         (status = 204, description = "Set."),
         (status = 400, description = "A cap over the most allowed.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::SessionOnly,
         (status = 404, description = "No live key of the account has this id.", body = ErrorBody),
         (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
         (status = 415, description = "Not JSON.", body = ErrorBody),
@@ -544,8 +544,8 @@ async fn set_key_caps(
     responses(
         (status = 200, description = "The account, changed.", body = Account),
         (status = 400, description = "A public name that is too long or has control characters, or a default max price out of range.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::SessionOnly,
         (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
         (status = 415, description = "Not JSON.", body = ErrorBody),
         (status = 422, description = "JSON that is not an account change.", body = ErrorBody),
@@ -561,6 +561,8 @@ async fn update(
     let mut account = None;
     if let Some(name) = patch.public_name {
         account = Some(state.accounts.set_public_name(&caller, name).await?);
+        // Listings show an operator's public name by its nodes.
+        state.registry.claims_changed();
     }
     if let Some(max) = patch.default_max_price_msat {
         account = Some(state.accounts.set_default_max_price(&caller, max).await?);
@@ -582,7 +584,7 @@ async fn update(
     tag = "accounts",
     responses(
         (status = 200, description = "The account's settings.", body = AccountSettings),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key: this takes a signed-in browser session.", body = ErrorBody),
     ),
     security(("session" = [])),
@@ -611,7 +613,7 @@ struct ApiKeyList {
     tag = "accounts",
     responses(
         (status = 200, description = "The keys.", body = ApiKeyList),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key: this takes a signed-in browser session.", body = ErrorBody),
     ),
     security(("session" = [])),
@@ -638,8 +640,8 @@ async fn keys(
     responses(
         (status = 201, description = "The key, and its secret.", body = CreatedApiKey),
         (status = 400, description = "A name that is empty, too long or has control characters; no scope; a cap over the most allowed; or the account holds as many live keys as it may.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::SessionOnly,
         (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
         (status = 415, description = "Not JSON.", body = ErrorBody),
         (status = 422, description = "JSON that is not a new key.", body = ErrorBody),
@@ -668,8 +670,8 @@ async fn create_key(
     params(("id" = String, Path, description = "The key's `id`.")),
     responses(
         (status = 204, description = "Revoked."),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::SessionOnly,
         (status = 404, description = "No live key of the account has this id.", body = ErrorBody),
     ),
     security(("session" = [])),
@@ -694,8 +696,8 @@ async fn revoke_key(
     responses(
         (status = 204, description = "Every session ended.",
             headers(("Set-Cookie" = String, description = "Clears the session cookie."))),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::SessionOnly,
     ),
     security(("session" = [])),
 )]
@@ -723,8 +725,8 @@ async fn sign_out_everywhere(
     params(("id" = String, Path, description = "The session's `id`, from the settings.")),
     responses(
         (status = 204, description = "Ended."),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::SessionOnly,
         (status = 404, description = "No session of the account has this id.", body = ErrorBody),
     ),
     security(("session" = [])),
@@ -749,8 +751,8 @@ async fn end_session(
     params(("id" = String, Path, description = "The passkey's `id`, from the settings.")),
     responses(
         (status = 204, description = "Removed."),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::SessionOnly,
         (status = 404, description = "No passkey of the account has this id.", body = ErrorBody),
         (status = 409, description = "It is the account's last way to sign in: add another first.", body = ErrorBody),
     ),
@@ -776,8 +778,8 @@ async fn remove_passkey(
     params(("id" = String, Path, description = "The Lightning key's `id`, from the settings.")),
     responses(
         (status = 204, description = "Removed."),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key (managing the account takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::SessionOnly,
         (status = 404, description = "No Lightning key of the account has this id.", body = ErrorBody),
         (status = 409, description = "It is the account's last way to sign in: add another first.", body = ErrorBody),
     ),

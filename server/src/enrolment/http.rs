@@ -61,6 +61,7 @@ async fn enrol(
     ApiJson(envelope): ApiJson<SignedEnvelope>,
 ) -> Result<Json<Enrolled>, ApiError> {
     let (mut enrolled, account) = state.enrolments.enrol(&envelope, UnixMillis::now()).await?;
+    state.registry.claims_changed();
     // What the node earned before it was enrolled is its operator's now.
     let moved = state
         .ledger
@@ -87,7 +88,7 @@ struct EnrolTokenList {
     tag = "fleet",
     responses(
         (status = 200, description = "The tokens.", body = EnrolTokenList),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key: this takes a signed-in browser session.", body = ErrorBody),
     ),
     security(("session" = [])),
@@ -115,7 +116,7 @@ async fn tokens(
     responses(
         (status = 201, description = "The token, and its secret.", body = CreatedEnrolToken),
         (status = 400, description = "A name that is empty, too long or has control characters, or an expiry out of range.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key (managing enrolment tokens takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
         (status = 413, description = "A body over 64 KiB.", body = ErrorBody),
         (status = 415, description = "Not JSON.", body = ErrorBody),
@@ -147,7 +148,7 @@ async fn create_token(
     params(("id" = String, Path, description = "The token's `id`.")),
     responses(
         (status = 204, description = "Revoked."),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key (managing enrolment tokens takes a signed-in browser session), or a request from another site (CSRF).", body = ErrorBody),
         (status = 404, description = "No enrolment token of the account has this id.", body = ErrorBody),
     ),
@@ -179,7 +180,7 @@ struct MyNodeList {
     tag = "fleet",
     responses(
         (status = 200, description = "The account's nodes.", body = MyNodeList),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key without the `fleet:read` scope.", body = ErrorBody),
     ),
     security(("session" = []), ("api_key" = [])),
@@ -207,7 +208,7 @@ async fn my_nodes(
     responses(
         (status = 204, description = "Released."),
         (status = 400, description = "Not a peer id.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key without the `fleet:write` scope, or a request from another site (CSRF).", body = ErrorBody),
         (status = 404, description = "No node of the account has this peer id.", body = ErrorBody),
     ),
@@ -221,5 +222,6 @@ async fn release(
     require(&caller, Scope::FleetWrite)?;
     let id: NodeId = parse_id(&peer_id)?;
     state.enrolments.release(&caller, id).await?;
+    state.registry.claims_changed();
     Ok(StatusCode::NO_CONTENT)
 }

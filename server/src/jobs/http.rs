@@ -74,7 +74,7 @@ impl super::Jobs {
     responses(
         (status = 200, description = "The job succeeded: its record, output and receipt.", body = JobRecord),
         (status = 400, description = "Malformed JSON, a malformed model name, input that does not suit the model's task, an unknown pool, or input the node refused.", body = ErrorBody),
-        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 402, description = "Not enough balance for the job's price, or over the key's spending cap.", body = ErrorBody),
         (status = 403, description = "An API key without the `jobs` scope, or a cross-site request with the session cookie.", body = ErrorBody),
         (status = 404, description = "No node offers the model.", body = ErrorBody),
@@ -121,7 +121,7 @@ struct ListQuery {
     responses(
         (status = 200, description = "A page of the caller's jobs.", body = JobPage),
         (status = 400, description = "A limit out of range, a cursor that is not one, or an unknown parameter.", body = ErrorBody),
-        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key without the `jobs` scope.", body = ErrorBody),
     ),
     security(("session" = []), ("api_key" = [])),
@@ -163,7 +163,7 @@ async fn list(
     responses(
         (status = 200, description = "The job's record.", body = JobRecord),
         (status = 400, description = "Not a job id.", body = ErrorBody),
-        (status = 401, description = "Not signed in, an unknown or revoked API key, or an expired session.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key without the `jobs` scope.", body = ErrorBody),
         (status = 404, description = "No such job of the caller's.", body = ErrorBody),
     ),

@@ -41,8 +41,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     tag = "billing",
     responses(
         (status = 200, description = "The account's money.", body = BillingSummary),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::NoBilling,
     ),
     security(("session" = []), ("api_key" = [])),
 )]
@@ -91,8 +91,8 @@ struct HistoryQuery {
                 ("Link" = String, description = "CSV, when there are older postings: the next page, `rel=\"next\"`."),
             )),
         (status = 400, description = "A `format` other than `json` or `csv`, a `limit` out of range, a `before` that is not a cursor, or a query that is not understood.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::NoBilling,
     ),
     security(("session" = []), ("api_key" = [])),
 )]

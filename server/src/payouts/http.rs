@@ -43,7 +43,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 201, description = "The payout, pending.", body = Payout),
         (status = 400, description = "Not exactly one of invoice and address; an invoice that is malformed, expired, for another network or for another amount; no amount where one is needed; an amount out of range or not whole satoshis.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 402, description = "The balance (or earnings) cannot cover the amount and its fee reserve.", body = ErrorBody),
         (status = 403, description = "An API key without the `billing` scope, or a request from another site (CSRF).", body = ErrorBody),
         (status = 409, description = "This invoice was paid out already.", body = ErrorBody),
@@ -82,8 +82,8 @@ struct PayoutList {
     responses(
         (status = 200, description = "The payouts.", body = PayoutList),
         (status = 400, description = "A `limit` out of range, or a query that is not understood.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::NoBilling,
     ),
     security(("session" = []), ("api_key" = [])),
 )]
@@ -111,8 +111,8 @@ async fn list(
     responses(
         (status = 200, description = "The payout.", body = Payout),
         (status = 400, description = "A `wait_secs` over 60, or a query that is not understood.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::NoBilling,
         (status = 404, description = "No payout of the account has this id.", body = ErrorBody),
     ),
     security(("session" = []), ("api_key" = [])),
@@ -138,8 +138,8 @@ async fn one(
     tag = "billing",
     responses(
         (status = 200, description = "The settings.", body = PayoutSettings),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::NoBilling,
     ),
     security(("session" = []), ("api_key" = [])),
 )]
@@ -165,7 +165,7 @@ async fn settings(
     responses(
         (status = 200, description = "The settings, as set.", body = PayoutSettings),
         (status = 400, description = "Not a Lightning address, a threshold out of range, or a threshold without an address.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key without the `billing` scope, or a request from another site (CSRF).", body = ErrorBody),
         (status = 413, description = "A body over 2 MiB.", body = ErrorBody),
         (status = 415, description = "Not JSON.", body = ErrorBody),

@@ -10,11 +10,13 @@
 //! - `follow`: the registry fed by the network's ads;
 //! - `reach`: whether this server can reach each node (dialled before
 //!   jobs count on it);
-//! - `bans`: nodes caught answering wrong, with their signed evidence.
+//! - `bans`: nodes caught answering wrong, with their signed evidence;
+//! - `claims`: which operator claims which node, as listed.
 
 mod bans;
 #[doc(hidden)]
 pub mod bench;
+mod claims;
 mod follow;
 mod http;
 mod index;
@@ -68,6 +70,14 @@ pub(crate) struct Registry {
     probes: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<NodeId>>>,
     /// `GET /nodes` answers, by query string (see [`Registry::list_json`]).
     answers: std::sync::Arc<std::sync::Mutex<HashMap<String, Answer>>>,
+    /// The queries being answered now, each behind its own lock: the same
+    /// query asked meanwhile waits for that answer instead of making it
+    /// again.
+    answering: std::sync::Arc<std::sync::Mutex<HashMap<String, Gate>>>,
+    /// How many `GET /nodes` answers were made (not sent again).
+    answers_made: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Nodes' claims as read lately.
+    claims: claims::ClaimCache,
     /// What the nodes were seen to do.
     reputations: Reputations,
     /// Heartbeats taken in memory and not written yet, by node (the
@@ -84,6 +94,9 @@ pub(crate) struct Registry {
     /// Nodes caught answering wrong (see `bans`).
     bans: bans::Bans,
 }
+
+/// The turn to make one query's answer.
+type Gate = std::sync::Arc<tokio::sync::Mutex<()>>;
 
 /// How often heartbeats taken in memory are logged.
 pub(super) const BEAT_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
@@ -122,6 +135,9 @@ impl Registry {
             index,
             probes: Default::default(),
             answers: Default::default(),
+            answering: Default::default(),
+            answers_made: Default::default(),
+            claims: Default::default(),
             reputations,
             beats: Default::default(),
             ad_beats: Default::default(),
@@ -166,7 +182,7 @@ impl Registry {
         let Some(info) = self.index.get(&id.to_string(), now) else {
             return Ok(None);
         };
-        let claims = self.store.claims_of(&[id]).await?;
+        let claims = self.claims.of(&self.store, &[id]).await?;
         Ok(Some(self.reputed(claimed(info, &claims), now)))
     }
 
@@ -194,7 +210,7 @@ impl Registry {
             .filter_map(|id| self.index.get(&id.to_string(), now))
             .collect();
         let listed: Vec<NodeId> = found.iter().map(|n| n.peer_id).collect();
-        let claims = self.store.claims_of(&listed).await?;
+        let claims = self.claims.of(&self.store, &listed).await?;
         Ok(found
             .into_iter()
             .map(|n| self.reputed(claimed(n, &claims), now))
@@ -261,6 +277,7 @@ impl Registry {
     /// the same answer again while no node changed what it offers, for at
     /// most a second. (A node's load and last beat change all the time:
     /// a list that waits for none of them to change would never be kept.)
+    /// Asked many times at once, a query is answered once.
     pub(crate) async fn list_json(
         &self,
         raw: &str,
@@ -277,7 +294,21 @@ impl Registry {
         if let Some(hit) = kept(&self.answers.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(hit);
         }
+        // One answer made at a time per query: the others wait and send it.
+        let gate = {
+            let mut answering = self.answering.lock().unwrap_or_else(|e| e.into_inner());
+            if answering.len() >= ANSWERS_KEPT {
+                answering.retain(|_, gate| std::sync::Arc::strong_count(gate) > 1);
+            }
+            answering.entry(raw.to_owned()).or_default().clone()
+        };
+        let _turn = gate.lock().await;
+        if let Some(hit) = kept(&self.answers.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(hit);
+        }
         let list = self.list(q, now).await?;
+        self.answers_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = axum::body::Bytes::from(serde_json::to_vec(&list)?);
         let etag = format!("\"{}\"", &wire::Sha256Digest::of(&body).to_string()[..32]);
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
@@ -296,6 +327,16 @@ impl Registry {
         Ok((etag, body))
     }
 
+    /// A claim or an operator's public name changed (through this
+    /// server): listings show it at once.
+    pub(crate) fn claims_changed(&self) {
+        self.claims.changed();
+        self.answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// A page of the nodes that `q` selects.
     pub(crate) async fn list(
         &self,
@@ -309,7 +350,7 @@ impl Registry {
                 .list(q, after.as_ref(), limit, now, &|id| scores.get(id, now).0)
         };
         let ids: Vec<NodeId> = list.nodes.iter().map(|n| n.peer_id).collect();
-        let claims = self.store.claims_of(&ids).await?;
+        let claims = self.claims.of(&self.store, &ids).await?;
         list.nodes = list
             .nodes
             .into_iter()
@@ -446,6 +487,53 @@ mod tests {
         }
         let some = registry.nodes(&ids[..2], now).await.unwrap();
         assert_eq!(some.iter().filter(|n| n.claimed).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_same_query_asked_at_once_is_answered_once_and_claims_are_kept_until_they_change() {
+        let registry = registry("single-flight").await;
+        let now = UnixMillis::now();
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        registry
+            .register(&registration(id, now), now)
+            .await
+            .unwrap();
+        let q = NodeQuery::default();
+        let answers =
+            futures::future::join_all((0..16).map(|_| registry.list_json("limit=5", &q, now)))
+                .await;
+        let tags: std::collections::BTreeSet<String> =
+            answers.into_iter().map(|a| a.unwrap().0).collect();
+        assert_eq!(tags.len(), 1);
+        assert_eq!(
+            registry
+                .answers_made
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "sixteen at once, one answer made"
+        );
+        // The node's claim, as read, is kept: one written behind this
+        // server's back (by another server) shows once it is read again...
+        assert!(!registry.get(id, now).await.unwrap().unwrap().claimed);
+        registry
+            .store
+            .db()
+            .rows::<serde_json::Value>(
+                "CREATE type::record('claim', $id) CONTENT { peer_id: $id, account: 'nobody', token_id: 't', enrolled_at: 0 }",
+                serde_json::json!({ "id": id.to_string() }),
+                0,
+            )
+            .await
+            .unwrap();
+        assert!(!registry.get(id, now).await.unwrap().unwrap().claimed);
+        // ...and one made through this server shows at once, in every
+        // listing.
+        registry.claims_changed();
+        assert!(registry.get(id, now).await.unwrap().unwrap().claimed);
+        let (_, body) = registry.list_json("limit=5", &q, now).await.unwrap();
+        let list: NodeList = serde_json::from_slice(&body).unwrap();
+        assert!(list.nodes[0].claimed);
     }
 
     #[tokio::test]

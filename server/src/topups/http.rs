@@ -40,7 +40,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 201, description = "The top-up, pending: its invoice to pay.", body = Topup),
         (status = 400, description = "An amount out of range or not whole satoshis.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
         (status = 403, description = "An API key without the `billing` scope, or a request from another site (CSRF).", body = ErrorBody),
         (status = 413, description = "A body over 2 MiB.", body = ErrorBody),
         (status = 415, description = "Not JSON.", body = ErrorBody),
@@ -84,8 +84,8 @@ struct TopupList {
     responses(
         (status = 200, description = "The top-ups.", body = TopupList),
         (status = 400, description = "A `limit` out of range, or a query that is not understood.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::NoBilling,
     ),
     security(("session" = []), ("api_key" = [])),
 )]
@@ -114,8 +114,8 @@ async fn list(
     responses(
         (status = 200, description = "The top-up.", body = Topup),
         (status = 400, description = "A `wait_secs` over 60, or a query that is not understood.", body = ErrorBody),
-        (status = 401, description = "Not signed in: no credentials, a session that has expired, or an unknown or revoked API key.", body = ErrorBody),
-        (status = 403, description = "An API key without the `billing` scope.", body = ErrorBody),
+        crate::openapi::NotSignedIn,
+        crate::openapi::NoBilling,
         (status = 404, description = "No top-up of the account has this id.", body = ErrorBody),
     ),
     security(("session" = []), ("api_key" = [])),
