@@ -99,6 +99,10 @@ fn says_the_same(entry: &Entry, ad: &CapabilityAd) -> bool {
         && entry.availability == ad.availability
 }
 
+/// A peer id as text, shared by the maps that name the node (one copy
+/// per node, not one per map and model).
+type Id = Arc<str>;
+
 #[derive(Default)]
 struct Inner {
     /// Goes up whenever what a node offers or is changes (not when it
@@ -106,12 +110,12 @@ struct Inner {
     /// while it stays.
     generation: u64,
     /// By peer id as text: the order of `GET /nodes` pages.
-    nodes: BTreeMap<String, Arc<Entry>>,
+    nodes: BTreeMap<Id, Arc<Entry>>,
     /// Model name or content hash (as text) → the nodes offering it.
-    by_model: HashMap<String, BTreeSet<String>>,
+    by_model: HashMap<String, BTreeSet<Id>>,
     /// The same, cheapest first: a job's choice reads a model's nodes in
     /// price order and stops once no dearer one could win.
-    by_price: HashMap<String, BTreeSet<(MilliSats, String)>>,
+    by_price: HashMap<String, BTreeSet<(MilliSats, Id)>>,
     /// Nodes caught answering wrong, by peer id as text: their entries
     /// say so whatever their rows say.
     banned: HashMap<String, BanSummary>,
@@ -142,7 +146,7 @@ impl Inner {
                     }
                 }
                 if let Some(set) = self.by_price.get_mut(&key) {
-                    set.remove(&(price, id.to_owned()));
+                    set.remove(&(price, Id::from(id)));
                     if set.is_empty() {
                         self.by_price.remove(&key);
                     }
@@ -186,10 +190,10 @@ impl Index {
         let mut last_signed = row.last_signed();
         let mut last_ad_seq = row.last_ad_seq();
         let (mut info, availability) = row.into_parts();
-        let id = info.peer_id.to_string();
+        let id = Id::from(info.peer_id.to_string());
         let keys = Inner::model_keys(&info);
         let mut inner = self.write();
-        let (moved, changed) = match inner.nodes.get(&id) {
+        let (moved, changed) = match inner.nodes.get(&*id) {
             Some(old) => {
                 if old.info.reach.checked_at > info.reach.checked_at {
                     info.reach = old.info.reach.clone();
@@ -210,7 +214,7 @@ impl Index {
         if moved {
             info.reach = NodeReach::default();
         }
-        info.banned = inner.banned.get(&id).cloned();
+        info.banned = inner.banned.get(&*id).cloned();
         if changed {
             inner.generation += 1;
         }
@@ -269,7 +273,7 @@ impl Index {
     /// latest already said, with another load.
     pub(super) fn ad(&self, ad: &CapabilityAd, now: UnixMillis) -> Beat {
         let mut inner = self.write();
-        let Some(entry) = inner.nodes.get_mut(&ad.node_id.to_string()) else {
+        let Some(entry) = inner.nodes.get_mut(ad.node_id.to_string().as_str()) else {
             return Beat::ToStore;
         };
         if entry.last_ad_seq.is_some_and(|seq| ad.seq <= seq) {
@@ -297,7 +301,7 @@ impl Index {
     /// the newest signed message and ad, the load of whichever was heard
     /// last. Nodes not held are left to their rows.
     pub(super) fn logged(&self, beat: Option<&StoredBeat>, ad: Option<&StoredAd>) {
-        let Some(id) = beat.map(|b| &b.id).or(ad.map(|a| &a.id)) else {
+        let Some(id) = beat.map(|b| b.id.as_str()).or(ad.map(|a| a.id.as_str())) else {
             return;
         };
         let mut inner = self.write();
@@ -411,7 +415,7 @@ impl Index {
             .nodes
             .iter()
             .filter(|(_, e)| e.info.last_seen < cutoff)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_string())
             .collect()
     }
 
@@ -462,7 +466,7 @@ impl Index {
         }
         let inner = self.read();
         let from = match after {
-            Some(Cursor::Peer(a)) => Excluded(a.clone()),
+            Some(Cursor::Peer(a)) => Excluded(a.as_str()),
             _ => Unbounded,
         };
         let mut page = Vec::with_capacity(limit.min(64));
@@ -484,7 +488,7 @@ impl Index {
         match q.model.as_deref() {
             Some(model) => {
                 if let Some(ids) = inner.by_model.get(model) {
-                    for id in ids.range((from, Unbounded)) {
+                    for id in ids.range::<str, _>((from, Unbounded)) {
                         if let Some(entry) = inner.nodes.get(id) {
                             if !take(entry) {
                                 break;
@@ -494,7 +498,11 @@ impl Index {
                 }
             }
             None => {
-                for entry in inner.nodes.range((from, Unbounded)).map(|(_, e)| e) {
+                for entry in inner
+                    .nodes
+                    .range::<str, _>((from, Unbounded))
+                    .map(|(_, e)| e)
+                {
                     if !take(entry) {
                         break;
                     }
@@ -527,7 +535,7 @@ impl Index {
             Some(Cursor::Ranked(s, peer)) => Some((Reverse(*s), peer.as_str())),
             _ => None,
         };
-        let selected: Vec<(&String, &Arc<Entry>)> = match q.model.as_deref() {
+        let selected: Vec<(&Id, &Arc<Entry>)> = match q.model.as_deref() {
             Some(model) => inner
                 .by_model
                 .get(model)
@@ -546,7 +554,7 @@ impl Index {
             if q.min_reputation.is_some_and(|min| s < min) {
                 continue;
             }
-            let key = (Reverse(s), id.as_str());
+            let key = (Reverse(s), &**id);
             if after.is_none_or(|a| key > a) {
                 hits.push((key, entry));
             }
@@ -609,7 +617,7 @@ impl Index {
         // The best `keep`, by the choice's own order: reached before not
         // yet dialled, then the price weighed by reputation (see
         // `reputation::evidence`), least busy, freshest.
-        type Key<'a> = (bool, u64, u32, std::cmp::Reverse<UnixMillis>, &'a String);
+        type Key<'a> = (bool, u64, u32, std::cmp::Reverse<UnixMillis>, &'a Id);
         let mut best: Vec<(Key<'_>, &Entry)> = Vec::with_capacity(keep + 1);
         let by_price = inner.by_price.get(model).into_iter().flatten();
         for (price, id) in by_price {
