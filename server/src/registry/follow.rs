@@ -10,38 +10,48 @@ use wire::UnixMillis;
 use super::Registry;
 
 impl Registry {
-    /// Runs until the network stops.
+    /// Runs until the network stops. Silent nodes are swept by a task of
+    /// its own (a sweep writes and folds the heartbeat log first, which
+    /// takes seconds at 100 000 nodes: ads must not wait on it).
     pub(crate) async fn follow_network(self, network: p2p::Client, retention: Duration) {
         let mut events = network.subscribe();
+        let sweeper = tokio::spawn(self.clone().sweep_forever(retention));
+        loop {
+            match events.recv().await {
+                Ok(p2p::NetworkEvent::AdAccepted { ad, .. }) => {
+                    match self.ingest_ad(&ad.ad, UnixMillis::now()).await {
+                        Ok(true) => {
+                            tracing::debug!(node = %ad.ad.node_id, seq = ad.ad.seq, "ad stored")
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not store an ad"),
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "registry fell behind the network's ads");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        sweeper.abort();
+    }
+
+    /// Forgets nodes silent for longer than `retention`, every tenth of
+    /// it (200 ms to a minute), for ever.
+    async fn sweep_forever(self, retention: Duration) {
         let sweep_every =
             (retention / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                event = events.recv() => match event {
-                    Ok(p2p::NetworkEvent::AdAccepted { ad, .. }) => {
-                        match self.ingest_ad(&ad.ad, UnixMillis::now()).await {
-                            Ok(true) => tracing::debug!(node = %ad.ad.node_id, seq = ad.ad.seq, "ad stored"),
-                            Ok(false) => {}
-                            Err(e) => tracing::warn!(error = %e, "could not store an ad"),
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "registry fell behind the network's ads");
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                },
-                _ = sweep.tick() => {
-                    let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-                    let cutoff = UnixMillis(UnixMillis::now().0.saturating_sub(ms));
-                    match self.forget_silent(cutoff).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(nodes = n, "forgot silent nodes"),
-                        Err(e) => tracing::warn!(error = %e, "could not sweep silent nodes"),
-                    }
-                }
+            sweep.tick().await;
+            let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+            let cutoff = UnixMillis(UnixMillis::now().0.saturating_sub(ms));
+            match self.forget_silent(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(nodes = n, "forgot silent nodes"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep silent nodes"),
             }
         }
     }

@@ -340,6 +340,12 @@ impl Index {
         self.read().nodes.get(id).map(|e| e.last_signed)
     }
 
+    /// Something answers show changed outside the index (a claim):
+    /// answers made before are not sent again.
+    pub(super) fn changed(&self) {
+        self.write().generation += 1;
+    }
+
     /// See `Inner::generation`.
     pub(super) fn generation(&self) -> u64 {
         self.read().generation

@@ -12,7 +12,7 @@ use wire::registry::{Heartbeat, NodeInfo, Registration};
 use wire::{NodeId, SignedEnvelope, UnixMillis};
 
 use super::store::{Beat, Logged, StoredAd, StoredBeat};
-use super::{index, query, Registry, RegistryError, BEAT_WRITES, FOLD_EVERY};
+use super::{index, query, Registry, RegistryError, BEAT_WRITES, FOLD_EVERY, FOLD_LAG_MS};
 
 /// Beats and ads logged and not folded into `live` yet: the latest of
 /// each node, and the newest of this server's log records they came from.
@@ -81,10 +81,16 @@ impl Registry {
                 unfolded.upto,
             )
         };
-        if beats.is_empty() && ads.is_empty() {
+        let folded = beats.len() + ads.len();
+        if folded == 0 {
+            // Records folded before, still kept for followers, go now.
+            if upto.0 > 0 {
+                self.store
+                    .drop_log(&self.server, upto, UnixMillis::now())
+                    .await?;
+            }
             return Ok(0);
         }
-        let folded = beats.len() + ads.len();
         let ads_written = {
             let ads: Vec<StoredAd> = ads.values().cloned().collect();
             self.store.write_ad_beats(&ads).await
@@ -339,10 +345,15 @@ impl Registry {
 
     /// Forgets nodes not heard from since `cutoff`. Returns how many.
     pub(crate) async fn forget_silent(&self, cutoff: UnixMillis) -> Result<usize, RegistryError> {
-        // What this server heard is in the table first.
+        // What this server heard is in the table first; what others heard
+        // may be in their logs for up to a fold's interval: the table
+        // forgets a node only once it is silent that much longer.
         self.write_beats().await?;
         self.fold_log().await?;
-        let mut gone = self.store.forget_silent(cutoff).await?;
+        let mut gone = self
+            .store
+            .forget_silent(UnixMillis(cutoff.0.saturating_sub(FOLD_LAG_MS)))
+            .await?;
         // Deleted by another server sharing the database, or heard from
         // only in memory: silent here too.
         gone.extend(self.index.silent_since(cutoff));

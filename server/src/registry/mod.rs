@@ -103,6 +103,10 @@ pub(super) const BEAT_WRITES: std::time::Duration = std::time::Duration::from_se
 /// How often the log is folded into the nodes' `live` rows (in log
 /// writes), besides before every sweep of silent nodes.
 pub(super) const FOLD_EVERY: u32 = 30;
+/// How long a beat may wait in another server's log before it is folded
+/// into `live` (a fold's interval and a margin): the table forgets a node
+/// only once it has been silent this much longer than the retention.
+pub(super) const FOLD_LAG_MS: u64 = 40_000;
 
 /// A `GET /nodes` answer as sent: good while the index's generation is
 /// the same, for at most [`ANSWER_TTL`].
@@ -331,6 +335,8 @@ impl Registry {
     /// server): listings show it at once.
     pub(crate) fn claims_changed(&self) {
         self.claims.changed();
+        // Answers being made meanwhile are not kept either.
+        self.index.changed();
         self.answers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -747,16 +753,87 @@ mod tests {
         assert_eq!((seen.last_seen, seen.active_jobs), (later, 2));
         // Folded by the server that logged it (every half minute).
         assert_eq!(here.fold_log().await.unwrap(), 1);
-        // Silent since its row was written but not since its beat: kept.
-        assert_eq!(there.forget_silent(UnixMillis(now.0 + 1)).await.unwrap(), 0);
+        // The table keeps a node silent since its row was written but not
+        // since its beat (this server's view forgets it, as its own index
+        // says)...
+        let lag = FOLD_LAG_MS;
+        there
+            .forget_silent(UnixMillis(now.0 + 1 + lag))
+            .await
+            .unwrap();
         assert!(!stored_live(&here, id).await.is_null());
-        // Silent since both: gone, row and liveness.
-        assert_eq!(
-            there.forget_silent(UnixMillis(later.0 + 1)).await.unwrap(),
-            1
-        );
+        assert_eq!(here.store.all().await.unwrap().len(), 1);
+        // ...and forgets it, row and liveness, once silent since both.
+        there
+            .forget_silent(UnixMillis(later.0 + 1 + lag))
+            .await
+            .unwrap();
         assert!(stored_live(&here, id).await.is_null());
         assert!(here.store.all().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fold_keeps_the_load_heard_last_whichever_kind_came_first() {
+        let registry = registry("fold-order").await;
+        let key = p2p::Keypair::generate_ed25519();
+        let id = NodeId::from(key.public().to_peer_id());
+        let now = UnixMillis::now();
+        assert!(registry
+            .ingest_ad(&ad(&key, 1, now, 30_000), now)
+            .await
+            .unwrap());
+        // A beat, then a load-only ad heard later: one fold writes both.
+        let beat = Heartbeat {
+            node_id: id,
+            timestamp: UnixMillis(now.0 + 1),
+            active_jobs: 7,
+            accepting_jobs: true,
+        };
+        let beat_at = UnixMillis(now.0 + 1_000);
+        registry
+            .heartbeat_signed(&SignedEnvelope::seal(&key, &beat).unwrap(), beat_at)
+            .await
+            .unwrap();
+        let mut busy = ad(&key, 2, now, 30_000);
+        busy.load.active_jobs = 2;
+        busy.load.queued_jobs = 5;
+        let ad_at = UnixMillis(now.0 + 2_000);
+        assert!(registry.ingest_ad(&busy, ad_at).await.unwrap());
+        assert_eq!(registry.write_beats().await.unwrap(), 2);
+        assert_eq!(registry.fold_log().await.unwrap(), 2);
+        let live = stored_live(&registry, id).await;
+        assert_eq!(live["last_seen"], ad_at.0);
+        assert_eq!(
+            (live["active_jobs"].as_u64(), live["queued_jobs"].as_u64()),
+            (Some(2), Some(5))
+        );
+        assert_eq!(live["last_signed"], now.0 + 1);
+        // The other way round: the beat heard last wins the load.
+        let later_beat = Heartbeat {
+            node_id: id,
+            timestamp: UnixMillis(now.0 + 2),
+            active_jobs: 9,
+            accepting_jobs: true,
+        };
+        let mut older_ad = ad(&key, 3, now, 30_000);
+        older_ad.load.active_jobs = 1;
+        assert!(registry
+            .ingest_ad(&older_ad, UnixMillis(now.0 + 3_000))
+            .await
+            .unwrap());
+        registry
+            .heartbeat_signed(
+                &SignedEnvelope::seal(&key, &later_beat).unwrap(),
+                UnixMillis(now.0 + 4_000),
+            )
+            .await
+            .unwrap();
+        registry.write_beats().await.unwrap();
+        registry.fold_log().await.unwrap();
+        let live = stored_live(&registry, id).await;
+        assert_eq!(live["last_seen"], now.0 + 4_000);
+        assert_eq!(live["active_jobs"], 9);
+        assert_eq!(live["last_ad_seq"], 3);
     }
 
     #[tokio::test]

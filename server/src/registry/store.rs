@@ -515,8 +515,9 @@ impl NodeStore {
     }
 
     /// Writes heartbeats taken in memory (see `Registry::heartbeat_signed`):
-    /// each node's liveness, load and replay guard into its `live` row
-    /// (not its node row), unless a newer beat was written there meanwhile.
+    /// each node's replay guard into its `live` row (not its node row),
+    /// unless a newer beat was written there meanwhile, and its liveness
+    /// and load unless something heard later (an ad) is there already.
     /// One statement per batch.
     pub(super) async fn write_beats(&self, beats: &[StoredBeat]) -> Result<(), DbError> {
         for batch in beats.chunks(1000) {
@@ -524,7 +525,9 @@ impl NodeStore {
                 .transact::<serde_json::Value>(
                     "FOR $b IN $beats { \
                        UPSERT type::record('live', $b.id) \
-                       SET last_seen = $b.seen, last_signed = $b.signed, active_jobs = $b.active \
+                       SET active_jobs = IF $b.seen >= (last_seen ?? 0) THEN $b.active ELSE active_jobs END, \
+                           last_seen = math::max([last_seen ?? 0, $b.seen]), \
+                           last_signed = $b.signed \
                        WHERE last_signed IS NONE OR last_signed < $b.signed RETURN NONE; \
                      };",
                     json!({ "beats": batch }),
@@ -536,16 +539,20 @@ impl NodeStore {
     }
 
     /// Writes ads taken in memory (see `Registry::ingest_ad`): each node's
-    /// liveness, load and newest ad into its `live` row, unless a newer ad
-    /// was written there meanwhile. One statement per batch.
+    /// newest ad into its `live` row, unless a newer ad was written there
+    /// meanwhile, and its liveness and load unless something heard later (a
+    /// beat) is there already. One statement per batch.
     pub(super) async fn write_ad_beats(&self, ads: &[StoredAd]) -> Result<(), DbError> {
         for batch in ads.chunks(1000) {
             self.db
                 .transact::<serde_json::Value>(
                     "FOR $a IN $ads { \
                        UPSERT type::record('live', $a.id) \
-                       SET last_seen = $a.seen, last_ad_seq = $a.seq, active_jobs = $a.active, \
-                           queued_jobs = $a.queued, top_bid_msat = $a.top_bid \
+                       SET active_jobs = IF $a.seen >= (last_seen ?? 0) THEN $a.active ELSE active_jobs END, \
+                           queued_jobs = IF $a.seen >= (last_seen ?? 0) THEN $a.queued ELSE queued_jobs END, \
+                           top_bid_msat = IF $a.seen >= (last_seen ?? 0) THEN $a.top_bid ELSE top_bid_msat END, \
+                           last_seen = math::max([last_seen ?? 0, $a.seen]), \
+                           last_ad_seq = $a.seq \
                        WHERE last_ad_seq IS NONE OR last_ad_seq < $a.seq RETURN NONE; \
                      };",
                     json!({ "ads": batch }),
@@ -714,8 +721,14 @@ impl NodeStore {
             .transact(
                 "DELETE node WHERE last_seen < $cutoff \
                    AND (type::record('live', peer_id).last_seen ?? 0) < $cutoff \
-                 RETURN BEFORE; \
-                 DELETE live WHERE last_seen < $cutoff RETURN NONE;",
+                 RETURN BEFORE",
+                json!({ "cutoff": cutoff }),
+                0,
+            )
+            .await?;
+        self.db
+            .transact::<serde_json::Value>(
+                "DELETE live WHERE last_seen < $cutoff RETURN NONE",
                 json!({ "cutoff": cutoff }),
                 0,
             )
