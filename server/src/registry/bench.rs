@@ -157,7 +157,7 @@ pub async fn beat_writes(nodes: Vec<NodeInfo>, dir: &std::path::Path) -> (f64, f
     for round in 1..=2 {
         let beats = beats(round);
         let started = Instant::now();
-        store.write_beats(&beats).await.expect("beats written");
+        store.fold_beats(&beats).await.expect("beats written");
         live = nodes.len() as f64 / started.elapsed().as_secs_f64();
     }
     let mut whole = 0.0;

@@ -93,12 +93,12 @@ impl Registry {
         }
         let ads_written = {
             let ads: Vec<StoredAd> = ads.values().cloned().collect();
-            self.store.write_ad_beats(&ads).await
+            self.store.fold_ads(&ads).await
         };
         let written = match ads_written {
             Ok(()) => {
                 let beats: Vec<StoredBeat> = beats.values().cloned().collect();
-                self.store.write_beats(&beats).await
+                self.store.fold_beats(&beats).await
             }
             Err(e) => Err(e),
         };

@@ -21,6 +21,7 @@ mod follow;
 mod http;
 mod index;
 mod ingest;
+mod listing;
 mod query;
 mod reach;
 mod store;
@@ -30,7 +31,7 @@ pub(crate) use query::check_fresh;
 
 use std::collections::HashMap;
 
-use wire::registry::{NodeInfo, NodeList, NodeQuery};
+use wire::registry::NodeInfo;
 use wire::{NodeId, SigningError, UnixMillis};
 
 use crate::db::{Db, DbError};
@@ -69,11 +70,11 @@ pub(crate) struct Registry {
     /// Nodes to dial (see `reach`), once that task runs.
     probes: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<NodeId>>>,
     /// `GET /nodes` answers, by query string (see [`Registry::list_json`]).
-    answers: std::sync::Arc<std::sync::Mutex<HashMap<String, Answer>>>,
+    answers: std::sync::Arc<std::sync::Mutex<HashMap<String, listing::Answer>>>,
     /// The queries being answered now, each behind its own lock: the same
     /// query asked meanwhile waits for that answer instead of making it
     /// again.
-    answering: std::sync::Arc<std::sync::Mutex<HashMap<String, Gate>>>,
+    answering: std::sync::Arc<std::sync::Mutex<HashMap<String, listing::Gate>>>,
     /// How many `GET /nodes` answers were made (not sent again).
     answers_made: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Nodes' claims as read lately.
@@ -95,9 +96,6 @@ pub(crate) struct Registry {
     bans: bans::Bans,
 }
 
-/// The turn to make one query's answer.
-type Gate = std::sync::Arc<tokio::sync::Mutex<()>>;
-
 /// How often heartbeats taken in memory are logged.
 pub(super) const BEAT_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often the log is folded into the nodes' `live` rows (in log
@@ -107,22 +105,6 @@ pub(super) const FOLD_EVERY: u32 = 30;
 /// into `live` (a fold's interval and a margin): the table forgets a node
 /// only once it has been silent this much longer than the retention.
 pub(super) const FOLD_LAG_MS: u64 = 40_000;
-
-/// A `GET /nodes` answer as sent: good while the index's generation is
-/// the same, for at most [`ANSWER_TTL`].
-struct Answer {
-    generation: u64,
-    at: std::time::Instant,
-    etag: String,
-    body: axum::body::Bytes,
-}
-
-/// How long a `GET /nodes` answer is sent again unchanged while no node
-/// changed what it offers (its liveness and load may be this old; the
-/// answer says `max-age=2`).
-const ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-/// Answers kept at most (distinct queries); then they start again.
-const ANSWERS_KEPT: usize = 1024;
 
 impl Registry {
     /// The registry over `db`'s `node` table, read into memory, with the
@@ -276,94 +258,6 @@ impl Registry {
         }
         found.into_iter().map(|n| self.reputed(n, now)).collect()
     }
-
-    /// `GET /nodes?{raw}`: the JSON of [`Registry::list`] and its ETag,
-    /// the same answer again while no node changed what it offers, for at
-    /// most a second. (A node's load and last beat change all the time:
-    /// a list that waits for none of them to change would never be kept.)
-    /// Asked many times at once, a query is answered once.
-    pub(crate) async fn list_json(
-        &self,
-        raw: &str,
-        q: &NodeQuery,
-        now: UnixMillis,
-    ) -> Result<(String, axum::body::Bytes), RegistryError> {
-        let generation = self.index.generation();
-        let kept = |answers: &HashMap<String, Answer>| {
-            answers
-                .get(raw)
-                .filter(|a| a.generation == generation && a.at.elapsed() < ANSWER_TTL)
-                .map(|a| (a.etag.clone(), a.body.clone()))
-        };
-        if let Some(hit) = kept(&self.answers.lock().unwrap_or_else(|e| e.into_inner())) {
-            return Ok(hit);
-        }
-        // One answer made at a time per query: the others wait and send it.
-        let gate = {
-            let mut answering = self.answering.lock().unwrap_or_else(|e| e.into_inner());
-            if answering.len() >= ANSWERS_KEPT {
-                answering.retain(|_, gate| std::sync::Arc::strong_count(gate) > 1);
-            }
-            answering.entry(raw.to_owned()).or_default().clone()
-        };
-        let _turn = gate.lock().await;
-        if let Some(hit) = kept(&self.answers.lock().unwrap_or_else(|e| e.into_inner())) {
-            return Ok(hit);
-        }
-        let list = self.list(q, now).await?;
-        self.answers_made
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let body = axum::body::Bytes::from(serde_json::to_vec(&list)?);
-        let etag = format!("\"{}\"", &wire::Sha256Digest::of(&body).to_string()[..32]);
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        if answers.len() >= ANSWERS_KEPT {
-            answers.clear();
-        }
-        answers.insert(
-            raw.to_owned(),
-            Answer {
-                generation,
-                at: std::time::Instant::now(),
-                etag: etag.clone(),
-                body: body.clone(),
-            },
-        );
-        Ok((etag, body))
-    }
-
-    /// A claim or an operator's public name changed (through this
-    /// server): listings show it at once.
-    pub(crate) fn claims_changed(&self) {
-        self.claims.changed();
-        // Answers being made meanwhile are not kept either.
-        self.index.changed();
-        self.answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    /// A page of the nodes that `q` selects.
-    pub(crate) async fn list(
-        &self,
-        q: &NodeQuery,
-        now: UnixMillis,
-    ) -> Result<NodeList, RegistryError> {
-        let (limit, after) = query::page_of(q)?;
-        let mut list = {
-            let scores = self.reputations.scores();
-            self.index
-                .list(q, after.as_ref(), limit, now, &|id| scores.get(id, now).0)
-        };
-        let ids: Vec<NodeId> = list.nodes.iter().map(|n| n.peer_id).collect();
-        let claims = self.claims.of(&self.store, &ids).await?;
-        list.nodes = list
-            .nodes
-            .into_iter()
-            .map(|n| self.reputed(claimed(n, &claims), now))
-            .collect();
-        Ok(list)
-    }
 }
 
 /// `info`, marked claimed (with its operator's public name) if `claims`
@@ -384,7 +278,7 @@ mod tests {
     use super::*;
     use testkit::fixtures::{ad, hardware, offer};
     use wire::registry::Task;
-    use wire::registry::{Heartbeat, Registration};
+    use wire::registry::{Heartbeat, NodeList, NodeQuery, Registration};
     use wire::SignedEnvelope;
 
     async fn registry(tag: &str) -> Registry {
@@ -396,29 +290,15 @@ mod tests {
         .unwrap()
     }
 
-    /// The node's row as the table holds it.
-    async fn stored_row(registry: &Registry, id: NodeId) -> serde_json::Value {
+    /// The node's row in `table` (`node` or `live`) as it is stored; null
+    /// if there is none.
+    async fn stored(registry: &Registry, table: &str, id: NodeId) -> serde_json::Value {
         let rows: Vec<serde_json::Value> = registry
             .store
             .db()
             .rows(
-                "SELECT * OMIT id FROM type::record('node', $id)",
-                serde_json::json!({ "id": id.to_string() }),
-                0,
-            )
-            .await
-            .unwrap();
-        rows[0].clone()
-    }
-
-    /// The node's `live` row (null if none).
-    async fn stored_live(registry: &Registry, id: NodeId) -> serde_json::Value {
-        let rows: Vec<serde_json::Value> = registry
-            .store
-            .db()
-            .rows(
-                "SELECT * OMIT id FROM type::record('live', $id)",
-                serde_json::json!({ "id": id.to_string() }),
+                "SELECT * OMIT id FROM type::record($table, $id)",
+                serde_json::json!({ "table": table, "id": id.to_string() }),
                 0,
             )
             .await
@@ -597,7 +477,7 @@ mod tests {
             .register(&registration(id, now), now)
             .await
             .unwrap();
-        let stored_seen = |registry: Registry| async move { stored_row(&registry, id).await };
+        let stored_seen = |registry: Registry| async move { stored(&registry, "node", id).await };
         let beat = |at: u64, active: u32| {
             let beat = Heartbeat {
                 node_id: id,
@@ -644,7 +524,7 @@ mod tests {
             (&row["last_seen"], &row["last_signed"]),
             (&now.0.into(), &now.0.into())
         );
-        assert!(stored_live(&registry, id).await.is_null());
+        assert!(stored(&registry, "live", id).await.is_null());
         // A server that opens the table (a restart, or another server on
         // the same database) lists the node as its latest beat said, and
         // refuses the beat again, or an older one, from the log and then
@@ -652,7 +532,7 @@ mod tests {
         for folded in [false, true] {
             if folded {
                 assert_eq!(registry.fold_log().await.unwrap(), 1);
-                let live = stored_live(&registry, id).await;
+                let live = stored(&registry, "live", id).await;
                 assert_eq!(live["last_seen"], later.0);
                 assert_eq!(live["last_signed"], now.0 + 20);
                 assert_eq!(live["active_jobs"], 4);
@@ -746,7 +626,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(here.write_beats().await.unwrap(), 1);
-        assert!(stored_live(&here, id).await.is_null());
+        assert!(stored(&here, "live", id).await.is_null());
         // The other server follows it from the log.
         there.catch_up(now).await.unwrap();
         let seen = there.listed(id, later).unwrap();
@@ -761,14 +641,14 @@ mod tests {
             .forget_silent(UnixMillis(now.0 + 1 + lag))
             .await
             .unwrap();
-        assert!(!stored_live(&here, id).await.is_null());
+        assert!(!stored(&here, "live", id).await.is_null());
         assert_eq!(here.store.all().await.unwrap().len(), 1);
         // ...and forgets it, row and liveness, once silent since both.
         there
             .forget_silent(UnixMillis(later.0 + 1 + lag))
             .await
             .unwrap();
-        assert!(stored_live(&here, id).await.is_null());
+        assert!(stored(&here, "live", id).await.is_null());
         assert!(here.store.all().await.unwrap().is_empty());
     }
 
@@ -801,7 +681,7 @@ mod tests {
         assert!(registry.ingest_ad(&busy, ad_at).await.unwrap());
         assert_eq!(registry.write_beats().await.unwrap(), 2);
         assert_eq!(registry.fold_log().await.unwrap(), 2);
-        let live = stored_live(&registry, id).await;
+        let live = stored(&registry, "live", id).await;
         assert_eq!(live["last_seen"], ad_at.0);
         assert_eq!(
             (live["active_jobs"].as_u64(), live["queued_jobs"].as_u64()),
@@ -830,7 +710,7 @@ mod tests {
             .unwrap();
         registry.write_beats().await.unwrap();
         registry.fold_log().await.unwrap();
-        let live = stored_live(&registry, id).await;
+        let live = stored(&registry, "live", id).await;
         assert_eq!(live["last_seen"], now.0 + 4_000);
         assert_eq!(live["active_jobs"], 9);
         assert_eq!(live["last_ad_seq"], 3);
@@ -842,29 +722,29 @@ mod tests {
         let key = p2p::Keypair::generate_ed25519();
         let id = NodeId::from(key.public().to_peer_id());
         let now = UnixMillis::now();
-        let stored = |registry: Registry| async move { stored_row(&registry, id).await };
+        let stored_row = |registry: Registry| async move { stored(&registry, "node", id).await };
         assert!(registry
             .ingest_ad(&ad(&key, 1, now, 30_000), now)
             .await
             .unwrap());
-        assert_eq!(stored(registry.clone()).await["last_ad_seq"], 1);
+        assert_eq!(stored_row(registry.clone()).await["last_ad_seq"], 1);
         // Busier, nothing else: listed at once, the row left alone.
         let mut busy = ad(&key, 2, now, 30_000);
         busy.load.queued_jobs = 4;
         assert!(registry.ingest_ad(&busy, now).await.unwrap());
         assert_eq!(registry.get(id, now).await.unwrap().unwrap().queued_jobs, 4);
-        assert_eq!(stored(registry.clone()).await["last_ad_seq"], 1);
+        assert_eq!(stored_row(registry.clone()).await["last_ad_seq"], 1);
         // The same ad again: ignored.
         assert!(!registry.ingest_ad(&busy, now).await.unwrap());
         // Written with the next batch.
         assert_eq!(registry.write_beats().await.unwrap(), 1);
         assert_eq!(registry.fold_log().await.unwrap(), 1);
-        let live = stored_live(&registry, id).await;
+        let live = stored(&registry, "live", id).await;
         assert_eq!(
             (live["last_ad_seq"].as_u64(), live["queued_jobs"].as_u64()),
             (Some(2), Some(4))
         );
-        assert_eq!(stored(registry.clone()).await["last_ad_seq"], 1);
+        assert_eq!(stored_row(registry.clone()).await["last_ad_seq"], 1);
         // The ad written is not taken again, from the table either.
         assert!(matches!(
             registry.store.ingest_ad(&busy, now).await,
@@ -874,7 +754,7 @@ mod tests {
         let mut more = ad(&key, 3, now, 30_000);
         more.models.push(offer("other", Task::Embedding, 5));
         assert!(registry.ingest_ad(&more, now).await.unwrap());
-        let row = stored(registry.clone()).await;
+        let row = stored_row(registry.clone()).await;
         assert_eq!(row["last_ad_seq"], 3);
         assert_eq!(row["models"].as_array().unwrap().len(), 2);
         assert_eq!(registry.write_beats().await.unwrap(), 0);

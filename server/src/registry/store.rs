@@ -514,12 +514,12 @@ impl NodeStore {
         Ok(())
     }
 
-    /// Writes heartbeats taken in memory (see `Registry::heartbeat_signed`):
+    /// Folds logged heartbeats (see `Registry::fold_log`):
     /// each node's replay guard into its `live` row (not its node row),
     /// unless a newer beat was written there meanwhile, and its liveness
     /// and load unless something heard later (an ad) is there already.
     /// One statement per batch.
-    pub(super) async fn write_beats(&self, beats: &[StoredBeat]) -> Result<(), DbError> {
+    pub(super) async fn fold_beats(&self, beats: &[StoredBeat]) -> Result<(), DbError> {
         for batch in beats.chunks(1000) {
             self.db
                 .transact::<serde_json::Value>(
@@ -538,11 +538,11 @@ impl NodeStore {
         Ok(())
     }
 
-    /// Writes ads taken in memory (see `Registry::ingest_ad`): each node's
+    /// Folds logged load-only ads (see `Registry::fold_log`): each node's
     /// newest ad into its `live` row, unless a newer ad was written there
     /// meanwhile, and its liveness and load unless something heard later (a
     /// beat) is there already. One statement per batch.
-    pub(super) async fn write_ad_beats(&self, ads: &[StoredAd]) -> Result<(), DbError> {
+    pub(super) async fn fold_ads(&self, ads: &[StoredAd]) -> Result<(), DbError> {
         for batch in ads.chunks(1000) {
             self.db
                 .transact::<serde_json::Value>(
