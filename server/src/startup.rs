@@ -255,7 +255,7 @@ impl Application {
                     .clamp(Duration::from_secs(5), Duration::from_secs(60)),
             ),
         );
-        let state = AppState {
+        let state = AppState(Arc::new(crate::Services {
             jobs,
             ledger,
             topups,
@@ -271,7 +271,7 @@ impl Application {
                 .site_pkg_dir(crate::site::pkg_dir(&config.site_root))
                 .site_addr(listen_addr)
                 .build(),
-        };
+        }));
         let metrics_addr = match config.metrics_addr {
             Some(addr) => Some(
                 crate::metrics::serve(addr, state.clone())
