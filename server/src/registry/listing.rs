@@ -1,9 +1,8 @@
 //! `GET /nodes`: a page of the nodes a query selects, from the index,
 //! with their claims and reputation; each answer kept a second while no
-//! node changed what it offers, and made once however many ask for it at
-//! the same moment.
-
-use std::collections::HashMap;
+//! node changed what it offers (then sent a few seconds more while a
+//! fresh one is made in the background), and made once however many ask
+//! for it at the same moment.
 
 use wire::registry::{NodeList, NodeQuery};
 use wire::{NodeId, UnixMillis};
@@ -12,6 +11,16 @@ use super::{claimed, query, Registry, RegistryError};
 
 /// The turn to make one query's answer.
 pub(super) type Gate = std::sync::Arc<tokio::sync::Mutex<()>>;
+
+/// How fresh the kept answer to a query is.
+enum Kept {
+    /// Good to send.
+    Fresh((String, axum::body::Bytes)),
+    /// Past [`ANSWER_TTL`], within [`ANSWER_STALE`], no node changed.
+    Stale((String, axum::body::Bytes)),
+    /// None, another generation's, or too old.
+    None,
+}
 
 /// A `GET /nodes` answer as sent: good while the index's generation is
 /// the same, for at most [`ANSWER_TTL`].
@@ -26,6 +35,9 @@ pub(super) struct Answer {
 /// changed what it offers (its liveness and load may be this old; the
 /// answer says `max-age=2`).
 const ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long past [`ANSWER_TTL`] an answer is still sent while a fresh
+/// one is made in the background; older, a request waits for the new one.
+const ANSWER_STALE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Answers kept at most (distinct queries); then they start again.
 const ANSWERS_KEPT: usize = 1024;
 
@@ -42,27 +54,74 @@ impl Registry {
         now: UnixMillis,
     ) -> Result<(String, axum::body::Bytes), RegistryError> {
         let generation = self.index.generation();
-        let kept = |answers: &HashMap<String, Answer>| {
-            answers
-                .get(raw)
-                .filter(|a| a.generation == generation && a.at.elapsed() < ANSWER_TTL)
-                .map(|a| (a.etag.clone(), a.body.clone()))
-        };
-        if let Some(hit) = kept(&self.answers.lock().unwrap_or_else(|e| e.into_inner())) {
-            return Ok(hit);
+        match self.kept(raw, generation) {
+            Kept::Fresh(hit) => return Ok(hit),
+            // Only older than a second, no node changed: sent as it is
+            // while one refresh is made in the background, so that no
+            // request waits on the database (the claims' read) for
+            // liveness and load that moved a second on.
+            Kept::Stale(hit) => {
+                if let Ok(turn) = self.gate(raw).try_lock_owned() {
+                    let registry = self.clone();
+                    let (raw, q) = (raw.to_owned(), q.clone());
+                    tokio::spawn(async move {
+                        let _turn = turn;
+                        let generation = registry.index.generation();
+                        if let Kept::Fresh(_) = registry.kept(&raw, generation) {
+                            return;
+                        }
+                        if let Err(e) = registry
+                            .answer(&raw, &q, UnixMillis::now(), generation)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not refresh a /nodes answer");
+                        }
+                    });
+                }
+                return Ok(hit);
+            }
+            Kept::None => {}
         }
         // One answer made at a time per query: the others wait and send it.
-        let gate = {
-            let mut answering = self.answering.lock().unwrap_or_else(|e| e.into_inner());
-            if answering.len() >= ANSWERS_KEPT {
-                answering.retain(|_, gate| std::sync::Arc::strong_count(gate) > 1);
-            }
-            answering.entry(raw.to_owned()).or_default().clone()
-        };
+        let gate = self.gate(raw);
         let _turn = gate.lock().await;
-        if let Some(hit) = kept(&self.answers.lock().unwrap_or_else(|e| e.into_inner())) {
+        if let Kept::Fresh(hit) = self.kept(raw, generation) {
             return Ok(hit);
         }
+        self.answer(raw, q, now, generation).await
+    }
+
+    /// The kept answer to `raw`, if any, and how fresh it is.
+    fn kept(&self, raw: &str, generation: u64) -> Kept {
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(a) = answers.get(raw).filter(|a| a.generation == generation) else {
+            return Kept::None;
+        };
+        let hit = (a.etag.clone(), a.body.clone());
+        match a.at.elapsed() {
+            age if age < ANSWER_TTL => Kept::Fresh(hit),
+            age if age < ANSWER_STALE => Kept::Stale(hit),
+            _ => Kept::None,
+        }
+    }
+
+    /// The turn to make `raw`'s answer.
+    fn gate(&self, raw: &str) -> Gate {
+        let mut answering = self.answering.lock().unwrap_or_else(|e| e.into_inner());
+        if answering.len() >= ANSWERS_KEPT {
+            answering.retain(|_, gate| std::sync::Arc::strong_count(gate) > 1);
+        }
+        answering.entry(raw.to_owned()).or_default().clone()
+    }
+
+    /// Makes `raw`'s answer as of `now` and keeps it (as of `generation`).
+    async fn answer(
+        &self,
+        raw: &str,
+        q: &NodeQuery,
+        now: UnixMillis,
+        generation: u64,
+    ) -> Result<(String, axum::body::Bytes), RegistryError> {
         let list = self.list(q, now).await?;
         self.answers_made
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -82,6 +141,26 @@ impl Registry {
             },
         );
         Ok((etag, body))
+    }
+
+    /// Waits for an answer to `raw` being made now (tests).
+    #[cfg(test)]
+    pub(super) async fn answered(&self, raw: &str) {
+        let gate = self.gate(raw);
+        let _turn = gate.lock().await;
+    }
+
+    /// Makes every kept answer `by` older (tests).
+    #[cfg(test)]
+    pub(super) fn age_answers(&self, by: std::time::Duration) {
+        for a in self
+            .answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            a.at = a.at.checked_sub(by).unwrap_or(a.at);
+        }
     }
 
     /// A claim or an operator's public name changed (through this

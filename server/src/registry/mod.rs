@@ -448,6 +448,27 @@ mod tests {
             .unwrap();
         assert_eq!(registry.index.generation(), before);
         assert_eq!(registry.list_json("", &q, now).await.unwrap().0, tag);
+        // Past its second, still no change: the kept answer is sent at
+        // once and a fresh one made in the background, sent next.
+        registry.age_answers(std::time::Duration::from_millis(1_500));
+        let made = || {
+            registry
+                .answers_made
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let before = made();
+        assert_eq!(registry.list_json("", &q, now).await.unwrap().0, tag);
+        registry.answered("").await;
+        assert_eq!(made(), before + 1, "one refresh");
+        let (refreshed, refreshed_body) = registry.list_json("", &q, now).await.unwrap();
+        assert_ne!(refreshed, tag);
+        let list: NodeList = serde_json::from_slice(&refreshed_body).unwrap();
+        assert_eq!(list.nodes[0].active_jobs, 2);
+        assert_eq!(made(), before + 1, "the refresh is kept");
+        // Too old to send: answered anew before sending.
+        registry.age_answers(std::time::Duration::from_secs(10));
+        assert_eq!(registry.list_json("", &q, now).await.unwrap().0, refreshed);
+        assert_eq!(made(), before + 2);
         // Another query is another answer, read now: it has the new load,
         // which the kept one shows a second later at most.
         let other = registry.list_json("online=true", &q, now).await.unwrap();
