@@ -648,7 +648,11 @@ mod tests {
             .unwrap();
         assert_eq!(here.write_beats().await.unwrap(), 1);
         assert!(stored(&here, "live", id).await.is_null());
-        // The other server follows it from the log.
+        // The other server follows it from the log (a server following
+        // reads only the others' records).
+        let (own, others) = (Some(here.server.as_str()), Some(there.server.as_str()));
+        assert!(here.store.log_since(now, own).await.unwrap().is_empty());
+        assert_eq!(here.store.log_since(now, others).await.unwrap().len(), 1);
         there.catch_up(now).await.unwrap();
         let seen = there.listed(id, later).unwrap();
         assert_eq!((seen.last_seen, seen.active_jobs), (later, 2));

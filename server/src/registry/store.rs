@@ -462,8 +462,13 @@ impl NodeStore {
         Ok(())
     }
 
-    /// The log records written after `since` (any server's), oldest first.
-    pub(super) async fn log_since(&self, since: UnixMillis) -> Result<Vec<Logged>, DbError> {
+    /// The log records written after `since` by any server but `except`,
+    /// oldest first.
+    pub(super) async fn log_since(
+        &self,
+        since: UnixMillis,
+        except: Option<&str>,
+    ) -> Result<Vec<Logged>, DbError> {
         #[derive(Deserialize)]
         struct Row {
             at: UnixMillis,
@@ -474,8 +479,9 @@ impl NodeStore {
         let rows: Vec<Row> = self
             .db
             .rows(
-                "SELECT at, server, beats, ads FROM beat_log WHERE at > $since ORDER BY at",
-                json!({ "since": since }),
+                "SELECT at, server, beats, ads FROM beat_log \
+                 WHERE at > $since AND server != $except ORDER BY at",
+                json!({ "since": since, "except": except.unwrap_or("") }),
                 0,
             )
             .await?;
