@@ -179,6 +179,9 @@ impl std::str::FromStr for LightningBackend {
 /// What the server binary does besides serving.
 #[derive(Debug, clap::Subcommand, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Exits 0 if the server on --listen answers `GET /healthz` with 200
+    /// within 3 s, else 1 (a container's health check).
+    Healthcheck,
     /// Commands for the running server's operator, over the admin socket
     /// in its data dir (only whoever may read the data dir can use it).
     Admin {

@@ -29,6 +29,7 @@ mod web;
 pub use accounts::{LocalKeyError, SiteError};
 pub use config::{AdminCommand, Command, Config, JobRates, LightningBackend};
 pub use lightning::LightningStartError;
+pub use network::probe_health;
 pub use startup::{Application, StartupError};
 
 /// Benchmarks' entry points (`cargo bench -p server`): not an API.

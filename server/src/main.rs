@@ -26,6 +26,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(server::Command::Healthcheck) = config.command {
+        return match server::probe_health(config.listen, std::time::Duration::from_secs(3)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Some(server::Command::Admin { command }) = config.command.clone() {
         return match server::admin::client(&config.data_dir, command).await {
             Ok(answer) => {
