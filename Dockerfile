@@ -1,42 +1,64 @@
-# Multi-stage build of the server and the node with the repository's own
-# set-up scripts (no downloads outside crates.io, PyPI, npm and Debian).
-#   docker build --target server -t infernet-server .
-#   docker build --target node   -t infernet-node .
-# (Base images from a registry; issue 15 makes them from Debian's packages.)
-FROM rust:1.95-bookworm AS build
-ENV INFERNET_CACHE=/cache DEBIAN_FRONTEND=noninteractive
-RUN apt-get update -q && apt-get install -y -q --no-install-recommends \
-      python3 python3-venv mold clang pkg-config nodejs npm chromium \
-    && rm -rf /var/lib/apt/lists/*
+# Images of the server and the node, built with the repository's own
+# set-up scripts (nothing downloaded outside crates.io, PyPI, npm and
+# Debian), BuildKit required (Debian's client: DOCKER_BUILDKIT=1
+# /usr/bin/docker build):
+#
+#   docker build --target server    -t infernet-server .
+#   docker build --target node      -t infernet-node .
+#   docker build --target node-cuda -t infernet-node-cuda .   # run with --gpus all
+#
+# Base images: the official ones by default. Where no registry can be
+# reached, ./scripts/docker-base.sh makes them from Debian's packages and
+# prints the `--build-arg DEBIAN=… --build-arg RUST=…` that select them.
+# Behind a proxy that inspects TLS, give the build its CA bundle as a
+# secret (used by the downloads, never stored in an image):
+#   --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
+ARG DEBIAN=debian:bookworm-slim
+ARG RUST=rust:1.95-bookworm
+
+FROM ${RUST} AS build
+ENV DEBIAN_FRONTEND=noninteractive INFERNET_CACHE=/cache
+RUN apt-get update -q \
+ && apt-get install -y -q --no-install-recommends ca-certificates python3 python3-venv \
+      mold clang pkg-config nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN ./scripts/setup.sh \
- && . scripts/env.sh \
- && ./scripts/build-site.sh \
- && cargo build --release -p server -p node \
- && mkdir -p /out/bin \
- && cp "$CARGO_TARGET_DIR/release/server" "$CARGO_TARGET_DIR/release/infernet-node" /out/bin/ \
- && cp -R "$INFERNET_SITE_ROOT" /out/site \
- && cp -R "$INFERNET_MODELS_DIR" /out/models
+# The cache mounts keep crates, the venv with torch, the tools, the models
+# and the target directory from one build to the next: a change to the
+# code rebuilds only the workspace's crates.
+RUN --mount=type=secret,id=ca,required=false \
+    --mount=type=cache,id=infernet-cache,target=/cache \
+    --mount=type=cache,id=infernet-cargo,target=/usr/local/cargo/registry \
+    ./scripts/docker-build.sh /out
 
-FROM debian:bookworm-slim AS server
-RUN apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/bin/server /usr/local/bin/server
-COPY --from=build /out/site /srv/site
-ENV INFERNET_LISTEN=0.0.0.0:8080 INFERNET_DATA_DIR=/data INFERNET_SITE_ROOT=/srv/site
+# The server: its binary, the built site, and Python with a venv of the
+# Breez SDK for the Lightning worker (`--lightning breez`), on a root made
+# of exactly the files they load (see scripts/docker-collect.sh): no shell,
+# no package manager.
+FROM scratch AS server
+COPY --from=build /out/server/ /
+ENV PATH=/usr/local/bin:/usr/bin INFERNET_LISTEN=0.0.0.0:8080 INFERNET_DATA_DIR=/data \
+    INFERNET_SITE_ROOT=/srv/site INFERNET_BREEZ_PYTHON=/opt/breez/bin/python \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+USER 10001:10001
 VOLUME /data
 EXPOSE 8080 4001/tcp 4001/udp
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["server", "healthcheck"]
 ENTRYPOINT ["server"]
 
-# The node needs libtorch: it keeps the venv's torch/lib beside the binary.
-FROM debian:bookworm-slim AS node
-RUN apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates libgomp1 \
-    && rm -rf /var/lib/apt/lists/*
-COPY --from=build /cache/venv /opt/venv
-COPY --from=build /out/bin/infernet-node /usr/local/bin/infernet-node
-COPY --from=build /out/models /models
-ENV LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/torch/lib \
-    INFERNET_MODELS_DIR=/models INFERNET_NODE_KEY=/data/node.key
+# The node on the CPU: its binary, exactly the libraries it loads from
+# torch (not the rest of the venv), and the exported models.
+FROM ${DEBIAN} AS node
+RUN useradd --system --uid 10001 --home-dir /data --no-create-home infernet \
+ && mkdir -p /data && chown infernet /data
+COPY --from=build /out/node/ /
+ENV LD_LIBRARY_PATH=/opt/torch/lib INFERNET_MODELS_DIR=/models INFERNET_NODE_KEY=/data/node.key
+USER infernet
 VOLUME /data
 ENTRYPOINT ["infernet-node"]
+
+# The node with torch's CUDA libraries beside its own (loaded when a GPU
+# is there). Needs the NVIDIA container toolkit on the host: --gpus all.
+FROM node AS node-cuda
+COPY --from=build /out/node-cuda/ /

@@ -8,10 +8,14 @@ cd "$INFERNET_ROOT"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 mkdir -p "$INFERNET_CACHE" "$INFERNET_TOOLS/bin"
 
+# INFERNET_SETUP=build: only what building the binaries, the site and the
+# models needs (the Docker build): no browser, no test tools.
+for_tests() { [ "${INFERNET_SETUP:-all}" != build ]; }
+
 # 1. System packages: Chromium for browser tests, mold+clang for fast links,
 #    Node.js for Playwright and wasm-opt.
 need_apt=()
-command -v chromium >/dev/null || need_apt+=(chromium)
+for_tests && { command -v chromium >/dev/null || need_apt+=(chromium); }
 command -v mold >/dev/null || need_apt+=(mold)
 command -v clang >/dev/null || need_apt+=(clang)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
@@ -26,13 +30,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   source "$INFERNET_ROOT/scripts/env.sh"
 fi
 
-# 2. Rust: the wasm target and the linters.
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
-  say "adding the wasm32 target"
-  rustup target add wasm32-unknown-unknown
+# 2. Rust: the wasm target and the linters (a toolchain without rustup, as
+#    in the Docker base image, brings its own).
+if command -v rustup >/dev/null; then
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32 target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 fi
-rustup component list --installed | grep -q '^clippy' || rustup component add clippy
-rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 
 # 3. Python venv with PyTorch (the libtorch that tch links) and the MiniLM
 #    weights; pinned in scripts/requirements.txt.
@@ -58,7 +65,7 @@ fi
 # 3c. schemathesis, which tests the HTTP API against its OpenAPI document
 #     (scripts/api-check.sh).
 test_hash="$(sha256sum scripts/requirements-test.txt | cut -c1-16)"
-if [ "$(cat "$INFERNET_VENV/.requirements-test" 2>/dev/null)" != "$test_hash" ]; then
+if for_tests && [ "$(cat "$INFERNET_VENV/.requirements-test" 2>/dev/null)" != "$test_hash" ]; then
   say "installing schemathesis"
   "$INFERNET_PYTHON" -m pip install -q -r scripts/requirements-test.txt
   echo "$test_hash" > "$INFERNET_VENV/.requirements-test"
@@ -104,7 +111,9 @@ fi
 #    old) and the browser wallet's Breez SDK and QR encoder (scripts/npm), and
 #    playwright-core, which drives Debian's Chromium and downloads no browser
 #    of its own (e2e).
-for dir in scripts/npm e2e; do
+npm_dirs=(scripts/npm)
+for_tests && npm_dirs+=(e2e)
+for dir in "${npm_dirs[@]}"; do
   lock_hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
   if [ "$(cat "$dir/node_modules/.lock-hash" 2>/dev/null)" != "$lock_hash" ]; then
     say "installing npm packages in $dir"

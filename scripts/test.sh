@@ -58,4 +58,10 @@ step "browser test"
 step "interop: js-libp2p finds a node by its model's CID"
 (cd e2e && node dht-interop.mjs)
 
+# Too slow for every run on 2 cores (images built from scratch): asked for.
+if [ "${INFERNET_DOCKER_TEST:-0}" = 1 ]; then
+  step "self-hosting: the Docker images and the compose stack"
+  scripts/docker-test.sh
+fi
+
 step "all tests passed"
